@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class DispatchConfig(AppConfig):
+    name = "dispatch"
+    verbose_name = "Cron dispatch"
+
+    def ready(self) -> None:
+        from dispatch import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,46 @@
+"""Dispatch keys, windows, event ids and correlation ids (SPEC §3), all pure."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+CORRELATION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def window_start(now: datetime, window_seconds: int) -> datetime:
+    """Return `now` floored to its window, in UTC (every instant maps into exactly one)."""
+    elapsed = (now.astimezone(UTC) - _EPOCH) // timedelta(seconds=1)
+    return _EPOCH + timedelta(seconds=elapsed - elapsed % window_seconds)
+
+
+def dispatch_key(job: str, start: datetime) -> str:
+    """Return `cron:<job>:<UTC YYYY-MM-DDTHH:MM>` for a window starting at `start`."""
+    return f"cron:{job}:{start.astimezone(UTC):%Y-%m-%dT%H:%M}"
+
+
+def manual_dispatch_key(job: str, start: datetime) -> str:
+    """Return a one-off key that bypasses the window: `cron:<job>:<window>:manual-<8 hex>`."""
+    return f"{dispatch_key(job, start)}:manual-{secrets.token_hex(4)}"
+
+
+def event_id(event_name: str, key: str) -> str:
+    """Return the deterministic event id `<event name>:<dispatch key>`."""
+    return f"{event_name}:{key}"
+
+
+def correlation_id(header: str | None) -> str:
+    """Return the caller's correlation id when it is well-formed, else a new UUID."""
+    if header is not None and CORRELATION_ID_RE.fullmatch(header):
+        return header
+    return str(uuid.uuid4())
+
+
+def canary_bucket(key: str) -> int:
+    """Return the key's deterministic bucket in 0..99 for the canary percentage."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100

@@ -1,0 +1,196 @@
+"""The cron-job registry: `background-jobs` built in, more from `settings.CRON_JOBS`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from dispatch.exceptions import InvalidParam, RegistryError
+
+BACKGROUND_JOBS = "background-jobs"
+JOB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,47}")
+PARAM_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
+PARAM_TYPES = ("str", "int", "bool")
+SECONDS_PER_DAY = 86_400
+MAX_PARAM_LENGTH = 200
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class CronContext:
+    """What a cron job's callable receives, inline or inside its Inngest function."""
+
+    job: str
+    params: dict[str, Any]
+    now: datetime
+    budget_seconds: float
+    dispatch_key: str
+    correlation_id: str
+    source: str
+    run_id: str = ""
+
+
+class CronCallable(Protocol):
+    def __call__(self, ctx: CronContext, /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One query parameter a cron job accepts."""
+
+    name: str
+    type: Literal["str", "int", "bool"] = "str"
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+    def parse(self, raw: str) -> str | int | bool:
+        """Return the typed value of `raw`; raise InvalidParam saying what is accepted."""
+        if len(raw) > MAX_PARAM_LENGTH:
+            raise InvalidParam(self.name, f"longer than {MAX_PARAM_LENGTH} characters")
+        if self.type == "int":
+            if not re.fullmatch(r"-?[0-9]{1,18}", raw):
+                raise InvalidParam(self.name, "must be an integer")
+            return int(raw)
+        if self.type == "bool":
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise InvalidParam(self.name, "must be true or false")
+        if self.choices and raw not in self.choices:
+            raise InvalidParam(self.name, f"must be one of: {', '.join(self.choices)}")
+        if not raw.isprintable():
+            raise InvalidParam(self.name, "must be printable text")
+        return raw
+
+
+@dataclass(frozen=True)
+class CronJob:
+    """A registered cron job: what the dispatcher publishes and what runs inline."""
+
+    name: str
+    window_seconds: int
+    callable_path: str
+    events: tuple[str, ...]
+    params: Mapping[str, ParamSpec] = field(default_factory=dict)
+
+    @property
+    def flag_name(self) -> str:
+        """Return the environment flag that turns Inngest dispatch on or off for this job."""
+        if self.name == BACKGROUND_JOBS:
+            return "BACKGROUND_JOBS_USE_INNGEST"
+        return f"CRON_{self.name.upper().replace('-', '_')}_USE_INNGEST"
+
+    @property
+    def function_id(self) -> str:
+        """Return the Inngest function id that runs this job (extra crons only)."""
+        return f"cron-{self.name}"
+
+    def load(self) -> CronCallable:
+        """Import and return the job's callable."""
+        target: CronCallable = import_string(self.callable_path)
+        return target
+
+    def parse_params(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """Return the typed params from a query mapping; raise InvalidParam naming the bad one."""
+        for name in query:
+            if name not in self.params:
+                accepted = ", ".join(self.params) or "none"
+                raise InvalidParam(name, f"is not accepted by {self.name} (accepted: {accepted})")
+        parsed: dict[str, Any] = {}
+        for spec in self.params.values():
+            if spec.name in query:
+                parsed[spec.name] = spec.parse(query[spec.name])
+            elif spec.required:
+                raise InvalidParam(spec.name, "is required")
+        return parsed
+
+
+BUILTIN = CronJob(
+    name=BACKGROUND_JOBS,
+    window_seconds=60,
+    callable_path="jobs.tick.background_tick",
+    events=("background/process.requested", "background/maintenance.requested"),
+)
+
+
+def cron_jobs() -> dict[str, CronJob]:
+    """Return every registered cron job by name; raise RegistryError when the registry is bad."""
+    jobs = {BUILTIN.name: BUILTIN}
+    problems: list[str] = []
+    for index, entry in enumerate(settings.CRON_JOBS):
+        try:
+            job = _parse_entry(entry)
+        except RegistryError as exc:
+            problems.append(f"CRON_JOBS[{index}]: {exc}")
+            continue
+        if job.name in jobs:
+            problems.append(f"CRON_JOBS[{index}]: the name {job.name!r} is already registered")
+            continue
+        jobs[job.name] = job
+    if problems:
+        raise RegistryError("; ".join(problems))
+    return jobs
+
+
+def get_cron_job(name: str) -> CronJob | None:
+    """Return the cron job called `name`, or None."""
+    return cron_jobs().get(name)
+
+
+def _parse_entry(entry: object) -> CronJob:
+    if not isinstance(entry, Mapping):
+        raise RegistryError("must be a dict with name, window_seconds, callable and optional params")
+    unknown = set(entry) - {"name", "window_seconds", "callable", "params"}
+    if unknown:
+        raise RegistryError(f"unknown keys {sorted(unknown)}; allowed: name, window_seconds, callable, params")
+    name = entry.get("name")
+    if not isinstance(name, str) or not JOB_NAME_RE.fullmatch(name):
+        raise RegistryError(f"name {name!r} must match {JOB_NAME_RE.pattern}")
+    window = entry.get("window_seconds")
+    if not isinstance(window, int) or isinstance(window, bool) or window < 60:
+        raise RegistryError(f"{name}: window_seconds must be an integer number of seconds, at least 60")
+    if window % 60 or SECONDS_PER_DAY % window:
+        raise RegistryError(f"{name}: window_seconds={window} must be whole minutes that divide a day")
+    path = entry.get("callable")
+    if not isinstance(path, str):
+        raise RegistryError(f"{name}: callable must be a dotted path such as 'myapp.tasks.run'")
+    try:
+        target = import_string(path)
+    except ImportError as exc:
+        raise RegistryError(f"{name}: cannot import callable {path!r}: {exc}") from exc
+    if not callable(target):
+        raise RegistryError(f"{name}: {path!r} is not callable")
+    return CronJob(
+        name=name,
+        window_seconds=window,
+        callable_path=path,
+        events=(f"cron/{name}.requested",),
+        params=_parse_params(name, entry.get("params", {})),
+    )
+
+
+def _parse_params(job: str, raw: object) -> dict[str, ParamSpec]:
+    if not isinstance(raw, Mapping):
+        raise RegistryError(f"{job}: params must be a dict of name -> spec")
+    specs: dict[str, ParamSpec] = {}
+    for name, spec in raw.items():
+        if not isinstance(name, str) or not PARAM_NAME_RE.fullmatch(name):
+            raise RegistryError(f"{job}: param name {name!r} must match {PARAM_NAME_RE.pattern}")
+        if not isinstance(spec, Mapping) or set(spec) - {"type", "required", "choices"}:
+            raise RegistryError(f"{job}: param {name} must be a dict with type, required, choices")
+        kind = spec.get("type", "str")
+        if kind not in PARAM_TYPES:
+            raise RegistryError(f"{job}: param {name} has type {kind!r}; use one of {', '.join(PARAM_TYPES)}")
+        choices = spec.get("choices", ())
+        if not isinstance(choices, list | tuple) or not all(isinstance(c, str) for c in choices):
+            raise RegistryError(f"{job}: param {name} choices must be a list of strings")
+        specs[name] = ParamSpec(name=name, type=kind, required=bool(spec.get("required")), choices=tuple(choices))
+    return specs

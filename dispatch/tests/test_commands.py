@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from dispatch.models import DispatchWindow
+from orchestrator.testing.models import CronRun
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> dict[str, object]:
+    out = StringIO()
+    call_command("dispatch_tick", *args, "--json", stdout=out)
+    body: dict[str, object] = json.loads(out.getvalue())
+    return body
+
+
+def test_dispatch_tick__defaults_to_background_jobs_as_a_manual_tick() -> None:
+    body = run()
+
+    assert (body["job"], body["mode"], body["duplicate"]) == ("background-jobs", "inline", False)
+    assert DispatchWindow.objects.get().source == "manual"
+
+
+def test_dispatch_tick__at_and_params() -> None:
+    body = run("counter", "--at", "2026-01-01T10:07:00Z", "--param", "tenant=acme")
+
+    assert body["dispatchKey"] == "cron:counter:2026-01-01T10:05"
+    assert CronRun.objects.get().params == {"tenant": "acme"}
+
+
+def test_dispatch_tick__inline_is_an_emergency_tick() -> None:
+    body = run("counter", "--inline")
+
+    assert body["mode"] == "inline-forced"
+    assert DispatchWindow.objects.get().source == "emergency"
+
+
+def test_dispatch_tick__force_runs_a_second_time_in_the_window() -> None:
+    run("counter", "--at", "2026-01-01T10:07:00Z")
+    again = run("counter", "--at", "2026-01-01T10:07:00Z")
+    forced = run("counter", "--at", "2026-01-01T10:07:00Z", "--force")
+
+    assert (again["duplicate"], forced["duplicate"]) == (True, False)
+    assert CronRun.objects.count() == 2
+
+
+def test_dispatch_tick__exits_1_when_the_run_crashes() -> None:
+    with pytest.raises(SystemExit) as caught:
+        call_command("dispatch_tick", "crash", "--json", stdout=StringIO())
+
+    assert caught.value.code == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "unknown cron job 'nope'; registered: background-jobs, counter, crash"),
+        (["counter", "--at", "noon"], "--at: 'noon' is not an ISO-8601 date-time"),
+        (["counter", "--at", "2026-01-01T10:00:00"], "has no UTC offset"),
+        (["counter", "--param", "tenant"], "write it as NAME=VALUE"),
+        (["counter", "--param", "limit=x"], "--param: param 'limit' must be an integer"),
+    ],
+)
+def test_dispatch_tick__bad_arguments_say_what_to_type(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("dispatch_tick", *args)
+    assert not DispatchWindow.objects.exists()

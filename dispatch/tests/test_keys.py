@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from dispatch import keys
+
+
+@pytest.mark.parametrize(
+    ("moment", "seconds", "start"),
+    [
+        (datetime(2026, 3, 14, 15, 9, 26, 500000, tzinfo=UTC), 60, datetime(2026, 3, 14, 15, 9, tzinfo=UTC)),
+        (datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC), 300, datetime(2026, 3, 14, 15, 5, tzinfo=UTC)),
+        (datetime(2026, 3, 14, 15, 10, tzinfo=UTC), 300, datetime(2026, 3, 14, 15, 10, tzinfo=UTC)),
+        (datetime(2026, 3, 14, 23, 59, 59, tzinfo=UTC), 3600, datetime(2026, 3, 14, 23, tzinfo=UTC)),
+        (datetime(2026, 3, 14, 23, 59, 59, tzinfo=UTC), 86400, datetime(2026, 3, 14, tzinfo=UTC)),
+        # An offset instant maps into the UTC window.
+        (
+            datetime(2026, 3, 15, 1, 2, 3, tzinfo=timezone(timedelta(hours=2))),
+            60,
+            datetime(2026, 3, 14, 23, 2, tzinfo=UTC),
+        ),
+    ],
+)
+def test_window_start__floors_to_the_window_in_utc(moment: datetime, seconds: int, start: datetime) -> None:
+    assert keys.window_start(moment, seconds) == start
+
+
+def test_dispatch_key__names_the_job_and_the_utc_minute() -> None:
+    start = datetime(2026, 3, 14, 15, 5, tzinfo=UTC)
+
+    assert keys.dispatch_key("background-jobs", start) == "cron:background-jobs:2026-03-14T15:05"
+    assert keys.event_id("background/process.requested", "cron:background-jobs:2026-03-14T15:05") == (
+        "background/process.requested:cron:background-jobs:2026-03-14T15:05"
+    )
+
+
+def test_manual_dispatch_key__is_one_off() -> None:
+    start = datetime(2026, 3, 14, 15, 5, tzinfo=UTC)
+
+    first, second = keys.manual_dispatch_key("counter", start), keys.manual_dispatch_key("counter", start)
+
+    assert first.startswith("cron:counter:2026-03-14T15:05:manual-")
+    assert len(first.rsplit("-", 1)[1]) == 8
+    assert first != second
+
+
+@pytest.mark.parametrize("header", ["abc", "A.b_c-9", "x" * 64])
+def test_correlation_id__keeps_a_well_formed_header(header: str) -> None:
+    assert keys.correlation_id(header) == header
+
+
+@pytest.mark.parametrize("header", [None, "", "x" * 65, "a b", "a\r\nSet-Cookie: x", "ü", "a/b"])
+def test_correlation_id__replaces_anything_else_with_a_uuid(header: str | None) -> None:
+    value = keys.correlation_id(header)
+
+    assert str(uuid.UUID(value)) == value
+
+
+def test_canary_bucket__is_deterministic_and_spread() -> None:
+    buckets = [
+        keys.canary_bucket(f"cron:background-jobs:2026-03-14T{h:02}:{m:02}") for h in range(24) for m in range(60)
+    ]
+
+    assert buckets == [
+        keys.canary_bucket(f"cron:background-jobs:2026-03-14T{h:02}:{m:02}") for h in range(24) for m in range(60)
+    ]
+    assert all(0 <= bucket < 100 for bucket in buckets)
+    assert 0.2 < sum(bucket < 25 for bucket in buckets) / len(buckets) < 0.3

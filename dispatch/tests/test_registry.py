@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from dispatch.exceptions import InvalidParam, RegistryError
+from dispatch.registry import BACKGROUND_JOBS, cron_jobs, get_cron_job
+
+COUNTER = "orchestrator.testing.crons.count_run"
+
+
+def test_cron_jobs__background_jobs_is_built_in(settings: Any) -> None:
+    settings.CRON_JOBS = []
+
+    job = cron_jobs()[BACKGROUND_JOBS]
+
+    assert job.window_seconds == 60
+    assert job.events == ("background/process.requested", "background/maintenance.requested")
+    assert job.flag_name == "BACKGROUND_JOBS_USE_INNGEST"
+
+
+def test_cron_jobs__extra_jobs_from_settings() -> None:
+    job = get_cron_job("counter")
+
+    assert job is not None
+    assert (job.window_seconds, job.events, job.function_id) == (300, ("cron/counter.requested",), "cron-counter")
+    assert job.flag_name == "CRON_COUNTER_USE_INNGEST"
+    assert set(job.params) == {"tenant", "limit", "dry", "region"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("counter", "must be a dict"),
+        ({"name": "Bad Name", "window_seconds": 60, "callable": COUNTER}, "name 'Bad Name' must match"),
+        ({"name": "x", "window_seconds": 90, "callable": COUNTER}, "window_seconds=90 must be whole minutes"),
+        ({"name": "x", "window_seconds": 420, "callable": COUNTER}, "window_seconds=420 must be whole minutes"),
+        ({"name": "x", "window_seconds": 30, "callable": COUNTER}, "at least 60"),
+        ({"name": "x", "window_seconds": "60", "callable": COUNTER}, "must be an integer"),
+        ({"name": "x", "window_seconds": 60, "callable": "no.such.module"}, "cannot import callable"),
+        ({"name": "x", "window_seconds": 60, "callable": "django.conf.settings"}, "is not callable"),
+        ({"name": "x", "window_seconds": 60, "callable": COUNTER, "every": 1}, "unknown keys ['every']"),
+        ({"name": BACKGROUND_JOBS, "window_seconds": 60, "callable": COUNTER}, "already registered"),
+        (
+            {"name": "x", "window_seconds": 60, "callable": COUNTER, "params": {"n": {"type": "float"}}},
+            "param n has type 'float'",
+        ),
+        ({"name": "x", "window_seconds": 60, "callable": COUNTER, "params": {"1n": {}}}, "param name '1n'"),
+    ],
+)
+def test_cron_jobs__a_bad_entry_fails_with_what_to_fix(settings: Any, entry: object, message: str) -> None:
+    settings.CRON_JOBS = [entry]
+
+    with pytest.raises(RegistryError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        cron_jobs()
+
+
+def test_check__fails_on_a_bad_registry(settings: Any) -> None:
+    settings.CRON_JOBS = [{"name": "x", "window_seconds": 90, "callable": COUNTER}]
+
+    with pytest.raises(SystemCheckError, match="dispatch.E001"):
+        call_command("check")
+
+
+def test_check__passes_on_a_good_registry() -> None:
+    call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("query", "params"),
+    [
+        ({}, {}),
+        (
+            {"tenant": "acme", "limit": "10", "dry": "true", "region": "eu"},
+            {
+                "tenant": "acme",
+                "limit": 10,
+                "dry": True,
+                "region": "eu",
+            },
+        ),
+        ({"dry": "0", "limit": "-3"}, {"dry": False, "limit": -3}),
+    ],
+)
+def test_parse_params__types_the_values(query: dict[str, str], params: dict[str, object]) -> None:
+    job = get_cron_job("counter")
+    assert job is not None
+
+    assert job.parse_params(query) == params
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "reason"),
+    [
+        ({"limit": "ten"}, "limit", "must be an integer"),
+        ({"dry": "maybe"}, "dry", "must be true or false"),
+        ({"region": "mars"}, "region", "must be one of: eu, us"),
+        ({"tenant": "x" * 201}, "tenant", "longer than 200 characters"),
+        ({"tenant": "a\nb"}, "tenant", "must be printable text"),
+        ({"other": "1"}, "other", "is not accepted by counter (accepted: tenant, limit, dry, region)"),
+    ],
+)
+def test_parse_params__names_the_bad_param(query: dict[str, str], name: str, reason: str) -> None:
+    job = get_cron_job("counter")
+    assert job is not None
+
+    with pytest.raises(InvalidParam) as caught:
+        job.parse_params(query)
+
+    assert (caught.value.name, caught.value.reason) == (name, reason)
+
+
+def test_parse_params__background_jobs_takes_none() -> None:
+    job = get_cron_job(BACKGROUND_JOBS)
+    assert job is not None
+
+    with pytest.raises(InvalidParam, match="accepted: none"):
+        job.parse_params({"x": "1"})

@@ -1,0 +1,56 @@
+"""`GET|POST /api/cron/<job>`: the authenticated dispatcher endpoint (SPEC §3)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from dispatch import keys
+from dispatch.exceptions import InvalidParam
+from dispatch.models import DispatchWindow
+from dispatch.registry import get_cron_job
+from dispatch.services import dispatch_tick
+from orchestrator.auth import bearer_matches
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt
+def cron(request: HttpRequest, job: str) -> JsonResponse:
+    """Authenticate, validate, then run one tick of `job` and answer with its JSON."""
+    started = time.perf_counter()
+    if not settings.CRON_SECRET:
+        if not settings.DEBUG:
+            logger.error("cron call refused: CRON_SECRET is not set", extra={"action": "cron_auth"})
+            return JsonResponse({"error": "cron dispatch is disabled until CRON_SECRET is set"}, status=503)
+        logger.warning("cron call accepted without CRON_SECRET (DEBUG only)", extra={"action": "cron_auth"})
+    elif not bearer_matches(request, settings.CRON_SECRET):
+        return JsonResponse({"error": "unauthorized"}, status=401)
+    if request.method not in ("GET", "POST"):
+        response = JsonResponse({"error": f"method {request.method} not allowed; use GET or POST"}, status=405)
+        response["Allow"] = "GET, POST"
+        return response
+    cron_job = get_cron_job(job)
+    if cron_job is None:
+        return JsonResponse({"error": f"unknown cron job {job!r}"}, status=404)
+    try:
+        repeated = [name for name, values in request.GET.lists() if len(values) > 1]
+        if repeated:
+            raise InvalidParam(repeated[0], "is given more than once")
+        params = cron_job.parse_params(request.GET.dict())
+    except InvalidParam as exc:
+        return JsonResponse({"error": str(exc), "param": exc.name}, status=400)
+    result = dispatch_tick(
+        job=cron_job,
+        now=timezone.now(),
+        source=DispatchWindow.Source.CRON,
+        correlation_id=keys.correlation_id(request.headers.get("X-Correlation-Id")),
+        params=params,
+        started=started,
+    )
+    return JsonResponse(result.body, status=result.status_code)

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class JobsConfig(AppConfig):
+    name = "jobs"
+    verbose_name = "Background jobs"
+
+    def ready(self) -> None:
+        from jobs.maintenance import load_maintenance_modules
+        from jobs.registry import load_handler_modules
+
+        load_handler_modules()
+        load_maintenance_modules()

@@ -1,0 +1,82 @@
+"""The background-job queue's one table."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+class BackgroundJob(models.Model):
+    Status = JobStatus
+
+    tenant = models.CharField(max_length=64, blank=True, default="", help_text="Empty for global jobs.")
+    kind = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    priority = models.SmallIntegerField(default=0, help_text="Higher runs first.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=5)
+    run_after = models.DateTimeField(default=timezone.now)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    locked_by = models.CharField(max_length=128, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    # NULL, not "", means "no key": the partial unique constraint ignores NULLs.
+    dedupe_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in JobStatus]),
+                name="%(app_label)s_%(class)s_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_attempts__gte=1) & Q(max_attempts__lte=100),
+                name="%(app_label)s_%(class)s_max_attempts_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="running") | Q(lease_expires_at__isnull=False),
+                name="%(app_label)s_%(class)s_running_has_lease",
+            ),
+            # One live job per (tenant, dedupe key): a finished job frees its key.
+            models.UniqueConstraint(
+                fields=["tenant", "dedupe_key"],
+                condition=Q(status__in=["pending", "running"]) & Q(dedupe_key__isnull=False),
+                name="%(app_label)s_%(class)s_live_dedupe_key",
+            ),
+        ]
+        indexes = [
+            # The claim: pending, due, highest priority first, oldest first.
+            models.Index(
+                fields=["-priority", "run_after", "id"],
+                condition=Q(status="pending"),
+                name="jobs_claim_idx",
+            ),
+            # Lease recovery: running jobs whose lease has expired.
+            models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="jobs_lease_idx"),
+            # Pruning of finished jobs, and the admin's status filter + ordering.
+            models.Index(fields=["status", "finished_at"], name="jobs_status_finished_idx"),
+            models.Index(fields=["status", "-created_at"], name="jobs_status_created_idx"),
+            models.Index(fields=["-created_at"], name="jobs_created_idx"),
+            models.Index(fields=["kind", "-created_at"], name="jobs_kind_created_idx"),
+            models.Index(fields=["tenant", "-created_at"], name="jobs_tenant_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"
+
+    @property
+    def scope(self) -> str:
+        """Return the status-blob scope: the tenant, or `global`."""
+        return self.tenant or "global"

@@ -1,0 +1,247 @@
+"""The runner: claim due jobs under a lease, run each in its own transaction, retry or bury."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from jobs.backoff import retry_delay
+from jobs.context import JobContext
+from jobs.exceptions import LeaseLost
+from jobs.models import BackgroundJob
+from jobs.registry import get_handler
+from orchestrator.errors import one_line
+from runs.services import dead_letter_for_job
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Outcome = Literal["succeeded", "retried", "dead", "lease_lost"]
+
+
+@dataclass(frozen=True)
+class RunOrigin:
+    """Who asked for this drain: carried into logs and dead letters."""
+
+    correlation_id: str = ""
+    dispatch_key: str = ""
+    run_id: str = ""
+
+
+@dataclass
+class RunSummary:
+    claimed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    lease_lost: int = 0
+    duration_ms: int = 0
+    budget_exhausted: bool = False
+    remaining_backlog: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the summary as the JSON object the contract names."""
+        return {
+            "claimed": self.claimed,
+            "succeeded": self.succeeded,
+            "retried": self.retried,
+            "dead": self.dead,
+            "leaseLost": self.lease_lost,
+            "durationMs": self.duration_ms,
+            "budgetExhausted": self.budget_exhausted,
+            "remainingBacklog": self.remaining_backlog,
+        }
+
+
+def worker_name() -> str:
+    """Return a name unique to this runner invocation: host, process and a random tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def jobs_run(
+    *,
+    budget_seconds: float,
+    batch_size: int | None = None,
+    origin: RunOrigin | None = None,
+    clock: Clock = timezone.now,
+) -> RunSummary:
+    """Drain due jobs until none are left or `budget_seconds` is spent; return the summary.
+
+    Jobs claimed but not started when the budget runs out are released at once,
+    not left to wait for their lease.
+    """
+    started = time.monotonic()
+    deadline = started + budget_seconds
+    limit = batch_size or settings.JOBS_BATCH_SIZE
+    worker = worker_name()
+    origin = origin or RunOrigin()
+    summary = RunSummary()
+    while True:
+        if time.monotonic() >= deadline:
+            summary.budget_exhausted = True
+            break
+        batch = claim_batch(now=clock(), limit=limit, worker=worker)
+        if not batch:
+            break
+        for index, job in enumerate(batch):
+            if time.monotonic() >= deadline:
+                release(batch[index:], worker=worker)
+                summary.budget_exhausted = True
+                break
+            outcome = run_job(job, clock=clock, origin=origin)
+            summary.claimed += 1
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
+        if summary.budget_exhausted:
+            break
+    summary.remaining_backlog = ready_backlog(now=clock())
+    summary.duration_ms = round((time.monotonic() - started) * 1000)
+    logger.info(
+        "jobs drained",
+        extra={"action": "jobs_run", **summary.as_json(), **_origin_fields(origin)},
+    )
+    return summary
+
+
+def claim_batch(*, now: datetime, limit: int, worker: str) -> list[BackgroundJob]:
+    """Claim up to `limit` due jobs for `worker` under a lease; return them as claimed.
+
+    On PostgreSQL, SKIP LOCKED lets concurrent runners claim disjoint batches; on
+    SQLite the transaction takes the write lock at BEGIN (see settings).
+    """
+    lease = timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+    with transaction.atomic():
+        jobs = list(
+            BackgroundJob.objects.filter(status=BackgroundJob.Status.PENDING, run_after__lte=now)
+            .order_by("-priority", "run_after", "id")
+            .select_for_update(skip_locked=True)[:limit]
+        )
+        if not jobs:
+            return []
+        BackgroundJob.objects.filter(pk__in=[job.pk for job in jobs]).update(
+            status=BackgroundJob.Status.RUNNING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=now + lease,
+            locked_by=worker,
+            started_at=now,
+        )
+    for job in jobs:
+        job.status = BackgroundJob.Status.RUNNING
+        job.attempts += 1
+        job.lease_expires_at = now + lease
+        job.locked_by = worker
+        job.started_at = now
+    return jobs
+
+
+def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin) -> Outcome:
+    """Run one claimed job in its own transaction and record what happened."""
+    # The attempt number fences this claim: if the lease is lost and the job is
+    # claimed again, the attempt count moves on and none of our updates match.
+    fence = BackgroundJob.objects.filter(pk=job.pk, status=BackgroundJob.Status.RUNNING, attempts=job.attempts)
+    lease = timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+
+    def heartbeat() -> bool:
+        return fence.update(lease_expires_at=clock() + lease) == 1
+
+    context = JobContext(
+        job_id=job.pk,
+        kind=job.kind,
+        tenant=job.tenant,
+        payload=job.payload,
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+        started_at=job.started_at or clock(),
+        _heartbeat=heartbeat,
+    )
+    handler = get_handler(job.kind)
+    try:
+        if handler is None:
+            raise LookupError(f"no handler for kind {job.kind!r}; is its module in JOB_HANDLER_MODULES?")
+        with transaction.atomic():
+            handler(context)
+            done = fence.update(
+                status=BackgroundJob.Status.SUCCEEDED,
+                finished_at=clock(),
+                lease_expires_at=None,
+                last_error="",
+            )
+            if not done:
+                raise LeaseLost(f"job {job.pk} attempt {job.attempts} lost its lease")
+    except LeaseLost:
+        logger.warning("job lease lost", extra={"action": "job_run", "jobId": job.pk, **_origin_fields(origin)})
+        return "lease_lost"
+    except Exception as exc:  # A handler may raise anything: the job records it and is retried.
+        return _record_failure(job, fence, error=one_line(exc), now=clock(), origin=origin)
+    logger.debug("job succeeded", extra={"action": "job_run", "jobId": job.pk, "kind": job.kind})
+    return "succeeded"
+
+
+def _record_failure(job: BackgroundJob, fence: Any, *, error: str, now: datetime, origin: RunOrigin) -> Outcome:
+    extra = {"action": "job_run", "jobId": job.pk, "kind": job.kind, "attempt": job.attempts, "error": error}
+    with transaction.atomic():
+        if job.attempts >= job.max_attempts:
+            if not fence.update(
+                status=BackgroundJob.Status.DEAD, finished_at=now, lease_expires_at=None, last_error=error
+            ):
+                return "lease_lost"
+            job.status, job.finished_at, job.last_error = BackgroundJob.Status.DEAD, now, error
+            dead_letter_for_job(
+                job=job,
+                error=error,
+                now=now,
+                correlation_id=origin.correlation_id,
+                dispatch_key=origin.dispatch_key,
+                run_id=origin.run_id,
+            )
+            logger.error("job dead-lettered", extra={**extra, **_origin_fields(origin)})
+            return "dead"
+        run_after = now + retry_delay(
+            job_id=job.pk,
+            attempt=job.attempts,
+            base_seconds=settings.JOBS_RETRY_BASE_SECONDS,
+            max_seconds=settings.JOBS_RETRY_MAX_SECONDS,
+        )
+        if not fence.update(
+            status=BackgroundJob.Status.PENDING,
+            run_after=run_after,
+            lease_expires_at=None,
+            locked_by="",
+            last_error=error,
+        ):
+            return "lease_lost"
+    logger.warning("job failed, will retry", extra={**extra, "runAfter": run_after.isoformat()})
+    return "retried"
+
+
+def release(jobs: list[BackgroundJob], *, worker: str) -> int:
+    """Give claimed-but-unstarted jobs back to the queue, undoing their claim."""
+    return BackgroundJob.objects.filter(
+        pk__in=[job.pk for job in jobs], status=BackgroundJob.Status.RUNNING, locked_by=worker
+    ).update(
+        status=BackgroundJob.Status.PENDING,
+        attempts=F("attempts") - 1,
+        lease_expires_at=None,
+        locked_by="",
+    )
+
+
+def ready_backlog(*, now: datetime) -> int:
+    """Return how many pending jobs are due now."""
+    return BackgroundJob.objects.filter(status=BackgroundJob.Status.PENDING, run_after__lte=now).count()
+
+
+def _origin_fields(origin: RunOrigin) -> dict[str, str]:
+    fields = {"correlationId": origin.correlation_id, "dispatchKey": origin.dispatch_key, "runId": origin.run_id}
+    return {key: value for key, value in fields.items() if value}

@@ -1,0 +1,159 @@
+"""Enqueueing background jobs: validation first, then one insert the database can refuse."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from jobs.exceptions import InvalidJob, UnknownKind
+from jobs.models import BackgroundJob
+from jobs.registry import get_handler, registered_kinds
+
+logger = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_ATTEMPTS_LIMIT = 100
+PRIORITY_RANGE = (-100, 100)
+MAX_RUN_AFTER = timedelta(days=366)
+TENANT_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+RESERVED_SCOPE = "global"
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    job: BackgroundJob
+    created: bool
+
+
+def job_enqueue(
+    *,
+    kind: str,
+    now: datetime,
+    payload: Any = None,
+    tenant: str = "",
+    dedupe_key: str | None = None,
+    run_after: datetime | None = None,
+    max_attempts: int = 5,
+    priority: int = 0,
+) -> EnqueueResult:
+    """Enqueue a job, or return the live job holding the same (tenant, dedupe_key).
+
+    Raise InvalidJob (nothing written) when any argument is invalid.
+    """
+    payload = {} if payload is None else payload
+    _validate(
+        kind=kind,
+        payload=payload,
+        tenant=tenant,
+        dedupe_key=dedupe_key,
+        run_after=run_after,
+        max_attempts=max_attempts,
+        priority=priority,
+        now=now,
+    )
+    fields = {
+        "kind": kind,
+        "payload": payload,
+        "tenant": tenant,
+        "dedupe_key": dedupe_key,
+        "run_after": run_after or now,
+        "max_attempts": max_attempts,
+        "priority": priority,
+        "created_at": now,
+    }
+    if dedupe_key is None:
+        return EnqueueResult(job=BackgroundJob.objects.create(**fields), created=True)
+    # The partial unique index is the guard; a live job holding the key wins. A
+    # job that finishes between the refused insert and the lookup frees the key,
+    # so try again (bounded: each round means another job just finished).
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                job = BackgroundJob.objects.create(**fields)
+            return EnqueueResult(job=job, created=True)
+        except IntegrityError:
+            live = BackgroundJob.objects.filter(
+                tenant=tenant,
+                dedupe_key=dedupe_key,
+                status__in=[BackgroundJob.Status.PENDING, BackgroundJob.Status.RUNNING],
+            ).first()
+            if live is not None:
+                logger.info(
+                    "job deduplicated",
+                    extra={"action": "job_enqueue", "jobId": live.pk, "kind": kind, "tenant": tenant},
+                )
+                return EnqueueResult(job=live, created=False)
+    raise InvalidJob("dedupeKey", "the key is contended by jobs finishing right now; retry the request")
+
+
+def _validate(
+    *,
+    kind: Any,
+    payload: Any,
+    tenant: Any,
+    dedupe_key: Any,
+    run_after: Any,
+    max_attempts: Any,
+    priority: Any,
+    now: datetime,
+) -> None:
+    if not isinstance(kind, str) or not kind:
+        raise InvalidJob("kind", "is required and must be a string")
+    if get_handler(kind) is None:
+        raise UnknownKind("kind", f"unknown job kind {kind!r}; registered kinds: {', '.join(registered_kinds())}")
+    validate_payload(payload)
+    if not isinstance(tenant, str) or (tenant and not TENANT_RE.fullmatch(tenant)):
+        raise InvalidJob("tenant", f"must be empty or match {TENANT_RE.pattern}")
+    if tenant == RESERVED_SCOPE:
+        raise InvalidJob("tenant", f"{RESERVED_SCOPE!r} is reserved for jobs without a tenant; leave it empty")
+    if dedupe_key is not None and (
+        not isinstance(dedupe_key, str) or not 1 <= len(dedupe_key) <= 200 or not dedupe_key.isprintable()
+    ):
+        raise InvalidJob("dedupeKey", "must be printable text of 1 to 200 characters")
+    if run_after is not None:
+        if not isinstance(run_after, datetime) or run_after.tzinfo is None:
+            raise InvalidJob("runAfter", "must be an ISO-8601 date-time with a UTC offset")
+        if run_after > now + MAX_RUN_AFTER:
+            raise InvalidJob("runAfter", "must be within a year from now")
+    if not _is_int(max_attempts) or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise InvalidJob("maxAttempts", f"must be an integer from 1 to {MAX_ATTEMPTS_LIMIT}")
+    low, high = PRIORITY_RANGE
+    if not _is_int(priority) or not low <= priority <= high:
+        raise InvalidJob("priority", f"must be an integer from {low} to {high}")
+
+
+def validate_payload(payload: Any) -> None:
+    """Raise InvalidJob unless `payload` is JSON of at most 256 KiB."""
+    try:
+        encoded = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidJob("payload", f"is not JSON-serialisable: {exc}") from exc
+    if len(encoded.encode()) > MAX_PAYLOAD_BYTES:
+        raise InvalidJob("payload", f"is larger than {MAX_PAYLOAD_BYTES // 1024} KiB once encoded")
+    if "\\u0000" in encoded and _has_nul(payload):
+        # PostgreSQL's jsonb cannot store NUL characters.
+        raise InvalidJob("payload", "contains a NUL character, which cannot be stored")
+
+
+def _has_nul(payload: Any) -> bool:
+    stack = [payload]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return True
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

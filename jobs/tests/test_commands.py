@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from jobs.models import BackgroundJob
+
+pytestmark = pytest.mark.django_db
+
+
+def test_enqueue_job__enqueues_and_prints_the_id() -> None:
+    out = StringIO()
+
+    call_command("enqueue_job", "demo.echo", "--payload", '{"message": "hi"}', "--tenant", "acme", stdout=out)
+
+    job = BackgroundJob.objects.get()
+    assert out.getvalue().strip() == f"enqueued job {job.pk} (demo.echo)"
+    assert (job.payload, job.tenant) == ({"message": "hi"}, "acme")
+
+
+def test_enqueue_job__count() -> None:
+    out = StringIO()
+
+    call_command("enqueue_job", "demo.echo", "--count", "5", stdout=out)
+
+    assert BackgroundJob.objects.count() == 5
+    assert out.getvalue().strip() == "enqueued 5 demo.echo jobs"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "unknown job kind 'nope'"),
+        (["demo.echo", "--payload", "{bad"], "--payload is not JSON"),
+        (["demo.echo", "--run-after", "soon"], "--run-after: 'soon' is not an ISO-8601 date-time"),
+        (["demo.echo", "--max-attempts", "0"], "maxAttempts: must be an integer from 1 to 100"),
+        (["demo.echo", "--count", "0"], "--count must be at least 1"),
+    ],
+)
+def test_enqueue_job__bad_arguments_say_what_to_type(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message.replace("(", r"\(")):
+        call_command("enqueue_job", *args)
+    assert not BackgroundJob.objects.exists()
+
+
+def test_run_jobs__drains_and_prints_the_summary() -> None:
+    call_command("enqueue_job", "demo.echo", "--count", "3", stdout=StringIO())
+    out = StringIO()
+
+    call_command("run_jobs", "--budget", "30", stdout=out)
+
+    summary = json.loads(out.getvalue())
+    assert (summary["claimed"], summary["succeeded"], summary["remainingBacklog"]) == (3, 3, 0)
+
+
+def test_run_maintenance__prints_the_summary() -> None:
+    out = StringIO()
+
+    call_command("run_maintenance", stdout=out)
+
+    assert set(json.loads(out.getvalue())) >= {"recovered", "pruned", "health", "durationMs"}

@@ -1,0 +1,237 @@
+"""Settings for Orchestrator: the one place that reads the environment.
+
+With nothing set, the service runs on embedded defaults (SQLite file, local-memory
+cache, inline mode, DEBUG on). Production sets DATABASE_URL, REDIS_URL, SECRET_KEY,
+DEBUG=false, CRON_SECRET, JOBS_API_TOKEN, INNGEST_EVENT_KEY and INNGEST_SIGNING_KEY.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import django_stubs_ext
+import environ
+
+# Let annotations such as admin.ModelAdmin[Model] work at run time.
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# The development key is public: `manage.py check --deploy` refuses it.
+DEV_SECRET_KEY = "django-insecure-orchestrator-development-key-do-not-deploy"
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+DEBUG = env.bool("DEBUG", default=True)
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Which deployment this is ("production", "preview", ...): a preview must never
+# publish into production's Inngest environment.
+DEPLOY_ENV = env.str("DEPLOY_ENV", default="")
+VERCEL_ENV = env.str("VERCEL_ENV", default="")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "orchestrator",
+    "dispatch",
+    "runs",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "orchestrator.urls"
+WSGI_APPLICATION = "orchestrator.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite has no row locks: IMMEDIATE transactions take the write lock at
+    # BEGIN, so a claim (select, then update) is never interleaved with another.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"].setdefault("OPTIONS", {})
+    # A database that is down must fail the request fast, not hang it.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (status blobs) -----------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+_RAW_KEYS = "orchestrator.cache.raw_key"  # keys in Redis are exactly job:v1:...
+if REDIS_URL:
+    CACHES: dict[str, dict[str, Any]] = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_FUNCTION": _RAW_KEYS,
+            "OPTIONS": {
+                "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+                # An unreachable Redis costs a run at most this, never the run.
+                "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.25),
+                "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
+            },
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "KEY_FUNCTION": _RAW_KEYS,
+        }
+    }
+
+# --- Auth, i18n, static -------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve the admin's assets from the installed apps: no collectstatic step to forget.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+
+# --- Logging: one JSON object per line on stdout ------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+        },
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"level": env.str("DJANGO_LOG_LEVEL", default="WARNING")},
+        "inngest": {"level": env.str("INNGEST_LOG_LEVEL", default="WARNING")},
+        "httpx": {"level": "WARNING"},
+    },
+}
+
+# --- Cron dispatch (SPEC §3) --------------------------------------------------
+CRON_SECRET = env.str("CRON_SECRET", default="")
+# Extra cron jobs, beside the built-in `background-jobs`. Each entry:
+#   {"name": "nightly-report", "window_seconds": 3600,
+#    "callable": "myapp.tasks.nightly_report",
+#    "params": {"tenant": {"type": "str", "required": False}}}
+# The callable receives one dispatch.registry.CronContext (params, now,
+# budget_seconds, dispatch_key, correlation_id, ...) and returns a JSON summary.
+CRON_JOBS: list[dict[str, Any]] = env.json("CRON_JOBS", default=[])
+# Per-job dispatch flags, keyed by variable name: BACKGROUND_JOBS_USE_INNGEST for
+# `background-jobs`, CRON_<NAME>_USE_INNGEST for the others. Unset means "auto".
+DISPATCH_FLAGS: dict[str, bool] = {
+    name: env.bool(name)
+    for name in os.environ
+    if name == "BACKGROUND_JOBS_USE_INNGEST" or re.fullmatch(r"CRON_[A-Z0-9_]+_USE_INNGEST", name)
+}
+BACKGROUND_JOBS_FORCE_INLINE = env.bool("BACKGROUND_JOBS_FORCE_INLINE", default=False)
+BACKGROUND_JOBS_INNGEST_PERCENT = env.int("BACKGROUND_JOBS_INNGEST_PERCENT", default=100)
+BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK = env.bool("BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK", default=False)
+BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL = env.str("BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL", default="")
+INLINE_TIME_BUDGET_SECONDS = env.float("INLINE_TIME_BUDGET_SECONDS", default=10.0)
+
+# --- Inngest (SPEC §3, §4) ----------------------------------------------------
+INNGEST_APP_ID = env.str("INNGEST_APP_ID", default="orchestrator")
+INNGEST_EVENT_KEY = env.str("INNGEST_EVENT_KEY", default="")
+INNGEST_SIGNING_KEY = env.str("INNGEST_SIGNING_KEY", default="")
+INNGEST_SIGNING_KEY_FALLBACK = env.str("INNGEST_SIGNING_KEY_FALLBACK", default="")
+# "1"/"true" for the dev server on its default URL, or the dev server's URL.
+INNGEST_DEV = env.str("INNGEST_DEV", default="")
+INNGEST_ENV = env.str("INNGEST_ENV", default="")
+INNGEST_BASE_URL = env.str("INNGEST_BASE_URL", default="")
+INNGEST_EVENT_API_BASE_URL = env.str("INNGEST_EVENT_API_BASE_URL", default="")
+INNGEST_API_BASE_URL = env.str("INNGEST_API_BASE_URL", default="")
+INNGEST_PUBLISH_TIMEOUT_SECONDS = env.float("INNGEST_PUBLISH_TIMEOUT_SECONDS", default=1.5)
+INNGEST_FUNCTION_RETRIES = env.int("INNGEST_FUNCTION_RETRIES", default=3)
+# No single call from Inngest may outlive the platform's request timeout: each
+# step of a drain stops claiming jobs after this long.
+INNGEST_STEP_BUDGET_SECONDS = env.float("INNGEST_STEP_BUDGET_SECONDS", default=20.0)
+INNGEST_MAX_DRAIN_STEPS = env.int("INNGEST_MAX_DRAIN_STEPS", default=30)
+
+# --- Background-job queue (SPEC §5) -------------------------------------------
+JOBS_API_TOKEN = env.str("JOBS_API_TOKEN", default="")
+# Modules imported at start-up so that their @job_handler kinds are registered.
+JOB_HANDLER_MODULES: list[str] = env.list("JOB_HANDLER_MODULES", default=["jobs.demo"])
+# Modules imported at start-up so that their @maintenance_task tasks are registered.
+MAINTENANCE_TASK_MODULES: list[str] = env.list("MAINTENANCE_TASK_MODULES", default=[])
+JOBS_BATCH_SIZE = env.int("JOBS_BATCH_SIZE", default=100)
+JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=60)
+JOBS_RETRY_BASE_SECONDS = env.float("JOBS_RETRY_BASE_SECONDS", default=5.0)
+JOBS_RETRY_MAX_SECONDS = env.float("JOBS_RETRY_MAX_SECONDS", default=3600.0)
+JOBS_RETENTION_DAYS = env.int("JOBS_RETENTION_DAYS", default=7)
+RUNS_RETENTION_DAYS = env.int("RUNS_RETENTION_DAYS", default=30)
+WINDOWS_RETENTION_DAYS = env.int("WINDOWS_RETENTION_DAYS", default=30)
+MAINTENANCE_PRUNE_BATCH_SIZE = env.int("MAINTENANCE_PRUNE_BATCH_SIZE", default=1000)
+MAINTENANCE_PRUNE_MAX_BATCHES = env.int("MAINTENANCE_PRUNE_MAX_BATCHES", default=10)
+STATUS_BLOB_TTL_SECONDS = env.int("STATUS_BLOB_TTL_SECONDS", default=7 * 24 * 3600)
+
+# --- SLO stop-gates (SPEC §7) -------------------------------------------------
+SLO_DISPATCH_P95_MS = env.float("SLO_DISPATCH_P95_MS", default=2000.0)
+SLO_MAX_DUPLICATE_RUNS = env.int("SLO_MAX_DUPLICATE_RUNS", default=0)
+SLO_MAX_QUEUE_LAG_SECONDS = env.float("SLO_MAX_QUEUE_LAG_SECONDS", default=300.0)
+SLO_MAX_ENQUEUE_FAILURE_RATE = env.float("SLO_MAX_ENQUEUE_FAILURE_RATE", default=0.01)

@@ -1,0 +1,34 @@
+"""Settings for the test suite: the real PostgreSQL and Redis of this machine.
+
+DATABASE_URL and REDIS_URL override the defaults below (each test run then uses
+the database `test_<name>` that pytest-django creates, and flushes its Redis db).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orchestrator")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+from orchestrator.settings import *  # noqa: E402,F403
+from orchestrator.settings import CRON_JOBS, INSTALLED_APPS, JOB_HANDLER_MODULES  # noqa: E402
+
+INSTALLED_APPS = [*INSTALLED_APPS, "orchestrator.testing"]
+JOB_HANDLER_MODULES = [*JOB_HANDLER_MODULES, "orchestrator.testing.handlers"]
+CRON_JOBS = [
+    *CRON_JOBS,
+    {
+        "name": "counter",
+        "window_seconds": 300,
+        "callable": "orchestrator.testing.crons.count_run",
+        "params": {
+            "tenant": {"type": "str"},
+            "limit": {"type": "int"},
+            "dry": {"type": "bool"},
+            "region": {"type": "str", "choices": ["eu", "us"]},
+        },
+    },
+    {"name": "crash", "window_seconds": 60, "callable": "orchestrator.testing.crons.crash"},
+]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

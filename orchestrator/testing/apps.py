@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class TestingConfig(AppConfig):
+    name = "orchestrator.testing"
+    label = "testing"
+    verbose_name = "Test support"

@@ -1,0 +1,52 @@
+"""Job handlers for tests: each records its completed run in HandlerRun."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from jobs.context import JobContext
+from jobs.registry import job_handler
+from orchestrator.testing.models import HandlerRun
+
+
+def _record(ctx: JobContext) -> None:
+    HandlerRun.objects.create(job_id=ctx.job_id, attempt=ctx.attempt, worker_pid=os.getpid())
+
+
+@job_handler("test.record")
+def record(ctx: JobContext) -> None:
+    """Record the run; with `failUntil` in the payload, fail attempts up to that number first."""
+    fail_until = _get(ctx.payload, "failUntil", 0)
+    if ctx.attempt <= fail_until:
+        raise ValueError(f"test.record fails attempt {ctx.attempt}")
+    _record(ctx)
+
+
+@job_handler("test.fail")
+def fail(ctx: JobContext) -> None:
+    """Always fail."""
+    raise ValueError(f"test.fail failed attempt {ctx.attempt}")
+
+
+@job_handler("test.heartbeat")
+def heartbeat(ctx: JobContext) -> None:
+    """Extend the lease once, and record the run only if the lease was still ours."""
+    if not ctx.heartbeat():
+        raise RuntimeError("heartbeat refused: the lease was lost")
+    _record(ctx)
+
+
+@job_handler("test.block")
+def block(ctx: JobContext) -> None:
+    """Announce the start on stdout, then work for `seconds` so that a test can kill the worker."""
+    _record(ctx)  # Rolled back if the worker dies before the job commits.
+    sys.stdout.write(f"STARTED job={ctx.job_id} attempt={ctx.attempt}\n")
+    sys.stdout.flush()
+    time.sleep(_get(ctx.payload, "seconds", 3600))
+
+
+def _get(payload: Any, key: str, default: Any) -> Any:
+    return payload.get(key, default) if isinstance(payload, dict) else default

@@ -1,0 +1,61 @@
+"""The embedded defaults (SPEC §8): nothing configured still runs end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestrator.testing.procs import ROOT
+
+PRODUCTION_VARIABLES = ("DATABASE_URL", "REDIS_URL", "INNGEST_EVENT_KEY", "INNGEST_DEV", "DEBUG", "CRON_SECRET")
+
+
+def bare_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in PRODUCTION_VARIABLES}
+    env.update(DJANGO_SETTINGS_MODULE="orchestrator.settings", LOG_LEVEL="WARNING", **extra)
+    return env
+
+
+def run(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_settings__defaults_are_sqlite_locmem_inline_debug() -> None:
+    script = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "from dispatch.modes import publishing_configured; "
+        "print(json.dumps([s.DATABASES['default']['ENGINE'], str(s.DATABASES['default']['NAME']), "
+        "s.CACHES['default']['BACKEND'], s.DEBUG, publishing_configured()]))"
+    )
+
+    engine, name, cache, debug, publishing = json.loads(run("-c", script, env=bare_env()))
+
+    assert engine == "django.db.backends.sqlite3"
+    assert name == str(ROOT / "db.sqlite3")
+    assert cache == "django.core.cache.backends.locmem.LocMemCache"
+    assert (debug, publishing) == (True, False)
+
+
+def test_defaults__migrate_enqueue_and_tick_end_to_end_on_sqlite(tmp_path: Path) -> None:
+    # The default file lives in the checkout; point SQLite elsewhere so this test
+    # leaves the developer's db.sqlite3 alone. Everything else is the default.
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    manage = str(ROOT / "manage.py")
+    run(manage, "migrate", "--noinput", env=env)
+    run(manage, "enqueue_job", "demo.echo", "--count", "3", env=env)
+    run(manage, "enqueue_job", "demo.fail", "--max-attempts", "1", env=env)
+
+    body = json.loads(run(manage, "dispatch_tick", "--json", env=env).splitlines()[-1])
+    again = json.loads(run(manage, "dispatch_tick", "--json", env=env).splitlines()[-1])
+
+    assert (body["mode"], body["duplicate"]) == ("inline", False)
+    process = body["summary"]["process"]
+    assert (process["claimed"], process["succeeded"], process["dead"], process["remainingBacklog"]) == (4, 3, 1, 0)
+    assert again["duplicate"] is True or again["dispatchKey"] != body["dispatchKey"]

@@ -1,0 +1,22 @@
+"""ISO-8601 formatting and parsing of UTC instants, as the contracts spell them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.utils.dateparse import parse_datetime
+
+
+def iso_utc(value: datetime) -> str:
+    """Return `value` as ISO-8601 in UTC with a `Z` suffix (millisecond precision)."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso_utc(text: str) -> datetime:
+    """Parse an ISO-8601 instant that names its offset; raise ValueError otherwise."""
+    parsed = parse_datetime(text.strip())
+    if parsed is None:
+        raise ValueError(f"{text!r} is not an ISO-8601 date-time, e.g. 2026-01-31T09:30:00Z")
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset; add Z or +00:00")
+    return parsed.astimezone(UTC)

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from dispatch.views import cron
+from jobs.views import enqueue
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/cron/<str:job>", cron, name="cron"),
+    path("api/jobs", enqueue, name="jobs-enqueue"),
+]

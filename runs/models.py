@@ -1,0 +1,169 @@
+"""The run ledger: Inngest function runs, their attempts, and dead letters."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class FunctionRun(models.Model):
+    """One durable run of an Inngest function for one dispatch window."""
+
+    Status = RunStatus
+
+    function_id = models.CharField(max_length=100)
+    dispatch_key = models.CharField(max_length=200)
+    run_id = models.CharField(max_length=100)
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+    source = models.CharField(max_length=16, blank=True, default="")
+    scope = models.CharField(max_length=64, default="global")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    terminal_reason = models.CharField(max_length=500, blank=True, default="")
+    output = models.JSONField(null=True, blank=True)
+    duplicates_suppressed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["function_id", "dispatch_key"],
+                name="%(app_label)s_%(class)s_one_per_window",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in RunStatus]),
+                name="%(app_label)s_%(class)s_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="failed") | ~Q(terminal_reason=""),
+                name="%(app_label)s_%(class)s_failed_has_reason",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-started_at"], name="runs_run_started_idx"),
+            models.Index(fields=["status", "-started_at"], name="runs_run_status_started_idx"),
+            models.Index(fields=["function_id", "-started_at"], name="runs_run_function_started_idx"),
+            models.Index(fields=["dispatch_key"], name="runs_run_dispatch_key_idx"),
+            models.Index(fields=["run_id"], name="runs_run_run_id_idx"),
+            models.Index(fields=["correlation_id"], name="runs_run_correlation_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.function_id} {self.dispatch_key} ({self.status})"
+
+
+class AttemptStatus(models.TextChoices):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class FunctionRunAttempt(models.Model):
+    """One attempt of a run, numbered as Inngest numbers them (ctx.attempt + 1)."""
+
+    Status = AttemptStatus
+
+    run = models.ForeignKey(FunctionRun, on_delete=models.CASCADE, related_name="attempt_rows")
+    attempt = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    step = models.CharField(max_length=100, blank=True, default="")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "attempt"], name="%(app_label)s_%(class)s_one_per_number"),
+            models.CheckConstraint(condition=Q(attempt__gte=1), name="%(app_label)s_%(class)s_attempt_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in RunStatus]),
+                name="%(app_label)s_%(class)s_status_valid",
+            ),
+        ]
+        ordering = ["run", "attempt"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt} of run {self.run_id} ({self.status})"
+
+
+class DeadLetterSource(models.TextChoices):
+    FUNCTION_RUN = "function_run", "Function run"
+    JOB = "job", "Background job"
+
+
+class Resolution(models.TextChoices):
+    REQUEUED = "requeued"
+    RESOLVED = "resolved"
+
+
+class DeadLetter(models.Model):
+    """A terminal failure, kept until an operator requeues or resolves it."""
+
+    Source = DeadLetterSource
+    Resolution = Resolution
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    function_run = models.OneToOneField(
+        FunctionRun, null=True, blank=True, on_delete=models.PROTECT, related_name="dead_letter"
+    )
+    job = models.OneToOneField(
+        "jobs.BackgroundJob", null=True, blank=True, on_delete=models.PROTECT, related_name="dead_letter"
+    )
+    kind = models.CharField(max_length=100, help_text="Function id or job kind.")
+    scope = models.CharField(max_length=64, default="global")
+    dispatch_key = models.CharField(max_length=200, blank=True, default="")
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+    run_id = models.CharField(max_length=100, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    payload = models.JSONField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    requeued_job = models.ForeignKey(
+        "jobs.BackgroundJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="requeued_from"
+    )
+    requeued_dispatch_key = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(source="function_run") & Q(function_run__isnull=False) & Q(job__isnull=True))
+                | (Q(source="job") & Q(job__isnull=False) & Q(function_run__isnull=True)),
+                name="%(app_label)s_%(class)s_source_matches_origin",
+            ),
+            models.CheckConstraint(
+                condition=(Q(resolved_at__isnull=True) & Q(resolution=""))
+                | (Q(resolved_at__isnull=False) & Q(resolution__in=["requeued", "resolved"])),
+                name="%(app_label)s_%(class)s_resolution_consistent",
+            ),
+        ]
+        indexes = [
+            # The triage queue: unresolved letters, newest first.
+            models.Index(fields=["-created_at"], condition=Q(resolved_at__isnull=True), name="runs_dl_unresolved_idx"),
+            models.Index(fields=["-created_at"], name="runs_dl_created_idx"),
+            models.Index(fields=["kind", "-created_at"], name="runs_dl_kind_created_idx"),
+            models.Index(fields=["scope", "-created_at"], name="runs_dl_scope_created_idx"),
+            models.Index(fields=["dispatch_key"], name="runs_dl_dispatch_key_idx"),
+            models.Index(fields=["run_id"], name="runs_dl_run_id_idx"),
+            models.Index(fields=["correlation_id"], name="runs_dl_correlation_idx"),
+        ]
+
+    def __str__(self) -> str:
+        state = self.resolution or "unresolved"
+        return f"{self.kind} dead letter #{self.pk} ({state})"

@@ -1,0 +1,42 @@
+"""Dead letters: one row per terminal failure, written idempotently."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from runs.models import DeadLetter
+
+if TYPE_CHECKING:
+    from jobs.models import BackgroundJob
+
+logger = logging.getLogger(__name__)
+
+
+def dead_letter_for_job(
+    *,
+    job: BackgroundJob,
+    error: str,
+    now: datetime,
+    correlation_id: str = "",
+    dispatch_key: str = "",
+    run_id: str = "",
+) -> DeadLetter:
+    """Return the dead letter of a job that exhausted its attempts, creating it once."""
+    letter, _ = DeadLetter.objects.get_or_create(
+        job=job,
+        defaults={
+            "source": DeadLetter.Source.JOB,
+            "kind": job.kind,
+            "scope": job.scope,
+            "dispatch_key": dispatch_key,
+            "correlation_id": correlation_id,
+            "run_id": run_id,
+            "error": error,
+            "payload": job.payload,
+            "attempts": job.attempts,
+            "created_at": now,
+        },
+    )
+    return letter
