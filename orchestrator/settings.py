@@ -158,11 +158,13 @@ LOGGING: dict[str, Any] = {
             "timestamp": "time",
         },
     },
+    "filters": {"context": {"()": "orchestrator.logcontext.ContextFilter"}},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
+            "filters": ["context"],
         },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
