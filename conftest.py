@@ -10,6 +10,8 @@ import pytest
 from django.core.cache import cache
 
 from jobs.models import BackgroundJob
+from orchestrator.testing.event_api import EventAPI
+from orchestrator.testing.executor import Executor
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +39,33 @@ def make_job(now: datetime) -> Callable[..., BackgroundJob]:
         return BackgroundJob.objects.create(**fields)
 
     return make
+
+
+# --- Inngest on loopback (SPEC §9) ------------------------------------------------
+
+EVENT_KEY = "test-event-key"
+SIGNING_KEY = "signkey-test-" + "5e" * 32
+
+
+@pytest.fixture
+def event_api(settings: Any) -> Iterator[EventAPI]:
+    """A loopback event API, and settings that make the dispatcher publish to it."""
+    with EventAPI(event_key=EVENT_KEY) as api:
+        settings.INNGEST_EVENT_KEY = EVENT_KEY
+        settings.INNGEST_SIGNING_KEY = SIGNING_KEY
+        settings.INNGEST_DEV = ""
+        settings.INNGEST_EVENT_API_BASE_URL = api.url
+        settings.INNGEST_PUBLISH_TIMEOUT_SECONDS = 0.5
+        yield api
+
+
+@pytest.fixture
+def executor(settings: Any, live_server: Any) -> Iterator[Executor]:
+    """A loopback executor driving /api/inngest of a live server, in cloud mode (signed)."""
+    settings.INNGEST_SIGNING_KEY = SIGNING_KEY
+    settings.INNGEST_EVENT_KEY = EVENT_KEY
+    settings.INNGEST_DEV = ""
+    runner = Executor(serve_url=f"{live_server.url}/api/inngest", signing_key=SIGNING_KEY)
+    runner.sync()
+    yield runner
+    runner.stop()

@@ -72,14 +72,32 @@ class ParamSpec:
 
 
 @dataclass(frozen=True)
+class WorkUnit:
+    """One piece of a cron job's work: one event, one Inngest function, one ledger row per window."""
+
+    function_id: str
+    event: str
+    callable_path: str
+
+    def load(self) -> CronCallable:
+        """Import and return the unit's callable."""
+        target: CronCallable = import_string(self.callable_path)
+        return target
+
+
+@dataclass(frozen=True)
 class CronJob:
-    """A registered cron job: what the dispatcher publishes and what runs inline."""
+    """A registered cron job: the events the dispatcher publishes, the work that runs inline."""
 
     name: str
     window_seconds: int
-    callable_path: str
-    events: tuple[str, ...]
+    units: tuple[WorkUnit, ...]
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """Return the names of the events one window publishes."""
+        return tuple(unit.event for unit in self.units)
 
     @property
     def flag_name(self) -> str:
@@ -87,16 +105,6 @@ class CronJob:
         if self.name == BACKGROUND_JOBS:
             return "BACKGROUND_JOBS_USE_INNGEST"
         return f"CRON_{self.name.upper().replace('-', '_')}_USE_INNGEST"
-
-    @property
-    def function_id(self) -> str:
-        """Return the Inngest function id that runs this job (extra crons only)."""
-        return f"cron-{self.name}"
-
-    def load(self) -> CronCallable:
-        """Import and return the job's callable."""
-        target: CronCallable = import_string(self.callable_path)
-        return target
 
     def parse_params(self, query: Mapping[str, str]) -> dict[str, Any]:
         """Return the typed params from a query mapping; raise InvalidParam naming the bad one."""
@@ -116,8 +124,12 @@ class CronJob:
 BUILTIN = CronJob(
     name=BACKGROUND_JOBS,
     window_seconds=60,
-    callable_path="jobs.tick.background_tick",
-    events=("background/process.requested", "background/maintenance.requested"),
+    # Inline, units run in this order: maintenance first returns jobs whose
+    # worker died to the queue, so the drain that follows picks them up.
+    units=(
+        WorkUnit("background-maintenance", "background/maintenance.requested", "jobs.tick.maintain"),
+        WorkUnit("process-background-jobs", "background/process.requested", "jobs.tick.process_jobs"),
+    ),
 )
 
 
@@ -171,8 +183,7 @@ def _parse_entry(entry: object) -> CronJob:
     return CronJob(
         name=name,
         window_seconds=window,
-        callable_path=path,
-        events=(f"cron/{name}.requested",),
+        units=(WorkUnit(f"cron-{name}", f"cron/{name}.requested", path),),
         params=_parse_params(name, entry.get("params", {})),
     )
 

@@ -5,7 +5,6 @@ The cron view and `manage.py dispatch_tick` both call `dispatch_tick`.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,14 +12,17 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 
-from dispatch import keys
+from dispatch import keys, modes
+from dispatch.events import event_data, window_events
 from dispatch.models import DispatchWindow
+from dispatch.publish import PublishError, publish_events
 from dispatch.registry import CronContext, CronJob
-from dispatch.windows import window_claim, window_close
-from orchestrator.errors import one_line
+from dispatch.windows import window_claim, window_close, window_set_mode
+from orchestrator.inngest import current_config
+from orchestrator.logcontext import log_context
 from orchestrator.timefmt import iso_utc
+from runs.inline import run_inline
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,18 @@ class Tick:
     def elapsed_ms(self) -> int:
         return round((time.perf_counter() - self.started) * 1000)
 
+    def data(self) -> dict[str, Any]:
+        """Return the window's event payload (also kept with an inline run's dead letter)."""
+        return event_data(
+            job=self.job,
+            source=self.source,
+            now=self.now,
+            dispatch_key=self.dispatch_key,
+            correlation_id=self.correlation_id,
+            window_start=self.window_start,
+            params=self.params,
+        )
+
     def body(self, *, mode: str, duplicate: bool = False, **extra: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "mode": mode,
@@ -82,7 +96,7 @@ def dispatch_tick(
     force: bool = False,
     started: float | None = None,
 ) -> TickResult:
-    """Run one tick of `job`: claim its window once, then dispatch or run inline.
+    """Run one tick of `job`: claim its window once, then dispatch to Inngest or run inline.
 
     `at` picks the window (default: `now`); `inline` forces an inline run (an
     operator's emergency tick); `force` bypasses the window with a one-off key.
@@ -98,27 +112,62 @@ def dispatch_tick(
         dispatch_key=keys.manual_dispatch_key(job.name, start) if force else keys.dispatch_key(job.name, start),
         started=time.perf_counter() if started is None else started,
     )
-    mode = resolve_mode(tick, inline_requested=inline)
-    claim = window_claim(
-        dispatch_key=tick.dispatch_key,
-        job=job.name,
-        window_start=start,
-        window_seconds=job.window_seconds,
-        mode=mode,
-        source=source,
-        correlation_id=correlation_id,
-        now=now,
-    )
-    if not claim.won:
-        return _duplicate(tick, claim.window)
-    return _run_inline(tick, claim.window, mode=mode)
+    with log_context(correlationId=correlation_id, dispatchKey=tick.dispatch_key, job=job.name):
+        mode = resolve_mode(tick, inline_requested=inline)
+        with log_context(mode=mode):
+            return _tick(tick, mode=mode)
 
 
 def resolve_mode(tick: Tick, *, inline_requested: bool) -> str:
     """Return the mode for this tick, in the order SPEC §3 gives."""
     if inline_requested or settings.BACKGROUND_JOBS_FORCE_INLINE:
         return Mode.INLINE_FORCED
-    return Mode.INLINE
+    if not modes.dispatch_enabled(tick.job) or not modes.canary_selected(tick.dispatch_key):
+        return Mode.INLINE
+    return Mode.DISPATCH
+
+
+def _tick(tick: Tick, *, mode: str) -> TickResult:
+    events = window_events(tick.job, tick.data()) if mode == Mode.DISPATCH else []
+    claim = window_claim(
+        dispatch_key=tick.dispatch_key,
+        job=tick.job.name,
+        window_start=tick.window_start,
+        window_seconds=tick.job.window_seconds,
+        mode=mode,
+        source=tick.source,
+        correlation_id=tick.correlation_id,
+        event_ids=[event.id for event in events],
+        now=tick.now,
+    )
+    if not claim.won:
+        return _duplicate(tick, claim.window)
+    if mode == Mode.DISPATCH:
+        return _dispatch(tick, claim.window, events)
+    return _run_inline(tick, claim.window, mode=mode)
+
+
+def _dispatch(tick: Tick, window: DispatchWindow, events: list[Any]) -> TickResult:
+    # Checked on every dispatching tick, so a switch left on without a future
+    # _UNTIL is logged as an error each time, not only when a publish fails.
+    fallback = modes.emergency_fallback_active(tick.now)
+    event_ids = [event.id for event in events]
+    try:
+        publish_events(events, config=current_config(), timeout=settings.INNGEST_PUBLISH_TIMEOUT_SECONDS)
+    except PublishError as exc:
+        error = str(exc)
+        if fallback:
+            window_set_mode(window, mode=Mode.INLINE_FALLBACK, now=tick.now)
+            logger.error("publish failed: running inline (emergency fallback)", extra={"action": "publish"})
+            return _run_inline(tick, window, mode=Mode.INLINE_FALLBACK, error=error)
+        window_close(window, status=Status.DISPATCH_FAILED, latency_ms=tick.elapsed_ms(), now=tick.now, error=error)
+        body = tick.body(mode=Mode.DISPATCH_FAILED, eventIds=event_ids, error=error)
+        logger.error("publish failed", extra={"action": "publish", "error": error, **_log_fields(body)})
+        return TickResult(status_code=503, body=body)
+    window_close(window, status=Status.ENQUEUED, latency_ms=tick.elapsed_ms(), now=tick.now)
+    body = tick.body(mode=Mode.DISPATCH, enqueued=True, eventIds=event_ids)
+    logger.info("window dispatched", extra={"action": "publish", **_log_fields(body)})
+    return TickResult(status_code=202, body=body)
 
 
 def _duplicate(tick: Tick, window: DispatchWindow) -> TickResult:
@@ -126,7 +175,7 @@ def _duplicate(tick: Tick, window: DispatchWindow) -> TickResult:
         "enqueued": window.status == Status.ENQUEUED,
         "eventIds": list(window.event_ids),
     }
-    if window.mode != Mode.DISPATCH:
+    if window.mode not in (Mode.DISPATCH, Mode.DISPATCH_FAILED):
         extra["summary"] = None  # This tick ran nothing; the window's own run answered earlier.
     body = tick.body(mode=window.mode, duplicate=True, **extra)
     logger.info("duplicate tick", extra={"action": "dispatch", **_log_fields(body)})
@@ -143,28 +192,19 @@ def _run_inline(tick: Tick, window: DispatchWindow, *, mode: str, error: str = "
         correlation_id=tick.correlation_id,
         source=tick.source,
     )
-    try:
-        summary = _jsonable(tick.job.load()(ctx))
-    except Exception as exc:  # The job's own code may raise anything: answer 500 JSON, free the window.
-        crash = one_line(exc)
-        window_close(window, status=Status.DISPATCH_FAILED, latency_ms=tick.elapsed_ms(), now=tick.now, error=crash)
-        logger.exception("inline run crashed", extra={"action": "dispatch", "dispatchKey": tick.dispatch_key})
-        body = tick.body(mode=mode, summary=None, error=f"inline run crashed: {crash}")
-        return TickResult(status_code=500, body=body)
-    window_close(window, status=Status.INLINE, latency_ms=tick.elapsed_ms(), now=tick.now, error=error)
-    extra: dict[str, Any] = {"summary": summary}
-    if error:
-        extra["error"] = error
+    result = run_inline(job=tick.job, ctx=ctx, payload=tick.data())
+    errors = [error] if error else []
+    if result.errors:
+        errors.append("inline run crashed: " + "; ".join(result.errors))
+    window_close(window, status=Status.INLINE, latency_ms=tick.elapsed_ms(), now=tick.now, error=" | ".join(errors))
+    extra: dict[str, Any] = {"summary": result.summary}
+    if errors:
+        extra["error"] = " | ".join(errors)
     body = tick.body(mode=mode, **extra)
     logger.info("inline run finished", extra={"action": "dispatch", **_log_fields(body)})
-    return TickResult(status_code=200, body=body)
-
-
-def _jsonable(value: Any) -> Any:
-    """Return `value` as plain JSON types (dates and decimals become strings)."""
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+    return TickResult(status_code=500 if result.errors else 200, body=body)
 
 
 def _log_fields(body: dict[str, Any]) -> dict[str, Any]:
-    names = ("mode", "job", "dispatchKey", "correlationId", "duplicate", "enqueued", "latencyMs")
+    names = ("duplicate", "enqueued", "latencyMs")
     return {name: body[name] for name in names}

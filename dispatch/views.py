@@ -6,6 +6,7 @@ import logging
 import time
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -45,12 +46,22 @@ def cron(request: HttpRequest, job: str) -> JsonResponse:
         params = cron_job.parse_params(request.GET.dict())
     except InvalidParam as exc:
         return JsonResponse({"error": str(exc), "param": exc.name}, status=400)
-    result = dispatch_tick(
-        job=cron_job,
-        now=timezone.now(),
-        source=DispatchWindow.Source.CRON,
-        correlation_id=keys.correlation_id(request.headers.get("X-Correlation-Id")),
-        params=params,
-        started=started,
-    )
+    correlation_id = keys.correlation_id(request.headers.get("X-Correlation-Id"))
+    try:
+        result = dispatch_tick(
+            job=cron_job,
+            now=timezone.now(),
+            source=DispatchWindow.Source.CRON,
+            correlation_id=correlation_id,
+            params=params,
+            started=started,
+        )
+    except DatabaseError as exc:
+        # Without the database no window can be claimed: fail fast, say so, run nothing.
+        logger.error(
+            "cron call failed: database unavailable",
+            extra={"action": "dispatch", "job": job, "correlationId": correlation_id, "error": type(exc).__name__},
+        )
+        body = {"error": f"database unavailable ({type(exc).__name__})", "job": job, "correlationId": correlation_id}
+        return JsonResponse(body, status=503)
     return JsonResponse(result.body, status=result.status_code)

@@ -47,14 +47,17 @@ def window_claim(
     mode: str,
     source: str,
     correlation_id: str,
+    event_ids: list[str],
     now: datetime,
 ) -> Claim:
     """Claim the window for this tick, or count the tick as a duplicate.
 
     A new key is claimed by inserting its row (the unique constraint refuses all
     but one insert). A window whose publish failed, or whose pending tick died,
-    is re-claimed by a conditional update that only one tick can win.
+    is re-claimed by a conditional update that only one tick can win. A claim in
+    mode `dispatch` records the event ids and counts one publish attempt.
     """
+    publishing = mode == Mode.DISPATCH
     try:
         with transaction.atomic():
             window = DispatchWindow.objects.create(
@@ -67,6 +70,8 @@ def window_claim(
                 window_start=window_start,
                 window_seconds=window_seconds,
                 requested_at=now,
+                event_ids=event_ids if publishing else [],
+                publish_attempts=1 if publishing else 0,
                 created_at=now,
                 updated_at=now,
             )
@@ -74,7 +79,7 @@ def window_claim(
     except IntegrityError:
         window = DispatchWindow.objects.get(dispatch_key=dispatch_key)
     if _reclaimable(window, now=now):
-        fields = {
+        fields: dict[str, object] = {
             "status": Status.PENDING,
             "mode": mode,
             "source": source,
@@ -83,12 +88,15 @@ def window_claim(
             "updated_at": now,
             "error": "",
         }
+        if publishing:
+            fields["event_ids"] = event_ids
         won = DispatchWindow.objects.filter(pk=window.pk, status=window.status, updated_at=window.updated_at).update(
-            **fields
+            **fields, publish_attempts=F("publish_attempts") + int(publishing)
         )
         if won:
             for name, value in fields.items():
                 setattr(window, name, value)
+            window.publish_attempts += int(publishing)
             logger.info(
                 "window re-claimed",
                 extra={"action": "window_claim", "dispatchKey": dispatch_key, "mode": mode},
@@ -117,12 +125,9 @@ def window_close(
     latency_ms: int,
     now: datetime,
     error: str = "",
-    event_ids: list[str] | None = None,
 ) -> None:
     """Record how the claimed window ended: enqueued, inline, or dispatch_failed."""
     fields: dict[str, object] = {"status": status, "latency_ms": latency_ms, "error": error, "updated_at": now}
-    if event_ids is not None:
-        fields["event_ids"] = event_ids
     DispatchWindow.objects.filter(pk=window.pk).update(**fields)
     for name, value in fields.items():
         setattr(window, name, value)

@@ -28,6 +28,7 @@ from runs.services import dead_letter_for_job
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+SUMMED = ("claimed", "succeeded", "retried", "dead", "leaseLost", "durationMs")
 Outcome = Literal["succeeded", "retried", "dead", "lease_lost"]
 
 
@@ -65,6 +66,14 @@ class RunSummary:
         }
 
 
+def merge_summaries(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Return the summary of two consecutive drains (counts add up; the backlog is the later one)."""
+    merged = {name: first[name] + second[name] for name in SUMMED}
+    merged["budgetExhausted"] = second["budgetExhausted"]
+    merged["remainingBacklog"] = second["remainingBacklog"]
+    return merged
+
+
 def worker_name() -> str:
     """Return a name unique to this runner invocation: host, process and a random tag."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -74,13 +83,15 @@ def jobs_run(
     *,
     budget_seconds: float,
     batch_size: int | None = None,
+    max_jobs: int | None = None,
     origin: RunOrigin | None = None,
     clock: Clock = timezone.now,
 ) -> RunSummary:
-    """Drain due jobs until none are left or `budget_seconds` is spent; return the summary.
+    """Drain due jobs until none are left, `budget_seconds` is spent or `max_jobs` ran.
 
     Jobs claimed but not started when the budget runs out are released at once,
-    not left to wait for their lease.
+    not left to wait for their lease. Running out of budget or of `max_jobs` both
+    count as `budgetExhausted`.
     """
     started = time.monotonic()
     deadline = started + budget_seconds
@@ -92,7 +103,11 @@ def jobs_run(
         if time.monotonic() >= deadline:
             summary.budget_exhausted = True
             break
-        batch = claim_batch(now=clock(), limit=limit, worker=worker)
+        if max_jobs is not None and summary.claimed >= max_jobs:
+            summary.budget_exhausted = True
+            break
+        allowed = limit if max_jobs is None else min(limit, max_jobs - summary.claimed)
+        batch = claim_batch(now=clock(), limit=allowed, worker=worker)
         if not batch:
             break
         for index, job in enumerate(batch):

@@ -7,6 +7,11 @@ MAX_ERROR_LENGTH = 2000
 
 def one_line(exc: BaseException, limit: int = MAX_ERROR_LENGTH) -> str:
     """Return `Type: message` on one line, without a stack trace, at most `limit` characters."""
-    message = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    message = str(exc)
+    return squash(f"{type(exc).__name__}: {message}" if message.strip() else type(exc).__name__, limit)
+
+
+def squash(text: str, limit: int = MAX_ERROR_LENGTH) -> str:
+    """Return `text` on one line (whitespace runs collapsed), at most `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

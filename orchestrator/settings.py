@@ -201,7 +201,7 @@ INLINE_TIME_BUDGET_SECONDS = env.float("INLINE_TIME_BUDGET_SECONDS", default=10.
 INNGEST_APP_ID = env.str("INNGEST_APP_ID", default="orchestrator")
 INNGEST_EVENT_KEY = env.str("INNGEST_EVENT_KEY", default="")
 INNGEST_SIGNING_KEY = env.str("INNGEST_SIGNING_KEY", default="")
-INNGEST_SIGNING_KEY_FALLBACK = env.str("INNGEST_SIGNING_KEY_FALLBACK", default="")
+# INNGEST_SIGNING_KEY_FALLBACK (key rotation) is read by the Inngest SDK itself.
 # "1"/"true" for the dev server on its default URL, or the dev server's URL.
 INNGEST_DEV = env.str("INNGEST_DEV", default="")
 INNGEST_ENV = env.str("INNGEST_ENV", default="")
@@ -213,6 +213,7 @@ INNGEST_FUNCTION_RETRIES = env.int("INNGEST_FUNCTION_RETRIES", default=3)
 # No single call from Inngest may outlive the platform's request timeout: each
 # step of a drain stops claiming jobs after this long.
 INNGEST_STEP_BUDGET_SECONDS = env.float("INNGEST_STEP_BUDGET_SECONDS", default=20.0)
+INNGEST_STEP_MAX_JOBS = env.int("INNGEST_STEP_MAX_JOBS", default=10_000)
 INNGEST_MAX_DRAIN_STEPS = env.int("INNGEST_MAX_DRAIN_STEPS", default=30)
 
 # --- Background-job queue (SPEC §5) -------------------------------------------

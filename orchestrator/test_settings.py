@@ -30,5 +30,6 @@ CRON_JOBS = [
         },
     },
     {"name": "crash", "window_seconds": 60, "callable": "orchestrator.testing.crons.crash"},
+    {"name": "flaky", "window_seconds": 60, "callable": "orchestrator.testing.crons.fail_first_attempt"},
 ]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

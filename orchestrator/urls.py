@@ -5,9 +5,11 @@ from django.urls import path
 
 from dispatch.views import cron
 from jobs.views import enqueue
+from runs.views import serve as inngest_serve
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/cron/<str:job>", cron, name="cron"),
     path("api/jobs", enqueue, name="jobs-enqueue"),
+    path("api/inngest", inngest_serve, name="inngest"),
 ]

@@ -1,12 +1,12 @@
-"""Dead letters: one row per terminal failure, written idempotently."""
+"""Dead letters: one row per terminal failure, written idempotently (a unique origin each)."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from runs.models import DeadLetter
+from runs.models import DeadLetter, FunctionRun
 
 if TYPE_CHECKING:
     from jobs.models import BackgroundJob
@@ -36,6 +36,26 @@ def dead_letter_for_job(
             "error": error,
             "payload": job.payload,
             "attempts": job.attempts,
+            "created_at": now,
+        },
+    )
+    return letter
+
+
+def dead_letter_for_run(*, run: FunctionRun, error: str, payload: Any, now: datetime) -> DeadLetter:
+    """Return the dead letter of a function run that failed for good, creating it once."""
+    letter, _ = DeadLetter.objects.get_or_create(
+        function_run=run,
+        defaults={
+            "source": DeadLetter.Source.FUNCTION_RUN,
+            "kind": run.function_id,
+            "scope": run.scope,
+            "dispatch_key": run.dispatch_key,
+            "correlation_id": run.correlation_id,
+            "run_id": run.run_id,
+            "error": error,
+            "payload": payload,
+            "attempts": run.attempts,
             "created_at": now,
         },
     )

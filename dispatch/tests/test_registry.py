@@ -18,7 +18,8 @@ def test_cron_jobs__background_jobs_is_built_in(settings: Any) -> None:
     job = cron_jobs()[BACKGROUND_JOBS]
 
     assert job.window_seconds == 60
-    assert job.events == ("background/process.requested", "background/maintenance.requested")
+    assert set(job.events) == {"background/process.requested", "background/maintenance.requested"}
+    assert [unit.function_id for unit in job.units] == ["background-maintenance", "process-background-jobs"]
     assert job.flag_name == "BACKGROUND_JOBS_USE_INNGEST"
 
 
@@ -26,7 +27,8 @@ def test_cron_jobs__extra_jobs_from_settings() -> None:
     job = get_cron_job("counter")
 
     assert job is not None
-    assert (job.window_seconds, job.events, job.function_id) == (300, ("cron/counter.requested",), "cron-counter")
+    assert (job.window_seconds, job.events) == (300, ("cron/counter.requested",))
+    assert [unit.function_id for unit in job.units] == ["cron-counter"]
     assert job.flag_name == "CRON_COUNTER_USE_INNGEST"
     assert set(job.params) == {"tenant", "limit", "dry", "region"}
 

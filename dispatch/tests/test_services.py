@@ -10,6 +10,7 @@ from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
 from jobs.models import BackgroundJob
 from orchestrator.testing.models import CronRun, HandlerRun
+from runs.models import DeadLetter, FunctionRun
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +39,7 @@ def test_dispatch_tick__inline_runs_once_and_records_the_window(now: datetime) -
         "enqueued": False,
         "duplicate": False,
         "eventIds": [],
-        "summary": {"cronRunId": CronRun.objects.get().pk, "params": {"tenant": "acme"}},
+        "summary": {"cron-counter": {"cronRunId": CronRun.objects.get().pk, "params": {"tenant": "acme"}}},
         "latencyMs": 0,
     }
     assert isinstance(body["latencyMs"], int)
@@ -51,6 +52,17 @@ def test_dispatch_tick__inline_runs_once_and_records_the_window(now: datetime) -
     )
     assert (window.correlation_id, window.requested_at, window.window_seconds) == ("corr-1", now, 300)
     assert window.latency_ms is not None
+    # The inline run is in the ledger, like an Inngest run of the same window would be.
+    run = FunctionRun.objects.get()
+    assert (run.function_id, run.dispatch_key, run.status, run.source, run.scope) == (
+        "cron-counter",
+        "cron:counter:2026-03-14T15:05",
+        "succeeded",
+        "cron",
+        "acme",
+    )
+    assert run.run_id.startswith("inline-")
+    assert run.output == body["summary"]["cron-counter"]
 
 
 def test_dispatch_tick__a_second_tick_in_the_window_is_a_duplicate(now: datetime) -> None:
@@ -105,19 +117,27 @@ def test_dispatch_tick__force_inline_setting(now: datetime, settings: Any) -> No
     assert tick(now=now).body["mode"] == "inline-forced"
 
 
-def test_dispatch_tick__a_crashing_inline_run_answers_500_and_frees_the_window(now: datetime) -> None:
+def test_dispatch_tick__a_crashing_inline_run_answers_500_and_is_dead_lettered(now: datetime) -> None:
     result = tick("crash", now=now)
 
     assert result.status_code == 500
     assert result.body["mode"] == "inline"
-    assert result.body["summary"] is None
-    assert result.body["error"] == "inline run crashed: RuntimeError: the crash cron job always crashes"
+    assert result.body["summary"] == {"cron-crash": None}
+    assert result.body["error"] == "inline run crashed: cron-crash: RuntimeError: the crash cron job always crashes"
     window = DispatchWindow.objects.get()
-    assert (window.status, window.error) == ("dispatch_failed", "RuntimeError: the crash cron job always crashes")
-    # The failed window is re-claimed by the next tick (which crashes again here).
+    assert (window.status, window.error) == ("inline", result.body["error"])
+    run = FunctionRun.objects.get()
+    assert (run.status, run.terminal_reason) == ("failed", "inline run crashed")
+    letter = DeadLetter.objects.get()
+    assert (letter.source, letter.function_run_id, letter.kind) == ("function_run", run.pk, "cron-crash")
+    assert letter.payload is not None
+    assert (letter.payload["event"], letter.payload["data"]["dispatchKey"]) == (
+        "cron/crash.requested",
+        "cron:crash:2026-03-14T15:09",
+    )
+    # One run per window: the next tick of the window is a duplicate; the next window runs again.
     again = tick("crash", now=now + timedelta(seconds=10))
-    assert again.body["duplicate"] is False
-    assert DispatchWindow.objects.count() == 1
+    assert again.body["duplicate"] is True
 
 
 def test_dispatch_tick__a_stale_pending_window_is_reclaimed(now: datetime) -> None:
@@ -152,6 +172,24 @@ def test_dispatch_tick__background_jobs_inline_runs_maintenance_then_drains(now:
     result = tick("background-jobs", now=now)
 
     summary = result.body["summary"]
-    assert (summary["process"]["claimed"], summary["process"]["succeeded"], summary["process"]["dead"]) == (4, 3, 1)
-    assert summary["maintenance"]["health"]["ready"] == 4
+    assert list(summary) == ["background-maintenance", "process-background-jobs"]
+    process = summary["process-background-jobs"]
+    assert (process["claimed"], process["succeeded"], process["dead"]) == (4, 3, 1)
+    assert summary["background-maintenance"]["health"]["ready"] == 4
     assert HandlerRun.objects.count() == 3
+    assert set(FunctionRun.objects.values_list("function_id", "status")) == {
+        ("background-maintenance", "succeeded"),
+        ("process-background-jobs", "succeeded"),
+    }
+
+
+def test_dispatch_tick__inline_skips_a_unit_whose_window_another_run_owns(now: datetime) -> None:
+    FunctionRun.objects.create(
+        function_id="cron-counter", dispatch_key="cron:counter:2026-03-14T15:05", run_id="inngest-run-1"
+    )
+
+    result = tick(now=now)
+
+    assert result.body["summary"] == {"cron-counter": {"skipped": "duplicate-window"}}
+    assert not CronRun.objects.exists()
+    assert FunctionRun.objects.get().duplicates_suppressed == 1

@@ -30,7 +30,7 @@ def test_cron__get_runs_a_tick(client: Client) -> None:
         "trace-42",
         False,
     )
-    assert body["summary"]["params"] == {"tenant": "acme"}
+    assert body["summary"]["cron-counter"]["params"] == {"tenant": "acme"}
     assert set(body) == {
         "mode",
         "job",
@@ -128,3 +128,26 @@ def test_cron__debug_without_a_secret_accepts(client: Client, settings: Any) -> 
     settings.DEBUG = True
 
     assert client.get("/api/cron/counter").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cron__database_down_is_a_quick_503_json(client: Client, settings: Any) -> None:
+    from django.db import connections
+
+    database = connections["default"]
+    saved = dict(database.settings_dict)
+    database.close()
+    database.settings_dict["PORT"] = "1"  # nothing listens there: connection refused
+    try:
+        response = client.get("/api/cron/counter", headers={**AUTH, "X-Correlation-Id": "db-down"})
+    finally:
+        database.close()
+        database.settings_dict.clear()
+        database.settings_dict.update(saved)
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "error": "database unavailable (OperationalError)",
+        "job": "counter",
+        "correlationId": "db-down",
+    }

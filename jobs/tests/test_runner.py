@@ -251,3 +251,13 @@ def test_heartbeat__reports_a_lost_lease(make_job: Job, now: datetime) -> None:
 
     assert outcome == "lease_lost"
     assert not HandlerRun.objects.exists()
+
+
+def test_jobs_run__max_jobs_stops_early_and_says_so(make_job: Job, now: datetime) -> None:
+    for _ in range(5):
+        make_job()
+
+    summary = jobs_run(budget_seconds=30, max_jobs=3, batch_size=2, clock=at(now))
+
+    assert (summary.claimed, summary.budget_exhausted, summary.remaining_backlog) == (3, True, 2)
+    assert BackgroundJob.objects.filter(status="running").count() == 0

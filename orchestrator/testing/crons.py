@@ -20,3 +20,12 @@ def count_run(ctx: CronContext) -> dict[str, Any]:
 def crash(ctx: CronContext) -> dict[str, Any]:
     """Raise, as a broken cron job would."""
     raise RuntimeError("the crash cron job always crashes")
+
+
+def fail_first_attempt(ctx: CronContext) -> dict[str, Any]:
+    """Fail the first call for a window (recording it), succeed on the next."""
+    previous = CronRun.objects.filter(dispatch_key=ctx.dispatch_key).count()
+    CronRun.objects.create(dispatch_key=ctx.dispatch_key, params={}, source=ctx.source, worker_pid=os.getpid())
+    if previous == 0:
+        raise ConnectionError("flaky dependency: first call fails")
+    return {"calls": previous + 1}

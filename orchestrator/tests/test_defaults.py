@@ -56,6 +56,6 @@ def test_defaults__migrate_enqueue_and_tick_end_to_end_on_sqlite(tmp_path: Path)
     again = json.loads(run(manage, "dispatch_tick", "--json", env=env).splitlines()[-1])
 
     assert (body["mode"], body["duplicate"]) == ("inline", False)
-    process = body["summary"]["process"]
+    process = body["summary"]["process-background-jobs"]
     assert (process["claimed"], process["succeeded"], process["dead"], process["remainingBacklog"]) == (4, 3, 1, 0)
     assert again["duplicate"] is True or again["dispatchKey"] != body["dispatchKey"]

@@ -1,0 +1,229 @@
+"""The Inngest functions (SPEC §4): one per work unit of every registered cron job.
+
+`process-background-jobs` drains the queue, `background-maintenance` runs
+maintenance, `cron-<name>` runs an extra cron job. Each function:
+
+- refuses a payload without `dispatchKey` as non-retriable (idempotency would
+  silently switch off), recording the failed run and its dead letter;
+- claims its (function, window) ledger row in a step, so a second Inngest run of
+  the same window (another run id) does no work: `{"skipped": "duplicate-window"}`;
+- does its work in steps, each bounded by INNGEST_STEP_BUDGET_SECONDS, so no
+  single call from Inngest outlives a request timeout;
+- records each attempt; the last failing attempt (or a NonRetriableError) marks
+  the run failed and writes its dead letter, and `on_failure` writes the same
+  dead letter idempotently, so either path alone suffices.
+
+The SDK re-enters the function body once per step, replaying finished steps from
+their memoized output: every ledger write therefore happens inside a step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, NoReturn
+
+import inngest
+from django.conf import settings
+from django.utils import timezone
+
+from dispatch.registry import CronContext, CronJob, WorkUnit, cron_jobs
+from jobs.runner import RunOrigin, jobs_run, merge_summaries
+from orchestrator.errors import one_line, squash
+from orchestrator.logcontext import log_context
+from runs import ledger
+from runs.inline import SKIPPED, to_json
+
+logger = logging.getLogger(__name__)
+
+PROCESS_JOBS = "process-background-jobs"
+MAX_DISPATCH_KEY_LENGTH = 200
+
+
+def build_functions(client: inngest.Inngest) -> list[inngest.Function[Any]]:
+    """Return the Inngest function of every work unit of every registered cron job."""
+    return [_build(client, job, unit) for job in cron_jobs().values() for unit in job.units]
+
+
+def _build(client: inngest.Inngest, job: CronJob, unit: WorkUnit) -> inngest.Function[Any]:
+    def on_failure(ctx: inngest.ContextSync) -> dict[str, Any]:
+        return _record_failure(ctx, unit)
+
+    @client.create_function(
+        fn_id=unit.function_id,
+        name=unit.function_id,
+        trigger=inngest.TriggerEvent(event=unit.event),
+        retries=settings.INNGEST_FUNCTION_RETRIES,
+        concurrency=[inngest.Concurrency(limit=1)],
+        idempotency="event.data.dispatchKey",
+        on_failure=on_failure,
+    )
+    def function(ctx: inngest.ContextSync) -> Any:
+        return _execute(ctx, job, unit)
+
+    return function
+
+
+def _execute(ctx: inngest.ContextSync, job: CronJob, unit: WorkUnit) -> Any:
+    data = dict(ctx.event.data)
+    key = data.get("dispatchKey")
+    if not isinstance(key, str) or not _valid_key(key):
+        _refuse(ctx, unit, data)
+    params = _mapping(data.get("params"))
+    correlation_id = str(data.get("correlationId") or "")[:64]
+    source = str(data.get("source") or "")[:16]
+    with log_context(correlationId=correlation_id, dispatchKey=key, runId=ctx.run_id, mode="dispatch"):
+        claim = ctx.step.run(
+            "claim-run",
+            lambda: _claim(ctx, unit, key=key, correlation_id=correlation_id, source=source, params=params),
+        )
+        if not claim["won"]:
+            return SKIPPED
+        run_pk: int = claim["runPk"]
+        step = _stepper(ctx, run_pk, payload={"event": unit.event, "data": data})
+        base = CronContext(
+            job=job.name,
+            params=params,
+            now=timezone.now(),
+            budget_seconds=settings.INNGEST_STEP_BUDGET_SECONDS,
+            dispatch_key=key,
+            correlation_id=correlation_id,
+            source=source,
+            run_id=ctx.run_id,
+        )
+        if unit.function_id == PROCESS_JOBS:
+            output = _drain(step, base)
+        else:
+            output = step("run", lambda now: to_json(unit.load()(_at(base, now))))
+        ctx.step.run(
+            "finish-run",
+            lambda: ledger.run_finish(run_pk=run_pk, output=output, now=timezone.now()),
+        )
+        return output
+
+
+def _drain(step: Callable[..., Any], base: CronContext) -> dict[str, Any]:
+    """Drain the queue in steps (each within INNGEST_STEP_BUDGET_SECONDS and _STEP_MAX_JOBS) while jobs remain due."""
+    origin = RunOrigin(correlation_id=base.correlation_id, dispatch_key=base.dispatch_key, run_id=base.run_id)
+    totals: dict[str, Any] | None = None
+    for number in range(1, settings.INNGEST_MAX_DRAIN_STEPS + 1):
+        summary: dict[str, Any] = step(
+            f"drain-{number}",
+            lambda now: jobs_run(
+                budget_seconds=base.budget_seconds, max_jobs=settings.INNGEST_STEP_MAX_JOBS, origin=origin
+            ).as_json(),
+        )
+        totals = summary if totals is None else merge_summaries(totals, summary)
+        if not (summary["budgetExhausted"] and summary["remainingBacklog"]):
+            break
+    assert totals is not None
+    return totals
+
+
+def _stepper(ctx: inngest.ContextSync, run_pk: int, *, payload: dict[str, Any]) -> Callable[..., Any]:
+    """Return step(name, work): run `work(now)` as an Inngest step that records its attempt."""
+    max_attempts = settings.INNGEST_FUNCTION_RETRIES + 1
+
+    def step(name: str, work: Callable[[datetime], Any]) -> Any:
+        def body() -> Any:
+            now, attempt = timezone.now(), ctx.attempt + 1
+            ledger.attempt_begin(run_pk=run_pk, attempt=attempt, step=name, now=now)
+            try:
+                return work(now)
+            except Exception as exc:  # Any error of the work: record the attempt, let Inngest retry it.
+                error = one_line(exc)
+                ledger.attempt_fail(run_pk=run_pk, attempt=attempt, step=name, error=error, now=timezone.now())
+                if isinstance(exc, inngest.NonRetriableError) or attempt >= max_attempts:
+                    reason = "non-retriable error" if attempt < max_attempts else f"retries exhausted ({attempt})"
+                    ledger.run_fail(
+                        run_pk=run_pk,
+                        attempt=attempt,
+                        error=error,
+                        terminal_reason=f"{reason} in step {name}",
+                        payload=payload,
+                        now=timezone.now(),
+                    )
+                raise
+
+        return ctx.step.run(name, body)
+
+    return step
+
+
+def _claim(
+    ctx: inngest.ContextSync, unit: WorkUnit, *, key: str, correlation_id: str, source: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    claim = ledger.run_claim(
+        function_id=unit.function_id,
+        dispatch_key=key,
+        run_id=ctx.run_id,
+        correlation_id=correlation_id,
+        source=source,
+        scope=ledger.scope_of(params),
+        attempt=ctx.attempt + 1,
+        now=timezone.now(),
+    )
+    return {"runPk": claim.run.pk, "won": claim.won}
+
+
+def _refuse(ctx: inngest.ContextSync, unit: WorkUnit, data: dict[str, Any]) -> NoReturn:
+    """Record the run of a payload without a usable dispatchKey as failed, then refuse it."""
+    error = "event.data.dispatchKey is missing or invalid: refusing to run without idempotency"
+    ledger.run_fail_reported(
+        function_id=unit.function_id,
+        dispatch_key=_invalid_key(ctx.run_id),
+        run_id=ctx.run_id,
+        correlation_id=str(data.get("correlationId") or "")[:64],
+        source=str(data.get("source") or "")[:16],
+        scope="global",
+        attempt=ctx.attempt + 1,
+        error=error,
+        terminal_reason="non-retriable error: invalid payload",
+        payload={"event": unit.event, "data": data},
+        now=timezone.now(),
+    )
+    raise inngest.NonRetriableError(error)
+
+
+def _record_failure(ctx: inngest.ContextSync, unit: WorkUnit) -> dict[str, Any]:
+    """on_failure: write the failed run's dead letter (idempotently; Inngest gives this no retries)."""
+    failure = dict(ctx.event.data)
+    data = _mapping(_mapping(failure.get("event")).get("data"))
+    run_id = str(failure.get("run_id") or ctx.run_id)
+    key = data.get("dispatchKey")
+    dispatch_key = key if isinstance(key, str) and _valid_key(key) else _invalid_key(run_id)
+    error_info = _mapping(failure.get("error"))
+    error = f"{error_info.get('name') or 'Error'}: {error_info.get('message') or 'the function failed'}"
+    letter = ledger.run_fail_reported(
+        function_id=unit.function_id,
+        dispatch_key=dispatch_key,
+        run_id=run_id,
+        correlation_id=str(data.get("correlationId") or "")[:64],
+        source=str(data.get("source") or "")[:16],
+        scope=ledger.scope_of(_mapping(data.get("params"))),
+        attempt=None,
+        error=squash(error),
+        terminal_reason="reported by on_failure",
+        payload={"event": unit.event, "data": data},
+        now=timezone.now(),
+    )
+    return {"deadLetter": letter.pk if letter else None}
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """Return `value` as a dict when it is one (payloads come from outside), else {}."""
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _valid_key(key: object) -> bool:
+    return isinstance(key, str) and 0 < len(key) <= MAX_DISPATCH_KEY_LENGTH and key.isprintable()
+
+
+def _invalid_key(run_id: str) -> str:
+    return f"invalid:{run_id}"[:MAX_DISPATCH_KEY_LENGTH]
+
+
+def _at(base: CronContext, now: datetime) -> CronContext:
+    return replace(base, now=now)

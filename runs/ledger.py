@@ -1,0 +1,223 @@
+"""The run ledger: one FunctionRun per (function, window), its attempts, its terminal failure.
+
+Inline runs and Inngest runs claim the same rows, so a window's work is done once
+whichever path reaches it first; the other is recorded as a suppressed duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from orchestrator.timefmt import iso_utc
+from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
+from runs.services import dead_letter_for_run
+from runs.status import SCOPE_RE, status_write
+
+logger = logging.getLogger(__name__)
+
+Status = FunctionRun.Status
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    """The ledger row of the window, and whether this run owns it (else: a duplicate, skip)."""
+
+    run: FunctionRun
+    won: bool
+
+
+def scope_of(params: dict[str, Any]) -> str:
+    """Return the run's scope: a cron param `tenant` when it is a valid scope, else `global`."""
+    tenant = params.get("tenant")
+    return tenant if isinstance(tenant, str) and SCOPE_RE.fullmatch(tenant) else "global"
+
+
+def run_claim(
+    *,
+    function_id: str,
+    dispatch_key: str,
+    run_id: str,
+    correlation_id: str,
+    source: str,
+    scope: str,
+    attempt: int,
+    now: datetime,
+) -> RunClaim:
+    """Claim the (function, window) row for `run_id`, or record this run as a suppressed duplicate.
+
+    The unique constraint on (function_id, dispatch_key) refuses every insert but
+    one. The same run claiming again (a retried step) gets its own row back.
+    """
+    try:
+        with transaction.atomic():
+            run = FunctionRun.objects.create(
+                function_id=function_id,
+                dispatch_key=dispatch_key,
+                run_id=run_id,
+                correlation_id=correlation_id,
+                source=source,
+                scope=scope,
+                status=Status.RUNNING,
+                attempts=attempt,
+                started_at=now,
+            )
+            FunctionRunAttempt.objects.create(run=run, attempt=attempt, started_at=now)
+    except IntegrityError:
+        run = FunctionRun.objects.get(function_id=function_id, dispatch_key=dispatch_key)
+        if run.run_id == run_id:
+            return RunClaim(run=run, won=True)
+        FunctionRun.objects.filter(pk=run.pk).update(duplicates_suppressed=F("duplicates_suppressed") + 1)
+        logger.warning(
+            "duplicate run suppressed",
+            extra={"action": "run_claim", "functionId": function_id, "ownerRunId": run.run_id, "runId": run_id},
+        )
+        return RunClaim(run=run, won=False)
+    _blob(run, now=now, status=Status.RUNNING, startedAt=iso_utc(now), finishedAt=None, durationMs=None, lastError="")
+    logger.info("run started", extra={"action": "run_start", "functionId": function_id, "attempt": attempt})
+    return RunClaim(run=run, won=True)
+
+
+def attempt_begin(*, run_pk: int, attempt: int, step: str, now: datetime) -> None:
+    """Record that `attempt` (Inngest's ctx.attempt + 1) is running `step`."""
+    FunctionRunAttempt.objects.get_or_create(run_id=run_pk, attempt=attempt, defaults={"started_at": now, "step": step})
+    FunctionRunAttempt.objects.filter(run_id=run_pk, attempt=attempt, status=Status.RUNNING).update(step=step)
+    FunctionRun.objects.filter(pk=run_pk, attempts__lt=attempt).update(attempts=attempt)
+
+
+def attempt_fail(*, run_pk: int, attempt: int, step: str, error: str, now: datetime) -> None:
+    """Record that `attempt` failed in `step` (it may be retried)."""
+    FunctionRunAttempt.objects.filter(run_id=run_pk, attempt=attempt).update(
+        status=Status.FAILED, step=step, error=error, finished_at=now
+    )
+    FunctionRun.objects.filter(pk=run_pk).update(last_error=error)
+    run = FunctionRun.objects.get(pk=run_pk)
+    _blob(run, now=now, attempt=attempt, lastError=error)
+    logger.warning("run attempt failed", extra={"action": "run_attempt", "attempt": attempt, "step": step})
+
+
+def run_finish(*, run_pk: int, output: Any, now: datetime) -> None:
+    """Mark the run succeeded with its JSON output, and its open attempt with it."""
+    run = FunctionRun.objects.get(pk=run_pk)
+    duration_ms = _duration_ms(run, now)
+    FunctionRun.objects.filter(pk=run_pk, status=Status.RUNNING).update(
+        status=Status.SUCCEEDED, finished_at=now, duration_ms=duration_ms, output=output
+    )
+    FunctionRunAttempt.objects.filter(run_id=run_pk, status=Status.RUNNING).update(
+        status=Status.SUCCEEDED, finished_at=now
+    )
+    _blob(run, now=now, status=Status.SUCCEEDED, finishedAt=iso_utc(now), durationMs=duration_ms, attempt=run.attempts)
+    logger.info(
+        "run finished", extra={"action": "run_finish", "functionId": run.function_id, "durationMs": duration_ms}
+    )
+
+
+def run_fail(
+    *,
+    run_pk: int,
+    attempt: int,
+    error: str,
+    terminal_reason: str,
+    payload: Any,
+    now: datetime,
+) -> DeadLetter | None:
+    """Mark the run failed for good and write its one dead letter (idempotent).
+
+    A run that already succeeded is left alone (None is returned).
+    """
+    with transaction.atomic():
+        run = FunctionRun.objects.select_for_update().get(pk=run_pk)
+        if run.status == Status.SUCCEEDED:
+            return None
+        if run.status == Status.RUNNING:
+            run.status = Status.FAILED
+            run.finished_at = now
+            run.duration_ms = _duration_ms(run, now)
+            run.last_error = error
+            run.terminal_reason = terminal_reason[:500]
+            run.attempts = max(run.attempts, attempt)
+            run.save(
+                update_fields=["status", "finished_at", "duration_ms", "last_error", "terminal_reason", "attempts"]
+            )
+        attempt_row, _ = FunctionRunAttempt.objects.get_or_create(
+            run=run, attempt=attempt, defaults={"started_at": now, "status": Status.FAILED, "error": error}
+        )
+        if attempt_row.status == Status.RUNNING:
+            FunctionRunAttempt.objects.filter(pk=attempt_row.pk).update(
+                status=Status.FAILED, error=error, finished_at=now
+            )
+        letter = dead_letter_for_run(run=run, error=error, payload=payload, now=now)
+    _blob(run, now=now, status=Status.FAILED, finishedAt=iso_utc(now), durationMs=run.duration_ms, lastError=error)
+    logger.error(
+        "run failed",
+        extra={"action": "dead_letter", "functionId": run.function_id, "terminalReason": run.terminal_reason},
+    )
+    return letter
+
+
+def run_fail_reported(
+    *,
+    function_id: str,
+    dispatch_key: str,
+    run_id: str,
+    correlation_id: str,
+    source: str,
+    scope: str,
+    attempt: int | None,
+    error: str,
+    terminal_reason: str,
+    payload: Any,
+    now: datetime,
+) -> DeadLetter | None:
+    """Record a terminal failure reported from outside the run's steps (on_failure, a bad payload).
+
+    The run may never have reached its claim (its row is created, failed); a
+    failure reported for a duplicate run that never owned the window is ignored.
+    `attempt` None means "the last attempt the ledger knows of".
+    """
+    claim = run_claim(
+        function_id=function_id,
+        dispatch_key=dispatch_key,
+        run_id=run_id,
+        correlation_id=correlation_id,
+        source=source,
+        scope=scope,
+        attempt=attempt or 1,
+        now=now,
+    )
+    if not claim.won:
+        logger.warning(
+            "failure of a duplicate run ignored: it never owned the window",
+            extra={"action": "run_failure", "functionId": function_id, "ownerRunId": claim.run.run_id},
+        )
+        return None
+    return run_fail(
+        run_pk=claim.run.pk,
+        attempt=max(attempt or 0, claim.run.attempts),
+        error=error,
+        terminal_reason=terminal_reason,
+        payload=payload,
+        now=now,
+    )
+
+
+def _duration_ms(run: FunctionRun, now: datetime) -> int:
+    return max(0, round((now - run.started_at).total_seconds() * 1000))
+
+
+def _blob(run: FunctionRun, *, now: datetime, **fields: Any) -> None:
+    status_write(
+        scope=run.scope,
+        job_name=run.function_id,
+        now=now,
+        source=run.source,
+        dispatchKey=run.dispatch_key,
+        correlationId=run.correlation_id,
+        runId=run.run_id,
+        **fields,
+    )

@@ -1,0 +1,297 @@
+"""The Inngest functions, driven over HTTP by the loopback executor (signed, cloud mode)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+from django.test import Client
+
+from conftest import SIGNING_KEY
+from jobs.models import BackgroundJob
+from orchestrator.testing.executor import Executor
+from orchestrator.testing.models import CronRun, HandlerRun
+from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
+from runs.status import status_read
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PROCESS = "background/process.requested"
+KEY = "cron:background-jobs:2026-03-14T15:09"
+
+
+def event(name: str, key: str | None = KEY, **data: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "source": "cron",
+        "requestedAt": "2026-03-14T15:09:26.500Z",
+        "correlationId": "corr-9",
+        "dispatchWindowStart": "2026-03-14T15:09:00.000Z",
+        "dispatchWindowSeconds": 60,
+        **data,
+    }
+    if key is not None:
+        payload["dispatchKey"] = key
+    return {"name": name, "id": f"{name}:{key}", "data": payload, "ts": int(time.time() * 1000)}
+
+
+def enqueue(count: int, kind: str = "test.record") -> None:
+    BackgroundJob.objects.bulk_create([BackgroundJob(kind=kind) for _ in range(count)])
+
+
+def test_sync__serves_every_function_with_retries_concurrency_and_idempotency(executor: Executor) -> None:
+    functions = executor.functions
+
+    for name in ("process-background-jobs", "background-maintenance", "cron-counter", "cron-crash", "cron-flaky"):
+        function = functions[f"orchestrator-{name}"]
+        assert (function.max_attempts, function.concurrency, function.idempotency) == (
+            4,
+            1,
+            "event.data.dispatchKey",
+        )
+        failure = functions[f"orchestrator-{name}-failure"]
+        assert (failure.trigger_event, failure.max_attempts) == ("inngest/function.failed", 1)
+        assert failure.expression == f"event.data.function_id == 'orchestrator-{name}'"
+    assert functions["orchestrator-process-background-jobs"].trigger_event == PROCESS
+
+
+def test_process_function__drains_the_queue_and_records_the_run(executor: Executor) -> None:
+    enqueue(3)
+
+    [run] = executor.deliver(event(PROCESS))
+
+    assert run.status == "completed"
+    assert (run.output["claimed"], run.output["succeeded"]) == (3, 3)
+    assert HandlerRun.objects.count() == 3
+    row = FunctionRun.objects.get()
+    assert (row.function_id, row.dispatch_key, row.run_id, row.status) == (
+        "process-background-jobs",
+        KEY,
+        run.run_id,
+        "succeeded",
+    )
+    assert (row.correlation_id, row.source, row.scope, row.attempts) == ("corr-9", "cron", "global", 1)
+    assert row.output == run.output
+    assert list(FunctionRunAttempt.objects.values_list("attempt", "status")) == [(1, "succeeded")]
+    blob = status_read(scope="global", job_name="process-background-jobs")
+    assert blob is not None
+    assert (blob["status"], blob["runId"], blob["dispatchKey"], blob["correlationId"]) == (
+        "succeeded",
+        run.run_id,
+        KEY,
+        "corr-9",
+    )
+    assert blob["durationMs"] is not None
+
+
+def test_process_function__drains_in_several_steps_and_the_ledger_stays_single(
+    executor: Executor, settings: Any
+) -> None:
+    settings.INNGEST_STEP_MAX_JOBS = 2
+    enqueue(5)
+
+    [run] = executor.deliver(event(PROCESS))
+
+    drain_steps = [memo for memo in run.steps.values() if "claimed" in (memo.get("data") or {})]
+    assert len(drain_steps) == 3  # 2 + 2 + 1 jobs
+    assert (run.output["claimed"], run.output["succeeded"], run.output["remainingBacklog"]) == (5, 5, 0)
+    assert HandlerRun.objects.count() == 5
+    assert FunctionRun.objects.get().attempts == 1
+    assert FunctionRunAttempt.objects.count() == 1
+
+
+def test_redelivery__the_same_event_is_deduplicated_and_a_new_run_id_does_no_work(executor: Executor) -> None:
+    enqueue(2)
+    [first] = executor.deliver(event(PROCESS))
+    enqueue(2)
+
+    assert executor.deliver(event(PROCESS)) == []  # Inngest's own dedupe: same event id
+    [again] = executor.deliver(event(PROCESS), force=True)  # as if Inngest's idempotency had not held
+
+    assert again.status == "completed"
+    assert again.run_id != first.run_id
+    assert again.output == {"skipped": "duplicate-window"}
+    assert HandlerRun.objects.count() == 2  # the later jobs wait for the next window
+    row = FunctionRun.objects.get()
+    assert (row.run_id, row.duplicates_suppressed) == (first.run_id, 1)
+
+
+def test_cron_function__a_failed_attempt_is_retried_and_recorded(executor: Executor) -> None:
+    [run] = executor.deliver(event("cron/flaky.requested", "cron:flaky:2026-03-14T15:09"))
+
+    assert run.status == "completed"
+    assert run.output == {"calls": 2}
+    row = FunctionRun.objects.get()
+    assert (row.status, row.attempts, row.last_error) == (
+        "succeeded",
+        2,
+        "ConnectionError: flaky dependency: first call fails",
+    )
+    assert list(FunctionRunAttempt.objects.order_by("attempt").values_list("attempt", "status", "step", "error")) == [
+        (1, "failed", "run", "ConnectionError: flaky dependency: first call fails"),
+        (2, "succeeded", "run", ""),
+    ]
+    assert not DeadLetter.objects.exists()
+
+
+def test_cron_function__retries_until_terminal_then_exactly_one_dead_letter(executor: Executor) -> None:
+    [run] = executor.deliver(event("cron/crash.requested", "cron:crash:2026-03-14T15:09"))
+
+    assert run.status == "failed"
+    assert run.max_attempt == 3  # ctx.attempt 0..3: four attempts
+    row = FunctionRun.objects.get()
+    assert (row.status, row.attempts, row.terminal_reason) == ("failed", 4, "retries exhausted (4) in step run")
+    assert list(FunctionRunAttempt.objects.order_by("attempt").values_list("attempt", "status")) == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "failed"),
+        (4, "failed"),
+    ]
+    letter = DeadLetter.objects.get()
+    assert (letter.source, letter.function_run_id, letter.kind, letter.attempts) == (
+        "function_run",
+        row.pk,
+        "cron-crash",
+        4,
+    )
+    assert letter.error == "RuntimeError: the crash cron job always crashes"
+    assert letter.payload == {
+        "event": "cron/crash.requested",
+        "data": event("cron/crash.requested", "cron:crash:2026-03-14T15:09")["data"],
+    }
+    # on_failure ran too, and found the same letter.
+    [failure] = [r for r in executor.runs if r.function_id.endswith("-failure")]
+    assert (failure.status, failure.output) == ("completed", {"deadLetter": letter.pk})
+    blob = status_read(scope="global", job_name="cron-crash")
+    assert blob is not None
+    assert (blob["status"], blob["lastError"]) == ("failed", letter.error)
+
+
+def test_on_failure__alone_writes_the_dead_letter(executor: Executor) -> None:
+    original = event("cron/counter.requested", "cron:counter:2026-03-14T15:05")
+    failed = {
+        "name": "inngest/function.failed",
+        "id": "failure-1",
+        "data": {
+            "function_id": "orchestrator-cron-counter",
+            "run_id": "01RUNTHATNEVERCLAIMED",
+            "error": {"name": "TimeoutError", "message": "the step timed out\non the platform"},
+            "event": original,
+        },
+    }
+
+    [run] = executor.deliver(failed)
+    executor.deliver(failed, force=True)  # a second report changes nothing
+
+    assert run.status == "completed"
+    row = FunctionRun.objects.get()
+    assert (row.status, row.run_id, row.dispatch_key, row.terminal_reason) == (
+        "failed",
+        "01RUNTHATNEVERCLAIMED",
+        "cron:counter:2026-03-14T15:05",
+        "reported by on_failure",
+    )
+    letter = DeadLetter.objects.get()
+    assert letter.error == "TimeoutError: the step timed out on the platform"
+    assert letter.run_id == "01RUNTHATNEVERCLAIMED"
+
+
+def test_on_failure__of_a_duplicate_run_leaves_the_owner_alone(executor: Executor) -> None:
+    [owner] = executor.deliver(event("cron/counter.requested", "cron:counter:2026-03-14T15:05"))
+    failed = {
+        "name": "inngest/function.failed",
+        "id": "failure-2",
+        "data": {
+            "function_id": "orchestrator-cron-counter",
+            "run_id": "01DUPLICATE",
+            "error": {"name": "Error", "message": "boom"},
+            "event": event("cron/counter.requested", "cron:counter:2026-03-14T15:05"),
+        },
+    }
+
+    executor.deliver(failed)
+
+    row = FunctionRun.objects.get()
+    assert (row.run_id, row.status) == (owner.run_id, "succeeded")
+    assert not DeadLetter.objects.exists()
+
+
+def test_payload_without_dispatch_key__is_refused_without_retries(executor: Executor) -> None:
+    [run] = executor.deliver(event("cron/counter.requested", key=None))
+
+    assert run.status == "failed"
+    assert run.requests == 1
+    assert run.error is not None
+    assert run.error["name"] == "NonRetriableError"
+    assert not CronRun.objects.exists()
+    row = FunctionRun.objects.get()
+    assert (row.dispatch_key, row.status, row.terminal_reason) == (
+        f"invalid:{run.run_id}",
+        "failed",
+        "non-retriable error: invalid payload",
+    )
+    assert DeadLetter.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Inngest-Signature": "t=1700000000&s=" + "0" * 64},
+        {"X-Inngest-Signature": "garbage"},
+    ],
+)
+def test_serve__refuses_unsigned_or_badly_signed_calls(
+    executor: Executor, live_server: Any, headers: dict[str, str]
+) -> None:
+    enqueue(1)
+    body: dict[str, Any] = {
+        "ctx": {"attempt": 0, "disable_immediate_execution": False, "run_id": "01X", "stack": {"stack": []}},
+        "event": event(PROCESS),
+        "events": [event(PROCESS)],
+        "steps": {},
+        "use_api": False,
+    }
+
+    response = httpx.post(
+        f"{live_server.url}/api/inngest",
+        params={"fnId": "orchestrator-process-background-jobs", "stepId": "step"},
+        json=body,
+        headers=headers,
+    )
+
+    assert response.status_code == 401
+    assert not FunctionRun.objects.exists()
+    assert HandlerRun.objects.count() == 0
+
+
+def test_serve__a_signature_from_another_key_is_refused(live_server: Any, settings: Any) -> None:
+    settings.INNGEST_SIGNING_KEY = SIGNING_KEY
+    settings.INNGEST_DEV = ""
+    impostor = Executor(serve_url=f"{live_server.url}/api/inngest", signing_key="signkey-test-" + "ab" * 32)
+
+    with pytest.raises(AssertionError, match="sync answered 401"):
+        impostor.sync()
+    impostor.stop()
+
+
+def test_serve__cloud_mode_without_a_signing_key_answers_503(client: Client, settings: Any) -> None:
+    settings.INNGEST_SIGNING_KEY = ""
+    settings.INNGEST_DEV = ""
+
+    response = client.post("/api/inngest?fnId=x", data="{}", content_type="application/json")
+
+    assert response.status_code == 503
+    assert "INNGEST_SIGNING_KEY" in response.json()["error"]
+
+
+def test_serve__dev_mode_answers_the_dev_servers_inspection(client: Client, settings: Any) -> None:
+    settings.INNGEST_SIGNING_KEY = ""
+    settings.INNGEST_DEV = "1"
+
+    response = client.get("/api/inngest")
+
+    assert response.status_code == 200
+    assert response.json()["mode"] == "dev"
+    assert response.json()["function_count"] >= 5
