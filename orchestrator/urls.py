@@ -5,9 +5,12 @@ from django.urls import path
 
 from dispatch.views import cron
 from jobs.views import enqueue
+from orchestrator.views import health, status
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/cron/<str:job>", cron, name="cron"),
     path("api/jobs", enqueue, name="jobs-enqueue"),
+    path("api/health", health, name="health"),
+    path("api/status", status, name="status"),
 ]

@@ -13,6 +13,7 @@ from dispatch.exceptions import InvalidParam
 from dispatch.models import DispatchWindow
 from dispatch.registry import BACKGROUND_JOBS, cron_jobs
 from dispatch.services import dispatch_tick
+from orchestrator.logcontext import log_context
 from orchestrator.timefmt import parse_iso_utc
 
 
@@ -45,16 +46,23 @@ class Command(BaseCommand):
             params = job.parse_params(dict(_split_param(text) for text in options["param"]))
         except InvalidParam as exc:
             raise CommandError(f"--param: {exc}") from exc
-        result = dispatch_tick(
-            job=job,
-            now=timezone.now(),
-            source=DispatchWindow.Source.EMERGENCY if options["inline"] else DispatchWindow.Source.MANUAL,
-            correlation_id=keys.correlation_id(None),
-            params=params,
-            at=at,
-            inline=options["inline"],
-            force=options["force"],
+        now = timezone.now()
+        correlation_id = keys.correlation_id(None)
+        # A forced tick's one-off key is drawn inside dispatch_tick; its own log lines carry it.
+        dispatch_key = (
+            "" if options["force"] else keys.dispatch_key(job.name, keys.window_start(at or now, job.window_seconds))
         )
+        with log_context(correlationId=correlation_id, dispatchKey=dispatch_key, job=job.name):
+            result = dispatch_tick(
+                job=job,
+                now=now,
+                source=DispatchWindow.Source.EMERGENCY if options["inline"] else DispatchWindow.Source.MANUAL,
+                correlation_id=correlation_id,
+                params=params,
+                at=at,
+                inline=options["inline"],
+                force=options["force"],
+            )
         text = json.dumps(result.body, indent=None if options["json"] else 2)
         self.stdout.write(text)
         if not options["json"]:
