@@ -85,8 +85,9 @@ def signing_key_messages(config: DeployConfig) -> list[CheckMessage]:
         return []
     return [
         Error(
-            "Inngest runs in cloud mode (INNGEST_EVENT_KEY or a *_USE_INNGEST flag is set, INNGEST_DEV is not) "
-            "but INNGEST_SIGNING_KEY is not set: /api/inngest cannot verify that calls come from Inngest.",
+            "Inngest runs in cloud mode (INNGEST_EVENT_KEY is set or a *_USE_INNGEST flag is true, and "
+            "INNGEST_DEV is not) but INNGEST_SIGNING_KEY is not set: /api/inngest cannot verify that calls "
+            "come from Inngest.",
             hint="Set INNGEST_SIGNING_KEY from the Inngest dashboard, or INNGEST_DEV=1 to use the dev server.",
             id="orchestrator.E002",
         )
