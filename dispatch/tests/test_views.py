@@ -135,7 +135,6 @@ def production(settings: Any) -> None:
     """DEBUG off with a correct configuration (inline: Inngest is not configured)."""
     settings.DEBUG = False
     settings.SECRET_KEY = "a-production-secret-key-that-is-long-and-random-enough-0123456789"
-    settings.ALLOWED_HOSTS = ["testserver"]
 
 
 @pytest.mark.usefixtures("production")
