@@ -17,6 +17,7 @@ from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
 from orchestrator.auth import bearer_matches
+from orchestrator.checks import deploy_errors
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def cron(request: HttpRequest, job: str) -> JsonResponse:
         logger.warning("cron call accepted without CRON_SECRET (DEBUG only)", extra={"action": "cron_auth"})
     elif not bearer_matches(request, settings.CRON_SECRET):
         return JsonResponse({"error": "unauthorized"}, status=401)
+    if not settings.DEBUG and (errors := deploy_errors()):
+        return _refuse_misconfigured([str(error.id) for error in errors])
     if request.method not in ("GET", "POST"):
         response = JsonResponse({"error": f"method {request.method} not allowed; use GET or POST"}, status=405)
         response["Allow"] = "GET, POST"
@@ -65,3 +68,16 @@ def cron(request: HttpRequest, job: str) -> JsonResponse:
         body = {"error": f"database unavailable ({type(exc).__name__})", "job": job, "correlationId": correlation_id}
         return JsonResponse(body, status=503)
     return JsonResponse(result.body, status=result.status_code)
+
+
+def _refuse_misconfigured(check_ids: list[str]) -> JsonResponse:
+    """Answer 503 while a deploy check fails: a misconfigured deployment must not dispatch."""
+    logger.error(
+        "cron call refused: the deployment's configuration has errors",
+        extra={"action": "cron_refused", "checks": check_ids},
+    )
+    error = (
+        f"cron dispatch is refused until the configuration errors ({', '.join(check_ids)}) are fixed: "
+        "run 'python manage.py check --deploy' and set what it says"
+    )
+    return JsonResponse({"error": error, "checks": check_ids}, status=503)

@@ -14,7 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 
 from dispatch.models import DispatchWindow
-from jobs.models import BackgroundJob
+from jobs.health import queue_health_measure, queue_health_snapshot_create
+from jobs.models import BackgroundJob, QueueHealthSnapshot
 from orchestrator.errors import one_line
 from runs.models import DeadLetter, FunctionRun
 from runs.services import dead_letter_for_job
@@ -134,6 +135,8 @@ def prune(*, now: datetime) -> dict[str, int]:
             )
         ),
         "windows": _delete_in_batches(DispatchWindow.objects.filter(created_at__lt=windows_cutoff)),
+        # Snapshots are kept as long as windows: the report compares one with the other.
+        "queueHealthSnapshots": _delete_in_batches(QueueHealthSnapshot.objects.filter(taken_at__lt=windows_cutoff)),
     }
 
 
@@ -150,18 +153,10 @@ def _delete_in_batches(queryset: models.QuerySet[Any]) -> int:
 
 
 def queue_health(*, now: datetime) -> dict[str, Any]:
-    """Return backlog, lag and unresolved dead letters; log them and store a status blob."""
-    jobs = BackgroundJob.objects
-    pending = jobs.filter(status=BackgroundJob.Status.PENDING)
-    oldest_due = pending.filter(run_after__lte=now).order_by("run_after").values_list("run_after", flat=True).first()
-    health = {
-        "pending": pending.count(),
-        "ready": pending.filter(run_after__lte=now).count(),
-        "running": jobs.filter(status=BackgroundJob.Status.RUNNING).count(),
-        "dead": jobs.filter(status=BackgroundJob.Status.DEAD).count(),
-        "lagSeconds": round((now - oldest_due).total_seconds(), 3) if oldest_due else 0.0,
-        "unresolvedDeadLetters": DeadLetter.objects.filter(resolved_at__isnull=True).count(),
-    }
+    """Return backlog, lag and unresolved dead letters; store a snapshot, log them and write a status blob."""
+    measured = queue_health_measure(now=now)
+    queue_health_snapshot_create(health=measured, now=now)
+    health = measured.as_json()
     logger.info("queue health", extra={"action": "queue_health", **health})
     status_write(scope="global", job_name="queue-health", now=now, status="ok", output=health)
     return health

@@ -80,3 +80,25 @@ class BackgroundJob(models.Model):
     def scope(self) -> str:
         """Return the status-blob scope: the tenant, or `global`."""
         return self.tenant or "global"
+
+
+class QueueHealthSnapshot(models.Model):
+    """The queue's health as one maintenance run measured it: the history behind lag growth and backlog charts."""
+
+    taken_at = models.DateTimeField()
+    pending = models.PositiveIntegerField(help_text="Pending jobs, due or scheduled.")
+    ready = models.PositiveIntegerField(help_text="Pending jobs that are due: the backlog.")
+    running = models.PositiveIntegerField()
+    dead = models.PositiveIntegerField()
+    lag_seconds = models.FloatField(help_text="Age of the oldest due pending job.")
+    unresolved_dead_letters = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(lag_seconds__gte=0), name="%(app_label)s_%(class)s_lag_not_negative"),
+        ]
+        indexes = [models.Index(fields=["taken_at"], name="jobs_health_taken_idx")]
+        get_latest_by = "taken_at"
+
+    def __str__(self) -> str:
+        return f"queue health at {self.taken_at:%Y-%m-%d %H:%M:%S}: {self.ready} ready, lag {self.lag_seconds:g} s"

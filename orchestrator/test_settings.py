@@ -32,4 +32,7 @@ CRON_JOBS = [
     {"name": "crash", "window_seconds": 60, "callable": "orchestrator.testing.crons.crash"},
     {"name": "flaky", "window_seconds": 60, "callable": "orchestrator.testing.crons.fail_first_attempt"},
 ]
+# Tests run with DEBUG=False (Django's test environment forces it), where the cron
+# view refuses to dispatch while a deploy check fails: the development key is one.
+SECRET_KEY = "test-settings-secret-key-not-the-development-default"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -151,3 +151,55 @@ def test_cron__database_down_is_a_quick_503_json(client: Client, settings: Any) 
         "job": "counter",
         "correlationId": "db-down",
     }
+
+
+@pytest.fixture
+def production(settings: Any) -> None:
+    """DEBUG off with a correct configuration (inline: Inngest is not configured)."""
+    settings.DEBUG = False
+    settings.SECRET_KEY = "a-production-secret-key-that-is-long-and-random-enough-0123456789"
+
+
+@pytest.mark.usefixtures("production")
+def test_cron__production_serves_when_the_configuration_is_correct(client: Client) -> None:
+    assert client.get("/api/cron/counter", headers=AUTH).status_code == 200
+
+
+@pytest.mark.usefixtures("production")
+def test_cron__production_refuses_while_a_deploy_check_fails(client: Client, settings: Any) -> None:
+    settings.SECRET_KEY = settings.DEV_SECRET_KEY
+    settings.INNGEST_EVENT_KEY = "event-key"  # Inngest cloud mode, without a signing key.
+
+    response = client.get("/api/cron/counter", headers=AUTH)
+
+    assert response.status_code == 503
+    assert response.json()["checks"] == ["orchestrator.E002", "orchestrator.E004"]
+    assert "manage.py check --deploy" in response.json()["error"]
+    assert not DispatchWindow.objects.exists()
+
+
+@pytest.mark.usefixtures("production")
+def test_cron__production_serves_again_once_the_setting_is_fixed(client: Client, settings: Any) -> None:
+    settings.DEPLOY_ENV = "preview"
+    settings.INNGEST_ENV = "production"
+    assert client.get("/api/cron/counter", headers=AUTH).json()["checks"] == ["orchestrator.E003"]
+
+    settings.INNGEST_ENV = "preview-branch"
+
+    assert client.get("/api/cron/counter", headers=AUTH).status_code == 200
+
+
+@pytest.mark.usefixtures("production")
+def test_cron__refusal_comes_after_auth(client: Client, settings: Any) -> None:
+    settings.SECRET_KEY = settings.DEV_SECRET_KEY
+
+    response = client.get("/api/cron/counter", headers={"Authorization": "Bearer wrong"})
+
+    assert (response.status_code, response.json()) == (401, {"error": "unauthorized"})
+
+
+def test_cron__debug_serves_despite_deploy_errors(client: Client, settings: Any) -> None:
+    settings.DEBUG = True
+    settings.SECRET_KEY = settings.DEV_SECRET_KEY  # The local default.
+
+    assert client.get("/api/cron/counter", headers=AUTH).status_code == 200

@@ -10,7 +10,7 @@ from django.test import override_settings
 from dispatch.models import DispatchWindow
 from jobs import maintenance
 from jobs.maintenance import prune, queue_health, run_maintenance
-from jobs.models import BackgroundJob
+from jobs.models import BackgroundJob, QueueHealthSnapshot
 from runs.models import DeadLetter, FunctionRun
 from runs.status import status_read
 
@@ -68,7 +68,7 @@ def test_prune__deletes_history_past_retention_but_never_an_unresolved_dead_lett
 
     result = prune(now=now)
 
-    assert result == {"deadLetters": 1, "jobs": 2, "runs": 1, "windows": 1}
+    assert result == {"deadLetters": 1, "jobs": 2, "runs": 1, "windows": 1, "queueHealthSnapshots": 0}
     remaining_jobs = set(BackgroundJob.objects.values_list("pk", flat=True))
     assert remaining_jobs == {recent_done.pk, pending.pk, unresolved.pk}
     assert old_done.pk not in remaining_jobs and resolved.pk not in remaining_jobs
@@ -110,6 +110,30 @@ def test_queue_health__reports_backlog_lag_and_dead_letters_and_stores_a_blob(ma
     assert blob is not None
     assert blob["output"] == health
     assert blob["status"] == "ok"
+
+
+def test_queue_health__stores_a_snapshot_per_run(make_job: Job, now: datetime) -> None:
+    make_job(run_after=now - timedelta(seconds=90))
+    make_job(run_after=now + timedelta(hours=1))
+    queue_health(now=now - timedelta(minutes=1))
+
+    queue_health(now=now)
+
+    snapshots = list(QueueHealthSnapshot.objects.order_by("taken_at").values())
+    assert [(row["taken_at"], row["ready"], row["pending"], row["lag_seconds"]) for row in snapshots] == [
+        (now - timedelta(minutes=1), 1, 2, 30.0),
+        (now, 1, 2, 90.0),
+    ]
+    assert str(QueueHealthSnapshot.objects.latest()) == "queue health at 2026-03-14 15:09:26: 1 ready, lag 90 s"
+
+
+@override_settings(WINDOWS_RETENTION_DAYS=30)
+def test_prune__drops_snapshots_kept_as_long_as_windows(now: datetime) -> None:
+    queue_health(now=now - timedelta(days=31))
+    queue_health(now=now - timedelta(days=29))
+
+    assert prune(now=now)["queueHealthSnapshots"] == 1
+    assert list(QueueHealthSnapshot.objects.values_list("taken_at", flat=True)) == [now - timedelta(days=29)]
 
 
 def test_run_maintenance__runs_registered_tasks_and_survives_a_broken_one(now: datetime) -> None:

@@ -59,3 +59,42 @@ def test_defaults__migrate_enqueue_and_tick_end_to_end_on_sqlite(tmp_path: Path)
     process = body["summary"]["process-background-jobs"]
     assert (process["claimed"], process["succeeded"], process["dead"], process["remainingBacklog"]) == (4, 3, 1, 0)
     assert again["duplicate"] is True or again["dispatchKey"] != body["dispatchKey"]
+
+
+SEED_REPORT_DATA = """
+from django.utils import timezone
+from dispatch.models import DispatchWindow
+from runs.models import FunctionRun
+now = timezone.now()
+for i in range(1, 21):
+    DispatchWindow.objects.create(
+        dispatch_key=f"cron:background-jobs:w{i}", job="background-jobs", status="enqueued", mode="dispatch",
+        source="cron", correlation_id="c", window_start=now, window_seconds=60, requested_at=now, created_at=now,
+        latency_ms=10 * i, publish_attempts=1,
+    )
+for key in ("cron:background-jobs:2026-03-14T15:00", "cron:background-jobs:2026-03-14T15:00:manual-0a1b2c3d"):
+    FunctionRun.objects.create(function_id="process-background-jobs", dispatch_key=key, run_id=key, started_at=now)
+"""
+
+
+def test_defaults__orchestrator_report_runs_on_sqlite(tmp_path: Path) -> None:
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    manage = str(ROOT / "manage.py")
+    run(manage, "migrate", "--noinput", env=env)
+    run(manage, "shell", "-c", SEED_REPORT_DATA, env=env)
+
+    done = subprocess.run(
+        [sys.executable, manage, "orchestrator_report", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stderr
+    body = json.loads(done.stdout)
+    metrics = body["metrics"]
+    assert [metrics[f"dispatchLatencyP{p}Ms"]["value"] for p in (50, 95, 99)] == [100, 190, 200]
+    assert (metrics["duplicateRuns"]["value"], body["failed"]) == (1, ["duplicateRuns"])

@@ -1,0 +1,53 @@
+"""Queue health: backlog per status, lag, unresolved dead letters; measured now or read from snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from jobs.models import BackgroundJob, QueueHealthSnapshot
+from runs.models import DeadLetter
+
+
+@dataclass(frozen=True)
+class QueueHealth:
+    """The queue at one instant. `lag_seconds` is the age of the oldest due pending job (0 when none is due)."""
+
+    pending: int
+    ready: int
+    running: int
+    dead: int
+    lag_seconds: float
+    unresolved_dead_letters: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "ready": self.ready,
+            "running": self.running,
+            "dead": self.dead,
+            "lagSeconds": self.lag_seconds,
+            "unresolvedDeadLetters": self.unresolved_dead_letters,
+        }
+
+
+def queue_health_measure(*, now: datetime) -> QueueHealth:
+    """Return the queue's health at `now`, from a handful of indexed counts."""
+    jobs = BackgroundJob.objects
+    pending = jobs.filter(status=BackgroundJob.Status.PENDING)
+    due = pending.filter(run_after__lte=now)
+    oldest_due = due.order_by("run_after").values_list("run_after", flat=True).first()
+    return QueueHealth(
+        pending=pending.count(),
+        ready=due.count(),
+        running=jobs.filter(status=BackgroundJob.Status.RUNNING).count(),
+        dead=jobs.filter(status=BackgroundJob.Status.DEAD).count(),
+        lag_seconds=round(max((now - oldest_due).total_seconds(), 0.0), 3) if oldest_due else 0.0,
+        unresolved_dead_letters=DeadLetter.objects.filter(resolved_at__isnull=True).count(),
+    )
+
+
+def queue_health_snapshot_create(*, health: QueueHealth, now: datetime) -> QueueHealthSnapshot:
+    """Store `health` as the snapshot taken at `now`."""
+    return QueueHealthSnapshot.objects.create(taken_at=now, **asdict(health))

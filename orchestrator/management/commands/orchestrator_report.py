@@ -1,0 +1,74 @@
+"""`manage.py orchestrator_report [--since 24h] [--json]`: the SLO stop-gate of a rollout."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from orchestrator.slo import Metric, SloReport, parse_period, slo_report_build
+from orchestrator.timefmt import iso_utc
+
+
+class Command(BaseCommand):
+    help = (
+        "Print the SLO figures (dispatch latency, enqueue failures, duplicate runs, backlog and lag, dead letters) "
+        "beside their gates. Exits 1 when a gate is crossed, so a rollout can stop on it."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--since", default="24h", help="the period to report on, e.g. 15m, 24h or 7d (default 24h)")
+        parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            period = parse_period(options["since"])
+        except ValueError as exc:
+            raise CommandError(f"--since: {exc}") from exc
+        now = timezone.now()
+        report = slo_report_build(since=now - period, now=now)
+        if options["json"]:
+            self.stdout.write(json.dumps(report.as_json() | {"period": options["since"].strip()}))
+        else:
+            self.stdout.write(render_text(report, period_text=options["since"].strip()))
+        if not report.passed:
+            raise SystemExit(1)
+
+
+def render_text(report: SloReport, *, period_text: str) -> str:
+    """Return the report as an aligned table with a verdict line."""
+    rows = [("metric", "value", "gate", "result")]
+    rows += [(metric.label, _value(metric), _gate(metric), _result(metric)) for metric in report.metrics]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = [f"SLO report for {iso_utc(report.since)} .. {iso_utc(report.now)} ({period_text})", ""]
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        for row in rows
+    ]
+    lines.append("")
+    if report.passed:
+        lines.append("PASS: every gate holds.")
+    else:
+        crossed = ", ".join(metric.label for metric in report.metrics if metric.passed is False)
+        lines.append(f"FAIL: {crossed} crossed the gate. Stop the rollout (README.md, 'Rolling out and rolling back').")
+    return "\n".join(lines)
+
+
+def _value(metric: Metric) -> str:
+    return "no data" if metric.value is None else _amount(metric.value, metric.unit)
+
+
+def _gate(metric: Metric) -> str:
+    return "-" if metric.threshold is None else f"<= {_amount(metric.threshold, metric.unit)}"
+
+
+def _amount(number: float, unit: str) -> str:
+    if unit == "ratio":
+        return f"{number:.2%}"
+    return f"{number:g} {unit}".rstrip()
+
+
+def _result(metric: Metric) -> str:
+    return {True: "pass", False: "FAIL", None: "info"}[metric.passed]

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from freezegun import freeze_time
+
+from dispatch.models import DispatchWindow
+from runs.models import FunctionRun
+
+pytestmark = pytest.mark.django_db
+
+
+def report(now: datetime, *args: str) -> tuple[int, str]:
+    """Run orchestrator_report at `now`; return its exit code and output."""
+    out = StringIO()
+    with freeze_time(now):
+        try:
+            call_command("orchestrator_report", *args, stdout=out)
+        except SystemExit as exit_:
+            return int(str(exit_.code)), out.getvalue()
+    return 0, out.getvalue()
+
+
+def test_orchestrator_report__exits_0_and_says_pass_when_every_gate_holds(
+    now: datetime, make_window: Callable[..., DispatchWindow]
+) -> None:
+    make_window(latency_ms=40)
+
+    code, text = report(now)
+
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0] == "SLO report for 2026-03-13T15:09:26.500Z .. 2026-03-14T15:09:26.500Z (24h)"
+    assert lines[-1] == "PASS: every gate holds."
+    p95 = next(line for line in lines if line.startswith("dispatch latency p95"))
+    assert p95.split()[3:] == ["40", "ms", "<=", "2000", "ms", "pass"]
+
+
+def test_orchestrator_report__exits_1_and_names_the_crossed_gate(
+    now: datetime, make_run: Callable[..., FunctionRun], make_window: Callable[..., DispatchWindow]
+) -> None:
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00")
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00:manual-12345678")
+    make_window(publish_attempts=2)
+
+    code, text = report(now)
+
+    assert code == 1
+    lines = text.splitlines()
+    duplicates = next(line for line in lines if line.startswith("duplicate runs per window"))
+    failures = next(line for line in lines if line.startswith("enqueue-failure rate"))
+    assert duplicates.split()[4:] == ["1", "runs", "<=", "0", "runs", "FAIL"]
+    assert failures.split()[2:] == ["50.00%", "<=", "1.00%", "FAIL"]
+    assert text.splitlines()[-1].startswith("FAIL: enqueue-failure rate, duplicate runs per window crossed the gate.")
+
+
+def test_orchestrator_report__json_and_since(now: datetime, make_window: Callable[..., DispatchWindow]) -> None:
+    make_window(latency_ms=3000, created_at=now - timedelta(minutes=20))  # Inside 24h, outside 15m.
+    make_window(latency_ms=30, created_at=now - timedelta(minutes=10))
+
+    day_code, day = report(now, "--json")
+    quarter_code, quarter = report(now, "--json", "--since", "15m")
+
+    assert (day_code, json.loads(day)["failed"]) == (1, ["dispatchLatencyP95Ms"])
+    body = json.loads(quarter)
+    assert (quarter_code, body["pass"], body["period"]) == (0, True, "15m")
+    assert body["since"] == "2026-03-14T14:54:26.500Z"
+    assert body["metrics"]["dispatchLatencyP95Ms"]["value"] == 30
+
+
+@pytest.mark.parametrize("since", ["24", "yesterday", "15 m", "0d", "1000d"])
+def test_orchestrator_report__a_bad_since_says_what_to_type(since: str) -> None:
+    with pytest.raises(CommandError, match=r"^--since: '.*' is "):
+        call_command("orchestrator_report", "--since", since)

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.test import Client
+from freezegun import freeze_time
+
+from dispatch.models import DispatchWindow
+from runs.models import FunctionRun
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "cron-secret-for-tests"
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound (so nothing else takes it) but not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def database_down(closed_port: int) -> Iterator[None]:
+    """Point the default connection at a closed port, as if PostgreSQL were stopped."""
+    real = connections[DEFAULT_DB_ALIAS]
+    bad = type(real)({**real.settings_dict, "PORT": str(closed_port)}, DEFAULT_DB_ALIAS)
+    connections[DEFAULT_DB_ALIAS] = bad
+    try:
+        yield
+    finally:
+        connections[DEFAULT_DB_ALIAS] = real
+        bad.close()
+
+
+@pytest.fixture
+def cache_down(settings: Any, closed_port: int) -> Iterator[None]:
+    """Point the default cache at a Redis port where nothing listens."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
+            "KEY_FUNCTION": "orchestrator.cache.raw_key",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    try:
+        yield
+    finally:
+        caches["default"].close()
+
+
+def test_health__200_when_database_and_cache_answer(client: Client) -> None:
+    response = client.get("/api/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert (body["database"]["ok"], body["database"]["vendor"]) == (True, "postgresql")
+    assert (body["cache"]["ok"], body["cache"]["backend"]) == (True, "RedisCache")
+    assert response["Cache-Control"].startswith("max-age=0")
+
+
+@pytest.mark.usefixtures("database_down")
+def test_health__503_when_the_database_is_down(client: Client, closed_port: int) -> None:
+    response = client.get("/api/health")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["database"] == {"ok": False, "vendor": "postgresql", "error": "unreachable (OperationalError)"}
+    assert body["cache"]["ok"] is True
+    assert str(closed_port) not in response.content.decode()  # No connection details, no stack trace.
+
+
+@pytest.mark.usefixtures("cache_down")
+def test_health__503_when_the_cache_is_down(client: Client, closed_port: int) -> None:
+    response = client.get("/api/health")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["database"]["ok"]) == ("unavailable", True)
+    assert body["cache"] == {"ok": False, "backend": "RedisCache", "error": "unreachable (ConnectionError)"}
+    assert str(closed_port) not in response.content.decode()
+
+
+def test_health__needs_no_auth_and_refuses_writes(client: Client, settings: Any) -> None:
+    settings.CRON_SECRET = SECRET
+
+    assert client.get("/api/health", headers={"Authorization": "Bearer wrong"}).status_code == 200
+    response = client.post("/api/health")
+    assert (response.status_code, response["Allow"]) == (405, "GET, HEAD")
+
+
+@pytest.fixture
+def cron_secret(settings: Any) -> None:
+    settings.CRON_SECRET = SECRET
+
+
+@pytest.mark.usefixtures("cron_secret")
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {SECRET}"}])
+def test_status__401_without_the_cron_secret(client: Client, headers: dict[str, str]) -> None:
+    response = client.get("/api/status", headers=headers)
+
+    assert (response.status_code, response.json()) == (401, {"error": "unauthorized"})
+
+
+def test_status__503_in_production_without_a_cron_secret(client: Client, settings: Any) -> None:
+    settings.CRON_SECRET = ""
+    settings.DEBUG = False
+
+    assert client.get("/api/status").status_code == 503
+
+
+@pytest.mark.usefixtures("cron_secret")
+def test_status__answers_the_report_with_pass_or_fail(
+    client: Client, now: datetime, make_window: Callable[..., DispatchWindow], make_run: Callable[..., FunctionRun]
+) -> None:
+    make_window(latency_ms=40, created_at=now - timedelta(minutes=5))
+    with freeze_time(now):
+        passing = client.get("/api/status?since=15m", headers=AUTH)
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00")
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00:manual-0badcafe")
+    with freeze_time(now):
+        failing = client.get("/api/status", headers=AUTH)
+
+    assert passing.status_code == failing.status_code == 200
+    assert (passing.json()["pass"], passing.json()["period"], passing.json()["periodSeconds"]) == (True, "15m", 900)
+    assert passing.json()["metrics"]["dispatchLatencyP95Ms"] == {
+        "value": 40,
+        "unit": "ms",
+        "threshold": 2000.0,
+        "pass": True,
+        "setting": "SLO_DISPATCH_P95_MS",
+        "windows": 1,
+    }
+    assert (failing.json()["pass"], failing.json()["failed"], failing.json()["period"]) == (
+        False,
+        ["duplicateRuns"],
+        "24h",
+    )
+
+
+@pytest.mark.usefixtures("cron_secret")
+@pytest.mark.parametrize("since", ["", "24", "h", "1.5h", "-1h", "0m", "400d", "24 hours"])
+def test_status__400_for_a_bad_since(client: Client, since: str) -> None:
+    response = client.get("/api/status", {"since": since}, headers=AUTH)
+
+    assert response.status_code == 400
+    assert response.json()["param"] == "since"
+    assert response.json()["error"].startswith("since: ")

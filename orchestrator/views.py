@@ -1,0 +1,54 @@
+"""`GET /api/health` (no auth) and `GET /api/status` (bearer CRON_SECRET): operations endpoints (SPEC §7)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+
+from orchestrator.auth import bearer_matches
+from orchestrator.health import health_probe
+from orchestrator.slo import parse_period, slo_report_build
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PERIOD = "24h"
+
+
+@never_cache
+def health(request: HttpRequest) -> JsonResponse:
+    """Answer 200 when the database and the cache are reachable, else 503; the body says which."""
+    if request.method not in ("GET", "HEAD"):
+        return _not_allowed(request)
+    body = health_probe()
+    return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+
+
+@never_cache
+def status(request: HttpRequest) -> JsonResponse:
+    """Answer the SLO report for `?since=24h` (default) as JSON; `pass` says whether every gate holds."""
+    if not settings.CRON_SECRET:
+        if not settings.DEBUG:
+            return JsonResponse({"error": "the status endpoint is disabled until CRON_SECRET is set"}, status=503)
+        logger.warning("status call accepted without CRON_SECRET (DEBUG only)", extra={"action": "status_auth"})
+    elif not bearer_matches(request, settings.CRON_SECRET):
+        return JsonResponse({"error": "unauthorized"}, status=401)
+    if request.method not in ("GET", "HEAD"):
+        return _not_allowed(request)
+    since_text = request.GET.get("since", DEFAULT_PERIOD)
+    try:
+        period = parse_period(since_text)
+    except ValueError as exc:
+        return JsonResponse({"error": f"since: {exc}", "param": "since"}, status=400)
+    now = timezone.now()
+    report = slo_report_build(since=now - period, now=now)
+    return JsonResponse(report.as_json() | {"period": since_text.strip()})
+
+
+def _not_allowed(request: HttpRequest) -> JsonResponse:
+    response = JsonResponse({"error": f"method {request.method} not allowed; use GET"}, status=405)
+    response["Allow"] = "GET, HEAD"
+    return response
