@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -99,6 +99,14 @@ class CronJob:
         """Return the names of the events one window publishes."""
         return tuple(unit.event for unit in self.units)
 
+    def only(self, function_id: str) -> CronJob:
+        """Return this job narrowed to the one unit `function_id` (to re-run a single function)."""
+        units = tuple(unit for unit in self.units if unit.function_id == function_id)
+        if not units:
+            known = ", ".join(unit.function_id for unit in self.units)
+            raise LookupError(f"{self.name} has no function {function_id!r} (it has: {known})")
+        return replace(self, units=units)
+
     @property
     def flag_name(self) -> str:
         """Return the environment flag that turns Inngest dispatch on or off for this job."""
@@ -155,6 +163,14 @@ def cron_jobs() -> dict[str, CronJob]:
 def get_cron_job(name: str) -> CronJob | None:
     """Return the cron job called `name`, or None."""
     return cron_jobs().get(name)
+
+
+def job_of_function(function_id: str) -> CronJob | None:
+    """Return the cron job one of whose units is the function `function_id`, or None."""
+    for job in cron_jobs().values():
+        if any(unit.function_id == function_id for unit in job.units):
+            return job
+    return None
 
 
 def _parse_entry(entry: object) -> CronJob:

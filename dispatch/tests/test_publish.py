@@ -263,3 +263,17 @@ def test_dispatch__a_crash_between_claim_and_publish_is_completed_by_a_later_tic
     assert (later.status_code, later.body["duplicate"]) == (202, False)
     window.refresh_from_db()
     assert (window.status, window.publish_attempts) == ("enqueued", 2)
+
+
+def test_dispatch__a_narrowed_job_publishes_only_its_function(event_api: EventAPI, now: datetime) -> None:
+    job = get_cron_job("background-jobs")
+    assert job is not None
+
+    result = dispatch_tick(
+        job=job.only("process-background-jobs"), now=now, source="manual", correlation_id="c", force=True
+    )
+
+    assert result.status_code == 202
+    [event] = event_api.events
+    assert event["name"] == PROCESS
+    assert event["data"]["dispatchKey"].startswith("cron:background-jobs:2026-03-14T15:09:manual-")

@@ -121,3 +121,24 @@ def test_parse_params__background_jobs_takes_none() -> None:
 
     with pytest.raises(InvalidParam, match="accepted: none"):
         job.parse_params({"x": "1"})
+
+
+def test_only__narrows_a_job_to_one_function() -> None:
+    job = get_cron_job(BACKGROUND_JOBS)
+    assert job is not None
+
+    narrowed = job.only("process-background-jobs")
+
+    assert (narrowed.name, narrowed.events) == (BACKGROUND_JOBS, ("background/process.requested",))
+    with pytest.raises(LookupError, match="has no function 'nope'"):
+        job.only("nope")
+
+
+def test_job_of_function__finds_the_owning_job() -> None:
+    from dispatch.registry import job_of_function
+
+    found = job_of_function("background-maintenance")
+
+    assert found is not None and found.name == BACKGROUND_JOBS
+    assert job_of_function("cron-counter") == get_cron_job("counter")
+    assert job_of_function("unknown") is None
