@@ -6,15 +6,17 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, register
 
-from dispatch.exceptions import RegistryError
-from dispatch.registry import cron_jobs
+from dispatch.registry import registry_problem
 
 
 @register()
 def check_cron_registry(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Report an invalid settings.CRON_JOBS as an error that says what to fix."""
-    try:
-        cron_jobs()
-    except RegistryError as exc:
-        return [Error(f"Invalid cron registry: {exc}", hint="Fix settings.CRON_JOBS (SPEC §3).", id="dispatch.E001")]
-    return []
+    return registry_messages(registry_problem())
+
+
+def registry_messages(problem: str) -> list[CheckMessage]:
+    """Return the error for a registry problem ("" for none)."""
+    if not problem:
+        return []
+    return [Error(f"Invalid cron registry: {problem}", hint="Fix settings.CRON_JOBS (SPEC §3).", id="dispatch.E001")]

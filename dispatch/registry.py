@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from django.conf import settings
@@ -141,11 +142,40 @@ BUILTIN = CronJob(
 )
 
 
-def cron_jobs() -> dict[str, CronJob]:
-    """Return every registered cron job by name; raise RegistryError when the registry is bad."""
+def cron_jobs() -> Mapping[str, CronJob]:
+    """Return every registered cron job by name; raise RegistryError when the registry is bad.
+
+    The registry is parsed once per CRON_JOBS setting object (a deployment may
+    register thousands of jobs, and the cron view asks on every call).
+    """
+    source = settings.CRON_JOBS
+    if _parsed.source is not source:
+        try:
+            _parsed.jobs, _parsed.error = _parse_registry(source), None
+        except RegistryError as exc:
+            _parsed.jobs, _parsed.error = None, exc
+        _parsed.source = source
+    if _parsed.error is not None:
+        raise _parsed.error
+    assert _parsed.jobs is not None
+    return _parsed.jobs
+
+
+class _Parsed:
+    """The parsed registry and the setting object it was parsed from (kept alive, so its id is stable)."""
+
+    source: object = None
+    jobs: Mapping[str, CronJob] | None = None
+    error: RegistryError | None = None
+
+
+_parsed = _Parsed()
+
+
+def _parse_registry(entries: list[Any]) -> Mapping[str, CronJob]:
     jobs = {BUILTIN.name: BUILTIN}
     problems: list[str] = []
-    for index, entry in enumerate(settings.CRON_JOBS):
+    for index, entry in enumerate(entries):
         try:
             job = _parse_entry(entry)
         except RegistryError as exc:
@@ -157,7 +187,16 @@ def cron_jobs() -> dict[str, CronJob]:
         jobs[job.name] = job
     if problems:
         raise RegistryError("; ".join(problems))
-    return jobs
+    return MappingProxyType(jobs)
+
+
+def registry_problem() -> str:
+    """Return why the registry is invalid, or "" when it is valid."""
+    try:
+        cron_jobs()
+    except RegistryError as exc:
+        return str(exc)
+    return ""
 
 
 def get_cron_job(name: str) -> CronJob | None:

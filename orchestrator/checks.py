@@ -16,8 +16,9 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils import timezone
 
-from dispatch.checks import check_cron_registry
+from dispatch.checks import registry_messages
 from dispatch.modes import inngest_dev_mode, publishing_configured
+from dispatch.registry import registry_problem
 from orchestrator.timefmt import parse_iso_utc
 
 TAG = "orchestrator"
@@ -36,7 +37,7 @@ class DeployConfig:
     preview_variable: str  # "DEPLOY_ENV" or "VERCEL_ENV" when this is a preview deployment, else ""
     inngest_env: str
     canary_percent: int
-    cron_jobs: str  # repr of settings.CRON_JOBS: the registry check's input, as a cache key
+    registry_problem: str  # why settings.CRON_JOBS is invalid, or ""
 
 
 def read_config() -> DeployConfig:
@@ -51,7 +52,7 @@ def read_config() -> DeployConfig:
         preview_variable=preview,
         inngest_env=settings.INNGEST_ENV.strip(),
         canary_percent=settings.BACKGROUND_JOBS_INNGEST_PERCENT,
-        cron_jobs=repr(settings.CRON_JOBS),
+        registry_problem=registry_problem(),
     )
 
 
@@ -232,6 +233,6 @@ def _errors_for(config: DeployConfig) -> tuple[CheckMessage, ...]:
         *preview_env_messages(config),
         *secret_key_messages(config),
         *canary_range_messages(config),
-        *check_cron_registry(),  # Reads settings.CRON_JOBS, which is part of the config (the cache key).
+        *registry_messages(config.registry_problem),
     ]
     return tuple(message for message in messages if message.is_serious())
