@@ -21,6 +21,11 @@ def echo(ctx: JobContext) -> Any:
     return ctx.payload
 
 
+@job_handler("demo.noop")
+def noop(ctx: JobContext) -> None:
+    """Do nothing: the queue's own cost, for benchmarks and smoke tests."""
+
+
 @job_handler("demo.sleep")
 def sleep(ctx: JobContext) -> None:
     """Sleep `seconds` (at most 30), heartbeating once a second so the lease holds."""

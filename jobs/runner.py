@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from jobs.backoff import retry_delay
@@ -160,15 +160,21 @@ def claim_batch(*, now: datetime, limit: int, worker: str) -> list[BackgroundJob
     return jobs
 
 
+# The success update runs once per job, so it is plain SQL (psycopg prepares it
+# on the server after a few runs) rather than a queryset built for every job.
+_SUCCEED_SQL = (
+    f"UPDATE {BackgroundJob._meta.db_table} "  # noqa: S608 (a constant table name, values are parameters)
+    "SET status = %s, finished_at = %s, lease_expires_at = NULL, last_error = '' "
+    "WHERE id = %s AND status = %s AND attempts = %s"
+)
+
+
 def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin) -> Outcome:
     """Run one claimed job in its own transaction and record what happened."""
-    # The attempt number fences this claim: if the lease is lost and the job is
-    # claimed again, the attempt count moves on and none of our updates match.
-    fence = BackgroundJob.objects.filter(pk=job.pk, status=BackgroundJob.Status.RUNNING, attempts=job.attempts)
     lease = timedelta(seconds=settings.JOBS_LEASE_SECONDS)
 
     def heartbeat() -> bool:
-        return fence.update(lease_expires_at=clock() + lease) == 1
+        return _fence(job).update(lease_expires_at=clock() + lease) == 1
 
     context = JobContext(
         job_id=job.pk,
@@ -186,25 +192,39 @@ def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin) -> Outcome:
             raise LookupError(f"no handler for kind {job.kind!r}; is its module in JOB_HANDLER_MODULES?")
         with transaction.atomic():
             handler(context)
-            done = fence.update(
-                status=BackgroundJob.Status.SUCCEEDED,
-                finished_at=clock(),
-                lease_expires_at=None,
-                last_error="",
-            )
-            if not done:
+            if not _mark_succeeded(job, now=clock()):
                 raise LeaseLost(f"job {job.pk} attempt {job.attempts} lost its lease")
     except LeaseLost:
         logger.warning("job lease lost", extra={"action": "job_run", "jobId": job.pk, **_origin_fields(origin)})
         return "lease_lost"
     except Exception as exc:  # A handler may raise anything: the job records it and is retried.
-        return _record_failure(job, fence, error=one_line(exc), now=clock(), origin=origin)
+        return _record_failure(job, error=one_line(exc), now=clock(), origin=origin)
     logger.debug("job succeeded", extra={"action": "job_run", "jobId": job.pk, "kind": job.kind})
     return "succeeded"
 
 
-def _record_failure(job: BackgroundJob, fence: Any, *, error: str, now: datetime, origin: RunOrigin) -> Outcome:
+def _fence(job: BackgroundJob) -> QuerySet[BackgroundJob]:
+    """Return the job's row as long as this claim holds it.
+
+    The attempt number fences the claim: if the lease is lost and the job is
+    claimed again, the attempt count moves on and no update through it matches.
+    """
+    return BackgroundJob.objects.filter(pk=job.pk, status=BackgroundJob.Status.RUNNING, attempts=job.attempts)
+
+
+def _mark_succeeded(job: BackgroundJob, *, now: datetime) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SUCCEED_SQL,
+            [BackgroundJob.Status.SUCCEEDED, now, job.pk, BackgroundJob.Status.RUNNING, job.attempts],
+        )
+        updated: int = cursor.rowcount
+        return updated == 1
+
+
+def _record_failure(job: BackgroundJob, *, error: str, now: datetime, origin: RunOrigin) -> Outcome:
     extra = {"action": "job_run", "jobId": job.pk, "kind": job.kind, "attempt": job.attempts, "error": error}
+    fence = _fence(job)
     with transaction.atomic():
         if job.attempts >= job.max_attempts:
             if not fence.update(

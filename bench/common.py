@@ -1,0 +1,104 @@
+"""Shared by the benchmark scripts: scratch databases, Django set-up, figures, BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def scratch_database(name: str) -> str:
+    """Return the URL of a throwaway database `name`, (re)created empty on the benchmark server.
+
+    The server is BENCH_POSTGRES_URL's (default: the local PostgreSQL, user postgres).
+    """
+    admin = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL)
+    run_psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    run_psql(admin, f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def drop_database(name: str) -> None:
+    admin = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL)
+    run_psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_psql(url: str, *statements: str) -> str:
+    """Run each statement in its own transaction (VACUUM needs that); return the output."""
+    command = ["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1"]
+    for statement in statements:
+        command += ["-c", statement]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"psql failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def setup_django(database_url: str, **env: str) -> None:
+    """Configure Django for a benchmark process on `database_url` (locmem cache unless REDIS_URL is given)."""
+    os.environ.update(DATABASE_URL=database_url, DJANGO_SETTINGS_MODULE="orchestrator.settings", **env)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    if "REDIS_URL" not in env:
+        os.environ.pop("REDIS_URL", None)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Return the nearest-rank percentile of `values` (fraction in 0..1)."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> str:
+    """Return a one-line description of this machine: CPU, cores, memory, PostgreSQL, Python."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{mem_kb / 1024 / 1024:.0f} GiB"
+    except OSError:
+        memory = "unknown memory"
+    postgres = run_psql(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL), "SHOW server_version")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory}; PostgreSQL {postgres} and Redis on loopback; "
+        f"Python {platform.python_version()}"
+    )
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def write_section(script: str, lines: Sequence[str]) -> None:
+    """Replace (or append) the section of BENCHMARKS.md that `script` owns, between its markers."""
+    begin, end = f"<!-- {script}: begin -->", f"<!-- {script}: end -->"
+    section = "\n".join([begin, *lines, end])
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    if begin in text:
+        head, _, rest = text.partition(begin)
+        text = head + section + rest.partition(end)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    BENCHMARKS.write_text(text)
