@@ -1,15 +1,14 @@
 """Benchmark: the SLO report on a million dispatch windows (PostgreSQL).
 
-    createdb -h 127.0.0.1 -U postgres orch_bench
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/orch_bench python bench/slo_report.py
+    python bench/slo_report.py
 
-The database named by BENCH_DATABASE_URL is migrated and its dispatch windows, function
-runs, jobs and queue-health snapshots are REPLACED: give it a throwaway database. The
-figures go to stdout and to the "SLO report" section of BENCHMARKS.md.
+A scratch database (`orch_bench_slo`, re-created) is migrated and filled; the figures go
+to stdout (`RESULT {...}`) and to the "SLO report" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -17,12 +16,14 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import drop_database, machine, scratch_database, setup_django, today, write_section  # noqa: E402
+
 WINDOWS = int(os.environ.get("BENCH_WINDOWS", "1000000"))
 RUNS = WINDOWS // 5
 DAYS = 30
 REPEAT = 5
-BEGIN, END = "<!-- bench/slo_report.py: begin -->", "<!-- bench/slo_report.py: end -->"
 
 SEED = """
 TRUNCATE dispatch_dispatchwindow, runs_functionrunattempt, runs_functionrun, jobs_queuehealthsnapshot CASCADE;
@@ -49,17 +50,8 @@ SELECT now() - i * interval '1 minute', 10, 5, 1, 0, i % 90, 0 FROM generate_ser
 
 
 def main() -> None:
-    url = os.environ.get("BENCH_DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        sys.exit(
-            "set BENCH_DATABASE_URL to a throwaway PostgreSQL database, e.g. postgres://postgres@127.0.0.1/orch_bench"
-        )
-    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="orchestrator.settings", LOG_LEVEL="WARNING")
-    os.environ.pop("REDIS_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    database = "orch_bench_slo"
+    setup_django(scratch_database(database))
     from django.core.management import call_command
     from django.db import connection
     from django.utils import timezone
@@ -73,7 +65,7 @@ def main() -> None:
         cursor.execute("VACUUM ANALYZE")  # As autovacuum would have: index-only scans need the visibility map.
     print(f"seeded {WINDOWS} windows, {RUNS} runs in {time.perf_counter() - started:.1f} s")
 
-    rows = []
+    rows, medians = [], {}
     for label, period in (
         ("15m", timedelta(minutes=15)),
         ("24h", timedelta(days=1)),
@@ -87,37 +79,32 @@ def main() -> None:
             report = slo_report_build(since=now - period, now=now)
             timings.append((time.perf_counter() - started) * 1000)
         windows = report.as_json()["metrics"]["dispatchLatencyP95Ms"]["windows"]
+        medians[label] = statistics.median(timings)
         rows.append(
             f"| `--since {label}` | {windows:,} | {statistics.median(timings):.0f} ms | {max(timings):.0f} ms |"
         )
         print(rows[-1])
-    write_section(rows)
+    connection.close()
+    drop_database(database)
+    write(rows)
+    print("RESULT " + json.dumps({"medianMs": medians, "windows": WINDOWS}), flush=True)
 
 
-def write_section(rows: list[str]) -> None:
-    section = "\n".join(
+def write(rows: list[str]) -> None:
+    write_section(
+        "bench/slo_report.py",
         [
-            BEGIN,
             "## SLO report (`orchestrator_report`, `GET /api/status`)",
             "",
-            f"`bench/slo_report.py`: {WINDOWS:,} dispatch windows and {RUNS:,} function runs spread over {DAYS} days, "
-            f"one queue-health snapshot a minute; PostgreSQL on this machine; median and worst of {REPEAT} runs of "
-            "the whole report.",
+            f"`python bench/slo_report.py` on {today()}: {machine()}. {WINDOWS:,} dispatch windows and {RUNS:,} "
+            f"function runs spread over {DAYS} days, one queue-health snapshot a minute; median and worst of "
+            f"{REPEAT} runs of the whole report.",
             "",
             "| Period | Dispatched windows in it | Median | Worst |",
             "| --- | ---: | ---: | ---: |",
             *rows,
-            END,
-        ]
+        ],
     )
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text:
-        head, _, rest = text.partition(BEGIN)
-        text = head + section + rest.partition(END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

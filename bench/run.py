@@ -1,0 +1,121 @@
+"""Run every benchmark in turn and rewrite BENCHMARKS.md (`make bench`).
+
+Each script writes its own section; this one adds the summary at the top: every
+target of the benchmarks issue beside the measured figure, and throughput as a
+fraction of this machine's PostgreSQL insert-commit rate.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BENCHMARKS, ROOT, machine, today, write_section  # noqa: E402
+
+SCRIPTS = ("pg_limit", "queue_drain", "dispatch_latency", "admin_scale", "slo_report")
+
+
+SUMMARY = "<!-- bench/run.py: begin -->\n<!-- bench/run.py: end -->"
+
+
+def main() -> None:
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    if "<!-- bench/run.py: begin -->" not in text:
+        # The summary goes first, under the title; each script's section follows.
+        BENCHMARKS.write_text(text.replace("# Benchmarks\n", f"# Benchmarks\n\n{SUMMARY}\n", 1))
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    for script in SCRIPTS:
+        print(f"=== bench/{script}.py", flush=True)
+        results[script] = run(script)
+    minutes = (time.monotonic() - started) / 60
+    write_summary(results, minutes)
+    print(f"=== done in {minutes:.1f} min; BENCHMARKS.md rewritten", flush=True)
+
+
+def run(script: str) -> dict[str, Any]:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / f"{script}.py")], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    result: dict[str, Any] = {}
+    for line in process.stdout:
+        print(f"  {line.rstrip()}", flush=True)
+        if line.startswith("RESULT "):
+            result = json.loads(line.removeprefix("RESULT "))
+    if process.wait() != 0:
+        raise SystemExit(f"bench/{script}.py failed")
+    return result
+
+
+def write_summary(results: dict[str, Any], minutes: float) -> None:
+    limit, drain, dispatch = results["pg_limit"], results["queue_drain"], results["dispatch_latency"]
+    admin, report = results["admin_scale"], results["slo_report"]
+    bound_ms = dispatch["bound"] * 1000
+    rows = [
+        _row("Dispatch, fresh window, 1 client: p50", "≤ 4 ms", dispatch["fresh1"]["p50"], 4, "ms"),
+        _row("Dispatch, fresh window, 1 client: p95", "≤ 8 ms", dispatch["fresh1"]["p95"], 8, "ms"),
+        _row("Dispatch, duplicate tick, 1 client: p95", "≤ 4 ms", dispatch["dup1"]["p95"], 4, "ms"),
+        _row("Dispatch, 8 clients: fresh dispatches/s", "≥ 500/s", dispatch["fresh8"]["rate"], 500, "/s", least=True),
+        _row("Dispatch, 8 clients: p99", "≤ 50 ms", dispatch["fresh8"]["p99"], 50, "ms"),
+        _row(
+            "Dispatch, event API hanging: slowest answer",
+            f"≤ {bound_ms + 100:.0f} ms",
+            dispatch["hang"]["max"],
+            bound_ms + 100,
+            "ms",
+        ),
+        _row("Queue drain, 1 process: jobs/s", "≥ 2,000/s", drain["orchestrator1"], 2000, "/s", least=True),
+        _row("Queue drain, 2 processes: jobs/s", "(reported)", drain["orchestrator2"], None, "/s"),
+        _row("Queue drain vs Procrastinate", "≥ 3×", drain["ratio"], 3, "×", least=True),
+        *(
+            _row(f"Admin, 1M rows: {name}: p95", "≤ 300 ms", p95, 300, "ms")
+            for name, p95 in sorted(admin.get("p95Ms", {}).items())
+        ),
+        _row("SLO report over 1M windows, `--since 24h`", "≤ 1 s", report["medianMs"]["24h"], 1000, "ms"),
+        _row(
+            "SLO report, all 1M windows in the period (`--since 30d`)", "≤ 1 s", report["medianMs"]["30d"], 1000, "ms"
+        ),
+    ]
+    tps = limit["tps1"]
+    write_section(
+        "bench/run.py",
+        [
+            "## Summary",
+            "",
+            f"`make bench` on {today()}, {minutes:.1f} minutes: {machine()}. Each section below says how its figures "
+            "were taken. Throughput as a fraction of this machine's limit — PostgreSQL's single-row insert-commit "
+            f"rate measured with pgbench ({tps:,.0f}/s with one client, {limit['tps8']:,.0f}/s with eight):",
+            "",
+            f"- queue drain, 1 process: {drain['orchestrator1']:,.0f} jobs/s = {drain['orchestrator1'] / tps:.0%} "
+            "of the one-client commit rate (each job is one transaction);",
+            f"- dispatch, 8 clients: {dispatch['fresh8']['rate']:,.0f} dispatches/s = "
+            f"{dispatch['fresh8']['rate'] / limit['tps8']:.0%} of the eight-client commit rate (each fresh dispatch "
+            "commits twice: the window's claim and its outcome, besides the HTTP publish).",
+            "",
+            "| Target | Goal | Measured | Met |",
+            "| --- | --- | ---: | :---: |",
+            *rows,
+        ],
+    )
+
+
+def _row(label: str, goal: str, value: float, limit: float | None, unit: str, *, least: bool = False) -> str:
+    shown = f"{value:,.2f} {unit}" if unit in ("ms", "×") else f"{value:,.0f}{unit}"
+    return f"| {label} | {goal} | {shown} | {_met(value, limit, least=least)} |"
+
+
+def _met(value: float, limit: float | None, *, least: bool) -> str:
+    if limit is None:
+        return "—"
+    return "yes" if (value >= limit if least else value <= limit) else "**no**"
+
+
+if __name__ == "__main__":
+    main()
