@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.db.models import F
 
 from dispatch.models import DispatchWindow
@@ -58,52 +60,111 @@ def window_claim(
     mode `dispatch` records the event ids and counts one publish attempt.
     """
     publishing = mode == Mode.DISPATCH
-    try:
-        with transaction.atomic():
-            window = DispatchWindow.objects.create(
-                dispatch_key=dispatch_key,
-                job=job,
-                status=Status.PENDING,
-                mode=mode,
-                source=source,
-                correlation_id=correlation_id,
-                window_start=window_start,
-                window_seconds=window_seconds,
-                requested_at=now,
-                event_ids=event_ids if publishing else [],
-                publish_attempts=1 if publishing else 0,
-                created_at=now,
-                updated_at=now,
-            )
+    window = DispatchWindow(
+        dispatch_key=dispatch_key,
+        job=job,
+        status=Status.PENDING,
+        mode=mode,
+        source=source,
+        correlation_id=correlation_id,
+        window_start=window_start,
+        window_seconds=window_seconds,
+        requested_at=now,
+        event_ids=event_ids if publishing else [],
+        publish_attempts=1 if publishing else 0,
+        created_at=now,
+        updated_at=now,
+    )
+    window.pk = _insert_unless_taken(window)
+    if window.pk is not None:
         return Claim(window=window, won=True)
-    except IntegrityError:
-        window = DispatchWindow.objects.get(dispatch_key=dispatch_key)
-    if _reclaimable(window, now=now):
-        fields: dict[str, object] = {
-            "status": Status.PENDING,
-            "mode": mode,
-            "source": source,
-            "correlation_id": correlation_id,
-            "requested_at": now,
-            "updated_at": now,
-            "error": "",
-        }
-        if publishing:
-            fields["event_ids"] = event_ids
-        won = DispatchWindow.objects.filter(pk=window.pk, status=window.status, updated_at=window.updated_at).update(
+    duplicate = _count_duplicate(dispatch_key, now=now)
+    if duplicate is not None:
+        return Claim(window=duplicate, won=False)
+    # The window's publish failed, or its tick died: re-claim it, if this tick is first.
+    window = DispatchWindow.objects.get(dispatch_key=dispatch_key)
+    fields: dict[str, object] = {
+        "status": Status.PENDING,
+        "mode": mode,
+        "source": source,
+        "correlation_id": correlation_id,
+        "requested_at": now,
+        "updated_at": now,
+        "error": "",
+    }
+    if publishing:
+        fields["event_ids"] = event_ids
+    won = (
+        _reclaimable(window, now=now)
+        and DispatchWindow.objects.filter(pk=window.pk, status=window.status, updated_at=window.updated_at).update(
             **fields, publish_attempts=F("publish_attempts") + int(publishing)
         )
-        if won:
-            for name, value in fields.items():
-                setattr(window, name, value)
-            window.publish_attempts += int(publishing)
-            logger.info(
-                "window re-claimed",
-                extra={"action": "window_claim", "dispatchKey": dispatch_key, "mode": mode},
-            )
-            return Claim(window=window, won=True)
-    DispatchWindow.objects.filter(pk=window.pk).update(duplicate_ticks=F("duplicate_ticks") + 1)
-    return Claim(window=window, won=False)
+        == 1
+    )
+    if not won:
+        DispatchWindow.objects.filter(pk=window.pk).update(duplicate_ticks=F("duplicate_ticks") + 1)
+        return Claim(window=window, won=False)
+    for name, value in fields.items():
+        setattr(window, name, value)
+    window.publish_attempts += int(publishing)
+    logger.info("window re-claimed", extra={"action": "window_claim", "dispatchKey": dispatch_key, "mode": mode})
+    return Claim(window=window, won=True)
+
+
+# The claim and the duplicate count run on every tick, so they are single statements
+# (the ORM has no INSERT ... ON CONFLICT ... RETURNING, nor UPDATE ... RETURNING).
+_TABLE = DispatchWindow._meta.db_table
+_COLUMNS = (
+    "dispatch_key", "job", "status", "mode", "source", "correlation_id", "window_start", "window_seconds",
+    "requested_at", "event_ids", "publish_attempts", "duplicate_ticks", "latency_ms", "error", "created_at",
+    "updated_at",
+)  # fmt: skip
+_FIELDS: list[Any] = [DispatchWindow._meta.get_field(name) for name in _COLUMNS]
+_INSERT_SQL = (
+    f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "  # noqa: S608
+    "ON CONFLICT (dispatch_key) DO NOTHING RETURNING id"
+)
+_COUNT_DUPLICATE_SQL = (
+    f"UPDATE {_TABLE} SET duplicate_ticks = duplicate_ticks + 1 "  # noqa: S608
+    "WHERE dispatch_key = %s AND NOT (status = %s OR (status = %s AND updated_at < "
+    "CASE WHEN mode = %s THEN %s ELSE %s END)) "
+    "RETURNING id, status, mode, event_ids"
+)
+
+
+def _insert_unless_taken(window: DispatchWindow) -> int | None:
+    """Insert the window's row and return its id; None when its dispatch key is taken.
+
+    The unique constraint on dispatch_key decides, in one statement: of any number
+    of ticks inserting the same key at once, exactly one gets an id back.
+    """
+    values = [field.get_db_prep_save(getattr(window, field.attname), connection) for field in _FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQL, values)
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def _count_duplicate(dispatch_key: str, *, now: datetime) -> DispatchWindow | None:
+    """Count a duplicate tick and return the window's status, mode and event ids; None if re-claimable."""
+    ops = connection.ops
+    params = [
+        dispatch_key,
+        Status.DISPATCH_FAILED,
+        Status.PENDING,
+        Mode.DISPATCH,
+        ops.adapt_datetimefield_value(now - stale_after(Mode.DISPATCH)),
+        ops.adapt_datetimefield_value(now - stale_after(Mode.INLINE)),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_DUPLICATE_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, status, mode, event_ids = row
+    # Django has the drivers hand JSON back as text, for JSONField to decode.
+    event_ids = json.loads(event_ids) if isinstance(event_ids, str) else event_ids
+    return DispatchWindow(pk=pk, dispatch_key=dispatch_key, status=status, mode=mode, event_ids=event_ids)
 
 
 def _reclaimable(window: DispatchWindow, *, now: datetime) -> bool:
