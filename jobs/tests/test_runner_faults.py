@@ -51,7 +51,8 @@ def latest_instant(floor: datetime) -> datetime:
     latest = BackgroundJob.objects.aggregate(
         lease=Max("lease_expires_at"), started=Max("started_at"), finished=Max("finished_at"), due=Max("run_after")
     )
-    return max([floor, *(value for value in latest.values() if value is not None)])
+    instants: list[datetime] = [floor, *(value for value in latest.values() if value is not None)]
+    return max(instants)
 
 
 def kill_after_markers(runner: subprocess.Popen[str], markers: int) -> int:
