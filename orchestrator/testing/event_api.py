@@ -8,7 +8,10 @@ event it accepts, and can be told to misbehave, one behaviour at a time:
 - ``slow``: answer ``ok`` after ``delay`` seconds;
 - ``error500``: answer 500 (the SDK retries these);
 - ``html``: answer 200 with an HTML body (not JSON);
-- ``unauthorized``: answer 401 ``{"error": ...}``, as for a wrong event key.
+- ``unauthorized``: answer 401 ``{"error": ...}``, as for a wrong event key;
+- ``badjson``: answer 200 with JSON of the wrong shape (``ids`` not a list);
+- ``truncated``: announce a longer body than it sends, then close the connection;
+- ``reset``: close the connection without answering.
 
 A refused connection needs no server at all: `closed_port_url()` names a port
 that nothing listens on. Accepted events can be forwarded (`on_event`) to the
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-Behaviour = Literal["ok", "hang", "slow", "error500", "html", "unauthorized"]
+Behaviour = Literal["ok", "hang", "slow", "error500", "html", "unauthorized", "badjson", "truncated", "reset"]
 HANG_LIMIT_SECONDS = 60.0
 
 
@@ -115,6 +118,19 @@ class EventAPI:
                     return self._json(500, {"error": "internal server error", "status": 500})
                 if behaviour == "html":
                     return self._send(200, "text/html", b"<html><body>Bad gateway</body></html>")
+                if behaviour == "badjson":
+                    return self._json(200, {"ids": "not-a-list", "status": "ok?"})
+                if behaviour == "truncated":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b'{"ids": [')
+                    self.close_connection = True
+                    return None
+                if behaviour == "reset":
+                    self.close_connection = True
+                    return None
                 if behaviour == "unauthorized" or self.path != f"/e/{api.event_key}":
                     return self._json(401, {"error": "Event key not found", "status": 401})
                 try:
