@@ -8,10 +8,19 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from hypothesis import settings as hypothesis_settings
 
 from jobs.models import BackgroundJob
 from orchestrator.testing.event_api import EventAPI
 from orchestrator.testing.executor import Executor
+from orchestrator.testing.stress import full
+
+# Property tests: no deadline (the machine is shared, timings are not the point),
+# no example database in the work tree; in CI the examples are derandomized, so a
+# run's outcome does not depend on luck. ORCHESTRATOR_STRESS=full explores freely.
+hypothesis_settings.register_profile("ci", deadline=None, database=None, derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("full", deadline=None, database=None, print_blob=True)
+hypothesis_settings.load_profile("full" if full() else "ci")
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,9 @@ def window_start(now: datetime, window_seconds: int) -> datetime:
 
 def dispatch_key(job: str, start: datetime) -> str:
     """Return `cron:<job>:<UTC YYYY-MM-DDTHH:MM>` for a window starting at `start`."""
-    return f"cron:{job}:{start.astimezone(UTC):%Y-%m-%dT%H:%M}"
+    start = start.astimezone(UTC)
+    # {year:04d}, not %Y: strftime does not pad years before 1000 on every platform.
+    return f"cron:{job}:{start.year:04d}-{start:%m-%dT%H:%M}"
 
 
 def manual_dispatch_key(job: str, start: datetime) -> str:

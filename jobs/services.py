@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -136,22 +137,34 @@ def validate_payload(payload: Any) -> None:
         raise InvalidJob("payload", f"is not JSON-serialisable: {exc}") from exc
     if len(encoded.encode()) > MAX_PAYLOAD_BYTES:
         raise InvalidJob("payload", f"is larger than {MAX_PAYLOAD_BYTES // 1024} KiB once encoded")
-    if "\\u0000" in encoded and _has_nul(payload):
+    if "\\u0000" in encoded and _any_string(payload, lambda text: "\x00" in text):
         # PostgreSQL's jsonb cannot store NUL characters.
         raise InvalidJob("payload", "contains a NUL character, which cannot be stored")
+    if "\\ud" in encoded and _any_string(payload, _has_lone_surrogate):
+        # A lone surrogate (JSON allows "\ud800") is not Unicode text: PostgreSQL refuses it.
+        raise InvalidJob("payload", "contains a lone UTF-16 surrogate, which is not valid Unicode text")
 
 
-def _has_nul(payload: Any) -> bool:
+def _any_string(payload: Any, test: Callable[[str], bool]) -> bool:
+    """Return whether `test` holds for any string in `payload`, keys included."""
     stack = [payload]
     while stack:
         value = stack.pop()
-        if isinstance(value, str) and "\x00" in value:
+        if isinstance(value, str) and test(value):
             return True
         if isinstance(value, dict):
             stack.extend(value.keys())
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
+    return False
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
     return False
 
 

@@ -34,6 +34,7 @@ class DeployConfig:
     secret_key_is_dev: bool
     signing_key_set: bool
     inngest_cloud: bool
+    inngest_dev: bool
     preview_variable: str  # "DEPLOY_ENV" or "VERCEL_ENV" when this is a preview deployment, else ""
     inngest_env: str
     canary_percent: int
@@ -49,6 +50,7 @@ def read_config() -> DeployConfig:
         secret_key_is_dev=settings.SECRET_KEY == settings.DEV_SECRET_KEY,
         signing_key_set=bool(settings.INNGEST_SIGNING_KEY),
         inngest_cloud=inngest_cloud_mode(),
+        inngest_dev=inngest_dev_mode(),
         preview_variable=preview,
         inngest_env=settings.INNGEST_ENV.strip(),
         canary_percent=settings.BACKGROUND_JOBS_INNGEST_PERCENT,
@@ -91,6 +93,20 @@ def signing_key_messages(config: DeployConfig) -> list[CheckMessage]:
             "come from Inngest.",
             hint="Set INNGEST_SIGNING_KEY from the Inngest dashboard, or INNGEST_DEV=1 to use the dev server.",
             id="orchestrator.E002",
+        )
+    ]
+
+
+def dev_server_messages(config: DeployConfig) -> list[CheckMessage]:
+    if config.debug or not config.inngest_dev:
+        return []
+    return [
+        Warning(
+            "INNGEST_DEV is set and DEBUG is false: /api/inngest runs in dev mode, which accepts calls without a "
+            "signature, so anyone who can reach it can start the functions.",
+            hint="In production unset INNGEST_DEV and set INNGEST_SIGNING_KEY (and INNGEST_EVENT_KEY); "
+            "INNGEST_DEV is for a local dev server only.",
+            id="orchestrator.W003",
         )
     ]
 
@@ -185,6 +201,11 @@ def check_cron_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
 @register(TAG, Tags.security, deploy=True)
 def check_inngest_signing_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return signing_key_messages(read_config())
+
+
+@register(TAG, Tags.security, deploy=True)
+def check_dev_server(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    return dev_server_messages(read_config())
 
 
 @register(TAG, deploy=True)

@@ -36,3 +36,5 @@ CRON_JOBS = [
 # view refuses to dispatch while a deploy check fails: the development key is one.
 SECRET_KEY = "test-settings-secret-key-not-the-development-default"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# "full" runs the reliability scenarios at the full counts (orchestrator.testing.stress).
+ORCHESTRATOR_STRESS = os.environ.get("ORCHESTRATOR_STRESS", "")

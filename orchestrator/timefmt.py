@@ -19,4 +19,7 @@ def parse_iso_utc(text: str) -> datetime:
         raise ValueError(f"{text!r} is not an ISO-8601 date-time, e.g. 2026-01-31T09:30:00Z")
     if parsed.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset; add Z or +00:00")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 once moved to UTC") from exc

@@ -8,7 +8,10 @@ event it accepts, and can be told to misbehave, one behaviour at a time:
 - ``slow``: answer ``ok`` after ``delay`` seconds;
 - ``error500``: answer 500 (the SDK retries these);
 - ``html``: answer 200 with an HTML body (not JSON);
-- ``unauthorized``: answer 401 ``{"error": ...}``, as for a wrong event key.
+- ``unauthorized``: answer 401 ``{"error": ...}``, as for a wrong event key;
+- ``badjson``: answer 200 with JSON of the wrong shape (``ids`` not a list);
+- ``truncated``: announce a longer body than it sends, then close the connection;
+- ``reset``: close the connection without answering.
 
 A refused connection needs no server at all: `closed_port_url()` names a port
 that nothing listens on. Accepted events can be forwarded (`on_event`) to the
@@ -28,7 +31,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
-Behaviour = Literal["ok", "hang", "slow", "error500", "html", "unauthorized"]
+Behaviour = Literal["ok", "hang", "slow", "error500", "html", "unauthorized", "badjson", "truncated", "reset"]
 HANG_LIMIT_SECONDS = 60.0
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
 
@@ -110,19 +113,21 @@ class EventAPI:
                 headers = dict(line.split(":", 1) for line in header_lines if ":" in line)
                 length = int({k.strip().lower(): v for k, v in headers.items()}.get("content-length", "0"))
                 body = await reader.readexactly(length)
-                status, content_type, payload = await self._answer(request_line.split(" ")[1], body)
-                writer.write(
-                    f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\nContent-Type: {content_type}\r\n"
-                    f"Content-Length: {len(payload)}\r\n\r\n".encode()
-                    + payload
-                )
+                answer = await self._answer(request_line.split(" ")[1], body)
+                if answer is None:
+                    return  # close the connection without (the rest of) an answer
+                status, content_type, payload = answer
+                writer.write(_response(status, content_type, payload, length=len(payload)))
                 await writer.drain()
+        except _Truncated:
+            writer.write(_response(200, "application/json", b'{"ids": [', length=100))
+            await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
-    async def _answer(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+    async def _answer(self, path: str, body: bytes) -> tuple[int, str, bytes] | None:
         with self._lock:
             self.requests += 1
         self._first_request.set()
@@ -137,6 +142,12 @@ class EventAPI:
             return _json(500, {"error": "internal server error", "status": 500})
         if behaviour == "html":
             return 200, "text/html", b"<html><body>Bad gateway</body></html>"
+        if behaviour == "badjson":
+            return _json(200, {"ids": "not-a-list", "status": "ok?"})
+        if behaviour == "truncated":
+            raise _Truncated
+        if behaviour == "reset":
+            return None
         if behaviour == "unauthorized" or path != f"/e/{self.event_key}":
             return _json(401, {"error": "Event key not found", "status": 401})
         try:
@@ -153,6 +164,18 @@ class EventAPI:
             for event in events:
                 self.on_event(event)
         return [str(event.get("id") or "") for event in events]
+
+
+class _Truncated(Exception):
+    """Answer with headers announcing 100 bytes, send fewer, and close."""
+
+
+def _response(status: int, content_type: str, payload: bytes, *, length: int) -> bytes:
+    head = (
+        f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    )
+    return head.encode() + payload
 
 
 def _json(status: int, payload: dict[str, Any]) -> tuple[int, str, bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -46,6 +47,19 @@ def block(ctx: JobContext) -> None:
     sys.stdout.write(f"STARTED job={ctx.job_id} attempt={ctx.attempt}\n")
     sys.stdout.flush()
     time.sleep(_get(ctx.payload, "seconds", 3600))
+
+
+@job_handler("test.crunch")
+def crunch(ctx: JobContext) -> None:
+    """Announce the start on stdout, hash for `rounds` rounds, fail attempts up to `failUntil`, then record."""
+    sys.stdout.write(f"STARTED job={ctx.job_id} attempt={ctx.attempt}\n")
+    sys.stdout.flush()
+    digest = str(ctx.job_id).encode()
+    for _ in range(_get(ctx.payload, "rounds", 0)):
+        digest = hashlib.sha256(digest).digest()
+    if ctx.attempt <= _get(ctx.payload, "failUntil", 0):
+        raise ValueError(f"test.crunch fails attempt {ctx.attempt}")
+    _record(ctx)
 
 
 def _get(payload: Any, key: str, default: Any) -> Any:

@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection
+from pathlib import Path
 from types import TracebackType
 
 import httpx
@@ -58,6 +60,32 @@ class Gunicorn:
             self.output, _ = self.process.communicate(timeout=30)
             self.process = None
         return self.output
+
+    def worker_pids(self) -> set[int]:
+        """Return the pids of the master's live worker processes (read from /proc)."""
+        assert self.process is not None
+        workers = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # the process ended while we looked
+                continue
+            state, parent = stat.rsplit(")", 1)[1].split()[:2]
+            if int(parent) == self.process.pid and state != "Z":
+                workers.add(int(entry.name))
+        return workers
+
+    def wait_for_workers(self, count: int, *, without: Collection[int] = (), timeout: float = BOOT_SECONDS) -> set[int]:
+        """Poll until the master runs `count` workers, none of them in `without` (a respawn); return them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = self.worker_pids()
+            if len(workers) == count and not workers & set(without):
+                return workers
+            time.sleep(0.05)  # readiness polling, not waiting for time to pass
+        raise RuntimeError(f"gunicorn did not come back to {count} workers (it has {self.worker_pids()})")
 
     def _wait_until_serving(self) -> None:
         """Poll until the server answers HTTP (any status), or fail with its output."""

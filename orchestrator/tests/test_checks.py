@@ -102,6 +102,19 @@ def test_checks__errors_are_not_raised_when_the_configuration_allows_it(settings
     assert [m for m in deploy_messages().values() if m.is_serious()] == []
 
 
+def test_check_dev_server__warns_that_dev_mode_is_unsigned_outside_debug(settings: Any) -> None:
+    settings.INNGEST_DEV = "1"
+    settings.INNGEST_SIGNING_KEY = ""
+
+    messages = deploy_messages()
+
+    assert list(messages) == ["orchestrator.W003"]
+    assert "without a signature" in messages["orchestrator.W003"].msg
+    assert "INNGEST_SIGNING_KEY" in str(messages["orchestrator.W003"].hint)
+    settings.DEBUG = True
+    assert deploy_messages() == {}  # Local use with the dev server.
+
+
 @pytest.mark.parametrize("percent", [5, 25, 99])
 def test_check_canary__warns_below_100_percent(settings: Any, percent: int) -> None:
     settings.BACKGROUND_JOBS_INNGEST_PERCENT = percent

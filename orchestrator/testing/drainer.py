@@ -1,0 +1,86 @@
+"""A runner child process that drains the queue as `manage.py run_jobs` does, on a clock the test gives.
+
+Usage: python -m orchestrator.testing.drainer [--at ISO] [--batch-size N] [--budget S] [--wait]
+
+`--at` starts the runner's clock at that instant, moving on with real time, so a
+test can put a restarted runner past the leases and backoffs it set up without
+waiting for them. `--wait` prints READY and waits for a line on stdin, so that
+several processes start draining together. The drain's summary is printed last:
+SUMMARY {...}. Handlers may print to stdout too (test.crunch prints STARTED).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import django
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--at", default="")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--budget", type=float, default=600.0)
+    parser.add_argument("--wait", action="store_true")
+    options = parser.parse_args()
+    django.setup()
+    from django.utils import timezone
+
+    from jobs.runner import jobs_run
+    from orchestrator.timefmt import parse_iso_utc
+
+    clock: Callable[[], datetime] = timezone.now
+    if options.at:
+        start, started = parse_iso_utc(options.at), time.monotonic()
+
+        def clock() -> datetime:
+            return start + timedelta(seconds=time.monotonic() - started)
+
+    if options.wait:
+        print("READY", flush=True)
+        sys.stdin.readline()
+    summary = jobs_run(budget_seconds=options.budget, batch_size=options.batch_size, clock=clock)
+    print("SUMMARY " + json.dumps(summary.as_json()), flush=True)
+
+
+def start(
+    *, at: datetime | None = None, batch_size: int | None = None, wait: bool = False, **env: str
+) -> subprocess.Popen[str]:
+    """Start a drainer on the test database (stderr merged into stdout, stdin open)."""
+    from orchestrator.testing.procs import ROOT, child_env
+
+    args = [sys.executable, "-m", "orchestrator.testing.drainer"]
+    if at is not None:
+        args += ["--at", at.astimezone(UTC).isoformat()]
+    if batch_size is not None:
+        args += ["--batch-size", str(batch_size)]
+    if wait:
+        args.append("--wait")
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=child_env(**env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def summary_of(output: str) -> dict[str, int]:
+    """Return the SUMMARY a drainer printed (AssertionError if it printed none)."""
+    for line in output.splitlines():
+        if line.startswith("SUMMARY "):
+            summary: dict[str, int] = json.loads(line.removeprefix("SUMMARY "))
+            return summary
+    raise AssertionError(f"the drainer printed no summary:\n{output[-3000:]}")
+
+
+if __name__ == "__main__":
+    main()
