@@ -210,6 +210,8 @@ INNGEST_EVENT_API_BASE_URL = env.str("INNGEST_EVENT_API_BASE_URL", default="")
 INNGEST_API_BASE_URL = env.str("INNGEST_API_BASE_URL", default="")
 INNGEST_PUBLISH_TIMEOUT_SECONDS = env.float("INNGEST_PUBLISH_TIMEOUT_SECONDS", default=1.5)
 INNGEST_FUNCTION_RETRIES = env.int("INNGEST_FUNCTION_RETRIES", default=3)
+# A signed call to /api/inngest older than this (or this far in the future) is a replay: refused.
+INNGEST_SIGNATURE_MAX_AGE_SECONDS = env.int("INNGEST_SIGNATURE_MAX_AGE_SECONDS", default=300)
 # No single call from Inngest may outlive the platform's request timeout: each
 # step of a drain stops claiming jobs after this long.
 INNGEST_STEP_BUDGET_SECONDS = env.float("INNGEST_STEP_BUDGET_SECONDS", default=20.0)

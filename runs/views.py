@@ -8,14 +8,20 @@ signing key outside dev mode the endpoint answers 503 and says what to set.
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
 import inngest.django
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from orchestrator.inngest import InngestConfig, client_for, current_config
 from runs.functions import build_functions
+
+logger = logging.getLogger(__name__)
 
 View = Callable[[HttpRequest], HttpResponse]
 
@@ -29,7 +35,25 @@ def serve(request: HttpRequest) -> HttpResponse:
             {"error": "Inngest is not configured: set INNGEST_SIGNING_KEY (cloud) or INNGEST_DEV=1 (dev server)"},
             status=503,
         )
+    if not config.dev_mode and _signed_too_long_ago(request, now=time.time()):
+        # The SDK checks the signature's HMAC, not its age: refuse a replayed call here.
+        logger.warning("inngest call refused: signature timestamp too old", extra={"action": "inngest_auth"})
+        return JsonResponse({"message": "Unauthorized"}, status=401)
     return _handler(config)(request)
+
+
+def _signed_too_long_ago(request: HttpRequest, *, now: float) -> bool:
+    """Return whether the request's signature names a time outside INNGEST_SIGNATURE_MAX_AGE_SECONDS.
+
+    A request without a readable timestamp is left to the SDK, which refuses it.
+    """
+    fields = parse_qs(request.headers.get("X-Inngest-Signature", ""))
+    try:
+        signed_at = int(fields["t"][0])
+    except (KeyError, ValueError):
+        return False
+    max_age: int = settings.INNGEST_SIGNATURE_MAX_AGE_SECONDS
+    return abs(now - signed_at) > max_age
 
 
 @functools.lru_cache(maxsize=8)

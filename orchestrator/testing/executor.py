@@ -277,8 +277,9 @@ class Executor:
     def _key(self) -> bytes:
         return re.sub(r"^signkey-\w+-", "", self.signing_key).encode()
 
-    def _headers(self, body: bytes) -> dict[str, str]:
-        timestamp = str(int(time.time()))
+    def _headers(self, body: bytes, *, signed_at: int | None = None) -> dict[str, str]:
+        """Return the headers Inngest sends with `body`, signed now (or at `signed_at`, a unix time)."""
+        timestamp = str(int(time.time()) if signed_at is None else signed_at)
         signature = hmac.new(self._key(), body + timestamp.encode(), hashlib.sha256).hexdigest()
         return {
             "Content-Type": "application/json",

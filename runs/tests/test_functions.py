@@ -295,3 +295,58 @@ def test_serve__dev_mode_answers_the_dev_servers_inspection(client: Client, sett
     assert response.status_code == 200
     assert response.json()["mode"] == "dev"
     assert response.json()["function_count"] >= 5
+
+
+@pytest.mark.parametrize("age", [-3600, 301, 3600])
+def test_serve__refuses_a_correctly_signed_call_from_too_long_ago(
+    executor: Executor, live_server: Any, age: int
+) -> None:
+    import jcs
+
+    enqueue(1)
+    body = jcs.canonicalize(
+        {
+            "ctx": {"attempt": 0, "disable_immediate_execution": False, "run_id": "01OLD", "stack": {"stack": []}},
+            "event": event(PROCESS),
+            "events": [event(PROCESS)],
+            "steps": {},
+            "use_api": False,
+        }
+    )
+    headers = executor._headers(body, signed_at=int(time.time()) - age)
+
+    response = httpx.post(
+        f"{live_server.url}/api/inngest",
+        params={"fnId": "orchestrator-process-background-jobs", "stepId": "step"},
+        content=body,
+        headers=headers,
+    )
+
+    assert response.status_code == 401
+    assert not FunctionRun.objects.exists()
+    assert HandlerRun.objects.count() == 0
+
+
+def test_serve__accepts_a_correctly_signed_call_within_the_window(executor: Executor, live_server: Any) -> None:
+    import jcs
+
+    body = jcs.canonicalize(
+        {
+            "ctx": {"attempt": 0, "disable_immediate_execution": False, "run_id": "01NEW", "stack": {"stack": []}},
+            "event": event(PROCESS),
+            "events": [event(PROCESS)],
+            "steps": {},
+            "use_api": False,
+        }
+    )
+    headers = executor._headers(body, signed_at=int(time.time()) - 200)
+
+    response = httpx.post(
+        f"{live_server.url}/api/inngest",
+        params={"fnId": "orchestrator-process-background-jobs", "stepId": "step"},
+        content=body,
+        headers=headers,
+    )
+
+    assert response.status_code == 206  # the claim step ran
+    assert FunctionRun.objects.get().run_id == "01NEW"
