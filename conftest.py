@@ -10,6 +10,7 @@ import pytest
 from django.core.cache import cache
 
 from jobs.models import BackgroundJob
+from orchestrator.testing.admin import STAFF_PASSWORD
 from orchestrator.testing.event_api import EventAPI
 from orchestrator.testing.executor import Executor
 
@@ -72,8 +73,6 @@ def executor(settings: Any, live_server: Any) -> Iterator[Executor]:
 
 
 # --- Operators and dead letters (the admin's tests) --------------------------------
-
-STAFF_PASSWORD = "operator-password-1"
 
 
 @pytest.fixture

@@ -168,7 +168,7 @@ def tiles(report: SloReport) -> list[Tile]:
         ),
         Tile(
             "Backlog",
-            f"{backlog.value:.0f} due jobs",
+            f"{backlog.value:.0f} due job{'' if backlog.value == 1 else 's'}",
             f"{backlog.detail['pending']} pending · {backlog.detail['running']} running",
             "calm",
         ),
