@@ -141,9 +141,11 @@ def test_ledger_changelist__pages_past_the_cap_are_refused(
     assert (third.status_code, third["Location"]) == (302, "/admin/runs/functionrun/?e=1")
 
 
+@pytest.mark.parametrize("exact_limit", [10_000, 2], ids=["read-once", "index-probes"])
 def test_ledger_date_hierarchy__offers_the_years_then_the_months_that_hold_rows(
-    superuser: Client, make_run: Callable[..., FunctionRun]
+    superuser: Client, make_run: Callable[..., FunctionRun], exact_limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(LedgerPaginator, "exact_limit", exact_limit)
     for moment in ("2025-11-03T10:00", "2026-01-20T10:00", "2026-03-01T10:00", "2026-03-14T23:30"):
         make_run(started_at=datetime.fromisoformat(moment).replace(tzinfo=UTC))
 
@@ -155,9 +157,15 @@ def test_ledger_date_hierarchy__offers_the_years_then_the_months_that_hold_rows(
     assert choices(started_at__year="2026", started_at__month="3") == ["&lsaquo; 2026", "March 1", "March 14"]
 
 
+@pytest.mark.parametrize("exact_limit", [10_000, 1], ids=["read-once", "index-probes"])
 def test_ledger_date_hierarchy__one_month_of_rows_opens_on_its_days(
-    superuser: Client, make_run: Callable[..., FunctionRun], now: datetime
+    superuser: Client,
+    make_run: Callable[..., FunctionRun],
+    now: datetime,
+    exact_limit: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(LedgerPaginator, "exact_limit", exact_limit)
     make_run(started_at=now)
     make_run(started_at=now - timedelta(days=3))
 
