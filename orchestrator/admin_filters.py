@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.db import connections, models
+from django.db import connections, models, router
 from django.db.models import Model
 from django.http import HttpRequest
 
@@ -49,7 +49,7 @@ class DistinctValuesFilter(admin.AllValuesFieldListFilter):
 
 def distinct_values(model: type[Model], column: str, *, limit: int) -> list[Any]:
     """Return the first `limit` distinct non-NULL values of `column`, in order, one index probe each."""
-    connection = connections["default"]
+    connection = connections[router.db_for_read(model)]
     quote = connection.ops.quote_name
     table, col = quote(model._meta.db_table), quote(column)
     sql = (

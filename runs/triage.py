@@ -127,8 +127,11 @@ def _requeue_run_letter(letter: DeadLetter, *, user: AbstractBaseUser, now: date
     """Dispatch the letter's function again; return (why not or None, whether the publish failed).
 
     The letter is claimed first with a conditional update, so two operators cannot
-    both re-dispatch it; the dispatcher's own writes then commit as they always do.
-    If the tick does not succeed the claim is undone and the letter stays open.
+    both re-dispatch it; the dispatcher's own writes then commit as they always do
+    (they are not held in one long transaction with the claim). If the tick does not
+    succeed the claim is undone and the letter stays open. A process that dies
+    between the claim and the tick's answer leaves the letter `requeued` without a
+    key (its page shows "requeued as —"): look for the window under its correlation id.
     """
     plan = redispatch_plan(letter)
     if isinstance(plan, str):

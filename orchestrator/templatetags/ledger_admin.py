@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
-from django.contrib.admin.templatetags.admin_list import pagination
+from django.contrib.admin.templatetags.admin_list import pagination, search_form
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Max, Min, QuerySet
 from django.utils import formats, timezone
@@ -26,6 +26,12 @@ READ_ONCE_LIMIT = 1000
 def status_badge(value: str) -> SafeString:
     """Render a status, mode or resolution as a coloured badge."""
     return badge(value)
+
+
+@register.inclusion_tag("admin/orchestrator/search_form.html")
+def ledger_search_form(cl: ChangeList) -> dict[str, Any]:
+    """Render the search box, with the narrowed list's count ("about N" when it is an estimate)."""
+    return search_form(cl)
 
 
 @register.inclusion_tag("admin/orchestrator/pagination.html")

@@ -186,3 +186,23 @@ def test_background_job_filters__list_the_kinds_and_tenants_present(
     filters = {spec.title: [choice["display"] for choice in spec.choices(cl)] for spec in cl.filter_specs}
     assert filters["kind"] == ["All", "test.fail", "test.record"]
     assert filters["tenant"] == ["All", "(none)", "acme"]
+
+
+def test_ledger_changelist__a_narrowed_list_says_how_many_rows_it_holds(
+    superuser: Client, make_run: Callable[..., FunctionRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(3):
+        make_run(status="failed", terminal_reason="boom")
+    make_run()
+
+    def count_text(**query: str) -> str:
+        page = " ".join(superuser.get("/admin/runs/functionrun/", query).content.decode().split())
+        return (
+            page.split('<span class="small quiet">')[1].split(" (")[0] if '<span class="small quiet">' in page else ""
+        )
+
+    assert count_text() == ""  # the whole list: no count beside the search box
+    assert count_text(status__exact="failed") == "3 results"
+    assert count_text(q="nothing") == "0 results"
+    monkeypatch.setattr(LedgerPaginator, "exact_limit", 2)
+    assert count_text(status__exact="failed").startswith("about ")
