@@ -1,24 +1,26 @@
 """Benchmark: the admin's changelists on a million rows each (PostgreSQL).
 
-    createdb -h 127.0.0.1 -U postgres orch_admin_bench
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/orch_admin_bench python bench/admin_scale.py
-    dropdb -h 127.0.0.1 -U postgres orch_admin_bench
+    python bench/admin_scale.py
 
-The database named by BENCH_DATABASE_URL is migrated and its windows, runs, dead letters
-and jobs are REPLACED: give it a throwaway database. It is filled with 1,000,000 rows
-each of DispatchWindow, FunctionRun, DeadLetter and BackgroundJob (INSERT ... SELECT
-generate_series), then a signed-in superuser asks Django's test client for each
-model's changelist, a status filter and a dispatch-key search, REPEAT times each
-after a warm-up, and the admin index with its health panel. The figures (p50 and p95
-per page) go to stdout and to the "Admin at scale" section of BENCHMARKS.md.
+By default it (re)creates the scratch database `orch_bench_admin` on the local
+PostgreSQL (BENCH_POSTGRES_URL names another server) and drops it at the end;
+BENCH_DATABASE_URL names a database to use instead, whose windows, runs, dead letters
+and jobs are then REPLACED (and which is kept). It is filled with 1,000,000 rows each
+of DispatchWindow, FunctionRun, DeadLetter and BackgroundJob (INSERT ... SELECT
+generate_series, secondary indexes built afterwards), then a signed-in superuser asks
+Django's test client for each model's changelist, a status filter and a dispatch-key
+search, REPEAT times each after a warm-up, and for the admin index with its health
+panel. The figures (p50 and p95 per page) go to stdout, to the "Admin at scale"
+section of BENCHMARKS.md, and as one `RESULT {json}` line for bench/run.py.
 
-Options: --no-seed reuses the rows already there; --explain prints EXPLAIN ANALYZE of
-the slowest queries of each page (to find a missing index).
+Options: --no-seed reuses the rows already there (with BENCH_DATABASE_URL); --explain
+prints EXPLAIN ANALYZE of the slowest queries of each page (to find a missing index).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -29,6 +31,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
@@ -36,6 +39,15 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "20"))
 DAYS = 30
 TARGET_P95_MS = 300
 BEGIN, END = "<!-- bench/admin_scale.py: begin -->", "<!-- bench/admin_scale.py: end -->"
+SCRATCH = "orch_bench_admin"
+SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+TABLES = ("dispatch_dispatchwindow", "runs_functionrun", "jobs_backgroundjob", "runs_deadletter")
+# Indexes that do not back a constraint (those stay): dropped before the fill, built after it in one pass.
+SECONDARY_INDEXES = """
+SELECT indexname, indexdef FROM pg_indexes
+WHERE schemaname = current_schema() AND tablename = ANY(%s)
+  AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conindid <> 0)
+"""
 
 # Shapes like a busy month: 40 cron jobs, 20 job kinds, 500 tenants (a third of the
 # jobs without one). Half the dead letters come from jobs, half from function runs;
@@ -134,11 +146,21 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the slowest queries of each page")
     args = parser.parse_args()
     url = os.environ.get("BENCH_DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        sys.exit(
-            "set BENCH_DATABASE_URL to a throwaway PostgreSQL database, "
-            "e.g. postgres://postgres@127.0.0.1/orch_admin_bench"
-        )
+    scratch = not url
+    if scratch:
+        if args.no_seed:
+            sys.exit("--no-seed needs BENCH_DATABASE_URL: the scratch database is made anew on every run")
+        url = scratch_database()
+    elif not url.startswith("postgres"):
+        sys.exit("BENCH_DATABASE_URL must name a throwaway PostgreSQL database, e.g. postgres://postgres@127.0.0.1/x")
+    try:
+        measure(url, seed=not args.no_seed, explain_queries=args.explain)
+    finally:
+        if scratch:
+            psql(SERVER, f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)')
+
+
+def measure(url: str, *, seed: bool, explain_queries: bool) -> None:
     os.environ.update(
         DATABASE_URL=url,
         DJANGO_SETTINGS_MODULE="orchestrator.settings",
@@ -160,17 +182,24 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
 
     call_command("migrate", verbosity=0)
-    if not args.no_seed:
+    if seed:
         started = time.perf_counter()
         with connection.cursor() as cursor:
+            cursor.execute(SECONDARY_INDEXES, [list(TABLES)])
+            indexes = cursor.fetchall()
+            for name, _ in indexes:
+                cursor.execute(f'DROP INDEX "{name}"')
             cursor.execute(SEED.format(days=DAYS, rows=ROWS))
+            cursor.execute("SET maintenance_work_mem = '256MB'")
+            for _, definition in indexes:
+                cursor.execute(definition)
             cursor.execute("VACUUM ANALYZE")  # As autovacuum would have: planner statistics, visibility map.
         print(f"seeded {ROWS:,} rows each of 4 tables in {time.perf_counter() - started:.0f} s", flush=True)
     User.objects.filter(username="bench").delete()
     client = Client()
     client.force_login(User.objects.create_superuser("bench", "bench@example.com", "bench-password"))
 
-    rows = []
+    rows, p95s = [], {}
     for model, view, path in pages(ROWS):
         response = client.get(path)  # warm-up (and a check that the page works)
         if response.status_code != 200:
@@ -186,9 +215,27 @@ def main() -> None:
         verdict = "" if model == "Admin index" else ("pass" if p95 <= TARGET_P95_MS else "FAIL")
         rows.append(f"| {model} | {view} | {len(queries)} | {p50:.0f} ms | {p95:.0f} ms | {verdict} |")
         print(rows[-1], flush=True)
-        if args.explain:
+        if verdict:
+            p95s[f"{model} {view}"] = round(p95, 1)
+        if explain_queries:
             explain(connection, queries.captured_queries)
     write_section(rows)
+    print("RESULT " + json.dumps({"p95Ms": p95s}), flush=True)
+
+
+def scratch_database() -> str:
+    """(Re)create the scratch database on SERVER and return its URL."""
+    psql(SERVER, f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)')
+    psql(SERVER, f'CREATE DATABASE "{SCRATCH}"')
+    return urlunsplit(urlsplit(SERVER)._replace(path=f"/{SCRATCH}"))
+
+
+def psql(url: str, statement: str) -> None:
+    done = subprocess.run(
+        ["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", statement], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"psql failed: {done.stderr.strip()}")
 
 
 def explain(connection: Any, captured: list[dict[str, str]]) -> None:
@@ -233,8 +280,7 @@ def write_section(rows: list[str]) -> None:
             "search.",
             "",
             "```sh",
-            "createdb -h 127.0.0.1 -U postgres orch_admin_bench",
-            "BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/orch_admin_bench python bench/admin_scale.py",
+            "python bench/admin_scale.py   # its own scratch database, orch_bench_admin, made and dropped",
             "```",
             "",
             "| Model | Page | Queries | p50 | p95 | Target |",
