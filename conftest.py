@@ -11,6 +11,7 @@ from django.core.cache import cache
 from hypothesis import settings as hypothesis_settings
 
 from jobs.models import BackgroundJob
+from orchestrator.testing.admin import STAFF_PASSWORD
 from orchestrator.testing.event_api import EventAPI
 from orchestrator.testing.executor import Executor
 from orchestrator.testing.stress import full
@@ -78,3 +79,116 @@ def executor(settings: Any, live_server: Any) -> Iterator[Executor]:
     runner.sync()
     yield runner
     runner.stop()
+
+
+# --- Operators and dead letters (the admin's tests) --------------------------------
+
+
+@pytest.fixture
+def make_staff() -> Callable[..., Any]:
+    """Create a staff user holding exactly the permissions named ("runs.view_deadletter", ...)."""
+    from django.contrib.auth.models import Permission, User
+
+    def make(username: str, *perms: str, superuser: bool = False) -> User:
+        user = User.objects.create_user(
+            username, password=STAFF_PASSWORD, is_staff=True, is_superuser=superuser, email=f"{username}@example.com"
+        )
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_job_letter(now: datetime) -> Callable[..., Any]:
+    """Create a dead job (attempts exhausted) and its dead letter, as the runner leaves them."""
+    from runs.models import DeadLetter
+
+    def make(kind: str = "test.record", *, tenant: str = "", payload: Any = None, **fields: Any) -> DeadLetter:
+        job = BackgroundJob.objects.create(
+            kind=kind,
+            tenant=tenant,
+            payload={"n": 1} if payload is None else payload,
+            status=BackgroundJob.Status.DEAD,
+            attempts=3,
+            max_attempts=3,
+            priority=7,
+            run_after=now,
+            created_at=now,
+            started_at=now,
+            finished_at=now,
+            last_error="ValueError: boom",
+        )
+        fields.setdefault("dispatch_key", "cron:background-jobs:2026-03-14T15:09")
+        fields.setdefault("correlation_id", "tick-42")
+        fields.setdefault("created_at", now)
+        return DeadLetter.objects.create(
+            source=DeadLetter.Source.JOB,
+            job=job,
+            kind=kind,
+            scope=job.scope,
+            error="ValueError: boom",
+            payload=job.payload,
+            attempts=job.attempts,
+            **fields,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_run_letter(now: datetime) -> Callable[..., Any]:
+    """Create a failed function run of the test cron job `counter` and its dead letter, with its event."""
+    from itertools import count
+
+    from runs.models import DeadLetter, FunctionRun
+
+    serial = count(1)
+
+    def make(function_id: str = "cron-counter", *, payload: Any = "event", **fields: Any) -> DeadLetter:
+        n = next(serial)
+        minute = 5 * n % 60  # one 5-minute window of `counter` per letter
+        key = f"cron:counter:2026-03-14T14:{minute:02d}"
+        run = FunctionRun.objects.create(
+            function_id=function_id,
+            dispatch_key=key,
+            run_id=f"run-{n}",
+            correlation_id="tick-7",
+            source="cron",
+            status=FunctionRun.Status.FAILED,
+            attempts=4,
+            started_at=now,
+            finished_at=now,
+            terminal_reason="retries exhausted",
+            last_error="ConnectionError: upstream down",
+        )
+        if payload == "event":
+            payload = {
+                "event": "cron/counter.requested",
+                "data": {
+                    "source": "cron",
+                    "requestedAt": f"2026-03-14T14:{minute:02d}:01.000Z",
+                    "dispatchKey": key,
+                    "correlationId": "tick-7",
+                    "dispatchWindowStart": f"2026-03-14T14:{minute:02d}:00.000Z",
+                    "dispatchWindowSeconds": 300,
+                    "params": {"tenant": "acme"},
+                },
+            }
+        fields.setdefault("created_at", now)
+        return DeadLetter.objects.create(
+            source=DeadLetter.Source.FUNCTION_RUN,
+            function_run=run,
+            kind=function_id,
+            dispatch_key=key,
+            correlation_id="tick-7",
+            run_id=run.run_id,
+            error="ConnectionError: upstream down",
+            payload=payload,
+            attempts=4,
+            **fields,
+        )
+
+    return make

@@ -1,15 +1,85 @@
+"""Dispatch windows in the admin: one row per cron job per window, and the runs each one caused."""
+
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.safestring import SafeString
 
 from dispatch.models import DispatchWindow
 from orchestrator.admin import ReadOnlyAdmin
+from orchestrator.admin_filters import DistinctValuesFilter
+from orchestrator.display import EMPTY, age, badge, changelist_url, duration, link, pretty_json
+from runs.models import DeadLetter, FunctionRun
 
 
 @admin.register(DispatchWindow)
 class DispatchWindowAdmin(ReadOnlyAdmin):
-    list_display = ("dispatch_key", "job", "status", "mode", "source", "duplicate_ticks", "latency_ms", "created_at")
-    list_filter = ("status", "mode", "job", "source")
-    search_fields = ("=dispatch_key", "=correlation_id")
+    list_display = (
+        "dispatch_key",
+        "job",
+        "status_badge",
+        "mode_badge",
+        "source",
+        "latency",
+        "publish_attempts",
+        "duplicate_ticks",
+        "created",
+        "runs_link",
+    )
+    list_filter = ("status", "mode", ("job", DistinctValuesFilter), "source")
+    search_fields = ("dispatch_key__exact", "correlation_id__exact")
+    search_help_text = "An exact dispatch key or correlation id."
     date_hierarchy = "created_at"
-    show_full_result_count = False
+    ordering = ("-created_at", "-id")
+    sortable_by = ("created",)
+    fields = (
+        "dispatch_key",
+        "job",
+        "status_badge",
+        "mode_badge",
+        "source",
+        "correlation_id",
+        "window_start",
+        "window_seconds",
+        "requested_at",
+        "latency",
+        "publish_attempts",
+        "duplicate_ticks",
+        "error",
+        "event_ids_json",
+        "runs_link",
+        "dead_letters_link",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, window: DispatchWindow) -> SafeString:
+        return badge(window.status)
+
+    @admin.display(description="mode", ordering="mode")
+    def mode_badge(self, window: DispatchWindow) -> SafeString:
+        return badge(window.mode)
+
+    @admin.display(description="latency")
+    def latency(self, window: DispatchWindow) -> str:
+        return duration(window.latency_ms)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, window: DispatchWindow) -> str:
+        return f"{age(window.created_at)} ago"
+
+    @admin.display(description="runs")
+    def runs_link(self, window: DispatchWindow) -> SafeString:
+        return link(changelist_url(FunctionRun, dispatch_key=window.dispatch_key), "runs")
+
+    @admin.display(description="dead letters")
+    def dead_letters_link(self, window: DispatchWindow) -> SafeString | str:
+        if not DeadLetter.objects.filter(dispatch_key=window.dispatch_key).exists():
+            return EMPTY
+        return link(changelist_url(DeadLetter, dispatch_key=window.dispatch_key), "dead letters of this window")
+
+    @admin.display(description="event ids")
+    def event_ids_json(self, window: DispatchWindow) -> SafeString:
+        return pretty_json(window.event_ids)

@@ -75,6 +75,9 @@ class DispatchWindow(models.Model):
             models.Index(fields=["status", "-created_at"], name="dispatch_win_status_idx"),
             models.Index(fields=["mode", "-created_at"], name="dispatch_win_mode_idx"),
             models.Index(fields=["correlation_id"], name="dispatch_win_correlation_idx"),
+            # The admin's job and source filters (and the dashboard's last windows per job), newest first.
+            models.Index(fields=["job", "-created_at"], name="dispatch_win_job_created_idx"),
+            models.Index(fields=["source", "-created_at"], name="dispatch_win_source_idx"),
             # The SLO report's latency percentiles: an index-only scan of the period's dispatches.
             models.Index(
                 fields=["created_at", "latency_ms"],

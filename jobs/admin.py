@@ -1,18 +1,163 @@
+"""The background-job queue in the admin: browse it, retry a pending job now, or cancel it."""
+
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
 
 from jobs.models import BackgroundJob, QueueHealthSnapshot
+from jobs.triage import job_cancel, job_retry_now
+from orchestrator.actions import ACTION_LIMIT
 from orchestrator.admin import ReadOnlyAdmin
+from orchestrator.admin_filters import DistinctValuesFilter
+from orchestrator.display import EMPTY, age, badge, change_url, duration, link, pretty_json
+from runs.models import DeadLetter
+
+ERROR_PREVIEW = 80
 
 
 @admin.register(BackgroundJob)
 class BackgroundJobAdmin(ReadOnlyAdmin):
-    list_display = ("id", "kind", "tenant", "status", "attempts", "max_attempts", "run_after", "created_at")
-    list_filter = ("status", "kind")
-    search_fields = ("=dedupe_key", "=tenant")
+    list_display = (
+        "id",
+        "kind",
+        "tenant",
+        "status_badge",
+        "attempts_of",
+        "priority",
+        "due",
+        "created",
+        "run_duration",
+        "error_preview",
+        "dead_letter_link",
+    )
+    list_filter = ("status", ("kind", DistinctValuesFilter), ("tenant", DistinctValuesFilter))
+    search_fields = ("dedupe_key__exact", "tenant__exact")
+    search_help_text = (
+        "A job id, dedupe key or tenant; or the dispatch key, correlation id or run id of the drain that "
+        "dead-lettered it. Exact."
+    )
     date_hierarchy = "created_at"
-    show_full_result_count = False
+    ordering = ("-created_at", "-id")
+    sortable_by = ("id", "created")
+    list_select_related = ("dead_letter",)
+    actions = ("retry_now", "cancel")
+    fields = (
+        "id",
+        "kind",
+        "tenant",
+        "status_badge",
+        "attempts_of",
+        "priority",
+        "run_after",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "run_duration",
+        "lease_expires_at",
+        "locked_by",
+        "dedupe_key",
+        "last_error",
+        "payload_json",
+        "dead_letter_link",
+        "requeued_from_links",
+    )
+    readonly_fields = fields
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """Match a term exactly: id, dedupe key, tenant, or the keys of the drain that dead-lettered the job.
+
+        Each alternative is one index lookup; the dead letters' keys are resolved to
+        job ids first, so the OR stays on this table's indexes.
+        """
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(dedupe_key=term) | Q(tenant=term)
+        if term.isdigit() and len(term) < 19:
+            match |= Q(pk=int(term))
+        buried = DeadLetter.objects.filter(
+            Q(dispatch_key=term) | Q(correlation_id=term) | Q(run_id=term), job__isnull=False
+        ).values_list("job_id", flat=True)[:ACTION_LIMIT]
+        job_ids = list(buried)
+        if job_ids:
+            match |= Q(pk__in=job_ids)
+        return queryset.filter(match), False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.operate_backgroundjob")
+
+    @admin.action(description="Retry selected pending jobs now", permissions=["operate"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[BackgroundJob]) -> None:
+        ids = self.selected_ids(request, queryset)
+        if ids is not None:
+            report = job_retry_now(job_ids=ids, now=timezone.now())
+            self.report(request, report, verb="Made due now", change_message="Retry now (admin action).")
+
+    @admin.action(description="Cancel selected pending jobs", permissions=["operate"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[BackgroundJob]) -> None:
+        ids = self.selected_ids(request, queryset)
+        if ids is not None:
+            report = job_cancel(job_ids=ids, now=timezone.now())
+            self.report(request, report, verb="Cancelled", change_message="Cancelled (admin action).")
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job: BackgroundJob) -> SafeString:
+        return badge(job.status)
+
+    @admin.display(description="attempts")
+    def attempts_of(self, job: BackgroundJob) -> str:
+        return f"{job.attempts}/{job.max_attempts}"
+
+    @admin.display(description="due")
+    def due(self, job: BackgroundJob) -> str:
+        if job.status != BackgroundJob.Status.PENDING:
+            return EMPTY
+        now = timezone.now()
+        return f"in {age(now, now=job.run_after)}" if job.run_after > now else f"{age(job.run_after)} ago"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, job: BackgroundJob) -> str:
+        return f"{age(job.created_at)} ago"
+
+    @admin.display(description="duration")
+    def run_duration(self, job: BackgroundJob) -> str:
+        if job.started_at is None or job.finished_at is None:
+            return EMPTY
+        return duration((job.finished_at - job.started_at).total_seconds() * 1000)
+
+    @admin.display(description="last error")
+    def error_preview(self, job: BackgroundJob) -> str:
+        text = job.last_error.splitlines()[0] if job.last_error else EMPTY
+        return text if len(text) <= ERROR_PREVIEW else text[: ERROR_PREVIEW - 1] + "…"
+
+    @admin.display(description="dead letter")
+    def dead_letter_link(self, job: BackgroundJob) -> SafeString | str:
+        letter = getattr(job, "dead_letter", None)
+        if letter is None:
+            return EMPTY
+        return link(change_url(DeadLetter, letter.pk), f"#{letter.pk} ({letter.resolution or 'unresolved'})")
+
+    @admin.display(description="requeued from")
+    def requeued_from_links(self, job: BackgroundJob) -> SafeString | str:
+        letters = list(DeadLetter.objects.filter(requeued_job=job).values_list("pk", flat=True))
+        if not letters:
+            return EMPTY
+        return format_html_join(
+            ", ", '<a href="{}">dead letter #{}</a>', ((change_url(DeadLetter, pk), pk) for pk in letters)
+        )
+
+    @admin.display(description="payload")
+    def payload_json(self, job: BackgroundJob) -> SafeString:
+        return pretty_json(job.payload)
 
 
 @admin.register(QueueHealthSnapshot)
@@ -20,4 +165,3 @@ class QueueHealthSnapshotAdmin(ReadOnlyAdmin):
     list_display = ("taken_at", "ready", "pending", "running", "dead", "lag_seconds", "unresolved_dead_letters")
     date_hierarchy = "taken_at"
     ordering = ("-taken_at",)
-    show_full_result_count = False

@@ -71,7 +71,10 @@ class BackgroundJob(models.Model):
             models.Index(fields=["-created_at"], name="jobs_created_idx"),
             models.Index(fields=["kind", "-created_at"], name="jobs_kind_created_idx"),
             models.Index(fields=["tenant", "-created_at"], name="jobs_tenant_created_idx"),
+            # The admin's search by dedupe key, whatever the job's status.
+            models.Index(fields=["dedupe_key"], condition=Q(dedupe_key__isnull=False), name="jobs_dedupe_key_idx"),
         ]
+        permissions = [("operate_backgroundjob", "Can retry and cancel pending background jobs")]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"

@@ -34,7 +34,7 @@ DEPLOY_ENV = env.str("DEPLOY_ENV", default="")
 VERCEL_ENV = env.str("VERCEL_ENV", default="")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "orchestrator.admin_config.OrchestratorAdminConfig",  # django.contrib.admin, with the health panel
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,24 +1,276 @@
+"""The run ledger and the dead-letter triage queue in the admin (SPEC §6)."""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
-from orchestrator.admin import ReadOnlyAdmin
-from runs.models import DeadLetter, FunctionRun
+from django import forms
+from django.contrib import admin
+from django.contrib.admin import helpers
+from django.db.models import F, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from dispatch.models import DispatchWindow
+from jobs.models import BackgroundJob
+from orchestrator.admin import ReadOnlyAdmin, acting_user
+from orchestrator.admin_filters import DistinctValuesFilter
+from orchestrator.display import EMPTY, age, badge, change_url, changelist_url, duration, link, pretty_json
+from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
+from runs.triage import MAX_NOTE_LENGTH, dead_letter_requeue, dead_letter_resolve
+
+ERROR_PREVIEW = 80
+
+
+class AttemptInline(admin.TabularInline[FunctionRunAttempt, FunctionRun]):
+    model = FunctionRunAttempt
+    fields = ("attempt", "status_badge", "step", "started_at", "finished_at", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="status")
+    def status_badge(self, attempt: FunctionRunAttempt) -> SafeString:
+        return badge(attempt.status)
 
 
 @admin.register(FunctionRun)
 class FunctionRunAdmin(ReadOnlyAdmin):
-    list_display = ("function_id", "dispatch_key", "status", "attempts", "duration_ms", "started_at")
-    list_filter = ("status", "function_id")
-    search_fields = ("=dispatch_key", "=correlation_id", "=run_id")
+    list_display = (
+        "function_id",
+        "dispatch_key",
+        "status_badge",
+        "attempts",
+        "run_duration",
+        "source",
+        "scope",
+        "started",
+        "dead_letter_link",
+    )
+    list_filter = (
+        "status",
+        ("function_id", DistinctValuesFilter),
+        ("scope", DistinctValuesFilter),
+        ("source", DistinctValuesFilter),
+    )
+    search_fields = ("dispatch_key__exact", "correlation_id__exact", "run_id__exact")
+    search_help_text = "An exact dispatch key, correlation id or run id."
     date_hierarchy = "started_at"
-    show_full_result_count = False
+    ordering = ("-started_at", "-id")
+    sortable_by = ("started",)
+    list_select_related = ("dead_letter",)
+    inlines = (AttemptInline,)
+    fields = (
+        "function_id",
+        "status_badge",
+        "window_link",
+        "dead_letter_link",
+        "run_id",
+        "correlation_id",
+        "source",
+        "scope",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "run_duration",
+        "terminal_reason",
+        "last_error",
+        "duplicates_suppressed",
+        "output_json",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, run: FunctionRun) -> SafeString:
+        return badge(run.status)
+
+    @admin.display(description="duration")
+    def run_duration(self, run: FunctionRun) -> str:
+        return duration(run.duration_ms)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, run: FunctionRun) -> str:
+        return f"{age(run.started_at)} ago"
+
+    @admin.display(description="dead letter")
+    def dead_letter_link(self, run: FunctionRun) -> SafeString | str:
+        letter = getattr(run, "dead_letter", None)
+        return (
+            link(change_url(DeadLetter, letter.pk), f"#{letter.pk} ({letter.resolution or 'unresolved'})")
+            if letter
+            else EMPTY
+        )
+
+    @admin.display(description="dispatch window")
+    def window_link(self, run: FunctionRun) -> SafeString:
+        return link(changelist_url(DispatchWindow, dispatch_key=run.dispatch_key), run.dispatch_key)
+
+    @admin.display(description="output")
+    def output_json(self, run: FunctionRun) -> SafeString:
+        return pretty_json(run.output)
+
+
+class LetterStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        return [("unresolved", "Unresolved"), ("requeued", "Requeued"), ("resolved", "Resolved")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        # `resolution` is "" exactly while `resolved_at` is NULL (a check constraint): one index serves all three.
+        resolution = {"unresolved": "", "requeued": "requeued", "resolved": "resolved"}.get(self.value() or "")
+        return queryset if resolution is None else queryset.filter(resolution=resolution)
+
+
+class ResolveForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        max_length=MAX_NOTE_LENGTH,
+        help_text="Required: why these failures need no requeue (kept on each letter).",
+    )
 
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdmin):
-    list_display = ("kind", "source", "scope", "attempts", "created_at", "resolution")
-    list_filter = ("source", "kind", "resolution")
-    search_fields = ("=dispatch_key", "=correlation_id", "=run_id")
+    list_display = (
+        "letter",
+        "kind",
+        "source",
+        "state_badge",
+        "scope",
+        "attempts",
+        "error_preview",
+        "created",
+        "origin_link",
+        "requeued_link",
+    )
+    list_filter = (
+        LetterStateFilter,
+        "source",
+        ("kind", DistinctValuesFilter),
+        ("scope", DistinctValuesFilter),
+    )
+    search_fields = ("dispatch_key__exact", "correlation_id__exact", "run_id__exact")
+    search_help_text = "An exact dispatch key, correlation id or run id."
     date_hierarchy = "created_at"
-    show_full_result_count = False
+    # Unresolved first (newest first), then the latest resolutions: the triage queue.
+    ordering = (F("resolved_at").desc(nulls_first=True), "-created_at", "-id")
+    sortable_by = ("created",)
+    actions = ("requeue", "resolve")
+    fields = (
+        "letter",
+        "state_badge",
+        "kind",
+        "source",
+        "origin_link",
+        "window_link",
+        "scope",
+        "dispatch_key",
+        "correlation_id",
+        "run_id",
+        "attempts",
+        "created_at",
+        "error",
+        "payload_json",
+        "resolved_at",
+        "resolved_by",
+        "note",
+        "requeued_link",
+    )
+    readonly_fields = fields
+
+    def has_triage_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("runs.triage_deadletter")
+
+    @admin.action(description="Requeue selected dead letters", permissions=["triage"])
+    def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        ids = self.selected_ids(request, queryset)
+        if ids is None:
+            return
+        report = dead_letter_requeue(letter_ids=ids, user=acting_user(request), now=timezone.now())
+        self.report(request, report, verb="Requeued", change_message="Requeued (admin action).")
+
+    @admin.action(description="Resolve selected dead letters with a note…", permissions=["triage"])
+    def resolve(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> TemplateResponse | None:
+        ids = self.selected_ids(request, queryset)
+        if ids is None:
+            return None
+        form = ResolveForm(request.POST if request.POST.get("post") == "yes" else None)
+        if form.is_valid():
+            report = dead_letter_resolve(
+                letter_ids=ids, user=acting_user(request), note=form.cleaned_data["note"], now=timezone.now()
+            )
+            self.report(request, report, verb="Resolved", change_message="Resolved (admin action).")
+            return None
+        letters = list(queryset.order_by("pk"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Resolve dead letters",
+            "opts": self.model._meta,
+            "form": form,
+            "letters": letters,
+            "open_count": sum(1 for letter in letters if not letter.resolution),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/runs/deadletter/resolve_confirmation.html", context)
+
+    @admin.display(description="letter", ordering="pk")
+    def letter(self, letter: DeadLetter) -> str:
+        return f"#{letter.pk}"
+
+    @admin.display(description="state")
+    def state_badge(self, letter: DeadLetter) -> SafeString:
+        return badge(letter.resolution or "unresolved")
+
+    @admin.display(description="error")
+    def error_preview(self, letter: DeadLetter) -> str:
+        text = letter.error.splitlines()[0] if letter.error else EMPTY
+        return text if len(text) <= ERROR_PREVIEW else text[: ERROR_PREVIEW - 1] + "…"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, letter: DeadLetter) -> str:
+        return f"{age(letter.created_at)} ago"
+
+    @admin.display(description="from")
+    def origin_link(self, letter: DeadLetter) -> SafeString | str:
+        if letter.function_run_id is not None:
+            return link(change_url(FunctionRun, letter.function_run_id), f"run #{letter.function_run_id}")
+        if letter.job_id is not None:
+            return link(change_url(BackgroundJob, letter.job_id), f"job #{letter.job_id}")
+        return EMPTY
+
+    @admin.display(description="requeued as")
+    def requeued_link(self, letter: DeadLetter) -> SafeString | str:
+        if letter.requeued_job_id is not None:
+            return link(change_url(BackgroundJob, letter.requeued_job_id), f"job #{letter.requeued_job_id}")
+        if letter.requeued_dispatch_key:
+            key = letter.requeued_dispatch_key
+            return format_html(
+                "{} · {}",
+                link(changelist_url(DispatchWindow, dispatch_key=key), "window"),
+                link(changelist_url(FunctionRun, dispatch_key=key), "run"),
+            )
+        return EMPTY
+
+    @admin.display(description="dispatch window")
+    def window_link(self, letter: DeadLetter) -> SafeString | str:
+        key = letter.dispatch_key
+        return link(changelist_url(DispatchWindow, dispatch_key=key), key) if key else EMPTY
+
+    @admin.display(description="payload")
+    def payload_json(self, letter: DeadLetter) -> SafeString:
+        return pretty_json(letter.payload)

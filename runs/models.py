@@ -57,6 +57,9 @@ class FunctionRun(models.Model):
             models.Index(fields=["dispatch_key"], name="runs_run_dispatch_key_idx"),
             models.Index(fields=["run_id"], name="runs_run_run_id_idx"),
             models.Index(fields=["correlation_id"], name="runs_run_correlation_idx"),
+            # The admin's tenant and source filters, in the changelist's order.
+            models.Index(fields=["scope", "-started_at"], name="runs_run_scope_started_idx"),
+            models.Index(fields=["source", "-started_at"], name="runs_run_source_started_idx"),
         ]
 
     def __str__(self) -> str:
@@ -107,6 +110,10 @@ class Resolution(models.TextChoices):
     RESOLVED = "resolved"
 
 
+# resolved_at DESC puts NULL (unresolved) first on PostgreSQL; the admin spells NULLS FIRST out.
+TRIAGE_ORDER = ("-resolved_at", "-created_at", "-id")
+
+
 class DeadLetter(models.Model):
     """A terminal failure, kept until an operator requeues or resolves it."""
 
@@ -154,15 +161,21 @@ class DeadLetter(models.Model):
             ),
         ]
         indexes = [
-            # The triage queue: unresolved letters, newest first.
+            # The unresolved count (queue health, the SLO report).
             models.Index(fields=["-created_at"], condition=Q(resolved_at__isnull=True), name="runs_dl_unresolved_idx"),
             models.Index(fields=["-created_at"], name="runs_dl_created_idx"),
-            models.Index(fields=["kind", "-created_at"], name="runs_dl_kind_created_idx"),
-            models.Index(fields=["scope", "-created_at"], name="runs_dl_scope_created_idx"),
+            # The admin's triage order (unresolved first, newest first; then the latest resolutions),
+            # alone and after each of its filters: state, source, kind, tenant.
+            models.Index(fields=[*TRIAGE_ORDER], name="runs_dl_triage_idx"),
+            models.Index(fields=["resolution", *TRIAGE_ORDER], name="runs_dl_state_triage_idx"),
+            models.Index(fields=["source", *TRIAGE_ORDER], name="runs_dl_source_triage_idx"),
+            models.Index(fields=["kind", *TRIAGE_ORDER], name="runs_dl_kind_triage_idx"),
+            models.Index(fields=["scope", *TRIAGE_ORDER], name="runs_dl_scope_triage_idx"),
             models.Index(fields=["dispatch_key"], name="runs_dl_dispatch_key_idx"),
             models.Index(fields=["run_id"], name="runs_dl_run_id_idx"),
             models.Index(fields=["correlation_id"], name="runs_dl_correlation_idx"),
         ]
+        permissions = [("triage_deadletter", "Can requeue and resolve dead letters")]
 
     def __str__(self) -> str:
         state = self.resolution or "unresolved"

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from dispatch.models import DispatchWindow
+from runs.models import FunctionRun
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/dispatch/dispatchwindow/"
+
+
+def window(key: str, *, created_at: datetime, **fields: Any) -> DispatchWindow:
+    fields.setdefault("job", key.split(":")[1])
+    fields.setdefault("status", "enqueued")
+    fields.setdefault("mode", "dispatch")
+    fields.setdefault("source", "cron")
+    return DispatchWindow.objects.create(
+        dispatch_key=key,
+        correlation_id=f"c-{key}",
+        window_start=created_at,
+        window_seconds=60,
+        requested_at=created_at,
+        created_at=created_at,
+        updated_at=created_at,
+        latency_ms=12,
+        **fields,
+    )
+
+
+@pytest.fixture
+def client(make_staff: Callable[..., User]) -> Client:
+    viewer = make_staff("viewer", "dispatch.view_dispatchwindow", "runs.view_functionrun")
+    browser = Client()
+    browser.force_login(viewer)
+    return browser
+
+
+def test_dispatch_window_changelist__filters_by_status_mode_job_and_source_and_searches_exactly(
+    client: Client, now: datetime
+) -> None:
+    dispatched = window("cron:background-jobs:2026-03-14T15:09", created_at=now)
+    failed = window(
+        "cron:counter:2026-03-14T15:05", created_at=now - timedelta(minutes=1), status="dispatch_failed",
+        mode="dispatch-failed",
+    )  # fmt: skip
+    manual = window(
+        "cron:counter:2026-03-14T15:00:manual-0a1b2c3d", created_at=now - timedelta(minutes=2), status="inline",
+        mode="inline", source="manual",
+    )  # fmt: skip
+
+    def listed(**query: str) -> list[int]:
+        response = client.get(CHANGELIST, query)
+        assert response.status_code == 200
+        return [row.pk for row in response.context["cl"].result_list]
+
+    assert listed() == [dispatched.pk, failed.pk, manual.pk]
+    assert listed(status__exact="dispatch_failed") == [failed.pk]
+    assert listed(mode__exact="inline") == [manual.pk]
+    assert listed(job="counter") == [failed.pk, manual.pk]
+    assert listed(source__exact="manual") == [manual.pk]
+    assert listed(q="cron:counter:2026-03-14T15:05") == [failed.pk]
+    assert listed(q=f"c-{manual.dispatch_key}") == [manual.pk]
+
+
+def test_dispatch_window_admin__links_a_window_to_its_runs(client: Client, now: datetime) -> None:
+    shown = window("cron:background-jobs:2026-03-14T15:09", created_at=now)
+    run = FunctionRun.objects.create(
+        function_id="process-background-jobs", dispatch_key=shown.dispatch_key, run_id="r", started_at=now
+    )
+    FunctionRun.objects.create(function_id="process-background-jobs", dispatch_key="other", run_id="o", started_at=now)
+
+    page = client.get(reverse("admin:dispatch_dispatchwindow_change", args=[shown.pk])).content.decode()
+    runs = client.get("/admin/runs/functionrun/", {"dispatch_key": shown.dispatch_key})
+
+    assert 'href="/admin/runs/functionrun/?dispatch_key=cron%3Abackground-jobs%3A2026-03-14T15%3A09"' in page
+    assert [row.pk for row in runs.context["cl"].result_list] == [run.pk]

@@ -1,0 +1,58 @@
+"""Operator actions on queued jobs: retry a pending job now, or cancel it. Pending jobs only.
+
+A running job belongs to its worker (its lease fences every update), and a finished
+job is history: both are skipped with their status as the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from jobs.models import BackgroundJob
+from orchestrator.actions import ActionReport
+
+logger = logging.getLogger(__name__)
+
+GONE = "deleted meanwhile"
+
+
+@transaction.atomic
+def job_retry_now(*, job_ids: Sequence[int], now: datetime) -> ActionReport:
+    """Make each pending job of `job_ids` due now (a job waiting out its retry backoff runs next)."""
+    return _update_pending(job_ids, fields={"run_after": now}, action="job_retry_now")
+
+
+@transaction.atomic
+def job_cancel(*, job_ids: Sequence[int], now: datetime) -> ActionReport:
+    """Cancel each pending job of `job_ids`: it never runs, and its dedupe key is free again."""
+    return _update_pending(
+        job_ids, fields={"status": BackgroundJob.Status.CANCELLED, "finished_at": now}, action="job_cancel"
+    )
+
+
+def _update_pending(job_ids: Sequence[int], *, fields: dict[str, Any], action: str) -> ActionReport:
+    ids = sorted(set(job_ids))
+    # Lock the rows so a runner cannot claim one between our read and our update
+    # (its claim skips locked rows; a row it already holds shows as running).
+    statuses = dict(
+        BackgroundJob.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "status")
+    )
+    report = ActionReport()
+    for pk in ids:
+        status = statuses.get(pk)
+        if status is None:
+            report.skip(pk, GONE)
+        elif status != BackgroundJob.Status.PENDING:
+            report.skip(pk, f"not pending ({status})")
+        else:
+            report.done.append(pk)
+    BackgroundJob.objects.filter(pk__in=report.done).update(**fields)
+    logger.info(
+        "pending jobs updated", extra={"action": action, "jobs": len(report.done), "skipped": report.skipped_count}
+    )
+    return report

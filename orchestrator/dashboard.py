@@ -1,0 +1,192 @@
+"""The health panel on the admin index: the SLO report's figures, the last windows, an hourly chart.
+
+The figures are `orchestrator.slo.slo_report_build` over the last 24 hours (the same
+numbers `orchestrator_report` prints); the chart counts windows by mode and runs by
+outcome per hour, with the backlog from the queue-health snapshots.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Max
+from django.db.models.functions import TruncHour
+
+from dispatch.exceptions import RegistryError
+from dispatch.models import DispatchWindow
+from dispatch.registry import cron_jobs
+from jobs.models import QueueHealthSnapshot
+from orchestrator.chart import Chart, Hour, hourly_chart
+from orchestrator.display import changelist_url
+from orchestrator.slo import Metric, SloReport, slo_report_build
+from runs.models import DeadLetter, FunctionRun
+
+HOURS = 24
+WINDOWS_PER_JOB = 5
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One figure of the panel: its value, what it is measured against, and whether that is fine."""
+
+    label: str
+    value: str
+    detail: str
+    tone: str  # good, bad or calm
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class JobWindows:
+    job: str
+    windows: list[DispatchWindow]
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    now: datetime
+    since: datetime
+    report: SloReport
+    tiles: list[Tile]
+    jobs: list[JobWindows]
+    registry_error: str
+    hours: list[Hour]
+    chart: Chart
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """Return the chart's numbers as rows (the accessible table under the chart)."""
+        return [
+            {
+                "hour": hour.start,
+                "windows": sum(hour.windows.values()),
+                "failed_windows": hour.windows.get(DispatchWindow.Mode.DISPATCH_FAILED, 0),
+                "runs": sum(hour.runs.values()),
+                "failed_runs": hour.runs.get(FunctionRun.Status.FAILED, 0),
+                "backlog": hour.backlog,
+            }
+            for hour in self.hours
+        ]
+
+
+def dashboard_build(*, now: datetime, hours: int = HOURS, windows_per_job: int = WINDOWS_PER_JOB) -> Dashboard:
+    """Return the health panel as of `now`, over the last `hours` hours."""
+    since = now - timedelta(hours=hours)
+    report = slo_report_build(since=since, now=now)
+    jobs, registry_error = last_windows(limit=windows_per_job)
+    buckets = hourly_buckets(now=now, hours=hours)
+    return Dashboard(
+        now=now,
+        since=since,
+        report=report,
+        tiles=tiles(report),
+        jobs=jobs,
+        registry_error=registry_error,
+        hours=buckets,
+        chart=hourly_chart(buckets),
+    )
+
+
+def last_windows(*, limit: int) -> tuple[list[JobWindows], str]:
+    """Return each registered cron job's latest windows, newest first (and the registry's error, if any)."""
+    try:
+        names = list(cron_jobs())
+    except RegistryError as exc:
+        return [], str(exc)
+    return [
+        JobWindows(job=name, windows=list(DispatchWindow.objects.filter(job=name).order_by("-created_at")[:limit]))
+        for name in names
+    ], ""
+
+
+def hourly_buckets(*, now: datetime, hours: int) -> list[Hour]:
+    """Return the last `hours` clock hours up to `now` (the current one included), oldest first."""
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    starts = [current - timedelta(hours=offset) for offset in range(hours - 1, -1, -1)]
+    first = starts[0]
+    windows: dict[datetime, dict[str, int]] = defaultdict(dict)
+    for hour, mode, count in (
+        DispatchWindow.objects.filter(created_at__gte=first, created_at__lte=now)
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values_list("hour", "mode")
+        .annotate(n=Count("pk"))
+    ):
+        windows[hour][mode] = count
+    runs: dict[datetime, dict[str, int]] = defaultdict(dict)
+    for hour, status, count in (
+        FunctionRun.objects.filter(started_at__gte=first, started_at__lte=now)
+        .annotate(hour=TruncHour("started_at", tzinfo=UTC))
+        .values_list("hour", "status")
+        .annotate(n=Count("pk"))
+    ):
+        runs[hour][status] = count
+    backlog = {
+        row["hour"]: row["peak"]
+        for row in QueueHealthSnapshot.objects.filter(taken_at__gte=first, taken_at__lte=now)
+        .annotate(hour=TruncHour("taken_at", tzinfo=UTC))
+        .values("hour")
+        .annotate(peak=Max("ready"))
+    }
+    return [Hour(start=s, windows=windows[s], runs=runs[s], backlog=backlog.get(s)) for s in starts]
+
+
+def tiles(report: SloReport) -> list[Tile]:
+    """Return the panel's figures from the SLO report."""
+    m = {metric.name: metric for metric in report.metrics}
+    p95, failures, duplicates = m["dispatchLatencyP95Ms"], m["enqueueFailureRate"], m["duplicateRuns"]
+    suppressed, backlog, lag, peak = (
+        m["suppressedDuplicates"],
+        m["backlog"],
+        m["queueLagSeconds"],
+        m["peakQueueLagSeconds"],
+    )
+    unresolved = m["unresolvedDeadLetters"]
+    return [
+        Tile(
+            "Dispatch latency p95",
+            "no dispatches" if p95.value is None else f"{p95.value:.0f} ms",
+            f"gate ≤ {settings.SLO_DISPATCH_P95_MS:.0f} ms · {p95.detail['windows']} dispatched windows",
+            _tone(p95),
+        ),
+        Tile(
+            "Enqueue failures",
+            "no publishes" if failures.value is None else f"{failures.value:.2%}",
+            f"{failures.detail['failedAttempts']} of {failures.detail['publishAttempts']} publish attempts · "
+            f"gate ≤ {settings.SLO_MAX_ENQUEUE_FAILURE_RATE:.2%}",
+            _tone(failures),
+            changelist_url(DispatchWindow, status=DispatchWindow.Status.DISPATCH_FAILED),
+        ),
+        Tile(
+            "Suppressed duplicates",
+            f"{suppressed.value:.0f} runs · {suppressed.detail['duplicateTicks']} ticks",
+            f"duplicate runs: {duplicates.value:.0f} (gate ≤ {settings.SLO_MAX_DUPLICATE_RUNS})",
+            _tone(duplicates),
+        ),
+        Tile(
+            "Backlog",
+            f"{backlog.value:.0f} due job{'' if backlog.value == 1 else 's'}",
+            f"{backlog.detail['pending']} pending · {backlog.detail['running']} running",
+            "calm",
+        ),
+        Tile(
+            "Queue lag",
+            f"{lag.value:.0f} s",
+            f"peak {peak.value:.0f} s in 24 h · gate ≤ {settings.SLO_MAX_QUEUE_LAG_SECONDS:.0f} s",
+            "bad" if lag.passed is False or peak.passed is False else "good",
+        ),
+        Tile(
+            "Unresolved dead letters",
+            f"{unresolved.value:.0f}",
+            f"{unresolved.detail['createdInPeriod']} new in 24 h",
+            "bad" if unresolved.value else "good",
+            changelist_url(DeadLetter, state="unresolved"),
+        ),
+    ]
+
+
+def _tone(metric: Metric) -> str:
+    return {True: "good", False: "bad", None: "calm"}[metric.passed]

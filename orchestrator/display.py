@@ -1,0 +1,77 @@
+"""Changelist and detail-page cells: status badges, durations, ages and links between ledgers."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Model
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.timesince import timesince
+
+EMPTY = "—"
+
+# One tone per status, mode or resolution value, across every ledger.
+TONES = {
+    "good": {"succeeded", "enqueued", "dispatch", "requeued", "resolved"},
+    "bad": {"failed", "dead", "dispatch_failed", "dispatch-failed", "unresolved"},
+    "warn": {"pending", "inline-fallback", "inline-forced", "running", "emergency"},
+    "calm": {"inline", "cancelled", "manual", "cron"},
+}
+TONE_OF = {value: tone for tone, values in TONES.items() for value in values}
+
+
+def badge(value: str, label: str | None = None) -> SafeString:
+    """Return `value` as a coloured badge (its tone says good, bad, pending or neutral)."""
+    return format_html(
+        '<span class="orch-badge orch-badge--{}">{}</span>', TONE_OF.get(value, "calm"), label or value or EMPTY
+    )
+
+
+def duration(milliseconds: float | None) -> str:
+    """Return a duration for people: `840 ms`, `12.3 s`, `4 min 3 s`, `2 h 5 min`."""
+    if milliseconds is None:
+        return EMPTY
+    if milliseconds < 1000:
+        return f"{milliseconds:.0f} ms"
+    seconds = milliseconds / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def age(moment: datetime | None, *, now: datetime | None = None) -> str:
+    """Return how long ago `moment` was, to the largest unit (`3 minutes`)."""
+    if moment is None:
+        return EMPTY
+    return timesince(moment, now=now, depth=1)
+
+
+def change_url(model: type[Model], pk: Any) -> str:
+    """Return the admin page of row `pk` of `model` (without loading the row)."""
+    opts = model._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[pk])
+
+
+def changelist_url(model: type[Model], **params: Any) -> str:
+    """Return the admin changelist of `model`, filtered by `params`."""
+    opts = model._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def link(url: str, text: object) -> SafeString:
+    return format_html('<a href="{}">{}</a>', url, text)
+
+
+def pretty_json(value: Any) -> SafeString:
+    """Return `value` as indented JSON in a <pre> block."""
+    return format_html('<pre class="orch-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from dispatch.models import DispatchWindow
+from jobs.models import QueueHealthSnapshot
+from orchestrator.chart import Hour, hourly_chart, nice_ceiling
+from orchestrator.dashboard import dashboard_build
+from runs.models import DeadLetter, FunctionRun
+
+pytestmark = pytest.mark.django_db
+
+
+def snapshot(at: datetime, *, ready: int, lag: float = 0.0) -> QueueHealthSnapshot:
+    return QueueHealthSnapshot.objects.create(
+        taken_at=at, pending=ready, ready=ready, running=0, dead=0, lag_seconds=lag, unresolved_dead_letters=0
+    )
+
+
+def test_dashboard_build__counts_windows_by_mode_and_runs_by_outcome_per_hour(
+    make_window: Callable[..., DispatchWindow],
+    make_run: Callable[..., FunctionRun],
+    now: datetime,
+) -> None:
+    # now is 15:09:26; the current hour is 15:00 and the oldest one shown is 16:00 yesterday.
+    make_window(created_at=now - timedelta(minutes=5), latency_ms=40)
+    make_window(created_at=now - timedelta(minutes=8), latency_ms=60)
+    make_window(created_at=now - timedelta(minutes=62), mode="dispatch-failed", status="dispatch_failed")
+    make_window(created_at=now - timedelta(minutes=64), mode="inline", status="inline", job="counter")
+    make_window(created_at=now - timedelta(hours=30))  # outside the 24 hours
+    make_run(started_at=now - timedelta(minutes=4))
+    make_run(started_at=now - timedelta(minutes=65), status="failed", terminal_reason="boom")
+    snapshot(now - timedelta(minutes=5), ready=4, lag=12.5)
+    snapshot(now - timedelta(minutes=55), ready=2, lag=5.0)
+    snapshot(now - timedelta(minutes=62), ready=9, lag=30.0)
+
+    dashboard = dashboard_build(now=now)
+
+    assert len(dashboard.hours) == 24
+    assert (dashboard.hours[0].start.isoformat(), dashboard.hours[-1].start.isoformat()) == (
+        "2026-03-13T16:00:00+00:00",
+        "2026-03-14T15:00:00+00:00",
+    )
+    current, previous = dashboard.hours[-1], dashboard.hours[-2]
+    assert (dict(current.windows), dict(current.runs), current.backlog) == ({"dispatch": 2}, {"succeeded": 1}, 4)
+    assert (dict(previous.windows), dict(previous.runs), previous.backlog) == (
+        {"dispatch-failed": 1, "inline": 1},
+        {"failed": 1},
+        9,
+    )
+    assert all(not hour.windows and hour.backlog is None for hour in dashboard.hours[:-2])
+    assert dashboard.table[-2] == {
+        "hour": previous.start,
+        "windows": 2,
+        "failed_windows": 1,
+        "runs": 1,
+        "failed_runs": 1,
+        "backlog": 9,
+    }
+
+
+def test_dashboard_build__tiles_carry_the_slo_report_figures(
+    make_window: Callable[..., DispatchWindow],
+    make_job_letter: Callable[..., DeadLetter],
+    now: datetime,
+) -> None:
+    make_window(created_at=now - timedelta(minutes=5), latency_ms=40, duplicate_ticks=3)
+    make_window(created_at=now - timedelta(minutes=6), mode="dispatch-failed", status="dispatch_failed", latency_ms=900)
+    make_job_letter()
+    make_job_letter(resolution="resolved", resolved_at=now, note="n")
+    snapshot(now - timedelta(minutes=30), ready=2, lag=400.0)
+
+    tiles = {tile.label: tile for tile in dashboard_build(now=now).tiles}
+
+    assert (tiles["Dispatch latency p95"].value, tiles["Dispatch latency p95"].tone) == ("900 ms", "good")
+    assert tiles["Dispatch latency p95"].detail == "gate ≤ 2000 ms · 2 dispatched windows"
+    assert (tiles["Enqueue failures"].value, tiles["Enqueue failures"].tone) == ("50.00%", "bad")
+    assert tiles["Enqueue failures"].detail == "1 of 2 publish attempts · gate ≤ 1.00%"
+    assert tiles["Suppressed duplicates"].value == "0 runs · 3 ticks"
+    assert (tiles["Queue lag"].value, tiles["Queue lag"].tone) == ("0 s", "bad")  # peak 400 s crossed the gate
+    assert tiles["Queue lag"].detail == "peak 400 s in 24 h · gate ≤ 300 s"
+    unresolved = tiles["Unresolved dead letters"]
+    assert (unresolved.value, unresolved.tone, unresolved.detail) == ("1", "bad", "2 new in 24 h")
+    assert unresolved.url == "/admin/runs/deadletter/?state=unresolved"
+
+
+def test_dashboard_build__lists_the_last_windows_of_every_registered_cron_job(
+    make_window: Callable[..., DispatchWindow], now: datetime
+) -> None:
+    for minutes in range(7):
+        make_window(created_at=now - timedelta(minutes=minutes), dispatch_key=f"cron:background-jobs:m{minutes}")
+    make_window(created_at=now, job="counter", dispatch_key="cron:counter:x", mode="inline", status="inline")
+
+    jobs = {entry.job: entry.windows for entry in dashboard_build(now=now, windows_per_job=3).jobs}
+
+    assert set(jobs) == {"background-jobs", "counter", "crash", "flaky"}
+    assert [w.dispatch_key for w in jobs["background-jobs"]] == [f"cron:background-jobs:m{m}" for m in range(3)]
+    assert [w.mode for w in jobs["counter"]] == ["inline"]
+    assert jobs["crash"] == []
+
+
+@pytest.mark.parametrize(("value", "ceiling"), [(0, 1), (1, 1), (3, 5), (7, 10), (11, 20), (60, 100), (101, 200)])
+def test_nice_ceiling__rounds_up_to_1_2_or_5_times_a_power_of_ten(value: int, ceiling: int) -> None:
+    assert nice_ceiling(value) == ceiling
+
+
+def test_hourly_chart__stacks_each_hour_on_a_shared_axis(now: datetime) -> None:
+    hours = [
+        Hour(start=now, windows={"dispatch": 6, "dispatch-failed": 2}, runs={"succeeded": 10}, backlog=3),
+        Hour(start=now + timedelta(hours=1), windows={}, runs={}, backlog=None),
+    ]
+
+    chart = hourly_chart(hours, width=400, height=200)
+
+    assert (chart.count_max, chart.backlog_max) == (10, 5)
+    plot = chart.plot_bottom - chart.plot_top
+    heights = {bar.title: round(bar.height / plot, 3) for bar in chart.bars}
+    assert heights == {
+        f"{now:%H}:00 windows dispatch: 6": 0.6,
+        f"{now:%H}:00 windows dispatch-failed: 2": 0.2,
+        f"{now:%H}:00 runs succeeded: 10": 1.0,
+    }
+    failed = next(bar for bar in chart.bars if "dispatch-failed" in bar.title)
+    dispatched = next(bar for bar in chart.bars if "dispatch: 6" in bar.title)
+    assert failed.y + failed.height == pytest.approx(dispatched.y)  # stacked on top
+    assert len(chart.backlog_points.split()) == 1  # the hour without a snapshot has no point
+
+
+def test_admin_index__shows_the_health_panel_to_those_who_may_see_the_windows(
+    make_staff: Callable[..., User], make_job_letter: Callable[..., DeadLetter]
+) -> None:
+    make_job_letter()
+    make_job_letter()
+    watcher = Client()
+    watcher.force_login(make_staff("watcher", "dispatch.view_dispatchwindow", "runs.view_deadletter"))
+    outsider = Client()
+    outsider.force_login(make_staff("outsider", "jobs.view_backgroundjob"))
+
+    shown = " ".join(watcher.get("/admin/").content.decode().split())
+    hidden = outsider.get("/admin/").content.decode()
+
+    assert "Health: the last 24 hours" in shown
+    assert (
+        '<svg class="orch-chart"' in shown
+        and "<script" not in shown.split('id="orch-health"')[1].split("</section>")[0]
+    )
+    assert (
+        '<div class="orch-tile__label">Unresolved dead letters</div> '
+        '<div class="orch-tile__value"><a href="/admin/runs/deadletter/?state=unresolved">2</a></div>'
+    ) in shown
+    assert "Health: the last 24 hours" not in hidden

@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from dispatch.models import DispatchWindow
+from jobs.models import BackgroundJob
+from orchestrator.testing.event_api import EventAPI
+from orchestrator.testing.models import CronRun
+from runs.models import DeadLetter, FunctionRun
+from runs.triage import dead_letter_requeue, dead_letter_resolve
+
+pytestmark = pytest.mark.django_db
+
+MANUAL_KEY_RE = r"cron:counter:2026-03-14T14:(\d\d):manual-[0-9a-f]{8}"
+
+
+@pytest.fixture
+def operator(make_staff: Callable[..., User]) -> User:
+    return make_staff("operator", "runs.view_deadletter", "runs.triage_deadletter")
+
+
+def refreshed(letter: DeadLetter) -> DeadLetter:
+    return DeadLetter.objects.get(pk=letter.pk)
+
+
+def test_dead_letter_requeue__a_job_letter_gets_a_fresh_pending_job_linked_back(
+    make_job_letter: Callable[..., DeadLetter], operator: User, now: datetime
+) -> None:
+    letter = make_job_letter("test.record", tenant="acme", payload={"invoice": 7})
+    later = now + timedelta(minutes=5)
+
+    report = dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=later)
+
+    assert report.message(verb="Requeued", singular="dead letter", plural="dead letters") == ("Requeued 1 dead letter.")
+    letter = refreshed(letter)
+    assert (letter.resolution, letter.resolved_at, letter.resolved_by) == ("requeued", later, operator)
+    fresh = letter.requeued_job
+    assert fresh is not None and fresh.pk != letter.job_id
+    assert (fresh.kind, fresh.payload, fresh.tenant, fresh.status) == ("test.record", {"invoice": 7}, "acme", "pending")
+    assert (fresh.max_attempts, fresh.priority, fresh.attempts, fresh.run_after) == (3, 7, 0, later)
+    # The dead job itself is history: left as it was.
+    assert letter.job is not None and letter.job.status == "dead"
+
+
+def test_dead_letter_requeue__skips_resolved_letters_and_unregistered_kinds(
+    make_job_letter: Callable[..., DeadLetter], operator: User, now: datetime
+) -> None:
+    ready = make_job_letter()
+    done = make_job_letter(resolution="resolved", resolved_at=now, note="known issue")
+    orphan = make_job_letter("test.record")
+    BackgroundJob.objects.filter(dead_letter=orphan).update(kind="retired.kind")
+
+    report = dead_letter_requeue(letter_ids=[ready.pk, done.pk, orphan.pk], user=operator, now=now)
+
+    assert report.done == [ready.pk]
+    assert report.message(verb="Requeued", singular="dead letter", plural="dead letters") == (
+        "Requeued 1 dead letter. Skipped 2: 1 already resolved; 1 job kind 'retired.kind' is no longer registered."
+    )
+    assert refreshed(done).resolution == "resolved" and refreshed(done).requeued_job is None
+    assert refreshed(orphan).resolution == ""
+    assert BackgroundJob.objects.filter(status="pending").count() == 1
+
+
+def test_dead_letter_requeue__twice_requeues_once(
+    make_job_letter: Callable[..., DeadLetter], operator: User, now: datetime
+) -> None:
+    letter = make_job_letter()
+    dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=now)
+
+    again = dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=now)
+
+    assert (again.done, dict(again.skipped)) == ([], {"already resolved": [letter.pk]})
+    assert BackgroundJob.objects.filter(status="pending").count() == 1
+
+
+def test_dead_letter_requeue__a_run_letter_runs_its_function_again_inline_when_dispatch_is_off(
+    make_run_letter: Callable[..., DeadLetter], operator: User, now: datetime
+) -> None:
+    letter = make_run_letter()
+
+    report = dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=now)
+
+    assert report.done == [letter.pk]
+    letter = refreshed(letter)
+    assert (letter.resolution, letter.resolved_by, letter.requeued_job) == ("requeued", operator, None)
+    assert letter.requeued_dispatch_key.startswith("cron:counter:2026-03-14T14:05:manual-")
+    window = DispatchWindow.objects.get(dispatch_key=letter.requeued_dispatch_key)
+    assert (window.job, window.mode, window.source, window.correlation_id) == ("counter", "inline", "manual", "tick-7")
+    # The function ran once more, for the original window, with the original params.
+    cron_run = CronRun.objects.get()
+    assert (cron_run.dispatch_key, cron_run.params) == (letter.requeued_dispatch_key, {"tenant": "acme"})
+    rerun = FunctionRun.objects.get(dispatch_key=letter.requeued_dispatch_key)
+    assert (rerun.function_id, rerun.status, rerun.scope) == ("cron-counter", "succeeded", "acme")
+
+
+def test_dead_letter_requeue__a_run_letter_is_republished_under_a_manual_key(
+    make_run_letter: Callable[..., DeadLetter], operator: User, now: datetime, event_api: EventAPI
+) -> None:
+    letter = make_run_letter()
+
+    report = dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=now)
+
+    assert report.done == [letter.pk]
+    key = refreshed(letter).requeued_dispatch_key
+    assert event_api.event_ids() == [f"cron/counter.requested:{key}"]
+    event = event_api.events[0]
+    assert event["data"]["dispatchKey"] == key
+    assert event["data"]["source"] == "manual"
+    assert event["data"]["dispatchWindowStart"] == "2026-03-14T14:05:00.000Z"
+    assert event["data"]["params"] == {"tenant": "acme"}
+    window = DispatchWindow.objects.get(dispatch_key=key)
+    assert (window.mode, window.status, window.event_ids) == ("dispatch", "enqueued", [f"cron/counter.requested:{key}"])
+
+
+def test_dead_letter_requeue__a_failed_publish_leaves_the_letter_open_and_stops_the_batch(
+    make_run_letter: Callable[..., DeadLetter],
+    make_job_letter: Callable[..., DeadLetter],
+    operator: User,
+    now: datetime,
+    event_api: EventAPI,
+) -> None:
+    first, second = make_run_letter(), make_run_letter()
+    job_letter = make_job_letter()
+    event_api.behave("unauthorized")
+
+    report = dead_letter_requeue(letter_ids=[first.pk, second.pk, job_letter.pk], user=operator, now=now)
+
+    assert report.done == [job_letter.pk]  # Job letters need no publish: they still go ahead.
+    (failed_reason,) = [reason for reason in report.skipped if reason.startswith("dispatch failed: ")]
+    assert dict(report.skipped) == {
+        failed_reason: [first.pk],
+        "not attempted: an earlier publish in this batch failed": [second.pk],
+    }
+    for letter in (first, second):
+        letter = refreshed(letter)
+        assert (letter.resolution, letter.resolved_at, letter.resolved_by, letter.requeued_dispatch_key) == (
+            "",
+            None,
+            None,
+            "",
+        )
+    assert event_api.requests == 1
+    assert DispatchWindow.objects.get().status == "dispatch_failed"
+
+
+def test_dead_letter_requeue__a_crashing_rerun_leaves_the_letter_open(
+    make_run_letter: Callable[..., DeadLetter], operator: User, now: datetime
+) -> None:
+    letter = make_run_letter("cron-crash")
+
+    report = dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=now)
+
+    (reason,) = report.skipped
+    assert reason.startswith("the re-run failed: inline run crashed: cron-crash: RuntimeError")
+    assert refreshed(letter).resolution == ""
+    # The re-run's own failure is a dead letter of its own, under its manual key.
+    assert DeadLetter.objects.filter(kind="cron-crash", dispatch_key__contains=":manual-").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("function_id", "payload", "reason"),
+    [
+        ("cron-retired", "event", "function 'cron-retired' is no longer registered"),
+        ("cron-counter", None, "its payload has no event to re-publish"),
+        ("cron-counter", {"event": "cron/counter.requested"}, "its payload has no event data to re-publish"),
+        (
+            "cron-counter",
+            {"event": "cron/counter.requested", "data": {}},
+            "its payload has no valid dispatchWindowStart",
+        ),
+    ],
+)
+def test_dead_letter_requeue__a_run_letter_that_cannot_be_dispatched_is_skipped_with_the_reason(
+    make_run_letter: Callable[..., DeadLetter],
+    operator: User,
+    now: datetime,
+    function_id: str,
+    payload: Any,
+    reason: str,
+) -> None:
+    letter = make_run_letter(function_id, payload=payload)
+
+    report = dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=now)
+
+    assert dict(report.skipped) == {reason: [letter.pk]}
+    assert refreshed(letter).resolution == ""
+    assert not DispatchWindow.objects.exists()
+
+
+def test_dead_letter_requeue__works_on_hundreds_of_letters(
+    make_job_letter: Callable[..., DeadLetter], operator: User, now: datetime
+) -> None:
+    letters = [make_job_letter(payload={"n": n}) for n in range(250)]
+
+    report = dead_letter_requeue(letter_ids=[letter.pk for letter in letters], user=operator, now=now)
+
+    assert len(report.done) == 250 and not report.skipped
+    assert DeadLetter.objects.filter(resolution="requeued", requeued_job__status="pending").count() == 250
+    assert sorted(BackgroundJob.objects.filter(status="pending").values_list("payload__n", flat=True)) == list(
+        range(250)
+    )
+
+
+def test_dead_letter_resolve__resolves_the_open_letters_with_the_note_and_skips_the_others(
+    make_job_letter: Callable[..., DeadLetter],
+    make_run_letter: Callable[..., DeadLetter],
+    operator: User,
+    now: datetime,
+) -> None:
+    job_letter, run_letter = make_job_letter(), make_run_letter()
+    requeued = make_job_letter()
+    dead_letter_requeue(letter_ids=[requeued.pk], user=operator, now=now)
+    later = now + timedelta(hours=1)
+
+    report = dead_letter_resolve(
+        letter_ids=[job_letter.pk, run_letter.pk, requeued.pk, 999_999],
+        user=operator,
+        note="  upstream outage, replayed by hand  ",
+        now=later,
+    )
+
+    assert report.message(verb="Resolved", singular="dead letter", plural="dead letters") == (
+        "Resolved 2 dead letters. Skipped 2: 1 already resolved; 1 deleted meanwhile."
+    )
+    for letter in (job_letter, run_letter):
+        letter = refreshed(letter)
+        assert (letter.resolution, letter.resolved_at, letter.resolved_by, letter.note) == (
+            "resolved",
+            later,
+            operator,
+            "upstream outage, replayed by hand",
+        )
+    assert (refreshed(requeued).resolution, refreshed(requeued).note) == ("requeued", "")
+    assert not DispatchWindow.objects.exists()  # Resolving runs nothing.
+
+
+@pytest.mark.parametrize(
+    ("note", "error"),
+    [
+        ("   ", "a note is required: say why these failures need no requeue"),
+        ("x" * 2001, "the note is 2001 characters long; at most 2000 are kept"),
+    ],
+)
+def test_dead_letter_resolve__refuses_an_empty_or_overlong_note(
+    make_job_letter: Callable[..., DeadLetter], operator: User, now: datetime, note: str, error: str
+) -> None:
+    letter = make_job_letter()
+
+    with pytest.raises(ValueError) as raised:
+        dead_letter_resolve(letter_ids=[letter.pk], user=operator, note=note, now=now)
+
+    assert str(raised.value) == error
+    assert refreshed(letter).resolution == ""

@@ -1,0 +1,244 @@
+"""Dead-letter triage (SPEC §6): requeue a terminal failure, or resolve it with a note.
+
+Both record who acted and when on the letter. Each letter is judged on its own: a
+letter that is already resolved, or that cannot be requeued any more, is skipped
+with the reason, and the others go ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+
+from dispatch import keys
+from dispatch.registry import CronJob, job_of_function
+from dispatch.services import dispatch_tick
+from jobs.exceptions import InvalidJob
+from jobs.registry import get_handler
+from jobs.services import job_enqueue
+from orchestrator.actions import ActionReport
+from orchestrator.timefmt import parse_iso_utc
+from runs.models import DeadLetter
+
+logger = logging.getLogger(__name__)
+
+ALREADY_RESOLVED = "already resolved"
+GONE = "deleted meanwhile"
+NOT_ATTEMPTED = "not attempted: an earlier publish in this batch failed"
+# 202 dispatched, 200 ran inline; 503 (publish failed) and 500 (inline crash) leave the letter open.
+REQUEUED_STATUS_CODES = frozenset({200, 202})
+DISPATCH_FAILED_STATUS_CODE = 503
+MAX_NOTE_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class Redispatch:
+    """How to run a run-sourced letter's function again: its job narrowed to it, its window, params."""
+
+    job: CronJob
+    at: datetime
+    params: dict[str, Any]
+    correlation_id: str
+
+
+def dead_letter_requeue(*, letter_ids: Sequence[int], user: AbstractBaseUser, now: datetime) -> ActionReport:
+    """Requeue each unresolved letter of `letter_ids` and return what was done and skipped.
+
+    A job letter gets a fresh pending job (same kind, payload, tenant, priority and
+    max attempts), linked from the letter. A run letter's function is dispatched again
+    for its window under a new manual key (`cron:<job>:<window>:manual-<8 hex>`)
+    through the normal dispatcher, which publishes its event or runs it inline.
+    After a failed publish, the batch's remaining run letters are not attempted: each
+    would most likely fail the same way, after waiting for the publish bound.
+    """
+    report = ActionReport()
+    letters = {letter.pk: letter for letter in DeadLetter.objects.filter(pk__in=letter_ids)}
+    publish_failed = False
+    for pk in sorted(set(letter_ids)):
+        letter = letters.get(pk)
+        reason: str | None
+        if letter is None:
+            reason = GONE
+        elif letter.resolved_at is not None:
+            reason = ALREADY_RESOLVED
+        elif letter.source == DeadLetter.Source.JOB:
+            reason = _requeue_job_letter(pk, user=user, now=now)
+        elif publish_failed:
+            reason = NOT_ATTEMPTED
+        else:
+            reason, publish_failed = _requeue_run_letter(letter, user=user, now=now)
+        if reason is None:
+            report.done.append(pk)
+        else:
+            report.skip(pk, reason)
+    logger.info(
+        "dead letters requeued",
+        extra={
+            "action": "dead_letter_requeue",
+            "requeued": len(report.done),
+            "skipped": report.skipped_count,
+            "user": user.get_username(),
+        },
+    )
+    return report
+
+
+@transaction.atomic
+def _requeue_job_letter(pk: int, *, user: AbstractBaseUser, now: datetime) -> str | None:
+    """Enqueue a fresh copy of the letter's job and link it; return why not, or None."""
+    letter = DeadLetter.objects.select_for_update(of=("self",)).select_related("job").filter(pk=pk).first()
+    if letter is None:
+        return GONE
+    if letter.resolved_at is not None:
+        return ALREADY_RESOLVED
+    job = letter.job
+    if job is None:  # The check constraint gives every job letter its job; keep mypy and a broken row honest.
+        return "the letter has no job"
+    if get_handler(job.kind) is None:
+        return f"job kind {job.kind!r} is no longer registered"
+    try:
+        fresh = job_enqueue(
+            kind=job.kind,
+            payload=job.payload,
+            tenant=job.tenant,
+            max_attempts=job.max_attempts,
+            priority=job.priority,
+            now=now,
+        ).job
+    except InvalidJob as exc:
+        return f"cannot enqueue it again ({exc})"
+    DeadLetter.objects.filter(pk=pk).update(
+        resolution=DeadLetter.Resolution.REQUEUED, resolved_at=now, resolved_by=user, requeued_job=fresh
+    )
+    logger.info(
+        "dead letter requeued as a job",
+        extra={"action": "dead_letter_requeue", "deadLetterId": pk, "jobId": fresh.pk, "kind": job.kind},
+    )
+    return None
+
+
+def _requeue_run_letter(letter: DeadLetter, *, user: AbstractBaseUser, now: datetime) -> tuple[str | None, bool]:
+    """Dispatch the letter's function again; return (why not or None, whether the publish failed).
+
+    The letter is claimed first with a conditional update, so two operators cannot
+    both re-dispatch it; the dispatcher's own writes then commit as they always do
+    (they are not held in one long transaction with the claim). If the tick does not
+    succeed the claim is undone and the letter stays open. A process that dies
+    between the claim and the tick's answer leaves the letter `requeued` without a
+    key (its page shows "requeued as —"): look for the window under its correlation id.
+    """
+    plan = redispatch_plan(letter)
+    if isinstance(plan, str):
+        return plan, False
+    claimed = DeadLetter.objects.filter(pk=letter.pk, resolved_at__isnull=True).update(
+        resolution=DeadLetter.Resolution.REQUEUED, resolved_at=now, resolved_by=user
+    )
+    if not claimed:
+        return ALREADY_RESOLVED, False
+    try:
+        result = dispatch_tick(
+            job=plan.job,
+            now=now,
+            source="manual",
+            correlation_id=plan.correlation_id,
+            params=plan.params,
+            at=plan.at,
+            force=True,
+        )
+    except BaseException:
+        _unclaim(letter.pk, now=now)
+        raise
+    key = result.body["dispatchKey"]
+    extra = {
+        "action": "dead_letter_requeue",
+        "deadLetterId": letter.pk,
+        "dispatchKey": key,
+        "mode": result.body["mode"],
+    }
+    if result.status_code in REQUEUED_STATUS_CODES:
+        DeadLetter.objects.filter(pk=letter.pk).update(requeued_dispatch_key=key)
+        logger.info("dead letter requeued as a dispatch", extra=extra)
+        return None, False
+    _unclaim(letter.pk, now=now)
+    error = result.body.get("error") or f"status {result.status_code}"
+    logger.error("dead letter requeue failed", extra={**extra, "error": error})
+    if result.status_code == DISPATCH_FAILED_STATUS_CODE:
+        return f"dispatch failed: {error}", True
+    return f"the re-run failed: {error}", False
+
+
+def redispatch_plan(letter: DeadLetter) -> Redispatch | str:
+    """Return how to dispatch a run letter's function again, or why it cannot be."""
+    payload = letter.payload
+    if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+        return "its payload has no event to re-publish"
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        return "its payload has no event data to re-publish"
+    job = job_of_function(letter.kind)
+    if job is None:
+        return f"function {letter.kind!r} is no longer registered"
+    try:
+        at = parse_iso_utc(str(data.get("dispatchWindowStart", "")))
+    except ValueError:
+        return "its payload has no valid dispatchWindowStart"
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        return "its payload's params are not an object"
+    return Redispatch(
+        job=job.only(letter.kind),
+        at=at,
+        params=params,
+        correlation_id=letter.correlation_id or keys.correlation_id(None),
+    )
+
+
+def _unclaim(pk: int, *, now: datetime) -> None:
+    DeadLetter.objects.filter(
+        pk=pk, resolution=DeadLetter.Resolution.REQUEUED, resolved_at=now, requeued_dispatch_key=""
+    ).update(resolution="", resolved_at=None, resolved_by=None)
+
+
+@transaction.atomic
+def dead_letter_resolve(*, letter_ids: Sequence[int], user: AbstractBaseUser, note: str, now: datetime) -> ActionReport:
+    """Resolve every unresolved letter of `letter_ids` with `note`; skip the others.
+
+    Raise ValueError when the note is empty or too long: a resolution must say why
+    the failure needs no requeue.
+    """
+    note = note.strip()
+    if not note:
+        raise ValueError("a note is required: say why these failures need no requeue")
+    if len(note) > MAX_NOTE_LENGTH:
+        raise ValueError(f"the note is {len(note)} characters long; at most {MAX_NOTE_LENGTH} are kept")
+    ids = sorted(set(letter_ids))
+    resolutions = dict(
+        DeadLetter.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "resolution")
+    )
+    report = ActionReport()
+    for pk in ids:
+        if pk not in resolutions:
+            report.skip(pk, GONE)
+        elif resolutions[pk]:
+            report.skip(pk, ALREADY_RESOLVED)
+        else:
+            report.done.append(pk)
+    DeadLetter.objects.filter(pk__in=report.done).update(
+        resolution=DeadLetter.Resolution.RESOLVED, resolved_at=now, resolved_by=user, note=note
+    )
+    logger.info(
+        "dead letters resolved",
+        extra={
+            "action": "dead_letter_resolve",
+            "resolved": len(report.done),
+            "skipped": report.skipped_count,
+            "user": user.get_username(),
+        },
+    )
+    return report
