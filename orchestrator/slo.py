@@ -174,7 +174,9 @@ def duplicate_runs_metric(*, since: datetime, now: datetime) -> Metric:
     """Return Σ (runs − 1) over each (function, window) that more than one run did work for.
 
     A run's window is its dispatch key without a `:manual-<8 hex>` suffix, so a
-    forced re-run of a window counts as the duplicate it is.
+    forced re-run of a window counts as the duplicate it is. A failed run is not
+    counted: re-running a window whose run failed (a requeued dead letter) is a
+    retry, not a duplicate.
     """
     window = Case(
         When(
@@ -186,6 +188,7 @@ def duplicate_runs_metric(*, since: datetime, now: datetime) -> Metric:
     )
     row = (
         FunctionRun.objects.filter(started_at__gte=since, started_at__lte=now)
+        .exclude(status=FunctionRun.Status.FAILED)
         .annotate(window=window)
         .values("function_id", "window")
         .annotate(runs=Count("pk"))

@@ -31,6 +31,8 @@ CRON_JOBS = [
     },
     {"name": "crash", "window_seconds": 60, "callable": "orchestrator.testing.crons.crash"},
     {"name": "flaky", "window_seconds": 60, "callable": "orchestrator.testing.crons.fail_first_attempt"},
+    # For scenarios through a live server whose ticks, seconds apart in real time, must share a window.
+    {"name": "daily", "window_seconds": 86400, "callable": "orchestrator.testing.crons.count_run"},
 ]
 # Tests run with DEBUG=False (Django's test environment forces it), where the cron
 # view refuses to dispatch while a deploy check fails: the development key is one.

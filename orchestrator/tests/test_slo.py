@@ -117,6 +117,9 @@ def test_slo_report__duplicate_runs_per_window(now: datetime, make_run: Run) -> 
     make_run(dispatch_key=window, function_id="background-maintenance")  # Another function: not a duplicate.
     make_run(dispatch_key="cron:background-jobs:2026-03-14T15:01")
     make_run(dispatch_key="cron:background-jobs:2026-03-14T15:01:manual-XYZ")  # Not a manual suffix.
+    retried = "cron:background-jobs:2026-03-14T15:02"
+    make_run(dispatch_key=retried, status="failed", terminal_reason="retries exhausted (4) in step run")
+    make_run(dispatch_key=f"{retried}:manual-12345678")  # A requeued dead letter's re-run: a retry, not a duplicate.
     old = "cron:background-jobs:2026-03-12T15:00"
     make_run(dispatch_key=old, started_at=now - 2 * DAY)
     make_run(dispatch_key=f"{old}:manual-00000000", started_at=now - 2 * DAY)  # Before the period.

@@ -39,9 +39,10 @@ def test_cron_to_inngest_to_drained_jobs_through_gunicorn() -> None:
             event_api.on_event = executor.submit
             auth = {"Authorization": f"Bearer {SECRET}", "X-Correlation-Id": "e2e-trace-1"}
 
+            # The second tick follows at once: both fall in one (60 s) window.
             first = httpx.get(f"{server.url}/api/cron/background-jobs", headers=auth, timeout=30)
-            executor.wait_idle()
             second = httpx.post(f"{server.url}/api/cron/background-jobs", headers=auth, timeout=30)
+            executor.wait_idle()
             process_event = next(e for e in event_api.events if e["name"] == "background/process.requested")
             [redelivered] = executor.deliver(process_event, force=True)
             executor.stop()

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
+from orchestrator.slo import slo_report_build
 from orchestrator.testing.event_api import EventAPI
 from orchestrator.testing.models import CronRun
 from runs.models import DeadLetter, FunctionRun
@@ -96,6 +97,9 @@ def test_dead_letter_requeue__a_run_letter_runs_its_function_again_inline_when_d
     assert (cron_run.dispatch_key, cron_run.params) == (letter.requeued_dispatch_key, {"tenant": "acme"})
     rerun = FunctionRun.objects.get(dispatch_key=letter.requeued_dispatch_key)
     assert (rerun.function_id, rerun.status, rerun.scope) == ("cron-counter", "succeeded", "acme")
+    # The re-run retried a failed window: the SLO report does not call it a duplicate.
+    duplicates = slo_report_build(since=now - timedelta(days=1), now=now).as_json()["metrics"]["duplicateRuns"]
+    assert (duplicates["value"], duplicates["pass"]) == (0, True)
 
 
 def test_dead_letter_requeue__a_run_letter_is_republished_under_a_manual_key(
