@@ -46,9 +46,14 @@ def run_psql(url: str, *statements: str) -> str:
 
 
 def setup_django(database_url: str, **env: str) -> None:
-    """Configure Django for a benchmark process on `database_url` (locmem cache unless REDIS_URL is given)."""
+    """Configure Django for a benchmark process on `database_url`, with production settings (DEBUG off).
+
+    The cache is local memory unless REDIS_URL is given.
+    """
     os.environ.update(DATABASE_URL=database_url, DJANGO_SETTINGS_MODULE="orchestrator.settings", **env)
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("DEBUG", "false")  # production settings: no query log, no debug cursor
+    os.environ.setdefault("SECRET_KEY", "benchmark-secret-key-" + "x" * 40)
     if "REDIS_URL" not in env:
         os.environ.pop("REDIS_URL", None)
     sys.path.insert(0, str(ROOT))

@@ -6,8 +6,10 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -84,48 +86,108 @@ def jobs_run(
     budget_seconds: float,
     batch_size: int | None = None,
     max_jobs: int | None = None,
+    concurrency: int | None = None,
     origin: RunOrigin | None = None,
     clock: Clock = timezone.now,
 ) -> RunSummary:
     """Drain due jobs until none are left, `budget_seconds` is spent or `max_jobs` ran.
 
-    Jobs claimed but not started when the budget runs out are released at once,
-    not left to wait for their lease. Running out of budget or of `max_jobs` both
-    count as `budgetExhausted`.
+    With `concurrency` (default JOBS_CONCURRENCY) above 1, that many threads drain
+    at once, each with its own database connection: one job's commit then overlaps
+    another's handler. Jobs claimed but not started when the budget runs out are
+    released at once, not left to wait for their lease. Running out of budget or of
+    `max_jobs` both count as `budgetExhausted`.
     """
     started = time.monotonic()
-    deadline = started + budget_seconds
-    limit = batch_size or settings.JOBS_BATCH_SIZE
-    worker = worker_name()
-    origin = origin or RunOrigin()
-    summary = RunSummary()
-    while True:
-        if time.monotonic() >= deadline:
-            summary.budget_exhausted = True
-            break
-        if max_jobs is not None and summary.claimed >= max_jobs:
-            summary.budget_exhausted = True
-            break
-        allowed = limit if max_jobs is None else min(limit, max_jobs - summary.claimed)
-        batch = claim_batch(now=clock(), limit=allowed, worker=worker)
-        if not batch:
-            break
-        for index, job in enumerate(batch):
-            if time.monotonic() >= deadline:
-                release(batch[index:], worker=worker)
-                summary.budget_exhausted = True
-                break
-            outcome = run_job(job, clock=clock, origin=origin)
-            summary.claimed += 1
-            setattr(summary, outcome, getattr(summary, outcome) + 1)
-        if summary.budget_exhausted:
-            break
+    drain = _Drain(
+        deadline=started + budget_seconds,
+        batch_size=batch_size or settings.JOBS_BATCH_SIZE,
+        quota=_Quota(max_jobs),
+        origin=origin or RunOrigin(),
+        clock=clock,
+    )
+    lanes = concurrency or settings.JOBS_CONCURRENCY
+    if lanes == 1:
+        summary = drain.run()
+    else:
+        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="jobs-runner") as pool:
+            summary = _combine(list(pool.map(lambda _: drain.run_in_thread(), range(lanes))))
     summary.remaining_backlog = ready_backlog(now=clock())
     summary.duration_ms = round((time.monotonic() - started) * 1000)
     logger.info(
         "jobs drained",
-        extra={"action": "jobs_run", **summary.as_json(), **_origin_fields(origin)},
+        extra={"action": "jobs_run", "concurrency": lanes, **summary.as_json(), **_origin_fields(drain.origin)},
     )
+    return summary
+
+
+class _Quota:
+    """How many more jobs the drain may claim (max_jobs), shared by its threads."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._left = limit
+        self._lock = threading.Lock()
+
+    def take(self, wanted: int) -> int:
+        """Reserve up to `wanted` claims and return how many were granted."""
+        with self._lock:
+            if self._left is None:
+                return wanted
+            granted = min(wanted, self._left)
+            self._left -= granted
+            return granted
+
+    def give_back(self, unused: int) -> None:
+        with self._lock:
+            if self._left is not None:
+                self._left += unused
+
+
+@dataclass
+class _Drain:
+    deadline: float
+    batch_size: int
+    quota: _Quota
+    origin: RunOrigin
+    clock: Clock
+
+    def run(self) -> RunSummary:
+        """Claim and run batches until the queue, the budget or the quota is exhausted."""
+        worker = worker_name()
+        summary = RunSummary()
+        while not summary.budget_exhausted:
+            if time.monotonic() >= self.deadline:
+                summary.budget_exhausted = True
+                break
+            allowed = self.quota.take(self.batch_size)
+            if allowed == 0:
+                summary.budget_exhausted = True
+                break
+            batch = claim_batch(now=self.clock(), limit=allowed, worker=worker)
+            self.quota.give_back(allowed - len(batch))
+            if not batch:
+                break
+            for index, job in enumerate(batch):
+                if time.monotonic() >= self.deadline:
+                    release(batch[index:], worker=worker)
+                    summary.budget_exhausted = True
+                    break
+                outcome = run_job(job, clock=self.clock, origin=self.origin)
+                summary.claimed += 1
+                setattr(summary, outcome, getattr(summary, outcome) + 1)
+        return summary
+
+    def run_in_thread(self) -> RunSummary:
+        try:
+            return self.run()
+        finally:
+            connection.close()  # each thread has its own connection: do not leak it
+
+
+def _combine(parts: list[RunSummary]) -> RunSummary:
+    summary = RunSummary(budget_exhausted=any(part.budget_exhausted for part in parts))
+    for name in ("claimed", "succeeded", "retried", "dead", "lease_lost"):
+        setattr(summary, name, sum(getattr(part, name) for part in parts))
     return summary
 
 

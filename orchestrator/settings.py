@@ -91,9 +91,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"].setdefault("OPTIONS", {})
+    options = DATABASES["default"].setdefault("OPTIONS", {})
     # A database that is down must fail the request fast, not hang it.
-    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
+    options.setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
+    # psycopg 3 sends parameters apart from the SQL and prepares a statement once it
+    # has run five times: the queue's and the dispatcher's hot statements are then
+    # planned once per connection (BENCHMARKS.md has the figures). A pooler that
+    # cannot keep prepared statements across transactions (PgBouncer before 1.21,
+    # or without max_prepared_statements) needs DATABASE_PREPARED_STATEMENTS=false.
+    options.setdefault("server_side_binding", True)
+    options.setdefault("prepare_threshold", 5 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -225,6 +232,8 @@ JOB_HANDLER_MODULES: list[str] = env.list("JOB_HANDLER_MODULES", default=["jobs.
 # Modules imported at start-up so that their @maintenance_task tasks are registered.
 MAINTENANCE_TASK_MODULES: list[str] = env.list("MAINTENANCE_TASK_MODULES", default=[])
 JOBS_BATCH_SIZE = env.int("JOBS_BATCH_SIZE", default=100)
+# Threads per drain, each with its own database connection (handlers must be thread-safe above 1).
+JOBS_CONCURRENCY = env.int("JOBS_CONCURRENCY", default=1)
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=60)
 JOBS_RETRY_BASE_SECONDS = env.float("JOBS_RETRY_BASE_SECONDS", default=5.0)
 JOBS_RETRY_MAX_SECONDS = env.float("JOBS_RETRY_MAX_SECONDS", default=3600.0)

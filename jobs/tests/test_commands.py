@@ -62,3 +62,8 @@ def test_run_maintenance__prints_the_summary() -> None:
     call_command("run_maintenance", stdout=out)
 
     assert set(json.loads(out.getvalue())) >= {"recovered", "pruned", "health", "durationMs"}
+
+
+def test_run_jobs__refuses_a_bad_concurrency() -> None:
+    with pytest.raises(CommandError, match="--concurrency must be from 1 to 64"):
+        call_command("run_jobs", "--concurrency", "0")

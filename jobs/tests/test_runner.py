@@ -261,3 +261,29 @@ def test_jobs_run__max_jobs_stops_early_and_says_so(make_job: Job, now: datetime
 
     assert (summary.claimed, summary.budget_exhausted, summary.remaining_backlog) == (3, True, 2)
     assert BackgroundJob.objects.filter(status="running").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_run__concurrent_threads_run_every_job_once(now: datetime) -> None:
+    BackgroundJob.objects.bulk_create(
+        [BackgroundJob(kind="test.record", run_after=now, created_at=now) for _ in range(120)]
+    )
+
+    summary = jobs_run(budget_seconds=120, batch_size=7, concurrency=3, clock=at(now))
+
+    assert (summary.claimed, summary.succeeded, summary.remaining_backlog) == (120, 120, 0)
+    job_ids = list(HandlerRun.objects.values_list("job_id", flat=True))
+    assert len(job_ids) == len(set(job_ids)) == 120
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_run__concurrent_threads_share_max_jobs_exactly(now: datetime) -> None:
+    BackgroundJob.objects.bulk_create(
+        [BackgroundJob(kind="test.record", run_after=now, created_at=now) for _ in range(50)]
+    )
+
+    summary = jobs_run(budget_seconds=120, batch_size=4, max_jobs=21, concurrency=4, clock=at(now))
+
+    assert (summary.claimed, summary.budget_exhausted, summary.remaining_backlog) == (21, True, 29)
+    assert HandlerRun.objects.count() == 21
+    assert BackgroundJob.objects.filter(status="running").count() == 0
