@@ -193,7 +193,7 @@ def write(results: dict[str, object]) -> None:
             "## Dispatch latency (`GET /api/cron/<job>` through gunicorn)",
             "",
             f"`python bench/dispatch_latency.py` on {today()}: {machine()}. gunicorn as in the `Procfile` "
-            "(sync workers, `WEB_CONCURRENCY` default), production settings (DEBUG off, INFO logs), PostgreSQL "
+            "(2 gthread workers × 4 threads), production settings (DEBUG off, INFO logs), PostgreSQL "
             "scratch database, the loopback event API in the benchmark process; wrk as the client, "
             f"{SECONDS} s per run, median of {REPEAT} runs. Latency is what the client saw.",
             "",

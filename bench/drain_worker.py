@@ -1,6 +1,6 @@
 """One runner process for bench/queue_drain.py: set up, say READY, wait for "go", drain, report.
 
-Usage: python bench/drain_worker.py DATABASE_URL BATCH_SIZE
+Usage: python bench/drain_worker.py DATABASE_URL BATCH_SIZE CONCURRENCY
 Prints `RESULT {"claimed": ..., "started": <unix>, "finished": <unix>}`.
 """
 
@@ -17,7 +17,7 @@ from common import setup_django  # noqa: E402
 
 
 def main() -> None:
-    database_url, batch_size = sys.argv[1], int(sys.argv[2])
+    database_url, batch_size, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     setup_django(database_url)
     from django.db import connection
 
@@ -27,7 +27,7 @@ def main() -> None:
     print("READY", flush=True)
     sys.stdin.readline()
     started = time.time()
-    summary = jobs_run(budget_seconds=600, batch_size=batch_size)
+    summary = jobs_run(budget_seconds=600, batch_size=batch_size, concurrency=concurrency)
     finished = time.time()
     result = {"claimed": summary.claimed, "succeeded": summary.succeeded, "started": started, "finished": finished}
     print("RESULT " + json.dumps(result), flush=True)

@@ -3,20 +3,24 @@
 The SDK retries a send up to five times with backoff, each try with its own
 timeout, so one `send_sync` can take many seconds. The dispatcher must answer
 within INNGEST_PUBLISH_TIMEOUT_SECONDS whatever the event API does, so every
-publish runs as the SDK's async `send` on one event-loop thread per process,
-under `asyncio.wait_for`: at the bound the request (or the backoff sleep) is
-cancelled, not abandoned. Event ids are deterministic, so a later re-publish of
-the same window is safe.
+publish runs the SDK's async `send` under `asyncio.wait_for`, on an event loop
+of the calling thread's own: at the bound the retry loop and its backoff sleeps
+are cancelled, not abandoned.
+
+The clients are built once per process, not on the calling thread, so the SDK
+sends each try with its synchronous HTTP client in the loop's executor (about
+twice as fast as its async client on this path). A try still in flight at the
+bound ends by its own timeout, which is the bound too. Event ids are
+deterministic, so a later re-publish of the same window is safe.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import atexit
 import logging
 import os
 import threading
-from typing import Any
 
 import httpx
 import inngest
@@ -27,9 +31,6 @@ from orchestrator.inngest import InngestConfig, build_client
 
 logger = logging.getLogger(__name__)
 
-# Grace beyond the bound for the loop thread to deliver the cancellation.
-_HANDOFF_SECONDS = 0.25
-
 
 class PublishError(Exception):
     """The events were not (known to be) accepted; the message is one line, without secrets."""
@@ -37,16 +38,10 @@ class PublishError(Exception):
 
 def publish_events(events: list[inngest.Event], *, config: InngestConfig, timeout: float) -> list[str]:
     """Send `events`, retries included, within `timeout` seconds; raise PublishError otherwise."""
-    future = asyncio.run_coroutine_threadsafe(_send(events, config=config, timeout=timeout), _loop())
-    try:
-        return future.result(timeout + _HANDOFF_SECONDS)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        raise PublishError(f"publish timed out after {timeout:g} s") from None
+    return _thread_loop().run_until_complete(_send(events, client=_client(config), timeout=timeout))
 
 
-async def _send(events: list[inngest.Event], *, config: InngestConfig, timeout: float) -> list[str]:
-    client = _client(config)
+async def _send(events: list[inngest.Event], *, client: inngest.Inngest, timeout: float) -> list[str]:
     try:
         return await asyncio.wait_for(client.send(events, skip_middleware=True), timeout)
     except TimeoutError:
@@ -61,27 +56,45 @@ async def _send(events: list[inngest.Event], *, config: InngestConfig, timeout: 
         raise PublishError(f"event API unreachable: {one_line(exc, 200)}") from exc
 
 
-# One loop thread per process (re-created after a fork), and one client per
-# configuration inside it: the SDK's async HTTP client then stays on its thread.
-_state: dict[str, Any] = {"pid": None, "loop": None}
-_state_lock = threading.Lock()
-_clients: dict[InngestConfig, inngest.Inngest] = {}
+class _Loop(threading.local):
+    """The calling thread's event loop, closed with its thread."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def __del__(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
 
 
-def _loop() -> asyncio.AbstractEventLoop:
-    with _state_lock:
-        loop: asyncio.AbstractEventLoop | None = _state["loop"]
-        if loop is None or _state["pid"] != os.getpid():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="inngest-publish", daemon=True)
-            thread.start()
-            _state.update(pid=os.getpid(), loop=loop)
-            _clients.clear()
-        return loop
+_loops = _Loop()
+_clients: dict[tuple[int, InngestConfig], inngest.Inngest] = {}
+_clients_lock = threading.Lock()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    if _loops.loop is None:
+        _loops.loop = asyncio.new_event_loop()
+    return _loops.loop
 
 
 def _client(config: InngestConfig) -> inngest.Inngest:
-    client = _clients.get(config)
-    if client is None:
-        client = _clients[config] = build_client(config)
-    return client
+    """Return this process's client for `config` (a forked child builds its own)."""
+    key = (os.getpid(), config)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            # Built on a thread of its own: the SDK then uses its synchronous HTTP
+            # client (in the loop's executor) from every thread that sends.
+            holder: list[inngest.Inngest] = []
+            builder = threading.Thread(target=lambda: holder.append(build_client(config)), name="inngest-client")
+            builder.start()
+            builder.join()
+            client = _clients[key] = holder[0]
+        return client
+
+
+@atexit.register
+def _close_clients() -> None:
+    """Close the clients' HTTP connections at exit (the SDK exposes no close of its own)."""
+    for client in _clients.values():
+        client._http_client._http_client_sync.close()

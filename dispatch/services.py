@@ -128,7 +128,7 @@ def resolve_mode(tick: Tick, *, inline_requested: bool) -> str:
 
 
 def _tick(tick: Tick, *, mode: str) -> TickResult:
-    events = window_events(tick.job, tick.data()) if mode == Mode.DISPATCH else []
+    event_ids = [keys.event_id(name, tick.dispatch_key) for name in tick.job.events] if mode == Mode.DISPATCH else []
     claim = window_claim(
         dispatch_key=tick.dispatch_key,
         job=tick.job.name,
@@ -137,21 +137,21 @@ def _tick(tick: Tick, *, mode: str) -> TickResult:
         mode=mode,
         source=tick.source,
         correlation_id=tick.correlation_id,
-        event_ids=[event.id for event in events],
+        event_ids=event_ids,
         now=tick.now,
     )
     if not claim.won:
         return _duplicate(tick, claim.window)
     if mode == Mode.DISPATCH:
-        return _dispatch(tick, claim.window, events)
+        return _dispatch(tick, claim.window, event_ids)
     return _run_inline(tick, claim.window, mode=mode)
 
 
-def _dispatch(tick: Tick, window: DispatchWindow, events: list[Any]) -> TickResult:
+def _dispatch(tick: Tick, window: DispatchWindow, event_ids: list[str]) -> TickResult:
     # Checked on every dispatching tick, so a switch left on without a future
     # _UNTIL is logged as an error each time, not only when a publish fails.
     fallback = modes.emergency_fallback_active(tick.now)
-    event_ids = [event.id for event in events]
+    events = window_events(tick.job, tick.data())
     try:
         publish_events(events, config=current_config(), timeout=settings.INNGEST_PUBLISH_TIMEOUT_SECONDS)
     except PublishError as exc:
