@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, drop_database, machine, median, run_psql, scratch_database, today, write_section  # noqa: E402
 
-JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "20000"))
-PEER_JOBS = int(os.environ.get("BENCH_PEER_JOBS", "5000"))
+JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "12000"))
+PEER_JOBS = int(os.environ.get("BENCH_PEER_JOBS", "2000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 BATCH_SIZE = 100
 SHAPES = ((1, 1), (1, 4), (2, 1), (2, 4))  # (processes, threads each)
