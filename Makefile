@@ -35,7 +35,10 @@ serve: $(STAMP)
 superuser: $(STAMP)
 	$(BIN)/python manage.py createsuperuser
 
+# The admin's browser test drives Debian's chromium (never a downloaded browser).
 test: $(STAMP)
+	@command -v chromium >/dev/null || [ -n "$$ORCHESTRATOR_SKIP_BROWSER" ] || \
+		{ echo "chromium is missing: installing Debian's package"; apt-get update -qq && apt-get install -y -qq chromium; }
 	$(BIN)/python -m pytest
 
 # Benchmarks (about 8 minutes; needs wrk and pgbench, and owns scratch databases orch_bench_*).

@@ -107,7 +107,7 @@ def _validate(
     if not isinstance(kind, str) or not kind:
         raise InvalidJob("kind", "is required and must be a string")
     if get_handler(kind) is None:
-        raise UnknownKind("kind", f"unknown job kind {kind!r}; registered kinds: {', '.join(registered_kinds())}")
+        raise UnknownKind("kind", f"unknown job kind {kind[:64]!r}; registered kinds: {', '.join(registered_kinds())}")
     validate_payload(payload)
     if not isinstance(tenant, str) or (tenant and not TENANT_RE.fullmatch(tenant)):
         raise InvalidJob("tenant", f"must be empty or match {TENANT_RE.pattern}")

@@ -76,7 +76,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
         raise InvalidJob("body", "must be a JSON object with at least `kind`")
     unknown = sorted(set(body) - FIELDS)
     if unknown:
-        raise InvalidJob(unknown[0], f"is not a known field; allowed: {', '.join(sorted(FIELDS))}")
+        raise InvalidJob(_printable(unknown[0]), f"is not a known field; allowed: {', '.join(sorted(FIELDS))}")
     fields: dict[str, Any] = {
         "kind": body.get("kind"),
         "payload": body.get("payload"),
@@ -94,6 +94,12 @@ def _parse(raw: bytes) -> dict[str, Any]:
         except ValueError as exc:
             raise InvalidJob("runAfter", str(exc)) from exc
     return fields
+
+
+def _printable(name: str, limit: int = 64) -> str:
+    """A caller's field name as it may be echoed: escaped to printable ASCII, at most `limit` characters."""
+    escaped = name.encode("unicode_escape").decode("ascii")
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
 
 
 def _describe(job: BackgroundJob, *, created: bool) -> dict[str, Any]:

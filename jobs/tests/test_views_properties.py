@@ -70,7 +70,8 @@ def assert_refused_and_nothing_written(client: Client, body: bytes | str) -> Any
     response = post(client, body)
     assert response.status_code in REFUSED, (response.status_code, response.content[:300])
     assert set(response.json()) <= {"error", "field"}
-    assert "\n" not in response.json()["error"]
+    error = response.json()["error"]
+    assert error.isprintable() and len(error) <= 500, error[:600]  # one line, whatever the caller sent
     assert BackgroundJob.objects.count() == before
     return response
 
@@ -78,6 +79,8 @@ def assert_refused_and_nothing_written(client: Client, body: bytes | str) -> Any
 @override_settings(JOBS_API_TOKEN=TOKEN)
 @settings(max_examples=examples(60))
 @given(body=json_values)
+@example(body={"\n": None})  # a field name the error must not echo raw
+@example(body={"x" * 100_000 + "\r\n": 1})
 def test_enqueue__any_json_that_is_not_an_object_with_a_known_kind_is_refused(body: Any) -> None:
     if isinstance(body, dict):
         body.pop("kind", None)  # without a kind, no object is a valid job
@@ -218,3 +221,21 @@ def test_enqueue__values_the_database_or_the_clock_cannot_hold_are_400(body: str
     response = assert_refused_and_nothing_written(Client(), body)
 
     assert (response.status_code, response.json()["field"]) == (400, field)
+
+
+@override_settings(JOBS_API_TOKEN=TOKEN)
+def test_enqueue__an_unknown_kind_is_named_in_one_short_line() -> None:
+    body = json.dumps({"kind": "k\u2028\n" * 20_000})
+
+    response = assert_refused_and_nothing_written(Client(), body)
+
+    assert (response.status_code, response.json()["field"]) == (400, "kind")
+    assert response.json()["error"].startswith("kind: unknown job kind 'k\\u2028\\nk")
+
+
+@override_settings(JOBS_API_TOKEN=TOKEN)
+def test_enqueue__an_unknown_field_is_named_escaped_and_short() -> None:
+    response = assert_refused_and_nothing_written(Client(), json.dumps({"kind": "demo.echo", "é\n" + "x" * 500: 1}))
+
+    field = response.json()["field"]
+    assert (response.status_code, field[:6], len(field)) == (400, "\\xe9\\n", 64)

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.core.cache import caches
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import Client
 from freezegun import freeze_time
@@ -21,14 +19,6 @@ AUTH = {"Authorization": f"Bearer {SECRET}"}
 
 
 @pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A loopback port that refuses connections: bound (so nothing else takes it) but not listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
-@pytest.fixture
 def database_down(closed_port: int) -> Iterator[None]:
     """Point the default connection at a closed port, as if PostgreSQL were stopped."""
     real = connections[DEFAULT_DB_ALIAS]
@@ -39,23 +29,6 @@ def database_down(closed_port: int) -> Iterator[None]:
     finally:
         connections[DEFAULT_DB_ALIAS] = real
         bad.close()
-
-
-@pytest.fixture
-def cache_down(settings: Any, closed_port: int) -> Iterator[None]:
-    """Point the default cache at a Redis port where nothing listens."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
-            "KEY_FUNCTION": "orchestrator.cache.raw_key",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
-    try:
-        yield
-    finally:
-        caches["default"].close()
 
 
 def test_health__200_when_database_and_cache_answer(client: Client) -> None:

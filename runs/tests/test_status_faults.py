@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.core.cache import caches
 from django.test import Client
 
 from jobs.models import BackgroundJob
@@ -21,32 +18,13 @@ KEY = "cron:background-jobs:2026-03-14T15:09"
 BLOB_SKIPPED = "status blob not written: cache unavailable"
 
 
-@pytest.fixture
-def redis_down(settings: Any) -> Iterator[None]:
-    """Point the cache at a loopback port that refuses connections (the shared Redis keeps running)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django_redis.cache.RedisCache",
-                "LOCATION": f"redis://127.0.0.1:{sock.getsockname()[1]}/0",
-                "KEY_FUNCTION": "orchestrator.cache.raw_key",
-                "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.5},
-            }
-        }
-        try:
-            yield
-        finally:
-            caches["default"].close()
-
-
 def event(name: str, key: str = KEY) -> dict[str, Any]:
     data = {"source": "cron", "dispatchKey": key, "correlationId": "redis-down", "dispatchWindowSeconds": 60}
     return {"name": name, "id": f"{name}:{key}", "data": data, "ts": int(time.time() * 1000)}
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("redis_down")
+@pytest.mark.usefixtures("cache_down")
 def test_inline_tick__redis_down_runs_and_records_everything(settings: Any, caplog: Any) -> None:
     settings.CRON_SECRET = SECRET
     BackgroundJob.objects.bulk_create([BackgroundJob(kind="test.record") for _ in range(5)])
@@ -64,7 +42,7 @@ def test_inline_tick__redis_down_runs_and_records_everything(settings: Any, capl
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("redis_down")
+@pytest.mark.usefixtures("cache_down")
 def test_functions__redis_down_run_and_record_successes_and_failures(executor: Executor, caplog: Any) -> None:
     BackgroundJob.objects.bulk_create([BackgroundJob(kind="test.record") for _ in range(5)])
 
