@@ -75,9 +75,20 @@ def window_claim(
         created_at=now,
         updated_at=now,
     )
-    window.pk = _insert_unless_taken(window)
-    if window.pk is not None:
-        return Claim(window=window, won=True)
+    if connection.vendor == "postgresql":
+        # One round trip for both common cases: the first tick inserts, later ones count.
+        row = _execute("claim_or_count", [*_insert_params(window), *_duplicate_params(dispatch_key, now=now)])
+        if row is not None and row[0] == "claimed":
+            window.pk = row[1]
+            return Claim(window=window, won=True)
+        if row is not None:
+            return Claim(window=_duplicate_window(dispatch_key, row[1:]), won=False)
+        # Neither: the row is re-claimable, or its inserting tick committed after this
+        # statement's snapshot was taken; the steps below look again.
+    else:
+        window.pk = _insert_unless_taken(window)
+        if window.pk is not None:
+            return Claim(window=window, won=True)
     duplicate = _count_duplicate(dispatch_key, now=now)
     if duplicate is not None:
         return Claim(window=duplicate, won=False)
@@ -132,12 +143,25 @@ _ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async
 _NOT_RECLAIMABLE = (
     "dispatch_key = %s AND NOT (status = %s OR (status = %s AND updated_at < CASE WHEN mode = %s THEN %s ELSE %s END))"
 )
+_PG_INSERT = (
+    f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) SELECT {_PLACEHOLDERS} FROM {_ASYNC_COMMIT} "
+    "ON CONFLICT (dispatch_key) DO NOTHING RETURNING id"
+)
+_PG_COUNT_DUPLICATE = (
+    f"UPDATE {_TABLE} SET duplicate_ticks = duplicate_ticks + 1 FROM {_ASYNC_COMMIT} "
+    f"WHERE {_NOT_RECLAIMABLE} RETURNING id, status, mode, event_ids"
+)
 _SQL = {
     "postgresql": {
-        "insert": f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) SELECT {_PLACEHOLDERS} FROM {_ASYNC_COMMIT} "
-        "ON CONFLICT (dispatch_key) DO NOTHING RETURNING id",
-        "count_duplicate": f"UPDATE {_TABLE} SET duplicate_ticks = duplicate_ticks + 1 FROM {_ASYNC_COMMIT} "
-        f"WHERE {_NOT_RECLAIMABLE} RETURNING id, status, mode, event_ids",
+        "insert": _PG_INSERT,
+        "count_duplicate": _PG_COUNT_DUPLICATE,
+        # The insert and, only when it inserted nothing, the duplicate count: both see
+        # the snapshot taken at the statement's start, so a row inserted by a tick that
+        # committed after it is neither claimed nor counted here (no row comes back).
+        "claim_or_count": f"WITH inserted AS ({_PG_INSERT}), "
+        f"counted AS ({_PG_COUNT_DUPLICATE.replace('WHERE ', 'WHERE NOT EXISTS (SELECT FROM inserted) AND ', 1)}) "
+        "SELECT 'claimed', id, NULL, NULL, NULL FROM inserted "
+        "UNION ALL SELECT 'duplicate', id, status, mode, event_ids FROM counted",
         "close": f"UPDATE {_TABLE} SET status = %s, latency_ms = %s, error = %s, updated_at = %s "
         f"FROM {_ASYNC_COMMIT} WHERE id = %s",
     },
@@ -158,20 +182,23 @@ def _execute(name: str, params: list[Any]) -> Any:
         return cursor.fetchone() if cursor.description else None
 
 
+def _insert_params(window: DispatchWindow) -> list[Any]:
+    return [field.get_db_prep_save(getattr(window, field.attname), connection) for field in _FIELDS]
+
+
 def _insert_unless_taken(window: DispatchWindow) -> int | None:
     """Insert the window's row and return its id; None when its dispatch key is taken.
 
     The unique constraint on dispatch_key decides, in one statement: of any number
     of ticks inserting the same key at once, exactly one gets an id back.
     """
-    row = _execute("insert", [field.get_db_prep_save(getattr(window, field.attname), connection) for field in _FIELDS])
+    row = _execute("insert", _insert_params(window))
     return None if row is None else int(row[0])
 
 
-def _count_duplicate(dispatch_key: str, *, now: datetime) -> DispatchWindow | None:
-    """Count a duplicate tick and return the window's status, mode and event ids; None if re-claimable."""
+def _duplicate_params(dispatch_key: str, *, now: datetime) -> list[Any]:
     ops = connection.ops
-    params = [
+    return [
         dispatch_key,
         Status.DISPATCH_FAILED,
         Status.PENDING,
@@ -179,9 +206,16 @@ def _count_duplicate(dispatch_key: str, *, now: datetime) -> DispatchWindow | No
         ops.adapt_datetimefield_value(now - stale_after(Mode.DISPATCH)),
         ops.adapt_datetimefield_value(now - stale_after(Mode.INLINE)),
     ]
-    row = _execute("count_duplicate", params)
-    if row is None:
-        return None
+
+
+def _count_duplicate(dispatch_key: str, *, now: datetime) -> DispatchWindow | None:
+    """Count a duplicate tick and return the window's status, mode and event ids; None if re-claimable."""
+    row = _execute("count_duplicate", _duplicate_params(dispatch_key, now=now))
+    return None if row is None else _duplicate_window(dispatch_key, row)
+
+
+def _duplicate_window(dispatch_key: str, row: tuple[Any, ...]) -> DispatchWindow:
+    """The window a duplicate tick answers with, from (id, status, mode, event_ids)."""
     pk, status, mode, event_ids = row
     # Django has the drivers hand JSON back as text, for JSONField to decode.
     event_ids = json.loads(event_ids) if isinstance(event_ids, str) else event_ids

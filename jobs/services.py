@@ -19,6 +19,9 @@ from jobs.registry import get_handler, registered_kinds
 logger = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 256 * 1024
+# Deeper JSON would reach Python's recursion limit in the JSON encoders on the way to
+# the database or a handler (a 500, not a refusal), so it is refused at enqueue.
+MAX_PAYLOAD_DEPTH = 100
 MAX_ATTEMPTS_LIMIT = 100
 PRIORITY_RANGE = (-100, 100)
 MAX_RUN_AFTER = timedelta(days=366)
@@ -130,7 +133,9 @@ def _validate(
 
 
 def validate_payload(payload: Any) -> None:
-    """Raise InvalidJob unless `payload` is JSON of at most 256 KiB."""
+    """Raise InvalidJob unless `payload` is JSON of at most 256 KiB, nested at most 100 levels deep."""
+    if _too_deep(payload, MAX_PAYLOAD_DEPTH):
+        raise InvalidJob("payload", f"is nested more than {MAX_PAYLOAD_DEPTH} levels deep")
     try:
         encoded = json.dumps(payload, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
@@ -157,6 +162,19 @@ def _any_string(payload: Any, test: Callable[[str], bool]) -> bool:
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
+    return False
+
+
+def _too_deep(payload: Any, limit: int) -> bool:
+    """Return whether objects and arrays in `payload` nest more than `limit` levels (without recursing)."""
+    stack = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
     return False
 
 
