@@ -21,26 +21,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    ROOT,
+    drop_database,
+    machine,
+    percentile,
+    scratch_database,
+    today,
+    write_section,
+)
+
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "20"))
 DAYS = 30
 TARGET_P95_MS = 300
-BEGIN, END = "<!-- bench/admin_scale.py: begin -->", "<!-- bench/admin_scale.py: end -->"
 SCRATCH = "orch_bench_admin"
-SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 TABLES = ("dispatch_dispatchwindow", "runs_functionrun", "jobs_backgroundjob", "runs_deadletter")
 # Indexes that do not back a constraint (those stay): dropped before the fill, built after it in one pass.
 SECONDARY_INDEXES = """
@@ -134,12 +138,6 @@ def pages(rows: int) -> list[tuple[str, str, str]]:
     ]
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Return the nearest-rank percentile of `values`."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-seed", action="store_true", help="reuse the rows already in the database")
@@ -150,14 +148,14 @@ def main() -> None:
     if scratch:
         if args.no_seed:
             sys.exit("--no-seed needs BENCH_DATABASE_URL: the scratch database is made anew on every run")
-        url = scratch_database()
+        url = scratch_database(SCRATCH)
     elif not url.startswith("postgres"):
         sys.exit("BENCH_DATABASE_URL must name a throwaway PostgreSQL database, e.g. postgres://postgres@127.0.0.1/x")
     try:
         measure(url, seed=not args.no_seed, explain_queries=args.explain)
     finally:
         if scratch:
-            psql(SERVER, f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)')
+            drop_database(SCRATCH)
 
 
 def measure(url: str, *, seed: bool, explain_queries: bool) -> None:
@@ -219,23 +217,8 @@ def measure(url: str, *, seed: bool, explain_queries: bool) -> None:
             p95s[f"{model} {view}"] = round(p95, 1)
         if explain_queries:
             explain(connection, queries.captured_queries)
-    write_section(rows)
+    write_results(rows)
     print("RESULT " + json.dumps({"p95Ms": p95s}), flush=True)
-
-
-def scratch_database() -> str:
-    """(Re)create the scratch database on SERVER and return its URL."""
-    psql(SERVER, f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)')
-    psql(SERVER, f'CREATE DATABASE "{SCRATCH}"')
-    return urlunsplit(urlsplit(SERVER)._replace(path=f"/{SCRATCH}"))
-
-
-def psql(url: str, statement: str) -> None:
-    done = subprocess.run(
-        ["psql", url, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", statement], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        sys.exit(f"psql failed: {done.stderr.strip()}")
 
 
 def explain(connection: Any, captured: list[dict[str, str]]) -> None:
@@ -251,33 +234,16 @@ def explain(connection: Any, captured: list[dict[str, str]]) -> None:
                 print(f"    {line}")
 
 
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    version = (
-        subprocess.run(["psql", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-        or "PostgreSQL"
-    )
-    return f"{os.cpu_count()} cores ({cpu}), {version.replace('psql (PostgreSQL) ', 'PostgreSQL ')} on loopback"
-
-
-def write_section(rows: list[str]) -> None:
-    section = "\n".join(
+def write_results(rows: list[str]) -> None:
+    write_section(
+        "bench/admin_scale.py",
         [
-            BEGIN,
             "## Admin at scale (changelists on a million rows)",
             "",
-            f"`bench/admin_scale.py`, {datetime.now(UTC):%Y-%m-%d}: {ROWS:,} rows each of `DispatchWindow`, "
-            f"`FunctionRun`, `DeadLetter` and `BackgroundJob` over {DAYS} days; {machine()}; a signed-in superuser "
-            f"through Django's test client (the whole request: queries and template), {REPEAT} requests per page "
-            f"after a warm-up. Target: p95 ≤ {TARGET_P95_MS} ms for each changelist, status filter and dispatch-key "
-            "search.",
+            f"`bench/admin_scale.py`, {today()}: {ROWS:,} rows each of `DispatchWindow`, `FunctionRun`, "
+            f"`DeadLetter` and `BackgroundJob` over {DAYS} days; {machine()}; a signed-in superuser through "
+            f"Django's test client (the whole request: queries and template), {REPEAT} requests per page after a "
+            f"warm-up. Target: p95 ≤ {TARGET_P95_MS} ms for each changelist, status filter and dispatch-key search.",
             "",
             "```sh",
             "python bench/admin_scale.py   # its own scratch database, orch_bench_admin, made and dropped",
@@ -286,17 +252,8 @@ def write_section(rows: list[str]) -> None:
             "| Model | Page | Queries | p50 | p95 | Target |",
             "| --- | --- | ---: | ---: | ---: | --- |",
             *rows,
-            END,
-        ]
+        ],
     )
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text:
-        head, _, rest = text.partition(BEGIN)
-        text = head + section + rest.partition(END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -63,10 +64,9 @@ def setup_django(database_url: str, **env: str) -> None:
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
-    """Return the nearest-rank percentile of `values` (fraction in 0..1)."""
+    """Return the nearest-rank percentile of `values` (fraction in 0..1): an observed value."""
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def median(values: Sequence[float]) -> float:
