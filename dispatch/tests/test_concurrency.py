@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from dispatch.models import DispatchWindow
@@ -18,22 +16,8 @@ def test_concurrent_ticks_of_one_window__one_row_and_one_inline_run() -> None:
         procs.python_module("orchestrator.testing.tick_storm", "counter", "2026-03-14T15:07:00Z", str(THREADS))
         for _ in range(PROCESSES)
     ]
-    for storm in storms:
-        assert storm.stdout is not None
-        procs.read_until(storm.stdout, "READY")
-    for storm in storms:  # every process is set up: release them together
-        assert storm.stdin is not None
-        storm.stdin.write("go\n")
-        storm.stdin.flush()
-    outputs = [storm.communicate(timeout=120) for storm in storms]
+    results = procs.release_together(storms, timeout=120)
 
-    assert [storm.returncode for storm in storms] == [0] * PROCESSES, outputs
-    results = [
-        json.loads(line.removeprefix("RESULT "))
-        for out, _ in outputs
-        for line in out.splitlines()
-        if line.startswith("RESULT ")
-    ]
     assert len(results) == PROCESSES * THREADS
     assert {result["status"] for result in results} == {200}
     assert sum(not result["body"]["duplicate"] for result in results) == 1

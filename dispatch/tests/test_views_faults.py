@@ -26,7 +26,7 @@ from conftest import EVENT_KEY, SIGNING_KEY
 from dispatch.models import DispatchWindow
 from orchestrator.testing.event_api import EventAPI
 from orchestrator.testing.live import Gunicorn
-from orchestrator.testing.procs import ROOT, child_env
+from orchestrator.testing.procs import ROOT, child_env, release_together
 from orchestrator.testing.stress import scaled
 
 SECRET = "faults-cron-secret"
@@ -134,22 +134,8 @@ def test_cron__a_storm_of_ticks_enqueues_each_window_once_and_publishes_each_eve
     with Gunicorn(workers=4, **server_env(event_api, INNGEST_PUBLISH_TIMEOUT_SECONDS="15")) as server:
         url = f"{server.url}/api/cron/background-jobs"
         storms = [start_storm(url, STORM_TICKS // STORM_PROCESSES) for _ in range(STORM_PROCESSES)]
-        for storm in storms:
-            assert storm.stdout is not None
-            assert storm.stdout.readline().startswith("READY"), storm.communicate(timeout=60)
-        for storm in storms:  # every thread of every process is waiting: release them together
-            assert storm.stdin is not None
-            storm.stdin.write("go\n")
-            storm.stdin.flush()
-        outputs = [storm.communicate(timeout=600) for storm in storms]
+        results = release_together(storms, timeout=600)
 
-    assert [storm.returncode for storm in storms] == [0] * STORM_PROCESSES, outputs
-    results = [
-        json.loads(line.removeprefix("RESULT "))
-        for out, _ in outputs
-        for line in out.splitlines()
-        if line.startswith("RESULT ")
-    ]
     assert len(results) == STORM_TICKS
     statuses = Counter(result["status"] for result in results)
     print(f"\nstorm: {STORM_TICKS} ticks from {STORM_PROCESSES} processes, statuses {dict(statuses)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -72,3 +73,26 @@ def read_until(stream: IO[str], marker: str) -> str:
         if line.startswith(marker):
             return line
     raise AssertionError(f"the child exited before printing {marker!r}")
+
+
+def release_together(children: list[subprocess.Popen[str]], *, timeout: float) -> list[dict[str, Any]]:
+    """Wait until every child printed READY, send them all "go" at once, and return their RESULT lines.
+
+    Each child prints `READY` when set up, waits for a line on stdin, then prints one
+    `RESULT {json}` line per outcome. Every child must exit 0.
+    """
+    for child in children:
+        assert child.stdout is not None
+        read_until(child.stdout, "READY")
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    outputs = [child.communicate(timeout=timeout) for child in children]
+    assert [child.returncode for child in children] == [0] * len(children), outputs
+    return [
+        json.loads(line.removeprefix("RESULT "))
+        for out, _ in outputs
+        for line in out.splitlines()
+        if line.startswith("RESULT ")
+    ]
