@@ -48,7 +48,7 @@ def cache_down(settings: Any, closed_port: int) -> Iterator[None]:
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
-            "KEY_FUNCTION": "orchestrator.cache.raw_key",
+            "KEY_FUNCTION": "core.cache.raw_key",
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.5},
         }
     }

@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.safestring import SafeString
 
+from core.admin import ReadOnlyAdmin
+from core.admin_filters import DistinctValuesFilter
+from core.display import EMPTY, age, badge, changelist_url, duration, link, pretty_json
 from dispatch.models import DispatchWindow
-from orchestrator.admin import ReadOnlyAdmin
-from orchestrator.admin_filters import DistinctValuesFilter
-from orchestrator.display import EMPTY, age, badge, changelist_url, duration, link, pretty_json
 from runs.models import DeadLetter, FunctionRun
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import inngest
 
+from core.timefmt import iso_utc
 from dispatch import keys
 from dispatch.registry import CronJob
-from orchestrator.timefmt import iso_utc
 
 
 def event_data(

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from django.conf import settings
 
+from core.timefmt import parse_iso_utc
 from dispatch.keys import canary_bucket
 from dispatch.registry import CronJob
-from orchestrator.timefmt import parse_iso_utc
 
 logger = logging.getLogger(__name__)
 

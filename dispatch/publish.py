@@ -26,8 +26,8 @@ import httpx
 import inngest
 from inngest._internal import errors as inngest_errors
 
-from orchestrator.errors import one_line
-from orchestrator.inngest import InngestConfig, build_client
+from core.errors import one_line
+from core.inngest import InngestConfig, build_client
 
 logger = logging.getLogger(__name__)
 

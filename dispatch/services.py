@@ -13,15 +13,15 @@ from typing import Any
 
 from django.conf import settings
 
+from core.inngest import current_config
+from core.logcontext import log_context
+from core.timefmt import iso_utc
 from dispatch import keys, modes
 from dispatch.events import event_data, window_events
 from dispatch.models import DispatchWindow
 from dispatch.publish import PublishError, publish_events
 from dispatch.registry import CronContext, CronJob
 from dispatch.windows import window_claim, window_close, window_set_mode
-from orchestrator.inngest import current_config
-from orchestrator.logcontext import log_context
-from orchestrator.timefmt import iso_utc
 from runs.inline import run_inline
 
 logger = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from core.auth import bearer_matches
 from dispatch import keys
 from dispatch.exceptions import InvalidParam
 from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
-from orchestrator.auth import bearer_matches
 from orchestrator.checks import deploy_errors
 
 logger = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
+from core.actions import ACTION_LIMIT
+from core.admin import ReadOnlyAdmin
+from core.admin_filters import DistinctValuesFilter
+from core.display import EMPTY, age, badge, change_url, duration, link, pretty_json
 from jobs.models import BackgroundJob, QueueHealthSnapshot
 from jobs.triage import job_cancel, job_retry_now
-from orchestrator.actions import ACTION_LIMIT
-from orchestrator.admin import ReadOnlyAdmin
-from orchestrator.admin_filters import DistinctValuesFilter
-from orchestrator.display import EMPTY, age, badge, change_url, duration, link, pretty_json
 from runs.models import DeadLetter
 
 ERROR_PREVIEW = 80

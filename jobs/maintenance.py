@@ -13,10 +13,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 
+from core.errors import one_line
 from dispatch.models import DispatchWindow
 from jobs.health import queue_health_measure, queue_health_snapshot_create
 from jobs.models import BackgroundJob, QueueHealthSnapshot
-from orchestrator.errors import one_line
 from runs.models import DeadLetter, FunctionRun
 from runs.services import dead_letter_for_job
 from runs.status import status_write

@@ -19,12 +19,12 @@ from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from core.errors import one_line
 from jobs.backoff import retry_delay
 from jobs.context import JobContext
 from jobs.exceptions import LeaseLost
 from jobs.models import BackgroundJob
 from jobs.registry import get_handler
-from orchestrator.errors import one_line
 from runs.services import dead_letter_for_job
 
 logger = logging.getLogger(__name__)

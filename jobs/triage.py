@@ -13,8 +13,8 @@ from typing import Any
 
 from django.db import transaction
 
+from core.actions import ActionReport
 from jobs.models import BackgroundJob
-from orchestrator.actions import ActionReport
 
 logger = logging.getLogger(__name__)
 

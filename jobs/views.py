@@ -11,11 +11,11 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from core.auth import bearer_matches
+from core.timefmt import iso_utc, parse_iso_utc
 from jobs.exceptions import InvalidJob
 from jobs.models import BackgroundJob
 from jobs.services import MAX_PAYLOAD_BYTES, job_enqueue
-from orchestrator.auth import bearer_matches
-from orchestrator.timefmt import iso_utc, parse_iso_utc
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils import timezone
 
+from core.timefmt import parse_iso_utc
 from dispatch.checks import registry_messages
 from dispatch.modes import inngest_dev_mode, publishing_configured
 from dispatch.registry import registry_problem
-from orchestrator.timefmt import parse_iso_utc
 
 TAG = "orchestrator"
 ROLLOUT_HINT = "See README.md, 'Rolling out and rolling back'."

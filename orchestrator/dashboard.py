@@ -16,12 +16,12 @@ from django.conf import settings
 from django.db.models import Count, Max
 from django.db.models.functions import TruncHour
 
+from core.display import changelist_url
 from dispatch.exceptions import RegistryError
 from dispatch.models import DispatchWindow
 from dispatch.registry import cron_jobs
 from jobs.models import QueueHealthSnapshot
 from orchestrator.chart import Chart, Hour, hourly_chart
-from orchestrator.display import changelist_url
 from orchestrator.slo import Metric, SloReport, slo_report_build
 from runs.models import DeadLetter, FunctionRun
 

@@ -17,7 +17,7 @@ from django.db import Error as DatabaseError
 from django.db import connection
 from redis.exceptions import RedisError
 
-from orchestrator.errors import one_line
+from core.errors import one_line
 
 logger = logging.getLogger(__name__)
 

@@ -41,10 +41,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # The project's layers, top first: each imports only those below it (docs/architecture.md).
     "orchestrator",
-    "dispatch",
     "runs",
+    "dispatch",
     "jobs",
+    "core",
 ]
 
 MIDDLEWARE = [
@@ -109,7 +111,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (status blobs) -----------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
-_RAW_KEYS = "orchestrator.cache.raw_key"  # keys in Redis are exactly job:v1:...
+_RAW_KEYS = "core.cache.raw_key"  # keys in Redis are exactly job:v1:...
 if REDIS_URL:
     CACHES: dict[str, dict[str, Any]] = {
         "default": {
@@ -168,7 +170,7 @@ LOGGING: dict[str, Any] = {
             "timestamp": "time",
         },
     },
-    "filters": {"context": {"()": "orchestrator.logcontext.ContextFilter"}},
+    "filters": {"context": {"()": "core.logcontext.ContextFilter"}},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",

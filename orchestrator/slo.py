@@ -20,11 +20,11 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce
 
+from core.timefmt import iso_utc
 from dispatch.models import DispatchWindow
 from jobs.health import queue_health_measure
 from jobs.models import QueueHealthSnapshot
 from orchestrator.aggregates import percentiles
-from orchestrator.timefmt import iso_utc
 from runs.models import DeadLetter, FunctionRun
 
 DISPATCH_MODES = (DispatchWindow.Mode.DISPATCH, DispatchWindow.Mode.DISPATCH_FAILED)

@@ -9,7 +9,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from orchestrator.auth import bearer_matches
+from core.auth import bearer_matches
 from orchestrator.health import health_probe
 from orchestrator.slo import parse_period, slo_report_build
 

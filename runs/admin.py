@@ -14,11 +14,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from core.admin import ReadOnlyAdmin, acting_user
+from core.admin_filters import DistinctValuesFilter
+from core.display import EMPTY, age, badge, change_url, changelist_url, duration, link, pretty_json
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
-from orchestrator.admin import ReadOnlyAdmin, acting_user
-from orchestrator.admin_filters import DistinctValuesFilter
-from orchestrator.display import EMPTY, age, badge, change_url, changelist_url, duration, link, pretty_json
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.triage import MAX_NOTE_LENGTH, dead_letter_requeue, dead_letter_resolve
 

@@ -29,10 +29,10 @@ import inngest
 from django.conf import settings
 from django.utils import timezone
 
+from core.errors import one_line, squash
+from core.logcontext import log_context
 from dispatch.registry import CronContext, CronJob, WorkUnit, cron_jobs
 from jobs.runner import RunOrigin, jobs_run, merge_summaries
-from orchestrator.errors import one_line, squash
-from orchestrator.logcontext import log_context
 from runs import ledger
 from runs.inline import SKIPPED, to_json
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from core.errors import one_line
 from dispatch.registry import CronContext, CronJob
-from orchestrator.errors import one_line
 from runs import ledger
 
 logger = logging.getLogger(__name__)

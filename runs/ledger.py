@@ -14,7 +14,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from orchestrator.timefmt import iso_utc
+from core.timefmt import iso_utc
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.services import dead_letter_for_run
 from runs.status import SCOPE_RE, status_write

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.core.cache import cache
 from redis.exceptions import RedisError
 
-from orchestrator.errors import one_line
-from orchestrator.timefmt import iso_utc
+from core.errors import one_line
+from core.timefmt import iso_utc
 
 logger = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
+from core.actions import ActionReport
+from core.timefmt import parse_iso_utc
 from dispatch import keys
 from dispatch.registry import CronJob, job_of_function
 from dispatch.services import dispatch_tick
 from jobs.exceptions import InvalidJob
 from jobs.registry import get_handler
 from jobs.services import job_enqueue
-from orchestrator.actions import ActionReport
-from orchestrator.timefmt import parse_iso_utc
 from runs.models import DeadLetter
 
 logger = logging.getLogger(__name__)

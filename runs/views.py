@@ -18,7 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from orchestrator.inngest import InngestConfig, client_for, current_config
+from core.inngest import InngestConfig, client_for, current_config
 from runs.functions import build_functions
 
 logger = logging.getLogger(__name__)

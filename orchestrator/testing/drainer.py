@@ -32,8 +32,8 @@ def main() -> None:
     django.setup()
     from django.utils import timezone
 
+    from core.timefmt import parse_iso_utc
     from jobs.runner import jobs_run
-    from orchestrator.timefmt import parse_iso_utc
 
     clock: Callable[[], datetime] = timezone.now
     if options.at:

@@ -20,9 +20,9 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
+    from core.timefmt import parse_iso_utc
     from dispatch.registry import get_cron_job
     from dispatch.services import dispatch_tick
-    from orchestrator.timefmt import parse_iso_utc
 
     job_name, at_text, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     job = get_cron_job(job_name)

@@ -12,9 +12,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from core.paging import LedgerPaginator
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob, QueueHealthSnapshot
-from orchestrator.paging import LedgerPaginator
 from runs.models import DeadLetter, FunctionRun
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
+from core.logcontext import bound_fields, log_context
 from jobs.services import job_enqueue
-from orchestrator.logcontext import bound_fields, log_context
 
 Lines = Callable[[], list[dict[str, Any]]]
 

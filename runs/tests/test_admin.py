@@ -198,7 +198,7 @@ def test_dead_letter_admin__requeue_all_matching_hundreds_at_once(
 def test_dead_letter_admin__refuses_a_selection_over_the_limit(
     make_job_letter: Callable[..., DeadLetter], operator: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("orchestrator.admin.ACTION_LIMIT", 2)
+    monkeypatch.setattr("core.admin.ACTION_LIMIT", 2)
     letters = [make_job_letter() for _ in range(3)]
 
     response = act(signed_in(operator), "requeue", letters)

@@ -48,7 +48,7 @@ def test_status_write__a_redis_outage_is_logged_not_raised(now: datetime, settin
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
-            "KEY_FUNCTION": "orchestrator.cache.raw_key",
+            "KEY_FUNCTION": "core.cache.raw_key",
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
         }
     }

@@ -8,12 +8,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from core.timefmt import parse_iso_utc
 from dispatch import keys
 from dispatch.exceptions import InvalidParam
 from dispatch.models import DispatchWindow
 from dispatch.registry import BACKGROUND_JOBS, cron_jobs
 from dispatch.services import dispatch_tick
-from orchestrator.timefmt import parse_iso_utc
 
 
 class Command(BaseCommand):

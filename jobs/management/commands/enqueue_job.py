@@ -8,9 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from core.timefmt import parse_iso_utc
 from jobs.exceptions import InvalidJob
 from jobs.services import job_enqueue
-from orchestrator.timefmt import parse_iso_utc
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from core.timefmt import iso_utc
 from orchestrator.slo import Metric, SloReport, parse_period, slo_report_build
-from orchestrator.timefmt import iso_utc
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from django.test import RequestFactory
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.auth import bearer_matches
+from core.auth import bearer_matches
 from orchestrator.testing.stress import examples
 
 # Header values as a WSGI server hands them over: latin-1 text.
@@ -42,7 +42,7 @@ def test_bearer_matches__exactly_the_secret_and_never_an_empty_one(secret: str, 
 @settings(max_examples=examples(100))
 @given(secret=secrets.filter(bool), token=latin1)
 def test_bearer_matches__compares_fixed_length_digests_whatever_the_token(secret: str, token: str) -> None:
-    with mock.patch("orchestrator.auth.hmac.compare_digest", wraps=hmac.compare_digest) as compare:
+    with mock.patch("core.auth.hmac.compare_digest", wraps=hmac.compare_digest) as compare:
         bearer_matches(request_with(f"Bearer {token}"), secret)
 
     # One comparison of two SHA-256 digests: its time depends on neither the secret's length nor the token's.

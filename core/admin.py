@@ -11,14 +11,14 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from orchestrator.actions import ACTION_LIMIT, ActionReport
-from orchestrator.paging import LedgerPaginator
+from core.actions import ACTION_LIMIT, ActionReport
+from core.paging import LedgerPaginator
 
 
 class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     """A ModelAdmin that lists and shows rows but offers no add, change or delete.
 
-    Its changelist never counts the whole table (see `orchestrator.paging`), offers no
+    Its changelist never counts the whole table (see `core.paging`), offers no
     facet counts, and its date drill-down probes an index instead of scanning.
     """
 
@@ -27,10 +27,10 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     list_per_page = 50
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
-    change_list_template = "admin/orchestrator/ledger_change_list.html"
+    change_list_template = "admin/core/ledger_change_list.html"
 
     class Media:
-        css = {"all": ["orchestrator/admin.css"]}
+        css = {"all": ["core/admin.css"]}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -14,7 +14,7 @@ from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
-from orchestrator.display import badge
+from core.display import badge
 
 register = template.Library()
 
@@ -28,13 +28,13 @@ def status_badge(value: str) -> SafeString:
     return badge(value)
 
 
-@register.inclusion_tag("admin/orchestrator/search_form.html")
+@register.inclusion_tag("admin/core/search_form.html")
 def ledger_search_form(cl: ChangeList) -> dict[str, Any]:
     """Render the search box, with the narrowed list's count ("about N" when it is an estimate)."""
     return search_form(cl)
 
 
-@register.inclusion_tag("admin/orchestrator/pagination.html")
+@register.inclusion_tag("admin/core/pagination.html")
 def ledger_pagination(cl: ChangeList) -> dict[str, Any]:
     """Render the page links, and the result count ("about N" when it is the planner's estimate)."""
     return pagination(cl)

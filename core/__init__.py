@@ -1,0 +1,1 @@
+"""Shared primitives, the bottom layer: they import nothing of the project (docs/architecture.md)."""
