@@ -12,10 +12,10 @@ from django.core.cache import cache, caches
 from hypothesis import settings as hypothesis_settings
 
 from jobs.models import BackgroundJob
-from orchestrator.testing.admin import STAFF_PASSWORD
-from orchestrator.testing.event_api import EventAPI
-from orchestrator.testing.executor import Executor
-from orchestrator.testing.stress import full
+from testsupport.admin import STAFF_PASSWORD
+from testsupport.event_api import EventAPI
+from testsupport.executor import Executor
+from testsupport.stress import full
 
 # Property tests: no deadline (the machine is shared, timings are not the point),
 # no example database in the work tree; in CI the examples are derandomized, so a

@@ -47,7 +47,7 @@ def main() -> dict[str, object]:
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
     sys.path.insert(0, str(ROOT))
-    from orchestrator.testing.event_api import EventAPI
+    from testsupport.event_api import EventAPI
 
     database = "orch_bench_dispatch"
     fresh_names = STRIDE * REPEAT * sum(shape["threads"] for shape in PHASES.values())

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.auth import bearer_matches
-from orchestrator.testing.stress import examples
+from testsupport.stress import examples
 
 # Header values as a WSGI server hands them over: latin-1 text.
 latin1 = st.text(st.characters(min_codepoint=1, max_codepoint=255), max_size=80)

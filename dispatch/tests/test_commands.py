@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from dispatch.models import DispatchWindow
-from orchestrator.testing.models import CronRun
+from testsupport.models import CronRun
 
 pytestmark = pytest.mark.django_db
 

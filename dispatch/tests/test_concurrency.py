@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from dispatch.models import DispatchWindow
-from orchestrator.testing import procs
-from orchestrator.testing.models import CronRun
+from testsupport import procs
+from testsupport.models import CronRun
 
 PROCESSES = 5
 THREADS = 10  # per process: 50 concurrent ticks of one window
@@ -13,7 +13,7 @@ THREADS = 10  # per process: 50 concurrent ticks of one window
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_ticks_of_one_window__one_row_and_one_inline_run() -> None:
     storms = [
-        procs.python_module("orchestrator.testing.tick_storm", "counter", "2026-03-14T15:07:00Z", str(THREADS))
+        procs.python_module("testsupport.tick_storm", "counter", "2026-03-14T15:07:00Z", str(THREADS))
         for _ in range(PROCESSES)
     ]
     results = procs.release_together(storms, timeout=120)

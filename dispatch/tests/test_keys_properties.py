@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dispatch import keys
 from dispatch.registry import SECONDS_PER_DAY
-from orchestrator.testing.stress import examples
+from testsupport.stress import examples
 
 # Every window the registry accepts: whole minutes that divide a day.
 WINDOWS = [seconds for seconds in range(60, SECONDS_PER_DAY + 1, 60) if SECONDS_PER_DAY % seconds == 0]

@@ -15,9 +15,9 @@ from dispatch.keys import canary_bucket
 from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.services import TickResult, dispatch_tick
-from orchestrator.testing import procs
-from orchestrator.testing.event_api import EventAPI, closed_port_url
-from orchestrator.testing.models import CronRun
+from testsupport import procs
+from testsupport.event_api import EventAPI, closed_port_url
+from testsupport.models import CronRun
 
 pytestmark = pytest.mark.django_db
 

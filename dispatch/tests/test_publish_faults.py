@@ -13,7 +13,7 @@ from django.test import Client
 
 from conftest import EVENT_KEY, SIGNING_KEY
 from dispatch.models import DispatchWindow
-from orchestrator.testing.event_api import EventAPI, closed_port_url
+from testsupport.event_api import EventAPI, closed_port_url
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.core.management.base import SystemCheckError
 from dispatch.exceptions import InvalidParam, RegistryError
 from dispatch.registry import BACKGROUND_JOBS, cron_jobs, get_cron_job
 
-COUNTER = "orchestrator.testing.crons.count_run"
+COUNTER = "testsupport.crons.count_run"
 
 
 def test_cron_jobs__background_jobs_is_built_in(settings: Any) -> None:

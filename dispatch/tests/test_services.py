@@ -9,8 +9,8 @@ from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
 from jobs.models import BackgroundJob
-from orchestrator.testing.models import CronRun, HandlerRun
 from runs.models import DeadLetter, FunctionRun
+from testsupport.models import CronRun, HandlerRun
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from dispatch.models import DispatchWindow
-from orchestrator.testing.models import CronRun
+from testsupport.models import CronRun
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """The cron endpoint through a live gunicorn under faults: a killed worker, a storm of ticks, PostgreSQL refused.
 
-Counts scale with ORCHESTRATOR_STRESS (orchestrator.testing.stress): the CI
+Counts scale with ORCHESTRATOR_STRESS (testsupport.stress): the CI
 default, or the issue's full counts (500 concurrent ticks from 4 processes).
 """
 
@@ -24,10 +24,10 @@ from django.db.models import F
 
 from conftest import EVENT_KEY, SIGNING_KEY
 from dispatch.models import DispatchWindow
-from orchestrator.testing.event_api import EventAPI
-from orchestrator.testing.live import Gunicorn
-from orchestrator.testing.procs import ROOT, child_env, release_together
-from orchestrator.testing.stress import scaled
+from testsupport.event_api import EventAPI
+from testsupport.live import Gunicorn
+from testsupport.procs import ROOT, child_env, release_together
+from testsupport.stress import scaled
 
 SECRET = "faults-cron-secret"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -113,7 +113,7 @@ def test_cron__a_worker_killed_between_claim_and_publish_leaves_a_window_a_later
 def start_storm(url: str, threads: int) -> subprocess.Popen[str]:
     env = child_env(STORM_AUTHORIZATION=AUTH["Authorization"])
     return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.testing.http_storm", url, str(threads)],
+        [sys.executable, "-m", "testsupport.http_storm", url, str(threads)],
         cwd=ROOT,
         env=env,
         stdin=subprocess.PIPE,

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from dispatch.keys import CORRELATION_ID_RE
 from dispatch.models import DispatchWindow
-from orchestrator.testing.stress import examples
 from runs.models import FunctionRun
+from testsupport.stress import examples
 
 pytestmark = pytest.mark.django_db
 

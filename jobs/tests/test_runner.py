@@ -11,9 +11,9 @@ from jobs.backoff import retry_delay
 from jobs.maintenance import recover_expired_leases
 from jobs.models import BackgroundJob
 from jobs.runner import RunOrigin, claim_batch, jobs_run
-from orchestrator.testing import procs
-from orchestrator.testing.models import HandlerRun
 from runs.models import DeadLetter
+from testsupport import procs
+from testsupport.models import HandlerRun
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """Runner processes killed mid-batch, and several drains of one queue at once: nothing lost, nothing run twice.
 
-Counts scale with ORCHESTRATOR_STRESS (orchestrator.testing.stress): the CI
+Counts scale with ORCHESTRATOR_STRESS (testsupport.stress): the CI
 default, or the issue's full counts (10 kills during a 2,000-job drain).
 """
 
@@ -20,10 +20,10 @@ from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
 from jobs.maintenance import run_maintenance
 from jobs.models import BackgroundJob
-from orchestrator.testing import drainer
-from orchestrator.testing.models import HandlerRun
-from orchestrator.testing.stress import scaled
 from runs.models import DeadLetter
+from testsupport import drainer
+from testsupport.models import HandlerRun
+from testsupport.stress import scaled
 
 KILLS = scaled(ci=3, full_count=10)
 CRASH_JOBS = scaled(ci=400, full_count=2000)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from jobs.models import BackgroundJob
 from jobs.services import MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH
 from jobs.views import FIELDS
-from orchestrator.testing.stress import examples
+from testsupport.stress import examples
 
 pytestmark = pytest.mark.django_db
 

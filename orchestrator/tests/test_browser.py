@@ -26,8 +26,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob, QueueHealthSnapshot
-from orchestrator.testing.admin import STAFF_PASSWORD
 from runs.models import DeadLetter, FunctionRun
+from testsupport.admin import STAFF_PASSWORD
 
 CHROMIUM = Path(os.environ.get("ORCHESTRATOR_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

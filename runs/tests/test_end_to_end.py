@@ -10,12 +10,12 @@ import pytest
 from conftest import EVENT_KEY, SIGNING_KEY
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
-from orchestrator.testing.event_api import EventAPI
-from orchestrator.testing.executor import Executor
-from orchestrator.testing.live import Gunicorn
-from orchestrator.testing.models import HandlerRun
 from runs.models import FunctionRun
 from runs.status import status_read
+from testsupport.event_api import EventAPI
+from testsupport.executor import Executor
+from testsupport.live import Gunicorn
+from testsupport.models import HandlerRun
 
 SECRET = "e2e-cron-secret"
 

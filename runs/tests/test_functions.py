@@ -11,10 +11,10 @@ from django.test import Client
 
 from conftest import SIGNING_KEY
 from jobs.models import BackgroundJob
-from orchestrator.testing.executor import Executor
-from orchestrator.testing.models import CronRun, HandlerRun
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.status import status_read
+from testsupport.executor import Executor
+from testsupport.models import CronRun, HandlerRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,9 +9,9 @@ import pytest
 from django.test import Client
 
 from jobs.models import BackgroundJob
-from orchestrator.testing.executor import Executor
-from orchestrator.testing.models import HandlerRun
 from runs.models import DeadLetter, FunctionRun
+from testsupport.executor import Executor
+from testsupport.models import HandlerRun
 
 SECRET = "status-faults-cron-secret"
 KEY = "cron:background-jobs:2026-03-14T15:09"

@@ -11,9 +11,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jobs.services import TENANT_RE
-from orchestrator.testing.stress import examples
 from runs.ledger import scope_of
 from runs.status import status_key, status_write
+from testsupport.stress import examples
 
 # What a key may look like: four parts, the scope and name free of ':', glob characters and whitespace.
 SAFE_KEY_RE = re.compile(r"job:v1:[A-Za-z0-9._-]{1,64}:[A-Za-z0-9._-]{1,100}")

@@ -10,10 +10,10 @@ from django.contrib.auth.models import User
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
 from orchestrator.slo import slo_report_build
-from orchestrator.testing.event_api import EventAPI
-from orchestrator.testing.models import CronRun
 from runs.models import DeadLetter, FunctionRun
 from runs.triage import dead_letter_requeue, dead_letter_resolve
+from testsupport.event_api import EventAPI
+from testsupport.models import CronRun
 
 pytestmark = pytest.mark.django_db
 

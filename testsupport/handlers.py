@@ -10,7 +10,7 @@ from typing import Any
 
 from jobs.context import JobContext
 from jobs.registry import job_handler
-from orchestrator.testing.models import HandlerRun
+from testsupport.models import HandlerRun
 
 
 def _record(ctx: JobContext) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def database_url() -> str:
@@ -31,7 +31,7 @@ def child_env(**extra: str) -> dict[str, str]:
     """Return the environment for a child process of this test run."""
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="orchestrator.test_settings",
+        DJANGO_SETTINGS_MODULE="testsupport.settings",
         DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL,
         PYTHONUNBUFFERED="1",

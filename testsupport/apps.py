@@ -4,6 +4,6 @@ from django.apps import AppConfig
 
 
 class TestingConfig(AppConfig):
-    name = "orchestrator.testing"
+    name = "testsupport"
     label = "testing"
     verbose_name = "Test support"

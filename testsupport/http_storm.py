@@ -1,6 +1,6 @@
 """A child process that sends many concurrent cron calls over HTTP, from one thread each.
 
-Usage: python -m orchestrator.testing.http_storm URL THREADS   (the bearer secret in STORM_AUTHORIZATION)
+Usage: python -m testsupport.http_storm URL THREADS   (the bearer secret in STORM_AUTHORIZATION)
 
 It prints READY once its threads are waiting, waits for a line on stdin (so that
 every process starts together), sends one GET per thread at once, and prints one

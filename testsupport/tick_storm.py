@@ -1,6 +1,6 @@
 """A child process that ticks one window from many threads at once.
 
-Usage: python -m orchestrator.testing.tick_storm JOB AT THREADS
+Usage: python -m testsupport.tick_storm JOB AT THREADS
 It prints READY once set up, waits for a line on stdin (so that every process
 starts together), runs THREADS concurrent ticks of JOB at instant AT, and prints
 one line per tick: RESULT {"status": ..., "body": ...}.

@@ -14,14 +14,14 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 from orchestrator.settings import *  # noqa: E402,F403
 from orchestrator.settings import CRON_JOBS, INSTALLED_APPS, JOB_HANDLER_MODULES  # noqa: E402
 
-INSTALLED_APPS = [*INSTALLED_APPS, "orchestrator.testing"]
-JOB_HANDLER_MODULES = [*JOB_HANDLER_MODULES, "orchestrator.testing.handlers"]
+INSTALLED_APPS = [*INSTALLED_APPS, "testsupport"]
+JOB_HANDLER_MODULES = [*JOB_HANDLER_MODULES, "testsupport.handlers"]
 CRON_JOBS = [
     *CRON_JOBS,
     {
         "name": "counter",
         "window_seconds": 300,
-        "callable": "orchestrator.testing.crons.count_run",
+        "callable": "testsupport.crons.count_run",
         "params": {
             "tenant": {"type": "str"},
             "limit": {"type": "int"},
@@ -29,14 +29,14 @@ CRON_JOBS = [
             "region": {"type": "str", "choices": ["eu", "us"]},
         },
     },
-    {"name": "crash", "window_seconds": 60, "callable": "orchestrator.testing.crons.crash"},
-    {"name": "flaky", "window_seconds": 60, "callable": "orchestrator.testing.crons.fail_first_attempt"},
+    {"name": "crash", "window_seconds": 60, "callable": "testsupport.crons.crash"},
+    {"name": "flaky", "window_seconds": 60, "callable": "testsupport.crons.fail_first_attempt"},
     # For scenarios through a live server whose ticks, seconds apart in real time, must share a window.
-    {"name": "daily", "window_seconds": 86400, "callable": "orchestrator.testing.crons.count_run"},
+    {"name": "daily", "window_seconds": 86400, "callable": "testsupport.crons.count_run"},
 ]
 # Tests run with DEBUG=False (Django's test environment forces it), where the cron
 # view refuses to dispatch while a deploy check fails: the development key is one.
 SECRET_KEY = "test-settings-secret-key-not-the-development-default"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-# "full" runs the reliability scenarios at the full counts (orchestrator.testing.stress).
+# "full" runs the reliability scenarios at the full counts (testsupport.stress).
 ORCHESTRATOR_STRESS = os.environ.get("ORCHESTRATOR_STRESS", "")

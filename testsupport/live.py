@@ -12,7 +12,7 @@ from types import TracebackType
 
 import httpx
 
-from orchestrator.testing.procs import ROOT, child_env
+from testsupport.procs import ROOT, child_env
 
 BOOT_SECONDS = 60.0
 

@@ -1,6 +1,6 @@
 """A runner child process that drains the queue as `manage.py run_jobs` does, on a clock the test gives.
 
-Usage: python -m orchestrator.testing.drainer [--at ISO] [--batch-size N] [--budget S] [--wait]
+Usage: python -m testsupport.drainer [--at ISO] [--batch-size N] [--budget S] [--wait]
 
 `--at` starts the runner's clock at that instant, moving on with real time, so a
 test can put a restarted runner past the leases and backoffs it set up without
@@ -53,9 +53,9 @@ def start(
     *, at: datetime | None = None, batch_size: int | None = None, wait: bool = False, **env: str
 ) -> subprocess.Popen[str]:
     """Start a drainer on the test database (stderr merged into stdout, stdin open)."""
-    from orchestrator.testing.procs import ROOT, child_env
+    from testsupport.procs import ROOT, child_env
 
-    args = [sys.executable, "-m", "orchestrator.testing.drainer"]
+    args = [sys.executable, "-m", "testsupport.drainer"]
     if at is not None:
         args += ["--at", at.astimezone(UTC).isoformat()]
     if batch_size is not None:

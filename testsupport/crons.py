@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from dispatch.registry import CronContext
-from orchestrator.testing.models import CronRun
+from testsupport.models import CronRun
 
 
 def count_run(ctx: CronContext) -> dict[str, Any]:

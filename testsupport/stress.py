@@ -1,6 +1,6 @@
 """How hard the process-level scenarios and property tests push: CI counts, or the issue's full counts.
 
-`ORCHESTRATOR_STRESS=full` (read once, in orchestrator.test_settings) selects the
+`ORCHESTRATOR_STRESS=full` (read once, in testsupport.settings) selects the
 full counts; anything else, or nothing, the scaled-down counts that keep `make
 test` within the CI budget on two cores. README.md, "Reliability tests", lists both.
 """

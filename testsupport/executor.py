@@ -6,8 +6,7 @@ version 1), in cloud mode:
 - **sync**: a signed in-band `PUT` to the serve URL returns the app's function
   configs (triggers, retries, concurrency, idempotency); the response signature
   is verified;
-- **requests** are signed (`X-Inngest-Signature: t=<unix>&s=<hex HMAC-SHA256 of
-  the JCS-canonical body + t, keyed with the signing key minus its prefix>`) and
+- **requests** are signed as Inngest signs them (`testsupport.protocol`) and
   carry `ctx` (run id, attempt, max_attempts, stack), the event, memoized steps;
 - the **step loop**: a 206 answer lists ops. `StepRun` with data is memoized
   and the function called again; `StepError` is retried with `ctx.attempt` + 1
@@ -27,53 +26,29 @@ Retries happen at once (no backoff waits): tests pass time in, they do not wait.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import queue
 import re
-import secrets
 import threading
 import time
-import urllib.parse
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import jcs
 
+from testsupport.protocol import (
+    Function,
+    ProtocolError,
+    Run,
+    error_body,
+    idempotency_key,
+    new_run_id,
+    signed_headers,
+    verify_response,
+    with_query,
+)
+
 FAILED_EVENT = "inngest/function.failed"
 _EXPRESSION_RE = re.compile(r"event\.data\.(\w+) == '([^']*)'")
-
-
-class ProtocolError(AssertionError):
-    """The app answered something the Inngest protocol does not allow."""
-
-
-@dataclass
-class Run:
-    """One function run as the executor saw it."""
-
-    function_id: str
-    run_id: str
-    event: dict[str, Any]
-    status: str = "running"  # running | completed | failed
-    output: Any = None
-    error: dict[str, Any] | None = None
-    max_attempt: int = 0
-    requests: int = 0
-    steps: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Function:
-    id: str
-    trigger_event: str
-    expression: str | None
-    max_attempts: int
-    concurrency: int | None
-    idempotency: str | None
-    url: str
 
 
 class Executor:
@@ -182,7 +157,7 @@ class Executor:
             event_id = str(event.get("id") or "")
             if event_id and (function.id, event_id) in self._seen_events:
                 return False
-            key = _idempotency_key(function.idempotency, event)
+            key = idempotency_key(function.idempotency, event)
             if key is not None and (function.id, key) in self._seen_keys:
                 return False
             if event_id:
@@ -194,7 +169,7 @@ class Executor:
     # --- one run ------------------------------------------------------------
 
     def _run(self, function: Function, event: dict[str, Any]) -> Run:
-        run = Run(function_id=function.id, run_id=_run_id(), event=event)
+        run = Run(function_id=function.id, run_id=new_run_id(), event=event)
         with self._state:
             self.runs.append(run)
             lock = self._locks.setdefault(function.id, threading.Lock())
@@ -204,7 +179,7 @@ class Executor:
             self.deliver(
                 {
                     "name": FAILED_EVENT,
-                    "id": _run_id(),
+                    "id": new_run_id(),
                     "ts": int(time.time() * 1000),
                     "data": {"function_id": function.id, "run_id": run.run_id, "error": run.error, "event": event},
                 }
@@ -242,7 +217,7 @@ class Executor:
                 else:
                     raise ProtocolError(f"unsupported op {kind!r}")
                 continue
-            error = _error_body(response)
+            error = error_body(response)
             if response.headers.get("x-inngest-no-retry") == "true" or attempt + 1 >= function.max_attempts:
                 run.status, run.error = "failed", error
                 return
@@ -266,64 +241,17 @@ class Executor:
             "version": 1,
         }
         body = jcs.canonicalize(payload)
-        url = _with_query(function.url, stepId=target or "step")
+        url = with_query(function.url, stepId=target or "step")
         response = self._http.post(url, content=body, headers=self._headers(body))
         run.requests += 1
         self._verify(response)
         return response
 
-    # --- signing ------------------------------------------------------------
-
-    def _key(self) -> bytes:
-        return re.sub(r"^signkey-\w+-", "", self.signing_key).encode()
+    # --- signing (testsupport.protocol) -------------------------------------
 
     def _headers(self, body: bytes, *, signed_at: int | None = None) -> dict[str, str]:
         """Return the headers Inngest sends with `body`, signed now (or at `signed_at`, a unix time)."""
-        timestamp = str(int(time.time()) if signed_at is None else signed_at)
-        signature = hmac.new(self._key(), body + timestamp.encode(), hashlib.sha256).hexdigest()
-        return {
-            "Content-Type": "application/json",
-            "X-Inngest-Signature": f"t={timestamp}&s={signature}",
-            "X-Inngest-Server-Kind": "cloud",
-        }
+        return signed_headers(body, signing_key=self.signing_key, signed_at=signed_at)
 
     def _verify(self, response: httpx.Response) -> None:
-        """Check the SDK's response signature (the SDK signs what it answers to signed requests)."""
-        if response.status_code == 401:
-            return  # an unauthorized answer is not signed
-        header = response.headers.get("x-inngest-signature")
-        if header is None:
-            raise ProtocolError(f"unsigned response ({response.status_code}): {response.text[:200]}")
-        fields = urllib.parse.parse_qs(header)
-        timestamp, signature = fields["t"][0], fields["s"][0]
-        expected = hmac.new(self._key(), response.content + timestamp.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(signature, expected):
-            raise ProtocolError("the response signature does not verify")
-
-
-def _idempotency_key(expression: str | None, event: dict[str, Any]) -> str | None:
-    if not expression:
-        return None
-    match = re.fullmatch(r"event\.data\.(\w+)", expression)
-    if match is None:
-        raise NotImplementedError(f"idempotency expression {expression!r} is not supported")
-    value = (event.get("data") or {}).get(match.group(1))
-    return None if value is None else json.dumps(value)
-
-
-def _error_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {"name": "Error", "message": f"HTTP {response.status_code}: {response.text[:200]}"}
-    return body if isinstance(body, dict) else {"name": "Error", "message": json.dumps(body)[:200]}
-
-
-def _with_query(url: str, **params: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query)) | params
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
-def _run_id() -> str:
-    return "01" + secrets.token_hex(12).upper()
+        verify_response(response, signing_key=self.signing_key)
