@@ -14,7 +14,7 @@ from orchestrator.settings import CRON_JOBS
 CRON_JOBS = [
     *CRON_JOBS,
     *(
-        {"name": f"bench-{number:05d}", "window_seconds": 60, "callable": "jobs.tick.maintain"}
+        {"name": f"bench-{number:05d}", "window_seconds": 60, "callable": "runs.units.maintain"}
         for number in range(int(os.environ.get("BENCH_CRON_JOBS", "100")))
     ),
 ]

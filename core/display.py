@@ -55,17 +55,27 @@ def age(moment: datetime | None, *, now: datetime | None = None) -> str:
     return timesince(moment, now=now, depth=1)
 
 
-def change_url(model: type[Model], pk: Any) -> str:
+def change_url(model: type[Model] | str, pk: Any) -> str:
     """Return the admin page of row `pk` of `model` (without loading the row)."""
-    opts = model._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[pk])
+    return reverse(_admin_url_name(model, "change"), args=[pk])
 
 
-def changelist_url(model: type[Model], **params: Any) -> str:
+def changelist_url(model: type[Model] | str, **params: Any) -> str:
     """Return the admin changelist of `model`, filtered by `params`."""
-    opts = model._meta
-    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    url = reverse(_admin_url_name(model, "changelist"))
     return f"{url}?{urlencode(params)}" if params else url
+
+
+def _admin_url_name(model: type[Model] | str, view: str) -> str:
+    """Return the admin's URL name of `view` for `model`: a class, or "app_label.ModelName".
+
+    A label links a lower layer's page to a higher layer's rows without importing
+    their model (docs/architecture.md).
+    """
+    if isinstance(model, str):
+        app_label, _, name = model.partition(".")
+        return f"admin:{app_label}_{name.lower()}_{view}"
+    return f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}"
 
 
 def link(url: str, text: object) -> SafeString:

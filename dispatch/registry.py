@@ -136,8 +136,8 @@ BUILTIN = CronJob(
     # Inline, units run in this order: maintenance first returns jobs whose
     # worker died to the queue, so the drain that follows picks them up.
     units=(
-        WorkUnit("background-maintenance", "background/maintenance.requested", "jobs.tick.maintain"),
-        WorkUnit("process-background-jobs", "background/process.requested", "jobs.tick.process_jobs"),
+        WorkUnit("background-maintenance", "background/maintenance.requested", "runs.units.maintain"),
+        WorkUnit("process-background-jobs", "background/process.requested", "runs.units.process_jobs"),
     ),
 )
 

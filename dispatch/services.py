@@ -18,11 +18,11 @@ from core.logcontext import log_context
 from core.timefmt import iso_utc
 from dispatch import keys, modes
 from dispatch.events import event_data, window_events
+from dispatch.hooks import inline_run
 from dispatch.models import DispatchWindow
 from dispatch.publish import PublishError, publish_events
 from dispatch.registry import CronContext, CronJob
 from dispatch.windows import window_claim, window_close, window_set_mode
-from runs.inline import run_inline
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def _run_inline(tick: Tick, window: DispatchWindow, *, mode: str, error: str = "
         correlation_id=tick.correlation_id,
         source=tick.source,
     )
-    result = run_inline(job=tick.job, ctx=ctx, payload=tick.data())
+    result = inline_run(job=tick.job, ctx=ctx, payload=tick.data())
     errors = [error] if error else []
     if result.errors:
         errors.append("inline run crashed: " + "; ".join(result.errors))

@@ -1,11 +1,17 @@
-"""`GET|POST /api/cron/<job>`: the authenticated dispatcher endpoint (SPEC §3)."""
+"""`GET|POST /api/cron/<job>`: the authenticated dispatcher endpoint (SPEC §3).
+
+The site's URLconf passes in `deploy_errors`: what makes a deployment unfit to
+dispatch is the site's to judge (its deploy checks), above this layer.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
+from django.core.checks import CheckMessage
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -17,14 +23,16 @@ from dispatch.exceptions import InvalidParam
 from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
-from orchestrator.checks import deploy_errors
 
 logger = logging.getLogger(__name__)
 
 
 @csrf_exempt
-def cron(request: HttpRequest, job: str) -> JsonResponse:
-    """Authenticate, validate, then run one tick of `job` and answer with its JSON."""
+def cron(request: HttpRequest, job: str, *, deploy_errors: Callable[[], Sequence[CheckMessage]]) -> JsonResponse:
+    """Authenticate, validate, then run one tick of `job` and answer with its JSON.
+
+    While `deploy_errors()` returns any error (and DEBUG is off) nothing is dispatched.
+    """
     started = time.perf_counter()
     if not settings.CRON_SECRET:
         if not settings.DEBUG:

@@ -17,9 +17,11 @@ from core.admin_filters import DistinctValuesFilter
 from core.display import EMPTY, age, badge, change_url, duration, link, pretty_json
 from jobs.models import BackgroundJob, QueueHealthSnapshot
 from jobs.triage import job_cancel, job_retry_now
-from runs.models import DeadLetter
 
 ERROR_PREVIEW = 80
+# The run ledger sits above the queue: its rows are linked by admin URL name and reached
+# through their reverse relations (dead_letter, requeued_from), never by importing the model.
+DEAD_LETTER = "runs.DeadLetter"
 
 
 @admin.register(BackgroundJob)
@@ -75,8 +77,9 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
     ) -> tuple[QuerySet[Any], bool]:
         """Match a term exactly: id, dedupe key, tenant, or the keys of the drain that dead-lettered the job.
 
-        Each alternative is one index lookup; the dead letters' keys are resolved to
-        job ids first, so the OR stays on this table's indexes.
+        Each alternative is one index lookup; the dead letters' keys (through their
+        reverse relation, `dead_letter`) are resolved to job ids first, so the OR
+        stays on this table's indexes.
         """
         term = search_term.strip()
         if not term:
@@ -84,9 +87,9 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
         match = Q(dedupe_key=term) | Q(tenant=term)
         if term.isdigit() and len(term) < 19:
             match |= Q(pk=int(term))
-        buried = DeadLetter.objects.filter(
-            Q(dispatch_key=term) | Q(correlation_id=term) | Q(run_id=term), job__isnull=False
-        ).values_list("job_id", flat=True)[:ACTION_LIMIT]
+        buried = BackgroundJob.objects.filter(
+            Q(dead_letter__dispatch_key=term) | Q(dead_letter__correlation_id=term) | Q(dead_letter__run_id=term)
+        ).values_list("pk", flat=True)[:ACTION_LIMIT]
         job_ids = list(buried)
         if job_ids:
             match |= Q(pk__in=job_ids)
@@ -144,15 +147,15 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
         letter = getattr(job, "dead_letter", None)
         if letter is None:
             return EMPTY
-        return link(change_url(DeadLetter, letter.pk), f"#{letter.pk} ({letter.resolution or 'unresolved'})")
+        return link(change_url(DEAD_LETTER, letter.pk), f"#{letter.pk} ({letter.resolution or 'unresolved'})")
 
     @admin.display(description="requeued from")
     def requeued_from_links(self, job: BackgroundJob) -> SafeString | str:
-        letters = list(DeadLetter.objects.filter(requeued_job=job).values_list("pk", flat=True))
+        letters = list(job.requeued_from.values_list("pk", flat=True))
         if not letters:
             return EMPTY
         return format_html_join(
-            ", ", '<a href="{}">dead letter #{}</a>', ((change_url(DeadLetter, pk), pk) for pk in letters)
+            ", ", '<a href="{}">dead letter #{}</a>', ((change_url(DEAD_LETTER, pk), pk) for pk in letters)
         )
 
     @admin.display(description="payload")

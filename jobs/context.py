@@ -1,4 +1,4 @@
-"""What a job handler receives."""
+"""What a job handler receives, and who asked for the drain that runs it."""
 
 from __future__ import annotations
 
@@ -24,3 +24,17 @@ class JobContext:
     def heartbeat(self) -> bool:
         """Extend this job's lease; return False when the lease was lost (stop working then)."""
         return self._heartbeat()
+
+
+@dataclass(frozen=True)
+class RunOrigin:
+    """Who asked for this drain: carried into logs and dead letters."""
+
+    correlation_id: str = ""
+    dispatch_key: str = ""
+    run_id: str = ""
+
+    def log_fields(self) -> dict[str, str]:
+        """Return the non-empty fields under their log names (correlationId, dispatchKey, runId)."""
+        fields = {"correlationId": self.correlation_id, "dispatchKey": self.dispatch_key, "runId": self.run_id}
+        return {key: value for key, value in fields.items() if value}

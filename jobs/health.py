@@ -1,4 +1,7 @@
-"""Queue health: backlog per status, lag, unresolved dead letters; measured now or read from snapshots."""
+"""Queue health: backlog per status, lag, unresolved dead letters; measured now or read from snapshots.
+
+The dead letters belong to the run ledger above the queue: the caller counts them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from jobs.models import BackgroundJob, QueueHealthSnapshot
-from runs.models import DeadLetter
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,8 @@ class QueueHealth:
         }
 
 
-def queue_health_measure(*, now: datetime) -> QueueHealth:
-    """Return the queue's health at `now`, from a handful of indexed counts."""
+def queue_health_measure(*, now: datetime, unresolved_dead_letters: int) -> QueueHealth:
+    """Return the queue's health at `now`, from a handful of indexed counts (and the caller's letter count)."""
     jobs = BackgroundJob.objects
     pending = jobs.filter(status=BackgroundJob.Status.PENDING)
     due = pending.filter(run_after__lte=now)
@@ -44,7 +46,7 @@ def queue_health_measure(*, now: datetime) -> QueueHealth:
         running=jobs.filter(status=BackgroundJob.Status.RUNNING).count(),
         dead=jobs.filter(status=BackgroundJob.Status.DEAD).count(),
         lag_seconds=round(max((now - oldest_due).total_seconds(), 0.0), 3) if oldest_due else 0.0,
-        unresolved_dead_letters=DeadLetter.objects.filter(resolved_at__isnull=True).count(),
+        unresolved_dead_letters=unresolved_dead_letters,
     )
 
 

@@ -1,9 +1,12 @@
-"""Maintenance: recover lost leases, prune by retention, report queue health, run extra tasks."""
+"""The queue's maintenance pieces: the task registry, lease recovery, pruning finished jobs.
+
+runs.maintenance composes them with the run ledger's pruning and the queue-health
+report into the maintenance a tick runs.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from importlib import import_module
@@ -13,13 +16,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 
-from core.errors import one_line
-from dispatch.models import DispatchWindow
-from jobs.health import queue_health_measure, queue_health_snapshot_create
-from jobs.models import BackgroundJob, QueueHealthSnapshot
-from runs.models import DeadLetter, FunctionRun
-from runs.services import dead_letter_for_job
-from runs.status import status_write
+from jobs.context import RunOrigin
+from jobs.hooks import job_died
+from jobs.models import BackgroundJob
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +39,11 @@ def maintenance_task(name: str) -> Callable[[MaintenanceTask], MaintenanceTask]:
     return register
 
 
+def maintenance_tasks() -> list[tuple[str, MaintenanceTask]]:
+    """Return the registered extra tasks by name, sorted."""
+    return sorted(_tasks.items())
+
+
 def load_maintenance_modules() -> None:
     """Import every module in settings.MAINTENANCE_TASK_MODULES so its tasks register."""
     for path in settings.MAINTENANCE_TASK_MODULES:
@@ -49,28 +53,6 @@ def load_maintenance_modules() -> None:
             raise ImproperlyConfigured(
                 f"MAINTENANCE_TASK_MODULES lists {path!r}, which cannot be imported: {exc}"
             ) from exc
-
-
-def run_maintenance(*, now: datetime) -> dict[str, Any]:
-    """Run every maintenance task once and return a compact JSON summary."""
-    started = time.monotonic()
-    summary: dict[str, Any] = {
-        "recovered": recover_expired_leases(now=now),
-        "pruned": prune(now=now),
-        "health": queue_health(now=now),
-    }
-    extra: dict[str, Any] = {}
-    for name, task in sorted(_tasks.items()):
-        try:
-            extra[name] = task(now=now)
-        except Exception as exc:  # One broken project task must not stop the others.
-            logger.exception("maintenance task failed", extra={"action": "maintenance", "task": name})
-            extra[name] = {"error": one_line(exc)}
-    if extra:
-        summary["tasks"] = extra
-    summary["durationMs"] = round((time.monotonic() - started) * 1000)
-    logger.info("maintenance finished", extra={"action": "maintenance", **summary})
-    return summary
 
 
 def recover_expired_leases(*, now: datetime) -> dict[str, int]:
@@ -105,7 +87,7 @@ def recover_expired_leases(*, now: datetime) -> dict[str, int]:
                     status=BackgroundJob.Status.DEAD, finished_at=now, lease_expires_at=None, last_error=error
                 )
                 job.status, job.finished_at, job.last_error = BackgroundJob.Status.DEAD, now, error
-                dead_letter_for_job(job=job, error=error, now=now)
+                job_died(job=job, error=error, now=now, origin=RunOrigin())
             requeued += len(retry)
             dead += len(expired) - len(retry)
     if requeued or dead:
@@ -115,32 +97,18 @@ def recover_expired_leases(*, now: datetime) -> dict[str, int]:
     return {"requeued": requeued, "dead": dead}
 
 
-def prune(*, now: datetime) -> dict[str, int]:
-    """Delete history past its retention, in bounded batches; never an unresolved dead letter."""
-    jobs_cutoff = now - timedelta(days=settings.JOBS_RETENTION_DAYS)
-    runs_cutoff = now - timedelta(days=settings.RUNS_RETENTION_DAYS)
-    windows_cutoff = now - timedelta(days=settings.WINDOWS_RETENTION_DAYS)
+def prune_finished_jobs(*, now: datetime) -> int:
+    """Delete finished jobs past JOBS_RETENTION_DAYS, in bounded batches; never one with a dead letter."""
+    cutoff = now - timedelta(days=settings.JOBS_RETENTION_DAYS)
     finished = [BackgroundJob.Status.SUCCEEDED, BackgroundJob.Status.CANCELLED, BackgroundJob.Status.DEAD]
-    return {
-        # Resolved letters first: that is what lets their job or run go next.
-        "deadLetters": _delete_in_batches(
-            DeadLetter.objects.filter(resolved_at__isnull=False, resolved_at__lt=runs_cutoff)
-        ),
-        "jobs": _delete_in_batches(
-            BackgroundJob.objects.filter(status__in=finished, finished_at__lt=jobs_cutoff, dead_letter__isnull=True)
-        ),
-        "runs": _delete_in_batches(
-            FunctionRun.objects.filter(started_at__lt=runs_cutoff, dead_letter__isnull=True).exclude(
-                status=FunctionRun.Status.RUNNING
-            )
-        ),
-        "windows": _delete_in_batches(DispatchWindow.objects.filter(created_at__lt=windows_cutoff)),
-        # Snapshots are kept as long as windows: the report compares one with the other.
-        "queueHealthSnapshots": _delete_in_batches(QueueHealthSnapshot.objects.filter(taken_at__lt=windows_cutoff)),
-    }
+    # `dead_letter` is the run ledger's reverse relation: a job keeps its letter's origin.
+    return delete_in_batches(
+        BackgroundJob.objects.filter(status__in=finished, finished_at__lt=cutoff, dead_letter__isnull=True)
+    )
 
 
-def _delete_in_batches(queryset: models.QuerySet[Any]) -> int:
+def delete_in_batches(queryset: models.QuerySet[Any]) -> int:
+    """Delete the rows of `queryset` in at most MAINTENANCE_PRUNE_MAX_BATCHES batches; return how many went."""
     deleted = 0
     label = queryset.model._meta.label
     for _ in range(settings.MAINTENANCE_PRUNE_MAX_BATCHES):
@@ -150,13 +118,3 @@ def _delete_in_batches(queryset: models.QuerySet[Any]) -> int:
         _, per_model = queryset.model._default_manager.filter(pk__in=ids).delete()
         deleted += per_model.get(label, 0)
     return deleted
-
-
-def queue_health(*, now: datetime) -> dict[str, Any]:
-    """Return backlog, lag and unresolved dead letters; store a snapshot, log them and write a status blob."""
-    measured = queue_health_measure(now=now)
-    queue_health_snapshot_create(health=measured, now=now)
-    health = measured.as_json()
-    logger.info("queue health", extra={"action": "queue_health", **health})
-    status_write(scope="global", job_name="queue-health", now=now, status="ok", output=health)
-    return health

@@ -21,26 +21,17 @@ from django.utils import timezone
 
 from core.errors import one_line
 from jobs.backoff import retry_delay
-from jobs.context import JobContext
+from jobs.context import JobContext, RunOrigin
 from jobs.exceptions import LeaseLost
+from jobs.hooks import job_died
 from jobs.models import BackgroundJob
 from jobs.registry import get_handler
-from runs.services import dead_letter_for_job
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 SUMMED = ("claimed", "succeeded", "retried", "dead", "leaseLost", "durationMs")
 Outcome = Literal["succeeded", "retried", "dead", "lease_lost"]
-
-
-@dataclass(frozen=True)
-class RunOrigin:
-    """Who asked for this drain: carried into logs and dead letters."""
-
-    correlation_id: str = ""
-    dispatch_key: str = ""
-    run_id: str = ""
 
 
 @dataclass
@@ -116,7 +107,7 @@ def jobs_run(
     summary.duration_ms = round((time.monotonic() - started) * 1000)
     logger.info(
         "jobs drained",
-        extra={"action": "jobs_run", "concurrency": lanes, **summary.as_json(), **_origin_fields(drain.origin)},
+        extra={"action": "jobs_run", "concurrency": lanes, **summary.as_json(), **drain.origin.log_fields()},
     )
     return summary
 
@@ -257,7 +248,7 @@ def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin) -> Outcome:
             if not _mark_succeeded(job, now=clock()):
                 raise LeaseLost(f"job {job.pk} attempt {job.attempts} lost its lease")
     except LeaseLost:
-        logger.warning("job lease lost", extra={"action": "job_run", "jobId": job.pk, **_origin_fields(origin)})
+        logger.warning("job lease lost", extra={"action": "job_run", "jobId": job.pk, **origin.log_fields()})
         return "lease_lost"
     except Exception as exc:  # A handler may raise anything: the job records it and is retried.
         return _record_failure(job, error=one_line(exc), now=clock(), origin=origin)
@@ -294,15 +285,8 @@ def _record_failure(job: BackgroundJob, *, error: str, now: datetime, origin: Ru
             ):
                 return "lease_lost"
             job.status, job.finished_at, job.last_error = BackgroundJob.Status.DEAD, now, error
-            dead_letter_for_job(
-                job=job,
-                error=error,
-                now=now,
-                correlation_id=origin.correlation_id,
-                dispatch_key=origin.dispatch_key,
-                run_id=origin.run_id,
-            )
-            logger.error("job dead-lettered", extra={**extra, **_origin_fields(origin)})
+            job_died(job=job, error=error, now=now, origin=origin)
+            logger.error("job dead-lettered", extra={**extra, **origin.log_fields()})
             return "dead"
         run_after = now + retry_delay(
             job_id=job.pk,
@@ -337,8 +321,3 @@ def release(jobs: list[BackgroundJob], *, worker: str) -> int:
 def ready_backlog(*, now: datetime) -> int:
     """Return how many pending jobs are due now."""
     return BackgroundJob.objects.filter(status=BackgroundJob.Status.PENDING, run_after__lte=now).count()
-
-
-def _origin_fields(origin: RunOrigin) -> dict[str, str]:
-    fields = {"correlationId": origin.correlation_id, "dispatchKey": origin.dispatch_key, "runId": origin.run_id}
-    return {key: value for key, value in fields.items() if value}

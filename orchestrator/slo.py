@@ -26,6 +26,7 @@ from jobs.health import queue_health_measure
 from jobs.models import QueueHealthSnapshot
 from orchestrator.aggregates import percentiles
 from runs.models import DeadLetter, FunctionRun
+from runs.services import dead_letters_unresolved
 
 DISPATCH_MODES = (DispatchWindow.Mode.DISPATCH, DispatchWindow.Mode.DISPATCH_FAILED)
 # `dispatch_tick --force` runs a window again under `<window key>:manual-<8 hex>`.
@@ -252,7 +253,7 @@ def suppressed_duplicates_metric(*, since: datetime, now: datetime) -> Metric:
 
 def queue_metrics(*, since: datetime, now: datetime) -> list[Metric]:
     """Return backlog and lag now, the peak lag over the period, and how much the lag grew."""
-    health = queue_health_measure(now=now)
+    health = queue_health_measure(now=now, unresolved_dead_letters=dead_letters_unresolved())
     snapshots = QueueHealthSnapshot.objects.filter(taken_at__gte=since, taken_at__lte=now)
     summary = snapshots.aggregate(count=Count("pk"), peak=Max("lag_seconds"))
     first = snapshots.order_by("taken_at").first()
@@ -301,7 +302,7 @@ def queue_metrics(*, since: datetime, now: datetime) -> list[Metric]:
 
 def dead_letters_metric(*, since: datetime, now: datetime) -> Metric:
     """Return the unresolved dead letters (all of them), and how many the period added."""
-    unresolved = DeadLetter.objects.filter(resolved_at__isnull=True).count()
+    unresolved = dead_letters_unresolved()
     created = DeadLetter.objects.filter(created_at__gte=since, created_at__lte=now).count()
     return Metric(
         "unresolvedDeadLetters", "unresolved dead letters", unresolved, "letters", detail={"createdInPeriod": created}

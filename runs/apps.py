@@ -6,3 +6,13 @@ from django.apps import AppConfig
 class RunsConfig(AppConfig):
     name = "runs"
     verbose_name = "Function runs and dead letters"
+
+    def ready(self) -> None:
+        # The layers below call up through these hooks; they never import runs.
+        from dispatch.hooks import inline_runner_register
+        from jobs.hooks import job_died_hook_register
+        from runs.inline import run_inline
+        from runs.services import dead_letter_for_job
+
+        job_died_hook_register(dead_letter_for_job)
+        inline_runner_register(run_inline)

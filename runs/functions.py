@@ -32,7 +32,8 @@ from django.utils import timezone
 from core.errors import one_line, squash
 from core.logcontext import log_context
 from dispatch.registry import CronContext, CronJob, WorkUnit, cron_jobs
-from jobs.runner import RunOrigin, jobs_run, merge_summaries
+from jobs.context import RunOrigin
+from jobs.runner import jobs_run, merge_summaries
 from runs import ledger
 from runs.inline import SKIPPED, to_json
 

@@ -10,13 +10,14 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
 from core.errors import one_line
+from dispatch.hooks import InlineResult
 from dispatch.registry import CronContext, CronJob
 from runs import ledger
 
@@ -25,16 +26,10 @@ logger = logging.getLogger(__name__)
 SKIPPED = {"skipped": "duplicate-window"}
 
 
-@dataclass
-class InlineResult:
-    """Each unit's output by function id, and the one-line errors of units that crashed."""
-
-    summary: dict[str, Any] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-
 def run_inline(*, job: CronJob, ctx: CronContext, payload: dict[str, Any]) -> InlineResult:
     """Run every unit of `job` in order within `ctx.budget_seconds`; a crash stops only its unit.
+
+    Registered at start-up as the dispatcher's inline runner (dispatch.hooks).
 
     Times are the tick's `now` plus the elapsed time, so the ledger stays on the
     clock the tick was given.

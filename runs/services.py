@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from jobs.context import RunOrigin
 from runs.models import DeadLetter, FunctionRun
 
 if TYPE_CHECKING:
@@ -14,25 +15,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def dead_letter_for_job(
-    *,
-    job: BackgroundJob,
-    error: str,
-    now: datetime,
-    correlation_id: str = "",
-    dispatch_key: str = "",
-    run_id: str = "",
-) -> DeadLetter:
-    """Return the dead letter of a job that exhausted its attempts, creating it once."""
+def dead_letter_for_job(*, job: BackgroundJob, error: str, now: datetime, origin: RunOrigin) -> DeadLetter:
+    """Return the dead letter of a job that died (the queue's job-died hook), creating it once."""
     letter, _ = DeadLetter.objects.get_or_create(
         job=job,
         defaults={
             "source": DeadLetter.Source.JOB,
             "kind": job.kind,
             "scope": job.scope,
-            "dispatch_key": dispatch_key,
-            "correlation_id": correlation_id,
-            "run_id": run_id,
+            "dispatch_key": origin.dispatch_key,
+            "correlation_id": origin.correlation_id,
+            "run_id": origin.run_id,
             "error": error,
             "payload": job.payload,
             "attempts": job.attempts,
@@ -60,3 +53,8 @@ def dead_letter_for_run(*, run: FunctionRun, error: str, payload: Any, now: date
         },
     )
     return letter
+
+
+def dead_letters_unresolved() -> int:
+    """Return how many dead letters wait for triage (the queue-health report and the SLO report count them)."""
+    return DeadLetter.objects.filter(resolved_at__isnull=True).count()

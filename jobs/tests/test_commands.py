@@ -56,14 +56,6 @@ def test_run_jobs__drains_and_prints_the_summary() -> None:
     assert (summary["claimed"], summary["succeeded"], summary["remainingBacklog"]) == (3, 3, 0)
 
 
-def test_run_maintenance__prints_the_summary() -> None:
-    out = StringIO()
-
-    call_command("run_maintenance", stdout=out)
-
-    assert set(json.loads(out.getvalue())) >= {"recovered", "pruned", "health", "durationMs"}
-
-
 def test_run_jobs__refuses_a_bad_concurrency() -> None:
     with pytest.raises(CommandError, match="--concurrency must be from 1 to 64"):
         call_command("run_jobs", "--concurrency", "0")

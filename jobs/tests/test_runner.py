@@ -8,9 +8,10 @@ import pytest
 from django.test import override_settings
 
 from jobs.backoff import retry_delay
+from jobs.context import RunOrigin
 from jobs.maintenance import recover_expired_leases
 from jobs.models import BackgroundJob
-from jobs.runner import RunOrigin, claim_batch, jobs_run
+from jobs.runner import claim_batch, jobs_run
 from runs.models import DeadLetter
 from testsupport import procs
 from testsupport.models import HandlerRun

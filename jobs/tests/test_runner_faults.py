@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
-from jobs.maintenance import run_maintenance
 from jobs.models import BackgroundJob
+from runs.maintenance import run_maintenance
 from runs.models import DeadLetter
 from testsupport import drainer
 from testsupport.models import HandlerRun

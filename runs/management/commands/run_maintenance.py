@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from jobs.maintenance import run_maintenance
+from runs.maintenance import run_maintenance
 
 
 class Command(BaseCommand):

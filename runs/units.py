@@ -1,12 +1,17 @@
-"""The work units of the built-in `background-jobs` cron job: maintenance and a drain."""
+"""The work units of the built-in `background-jobs` cron job: maintenance and a drain.
+
+dispatch.registry names them by dotted path (`runs.units.maintain`,
+`runs.units.process_jobs`), as settings name a project's cron callables.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dispatch.registry import CronContext
-from jobs.maintenance import run_maintenance
-from jobs.runner import RunOrigin, jobs_run
+from jobs.context import RunOrigin
+from jobs.runner import jobs_run
+from runs.maintenance import run_maintenance
 
 
 def maintain(ctx: CronContext) -> dict[str, Any]:
