@@ -3,12 +3,19 @@
 `INNGEST_DEV` ("1", "true", or the dev server's URL) selects the dev server;
 otherwise the client runs in cloud mode (signed requests, INNGEST_SIGNING_KEY).
 Self-hosted Inngest is reached with INNGEST_BASE_URL, or the two specific base URLs.
+
+One client per configuration and process serves both the publisher and /api/inngest.
+It is built on a thread of its own: the SDK's async client then never belongs to a
+calling thread, so every thread that sends uses its synchronous HTTP client (in the
+event loop's executor), about twice as fast on the publish path.
 """
 
 from __future__ import annotations
 
-import functools
+import atexit
 import logging
+import os
+import threading
 from dataclasses import dataclass
 
 import inngest
@@ -31,8 +38,13 @@ class InngestConfig:
 
     @property
     def dev_mode(self) -> bool:
-        """Return whether INNGEST_DEV selects the dev server."""
+        """Return whether INNGEST_DEV selects the dev server ("1", "true", or its URL; not "", "0", "false")."""
         return self.dev.strip().lower() not in ("", "0", "false")
+
+    @property
+    def publishing_configured(self) -> bool:
+        """Return whether events can be published: an event key, or the dev server."""
+        return bool(self.event_key) or self.dev_mode
 
     @property
     def dev_url(self) -> str:
@@ -76,7 +88,26 @@ def build_client(config: InngestConfig) -> inngest.Inngest:
     )
 
 
-@functools.lru_cache(maxsize=8)
+_clients: dict[tuple[int, InngestConfig], inngest.Inngest] = {}
+_clients_lock = threading.Lock()
+
+
 def client_for(config: InngestConfig) -> inngest.Inngest:
-    """Return the shared client for `config` (one per configuration, built once)."""
-    return build_client(config)
+    """Return this process's shared client for `config` (a forked child builds its own)."""
+    key = (os.getpid(), config)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            holder: list[inngest.Inngest] = []
+            builder = threading.Thread(target=lambda: holder.append(build_client(config)), name="inngest-client")
+            builder.start()
+            builder.join()
+            client = _clients[key] = holder[0]
+        return client
+
+
+@atexit.register
+def _close_clients() -> None:
+    """Close the clients' HTTP connections at exit (the SDK exposes no close of its own)."""
+    for client in _clients.values():
+        client._http_client._http_client_sync.close()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 
+from core.inngest import current_config
 from core.timefmt import parse_iso_utc
 from dispatch.keys import canary_bucket
 from dispatch.registry import CronJob
@@ -16,12 +18,7 @@ logger = logging.getLogger(__name__)
 
 def publishing_configured() -> bool:
     """Return whether Inngest publishing is configured (an event key, or the dev server)."""
-    return bool(settings.INNGEST_EVENT_KEY) or inngest_dev_mode()
-
-
-def inngest_dev_mode() -> bool:
-    """Return whether INNGEST_DEV selects the dev server ("1", "true", or its URL)."""
-    return settings.INNGEST_DEV.strip().lower() not in ("", "0", "false")
+    return current_config().publishing_configured
 
 
 def dispatch_enabled(job: CronJob) -> bool:
@@ -38,24 +35,50 @@ def canary_selected(dispatch_key: str) -> bool:
     return canary_bucket(dispatch_key) < percent
 
 
+@dataclass(frozen=True)
+class EmergencyFallback:
+    """Whether a failed publish may fall back to an inline run, and why not while the switch is on."""
+
+    active: bool
+    problem: str = ""  # "" when the switch is off, or on and active
+
+
+def emergency_fallback(*, now: datetime) -> EmergencyFallback:
+    """Judge the emergency fallback: active only when the switch is on and its _UNTIL is in the future.
+
+    The tick (`emergency_fallback_active`) and the check framework
+    (`orchestrator.checks`) both ask here.
+    """
+    if not settings.BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK:
+        return EmergencyFallback(active=False)
+    until_text = settings.BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL.strip()
+    if not until_text:
+        return EmergencyFallback(active=False, problem="BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL is not set")
+    try:
+        until = parse_iso_utc(until_text)
+    except ValueError as exc:
+        problem = f"BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL is invalid: {exc}"
+        return EmergencyFallback(active=False, problem=problem)
+    if until > now:
+        return EmergencyFallback(active=True)
+    return EmergencyFallback(
+        active=False, problem=f"BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL={until_text} has passed"
+    )
+
+
 def emergency_fallback_active(now: datetime) -> bool:
     """Return whether a failed publish may fall back to an inline run.
 
-    Only when the switch is on and its _UNTIL is a valid instant in the future; a
-    switch left on without one is logged as an error on every tick.
+    A switch left on without a future _UNTIL is logged as an error on every tick.
     """
-    if not settings.BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK:
-        return False
-    until_text = settings.BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL
-    try:
-        until = parse_iso_utc(until_text) if until_text else None
-    except ValueError:
-        until = None
-    if until is not None and until > now:
-        return True
-    logger.error(
-        "emergency inline fallback is on but inactive: set BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL "
-        "to a future ISO-8601 time, or turn the switch off",
-        extra={"action": "emergency_fallback", "until": until_text or None},
-    )
-    return False
+    verdict = emergency_fallback(now=now)
+    if verdict.problem:
+        logger.error(
+            "emergency inline fallback is on but inactive: set BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL "
+            "to a future ISO-8601 time, or turn the switch off",
+            extra={
+                "action": "emergency_fallback",
+                "until": settings.BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL or None,
+            },
+        )
+    return verdict.active

@@ -7,19 +7,17 @@ publish runs the SDK's async `send` under `asyncio.wait_for`, on an event loop
 of the calling thread's own: at the bound the retry loop and its backoff sleeps
 are cancelled, not abandoned.
 
-The clients are built once per process, not on the calling thread, so the SDK
-sends each try with its synchronous HTTP client in the loop's executor (about
-twice as fast as its async client on this path). A try still in flight at the
-bound ends by its own timeout, which is the bound too. Event ids are
-deterministic, so a later re-publish of the same window is safe.
+The client is the process's shared one (core.inngest.client_for), built off the
+calling thread, so the SDK sends each try with its synchronous HTTP client in the
+loop's executor. A try still in flight at the bound ends by its own timeout, which
+is the bound too. Event ids are deterministic, so a later re-publish of the same
+window is safe.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
-import os
 import threading
 
 import httpx
@@ -27,7 +25,7 @@ import inngest
 from inngest._internal import errors as inngest_errors
 
 from core.errors import one_line
-from core.inngest import InngestConfig, build_client
+from core.inngest import InngestConfig, client_for
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ class PublishError(Exception):
 
 def publish_events(events: list[inngest.Event], *, config: InngestConfig, timeout: float) -> list[str]:
     """Send `events`, retries included, within `timeout` seconds; raise PublishError otherwise."""
-    return _thread_loop().run_until_complete(_send(events, client=_client(config), timeout=timeout))
+    return _thread_loop().run_until_complete(_send(events, client=client_for(config), timeout=timeout))
 
 
 async def _send(events: list[inngest.Event], *, client: inngest.Inngest, timeout: float) -> list[str]:
@@ -67,34 +65,9 @@ class _Loop(threading.local):
 
 
 _loops = _Loop()
-_clients: dict[tuple[int, InngestConfig], inngest.Inngest] = {}
-_clients_lock = threading.Lock()
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop:
     if _loops.loop is None:
         _loops.loop = asyncio.new_event_loop()
     return _loops.loop
-
-
-def _client(config: InngestConfig) -> inngest.Inngest:
-    """Return this process's client for `config` (a forked child builds its own)."""
-    key = (os.getpid(), config)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            # Built on a thread of its own: the SDK then uses its synchronous HTTP
-            # client (in the loop's executor) from every thread that sends.
-            holder: list[inngest.Inngest] = []
-            builder = threading.Thread(target=lambda: holder.append(build_client(config)), name="inngest-client")
-            builder.start()
-            builder.join()
-            client = _clients[key] = holder[0]
-        return client
-
-
-@atexit.register
-def _close_clients() -> None:
-    """Close the clients' HTTP connections at exit (the SDK exposes no close of its own)."""
-    for client in _clients.values():
-        client._http_client._http_client_sync.close()

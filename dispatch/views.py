@@ -17,7 +17,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from core.auth import bearer_matches
+from core.auth import bearer_refusal
 from dispatch import keys
 from dispatch.exceptions import InvalidParam
 from dispatch.models import DispatchWindow
@@ -34,13 +34,12 @@ def cron(request: HttpRequest, job: str, *, deploy_errors: Callable[[], Sequence
     While `deploy_errors()` returns any error (and DEBUG is off) nothing is dispatched.
     """
     started = time.perf_counter()
-    if not settings.CRON_SECRET:
-        if not settings.DEBUG:
-            logger.error("cron call refused: CRON_SECRET is not set", extra={"action": "cron_auth"})
-            return JsonResponse({"error": "cron dispatch is disabled until CRON_SECRET is set"}, status=503)
-        logger.warning("cron call accepted without CRON_SECRET (DEBUG only)", extra={"action": "cron_auth"})
-    elif not bearer_matches(request, settings.CRON_SECRET):
-        return JsonResponse({"error": "unauthorized"}, status=401)
+    refusal = bearer_refusal(
+        request, secret=settings.CRON_SECRET, setting="CRON_SECRET", caller="cron", service="cron dispatch",
+        action="cron_auth",
+    )  # fmt: skip
+    if refusal is not None:
+        return refusal
     if not settings.DEBUG and (errors := deploy_errors()):
         return _refuse_misconfigured([str(error.id) for error in errors])
     if request.method not in ("GET", "POST"):

@@ -10,7 +10,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import BooleanField, F
+from django.db.models.expressions import RawSQL
 
 from dispatch.models import DispatchWindow
 
@@ -77,7 +78,7 @@ def window_claim(
     )
     if connection.vendor == "postgresql":
         # One round trip for both common cases: the first tick inserts, later ones count.
-        row = _execute("claim_or_count", [*_insert_params(window), *_duplicate_params(dispatch_key, now=now)])
+        row = _execute("claim_or_count", [*_insert_params(window), *_rule_params(dispatch_key, now=now)])
         if row is not None and row[0] == "claimed":
             window.pk = row[1]
             return Claim(window=window, won=True)
@@ -92,8 +93,8 @@ def window_claim(
     duplicate = _count_duplicate(dispatch_key, now=now)
     if duplicate is not None:
         return Claim(window=duplicate, won=False)
-    # The window's publish failed, or its tick died: re-claim it, if this tick is first.
-    window = DispatchWindow.objects.get(dispatch_key=dispatch_key)
+    # The window's publish failed, or its tick died: re-claim it, if this tick is first
+    # (the update's condition is the re-claimable rule, so only one tick can match).
     fields: dict[str, object] = {
         "status": Status.PENDING,
         "mode": mode,
@@ -105,21 +106,15 @@ def window_claim(
     }
     if publishing:
         fields["event_ids"] = event_ids
-    won = (
-        _reclaimable(window, now=now)
-        and DispatchWindow.objects.filter(pk=window.pk, status=window.status, updated_at=window.updated_at).update(
-            **fields, publish_attempts=F("publish_attempts") + int(publishing)
-        )
-        == 1
-    )
+    reclaimable = RawSQL(f"dispatch_key = %s AND {_RECLAIMABLE}", _rule_params(dispatch_key, now=now), BooleanField())
+    reclaim = DispatchWindow.objects.filter(reclaimable)
+    won = reclaim.update(**fields, publish_attempts=F("publish_attempts") + int(publishing)) == 1
     if not won:
-        DispatchWindow.objects.filter(pk=window.pk).update(duplicate_ticks=F("duplicate_ticks") + 1)
-        return Claim(window=window, won=False)
-    for name, value in fields.items():
-        setattr(window, name, value)
-    window.publish_attempts += int(publishing)
-    logger.info("window re-claimed", extra={"action": "window_claim", "dispatchKey": dispatch_key, "mode": mode})
-    return Claim(window=window, won=True)
+        DispatchWindow.objects.filter(dispatch_key=dispatch_key).update(duplicate_ticks=F("duplicate_ticks") + 1)
+    window = DispatchWindow.objects.get(dispatch_key=dispatch_key)
+    if won:
+        logger.info("window re-claimed", extra={"action": "window_claim", "dispatchKey": dispatch_key, "mode": mode})
+    return Claim(window=window, won=won)
 
 
 # The claim, the duplicate count and the close run on every tick, so they are single
@@ -138,41 +133,41 @@ _COLUMNS = (
     "updated_at",
 )  # fmt: skip
 _FIELDS: list[Any] = [DispatchWindow._meta.get_field(name) for name in _COLUMNS]
+# The re-claimable rule, written once: the publish failed, or the window sat `pending` past
+# its mode's stale bound (its tick died). Parameters: _rule_params()[1:].
+_RECLAIMABLE = "(status = %s OR (status = %s AND updated_at < CASE WHEN mode = %s THEN %s ELSE %s END))"
+# One text per statement; {rows} and {async_commit} are the vendor's part, filled in below.
+_STATEMENTS = {
+    "insert": f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) {{rows}} "
+    "ON CONFLICT (dispatch_key) DO NOTHING RETURNING id",
+    "count_duplicate": f"UPDATE {_TABLE} SET duplicate_ticks = duplicate_ticks + 1{{async_commit}} "
+    f"WHERE dispatch_key = %s AND NOT {_RECLAIMABLE} RETURNING id, status, mode, event_ids",
+    "close": f"UPDATE {_TABLE} SET status = %s, latency_ms = %s, error = %s, updated_at = %s{{async_commit}} "
+    "WHERE id = %s",
+}
+# PostgreSQL turns synchronous_commit off from within the statement: a FROM of the
+# UPDATE, the SELECT the INSERT takes its row from. SQLite has no such setting.
 _PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMNS))
 _ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
-_NOT_RECLAIMABLE = (
-    "dispatch_key = %s AND NOT (status = %s OR (status = %s AND updated_at < CASE WHEN mode = %s THEN %s ELSE %s END))"
-)
-_PG_INSERT = (
-    f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) SELECT {_PLACEHOLDERS} FROM {_ASYNC_COMMIT} "
-    "ON CONFLICT (dispatch_key) DO NOTHING RETURNING id"
-)
-_PG_COUNT_DUPLICATE = (
-    f"UPDATE {_TABLE} SET duplicate_ticks = duplicate_ticks + 1 FROM {_ASYNC_COMMIT} "
-    f"WHERE {_NOT_RECLAIMABLE} RETURNING id, status, mode, event_ids"
-)
-_SQL = {
-    "postgresql": {
-        "insert": _PG_INSERT,
-        "count_duplicate": _PG_COUNT_DUPLICATE,
-        # The insert and, only when it inserted nothing, the duplicate count: both see
-        # the snapshot taken at the statement's start, so a row inserted by a tick that
-        # committed after it is neither claimed nor counted here (no row comes back).
-        "claim_or_count": f"WITH inserted AS ({_PG_INSERT}), "
-        f"counted AS ({_PG_COUNT_DUPLICATE.replace('WHERE ', 'WHERE NOT EXISTS (SELECT FROM inserted) AND ', 1)}) "
-        "SELECT 'claimed', id, NULL, NULL, NULL FROM inserted "
-        "UNION ALL SELECT 'duplicate', id, status, mode, event_ids FROM counted",
-        "close": f"UPDATE {_TABLE} SET status = %s, latency_ms = %s, error = %s, updated_at = %s "
-        f"FROM {_ASYNC_COMMIT} WHERE id = %s",
-    },
-    "sqlite": {
-        "insert": f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES ({_PLACEHOLDERS}) "
-        "ON CONFLICT (dispatch_key) DO NOTHING RETURNING id",
-        "count_duplicate": f"UPDATE {_TABLE} SET duplicate_ticks = duplicate_ticks + 1 "
-        f"WHERE {_NOT_RECLAIMABLE} RETURNING id, status, mode, event_ids",
-        "close": f"UPDATE {_TABLE} SET status = %s, latency_ms = %s, error = %s, updated_at = %s WHERE id = %s",
-    },
+_VENDOR_PARTS = {
+    "postgresql": {"rows": f"SELECT {_PLACEHOLDERS} FROM {_ASYNC_COMMIT}", "async_commit": f" FROM {_ASYNC_COMMIT}"},
+    "sqlite": {"rows": f"VALUES ({_PLACEHOLDERS})", "async_commit": ""},
 }
+_SQL = {
+    vendor: {name: text.format(**parts) for name, text in _STATEMENTS.items()}
+    for vendor, parts in _VENDOR_PARTS.items()
+}
+# PostgreSQL also runs the insert and, only when it inserted nothing, the duplicate count
+# as one statement: both see the snapshot taken at the statement's start, so a row
+# inserted by a tick that committed after it is neither claimed nor counted here (no
+# row comes back).
+_PG = _SQL["postgresql"]
+_PG["claim_or_count"] = (
+    f"WITH inserted AS ({_PG['insert']}), "
+    f"counted AS ({_PG['count_duplicate'].replace('WHERE ', 'WHERE NOT EXISTS (SELECT FROM inserted) AND ', 1)}) "
+    "SELECT 'claimed', id, NULL, NULL, NULL FROM inserted "
+    "UNION ALL SELECT 'duplicate', id, status, mode, event_ids FROM counted"
+)
 
 
 def _execute(name: str, params: list[Any]) -> Any:
@@ -196,7 +191,8 @@ def _insert_unless_taken(window: DispatchWindow) -> int | None:
     return None if row is None else int(row[0])
 
 
-def _duplicate_params(dispatch_key: str, *, now: datetime) -> list[Any]:
+def _rule_params(dispatch_key: str, *, now: datetime) -> list[Any]:
+    """Return the parameters of `dispatch_key = %s AND [NOT] _RECLAIMABLE` at `now`."""
     ops = connection.ops
     return [
         dispatch_key,
@@ -210,7 +206,7 @@ def _duplicate_params(dispatch_key: str, *, now: datetime) -> list[Any]:
 
 def _count_duplicate(dispatch_key: str, *, now: datetime) -> DispatchWindow | None:
     """Count a duplicate tick and return the window's status, mode and event ids; None if re-claimable."""
-    row = _execute("count_duplicate", _duplicate_params(dispatch_key, now=now))
+    row = _execute("count_duplicate", _rule_params(dispatch_key, now=now))
     return None if row is None else _duplicate_window(dispatch_key, row)
 
 
@@ -220,12 +216,6 @@ def _duplicate_window(dispatch_key: str, row: tuple[Any, ...]) -> DispatchWindow
     # Django has the drivers hand JSON back as text, for JSONField to decode.
     event_ids = json.loads(event_ids) if isinstance(event_ids, str) else event_ids
     return DispatchWindow(pk=pk, dispatch_key=dispatch_key, status=status, mode=mode, event_ids=event_ids)
-
-
-def _reclaimable(window: DispatchWindow, *, now: datetime) -> bool:
-    if window.status == Status.DISPATCH_FAILED:
-        return True
-    return window.status == Status.PENDING and window.updated_at < now - stale_after(window.mode)
 
 
 def window_set_mode(window: DispatchWindow, *, mode: str, now: datetime) -> None:

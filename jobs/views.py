@@ -11,7 +11,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from core.auth import bearer_matches
+from core.auth import bearer_refusal
 from core.timefmt import iso_utc, parse_iso_utc
 from jobs.exceptions import InvalidJob
 from jobs.models import BackgroundJob
@@ -25,12 +25,12 @@ FIELDS = {"kind", "payload", "tenant", "dedupeKey", "runAfter", "maxAttempts", "
 @csrf_exempt
 def enqueue(request: HttpRequest) -> JsonResponse:
     """Validate and enqueue one job: 201 created, 200 deduplicated, 400, 401, 405, 413."""
-    if not settings.JOBS_API_TOKEN:
-        if not settings.DEBUG:
-            return JsonResponse({"error": "the jobs API is disabled until JOBS_API_TOKEN is set"}, status=503)
-        logger.warning("jobs API call accepted without JOBS_API_TOKEN (DEBUG only)", extra={"action": "jobs_api"})
-    elif not bearer_matches(request, settings.JOBS_API_TOKEN):
-        return JsonResponse({"error": "unauthorized"}, status=401)
+    refusal = bearer_refusal(
+        request, secret=settings.JOBS_API_TOKEN, setting="JOBS_API_TOKEN", caller="jobs API", service="the jobs API",
+        action="jobs_api",
+    )  # fmt: skip
+    if refusal is not None:
+        return refusal
     if request.method != "POST":
         response = JsonResponse({"error": f"method {request.method} not allowed; use POST"}, status=405)
         response["Allow"] = "POST"

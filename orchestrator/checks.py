@@ -16,9 +16,9 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils import timezone
 
-from core.timefmt import parse_iso_utc
+from core.inngest import current_config
 from dispatch.checks import registry_messages
-from dispatch.modes import inngest_dev_mode, publishing_configured
+from dispatch.modes import emergency_fallback, publishing_configured
 from dispatch.registry import registry_problem
 
 TAG = "orchestrator"
@@ -50,7 +50,7 @@ def read_config() -> DeployConfig:
         secret_key_is_dev=settings.SECRET_KEY == settings.DEV_SECRET_KEY,
         signing_key_set=bool(settings.INNGEST_SIGNING_KEY),
         inngest_cloud=inngest_cloud_mode(),
-        inngest_dev=inngest_dev_mode(),
+        inngest_dev=current_config().dev_mode,
         preview_variable=preview,
         inngest_env=settings.INNGEST_ENV.strip(),
         canary_percent=settings.BACKGROUND_JOBS_INNGEST_PERCENT,
@@ -61,7 +61,7 @@ def read_config() -> DeployConfig:
 def inngest_cloud_mode() -> bool:
     """Return whether Inngest is in use (publishing configured, or a dispatch flag on) without the dev server."""
     in_use = publishing_configured() or any(settings.DISPATCH_FLAGS.values())
-    return in_use and not inngest_dev_mode()
+    return in_use and not current_config().dev_mode
 
 
 def _is_preview(value: str) -> bool:
@@ -165,20 +165,9 @@ def canary_messages(config: DeployConfig) -> list[CheckMessage]:
 
 def emergency_fallback_messages(*, now: datetime) -> list[CheckMessage]:
     """Warn when the emergency fallback is switched on without a future _UNTIL (it would never engage)."""
-    if not settings.BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK:
+    problem = emergency_fallback(now=now).problem
+    if not problem:
         return []
-    until_text = settings.BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL.strip()
-    if not until_text:
-        problem = "BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL is not set"
-    else:
-        try:
-            until = parse_iso_utc(until_text)
-        except ValueError as exc:
-            problem = f"BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL is invalid: {exc}"
-        else:
-            if until > now:
-                return []
-            problem = f"BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL={until_text} has passed"
     return [
         Warning(
             f"The emergency inline fallback is switched on but inactive: {problem}.",

@@ -9,7 +9,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from core.auth import bearer_matches
+from core.auth import bearer_refusal
 from orchestrator.health import health_probe
 from orchestrator.slo import parse_period, slo_report_build
 
@@ -30,12 +30,12 @@ def health(request: HttpRequest) -> JsonResponse:
 @never_cache
 def status(request: HttpRequest) -> JsonResponse:
     """Answer the SLO report for `?since=24h` (default) as JSON; `pass` says whether every gate holds."""
-    if not settings.CRON_SECRET:
-        if not settings.DEBUG:
-            return JsonResponse({"error": "the status endpoint is disabled until CRON_SECRET is set"}, status=503)
-        logger.warning("status call accepted without CRON_SECRET (DEBUG only)", extra={"action": "status_auth"})
-    elif not bearer_matches(request, settings.CRON_SECRET):
-        return JsonResponse({"error": "unauthorized"}, status=401)
+    refusal = bearer_refusal(
+        request, secret=settings.CRON_SECRET, setting="CRON_SECRET", caller="status", service="the status endpoint",
+        action="status_auth",
+    )  # fmt: skip
+    if refusal is not None:
+        return refusal
     if request.method not in ("GET", "HEAD"):
         return _not_allowed(request)
     since_text = request.GET.get("since", DEFAULT_PERIOD)
