@@ -22,7 +22,8 @@ from dispatch.models import DispatchWindow
 from dispatch.registry import cron_jobs
 from jobs.models import QueueHealthSnapshot
 from orchestrator.chart import Chart, Hour, hourly_chart
-from orchestrator.slo import Metric, SloReport, slo_report_build
+from orchestrator.slo import SloReport, slo_report_build
+from orchestrator.slo_metrics import Metric
 from runs.models import DeadLetter, FunctionRun
 
 HOURS = 24

@@ -7,9 +7,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from jobs import hooks
+from jobs.claim import claim_batch, run_job
 from jobs.context import RunOrigin
 from jobs.models import BackgroundJob
-from jobs.runner import claim_batch, run_job
 
 pytestmark = pytest.mark.django_db
 

@@ -8,10 +8,11 @@ import pytest
 from django.test import override_settings
 
 from jobs.backoff import retry_delay
+from jobs.claim import claim_batch
 from jobs.context import RunOrigin
 from jobs.maintenance import recover_expired_leases
 from jobs.models import BackgroundJob
-from jobs.runner import claim_batch, jobs_run
+from jobs.runner import jobs_run
 from runs.models import DeadLetter
 from testsupport import procs
 from testsupport.models import HandlerRun
@@ -151,7 +152,7 @@ def test_claim_batch__claims_under_a_lease_and_skips_claimed_jobs(make_job: Job,
 
 
 def test_jobs_run__a_job_whose_lease_was_lost_commits_nothing(make_job: Job, now: datetime) -> None:
-    from jobs.runner import run_job
+    from jobs.claim import run_job
 
     job = make_job()
     [claimed] = claim_batch(now=now, limit=1, worker="w1")
@@ -229,7 +230,7 @@ def test_recover_expired_leases__buries_a_job_out_of_attempts(make_job: Job, now
 
 @override_settings(JOBS_LEASE_SECONDS=30)
 def test_heartbeat__extends_the_lease_of_the_current_claim(make_job: Job, now: datetime) -> None:
-    from jobs.runner import run_job
+    from jobs.claim import run_job
 
     job = make_job(kind="test.heartbeat")
     [claimed] = claim_batch(now=now, limit=1, worker="w1")
@@ -241,7 +242,7 @@ def test_heartbeat__extends_the_lease_of_the_current_claim(make_job: Job, now: d
 
 
 def test_heartbeat__reports_a_lost_lease(make_job: Job, now: datetime) -> None:
-    from jobs.runner import run_job
+    from jobs.claim import run_job
 
     make_job(kind="test.heartbeat")
     [claimed] = claim_batch(now=now, limit=1, worker="w1")

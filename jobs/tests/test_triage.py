@@ -5,8 +5,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from jobs.claim import claim_batch
 from jobs.models import BackgroundJob
-from jobs.runner import claim_batch
 from jobs.services import job_enqueue
 from jobs.triage import job_cancel, job_retry_now
 

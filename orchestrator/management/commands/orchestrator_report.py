@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from core.timefmt import iso_utc
-from orchestrator.slo import Metric, SloReport, parse_period, slo_report_build
+from orchestrator.slo import SloReport, parse_period, slo_report_build
+from orchestrator.slo_metrics import Metric
 
 
 class Command(BaseCommand):

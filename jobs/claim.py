@@ -1,0 +1,170 @@
+"""A claimed job's life: claimed under a lease, run in its own transaction, then succeeded, retried or buried.
+
+Every update after the claim is fenced by the claim's attempt number, so a worker
+whose lease expired (and whose job was claimed again) commits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Literal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
+
+from core.errors import one_line
+from jobs.backoff import retry_delay
+from jobs.context import JobContext, RunOrigin
+from jobs.exceptions import LeaseLost
+from jobs.hooks import job_died
+from jobs.models import BackgroundJob
+from jobs.registry import get_handler
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Outcome = Literal["succeeded", "retried", "dead", "lease_lost"]
+
+
+def claim_batch(*, now: datetime, limit: int, worker: str) -> list[BackgroundJob]:
+    """Claim up to `limit` due jobs for `worker` under a lease; return them as claimed.
+
+    On PostgreSQL, SKIP LOCKED lets concurrent runners claim disjoint batches; on
+    SQLite the transaction takes the write lock at BEGIN (see settings).
+    """
+    lease = timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+    with transaction.atomic():
+        jobs = list(
+            BackgroundJob.objects.filter(status=BackgroundJob.Status.PENDING, run_after__lte=now)
+            .order_by("-priority", "run_after", "id")
+            .select_for_update(skip_locked=True)[:limit]
+        )
+        if not jobs:
+            return []
+        BackgroundJob.objects.filter(pk__in=[job.pk for job in jobs]).update(
+            status=BackgroundJob.Status.RUNNING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=now + lease,
+            locked_by=worker,
+            started_at=now,
+        )
+    for job in jobs:
+        job.status = BackgroundJob.Status.RUNNING
+        job.attempts += 1
+        job.lease_expires_at = now + lease
+        job.locked_by = worker
+        job.started_at = now
+    return jobs
+
+
+# The success update runs once per job, so it is plain SQL (psycopg prepares it
+# on the server after a few runs) rather than a queryset built for every job.
+_SUCCEED_SQL = (
+    f"UPDATE {BackgroundJob._meta.db_table} "  # noqa: S608 (a constant table name, values are parameters)
+    "SET status = %s, finished_at = %s, lease_expires_at = NULL, last_error = '' "
+    "WHERE id = %s AND status = %s AND attempts = %s"
+)
+
+
+def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin) -> Outcome:
+    """Run one claimed job in its own transaction and record what happened."""
+    lease = timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+
+    def heartbeat() -> bool:
+        return _fence(job).update(lease_expires_at=clock() + lease) == 1
+
+    context = JobContext(
+        job_id=job.pk,
+        kind=job.kind,
+        tenant=job.tenant,
+        payload=job.payload,
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+        started_at=job.started_at or clock(),
+        _heartbeat=heartbeat,
+    )
+    handler = get_handler(job.kind)
+    try:
+        if handler is None:
+            raise LookupError(f"no handler for kind {job.kind!r}; is its module in JOB_HANDLER_MODULES?")
+        with transaction.atomic():
+            handler(context)
+            if not _mark_succeeded(job, now=clock()):
+                raise LeaseLost(f"job {job.pk} attempt {job.attempts} lost its lease")
+    except LeaseLost:
+        logger.warning("job lease lost", extra={"action": "job_run", "jobId": job.pk, **origin.log_fields()})
+        return "lease_lost"
+    except Exception as exc:  # A handler may raise anything: the job records it and is retried.
+        return _record_failure(job, error=one_line(exc), now=clock(), origin=origin)
+    logger.debug("job succeeded", extra={"action": "job_run", "jobId": job.pk, "kind": job.kind})
+    return "succeeded"
+
+
+def _fence(job: BackgroundJob) -> QuerySet[BackgroundJob]:
+    """Return the job's row as long as this claim holds it.
+
+    The attempt number fences the claim: if the lease is lost and the job is
+    claimed again, the attempt count moves on and no update through it matches.
+    """
+    return BackgroundJob.objects.filter(pk=job.pk, status=BackgroundJob.Status.RUNNING, attempts=job.attempts)
+
+
+def _mark_succeeded(job: BackgroundJob, *, now: datetime) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SUCCEED_SQL,
+            [BackgroundJob.Status.SUCCEEDED, now, job.pk, BackgroundJob.Status.RUNNING, job.attempts],
+        )
+        updated: int = cursor.rowcount
+        return updated == 1
+
+
+def _record_failure(job: BackgroundJob, *, error: str, now: datetime, origin: RunOrigin) -> Outcome:
+    extra = {"action": "job_run", "jobId": job.pk, "kind": job.kind, "attempt": job.attempts, "error": error}
+    fence = _fence(job)
+    with transaction.atomic():
+        if job.attempts >= job.max_attempts:
+            if not fence.update(
+                status=BackgroundJob.Status.DEAD, finished_at=now, lease_expires_at=None, last_error=error
+            ):
+                return "lease_lost"
+            job.status, job.finished_at, job.last_error = BackgroundJob.Status.DEAD, now, error
+            job_died(job=job, error=error, now=now, origin=origin)
+            logger.error("job dead-lettered", extra={**extra, **origin.log_fields()})
+            return "dead"
+        run_after = now + retry_delay(
+            job_id=job.pk,
+            attempt=job.attempts,
+            base_seconds=settings.JOBS_RETRY_BASE_SECONDS,
+            max_seconds=settings.JOBS_RETRY_MAX_SECONDS,
+        )
+        if not fence.update(
+            status=BackgroundJob.Status.PENDING,
+            run_after=run_after,
+            lease_expires_at=None,
+            locked_by="",
+            last_error=error,
+        ):
+            return "lease_lost"
+    logger.warning("job failed, will retry", extra={**extra, "runAfter": run_after.isoformat()})
+    return "retried"
+
+
+def release(jobs: list[BackgroundJob], *, worker: str) -> int:
+    """Give claimed-but-unstarted jobs back to the queue, undoing their claim."""
+    return BackgroundJob.objects.filter(
+        pk__in=[job.pk for job in jobs], status=BackgroundJob.Status.RUNNING, locked_by=worker
+    ).update(
+        status=BackgroundJob.Status.PENDING,
+        attempts=F("attempts") - 1,
+        lease_expires_at=None,
+        locked_by="",
+    )
+
+
+def ready_backlog(*, now: datetime) -> int:
+    """Return how many pending jobs are due now."""
+    return BackgroundJob.objects.filter(status=BackgroundJob.Status.PENDING, run_after__lte=now).count()
