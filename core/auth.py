@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
@@ -12,27 +13,35 @@ from django.http import HttpRequest, JsonResponse
 logger = logging.getLogger(__name__)
 
 
-def bearer_refusal(
-    request: HttpRequest, *, secret: str, setting: str, caller: str, service: str, action: str
-) -> JsonResponse | None:
-    """Return the answer that refuses `request`, or None when it may go on; check this before anything else.
+@dataclass(frozen=True)
+class BearerGate:
+    """The bearer check one endpoint runs before anything else.
 
-    `secret` is the value of the setting named `setting`. Without it the endpoint is
-    closed (503) unless DEBUG is on, where calls are let through with a logged
-    warning (local use only). With it, the request must carry
+    `setting` names the secret (read from settings on each call). Without it the
+    endpoint is closed (503) unless DEBUG is on, where calls are let through with a
+    logged warning (local use only). With it, the request must carry
     `Authorization: Bearer <secret>` (else 401, the same answer whatever was wrong).
-    `caller` names the calls in the log ("cron call ..."), `service` the endpoint in
-    the 503 ("cron dispatch is disabled until ...").
     """
-    if not secret:
-        if not settings.DEBUG:
-            logger.error(f"{caller} call refused: {setting} is not set", extra={"action": action})
-            return JsonResponse({"error": f"{service} is disabled until {setting} is set"}, status=503)
-        logger.warning(f"{caller} call accepted without {setting} (DEBUG only)", extra={"action": action})
+
+    setting: str  # e.g. "CRON_SECRET"
+    caller: str  # names the calls in the log: "cron call refused: ..."
+    service: str  # names the endpoint in the 503: "cron dispatch is disabled until ..."
+    action: str  # the log lines' action
+
+    def refusal(self, request: HttpRequest) -> JsonResponse | None:
+        """Return the answer that refuses `request`, or None when it may go on."""
+        secret: str = getattr(settings, self.setting)
+        if not secret:
+            if not settings.DEBUG:
+                logger.error(f"{self.caller} call refused: {self.setting} is not set", extra={"action": self.action})
+                return JsonResponse({"error": f"{self.service} is disabled until {self.setting} is set"}, status=503)
+            logger.warning(
+                f"{self.caller} call accepted without {self.setting} (DEBUG only)", extra={"action": self.action}
+            )
+            return None
+        if not bearer_matches(request, secret):
+            return JsonResponse({"error": "unauthorized"}, status=401)
         return None
-    if not bearer_matches(request, secret):
-        return JsonResponse({"error": "unauthorized"}, status=401)
-    return None
 
 
 def bearer_matches(request: HttpRequest, secret: str) -> bool:

@@ -17,7 +17,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from core.auth import bearer_refusal
+from core.auth import BearerGate
 from dispatch import keys
 from dispatch.exceptions import InvalidParam
 from dispatch.models import DispatchWindow
@@ -25,6 +25,8 @@ from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
 
 logger = logging.getLogger(__name__)
+
+CRON_GATE = BearerGate(setting="CRON_SECRET", caller="cron", service="cron dispatch", action="cron_auth")
 
 
 @csrf_exempt
@@ -34,11 +36,7 @@ def cron(request: HttpRequest, job: str, *, deploy_errors: Callable[[], Sequence
     While `deploy_errors()` returns any error (and DEBUG is off) nothing is dispatched.
     """
     started = time.perf_counter()
-    refusal = bearer_refusal(
-        request, secret=settings.CRON_SECRET, setting="CRON_SECRET", caller="cron", service="cron dispatch",
-        action="cron_auth",
-    )  # fmt: skip
-    if refusal is not None:
+    if (refusal := CRON_GATE.refusal(request)) is not None:
         return refusal
     if not settings.DEBUG and (errors := deploy_errors()):
         return _refuse_misconfigured([str(error.id) for error in errors])

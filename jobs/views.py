@@ -6,12 +6,11 @@ import json
 import logging
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from core.auth import bearer_refusal
+from core.auth import BearerGate
 from core.timefmt import iso_utc, parse_iso_utc
 from jobs.exceptions import InvalidJob
 from jobs.models import BackgroundJob
@@ -19,17 +18,15 @@ from jobs.services import MAX_PAYLOAD_BYTES, job_enqueue
 
 logger = logging.getLogger(__name__)
 
+JOBS_API_GATE = BearerGate(setting="JOBS_API_TOKEN", caller="jobs API", service="the jobs API", action="jobs_api")
+
 FIELDS = {"kind", "payload", "tenant", "dedupeKey", "runAfter", "maxAttempts", "priority"}
 
 
 @csrf_exempt
 def enqueue(request: HttpRequest) -> JsonResponse:
     """Validate and enqueue one job: 201 created, 200 deduplicated, 400, 401, 405, 413."""
-    refusal = bearer_refusal(
-        request, secret=settings.JOBS_API_TOKEN, setting="JOBS_API_TOKEN", caller="jobs API", service="the jobs API",
-        action="jobs_api",
-    )  # fmt: skip
-    if refusal is not None:
+    if (refusal := JOBS_API_GATE.refusal(request)) is not None:
         return refusal
     if request.method != "POST":
         response = JsonResponse({"error": f"method {request.method} not allowed; use POST"}, status=405)

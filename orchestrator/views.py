@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from core.auth import bearer_refusal
+from core.auth import BearerGate
 from orchestrator.health import health_probe
 from orchestrator.slo import parse_period, slo_report_build
 
 logger = logging.getLogger(__name__)
+
+STATUS_GATE = BearerGate(setting="CRON_SECRET", caller="status", service="the status endpoint", action="status_auth")
 
 DEFAULT_PERIOD = "24h"
 
@@ -30,11 +31,7 @@ def health(request: HttpRequest) -> JsonResponse:
 @never_cache
 def status(request: HttpRequest) -> JsonResponse:
     """Answer the SLO report for `?since=24h` (default) as JSON; `pass` says whether every gate holds."""
-    refusal = bearer_refusal(
-        request, secret=settings.CRON_SECRET, setting="CRON_SECRET", caller="status", service="the status endpoint",
-        action="status_auth",
-    )  # fmt: skip
-    if refusal is not None:
+    if (refusal := STATUS_GATE.refusal(request)) is not None:
         return refusal
     if request.method not in ("GET", "HEAD"):
         return _not_allowed(request)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
 
 from jobs import maintenance
 
 
 def test_maintenance_task__refuses_a_second_task_under_one_name() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
     saved = dict(maintenance._tasks)
     try:
         maintenance.maintenance_task("twice")(lambda *, now: {})
