@@ -134,7 +134,8 @@ _COLUMNS = (
 )  # fmt: skip
 _FIELDS: list[Any] = [DispatchWindow._meta.get_field(name) for name in _COLUMNS]
 # The re-claimable rule, written once: the publish failed, or the window sat `pending` past
-# its mode's stale bound (its tick died). Parameters: _rule_params()[1:].
+# its mode's stale bound (its tick died). The duplicate count takes the windows it does
+# not match (`dispatch_key = %s AND NOT ...`), the re-claim those it does: _rule_params().
 _RECLAIMABLE = "(status = %s OR (status = %s AND updated_at < CASE WHEN mode = %s THEN %s ELSE %s END))"
 # One text per statement; {rows} and {async_commit} are the vendor's part, filled in below.
 _STATEMENTS = {
