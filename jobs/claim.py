@@ -1,7 +1,12 @@
-"""A claimed job's life: claimed under a lease, run in its own transaction, then succeeded, retried or buried.
+"""A claimed job's life: claimed under a lease, started, run in its own transaction, then succeeded, retried or buried.
 
-Every update after the claim is fenced by the claim's attempt number, so a worker
-whose lease expired (and whose job was claimed again) commits nothing.
+Every update after the claim is fenced by the claim (the job's attempt number and
+the worker's name), so a worker whose lease expired (and whose job was taken back
+or claimed again) commits nothing. Just before its handler starts, the job's lease
+is renewed and its start stamped through that fence (jobs.lease): a job whose
+claim is gone by then is skipped, its handler never run. Until then `started_at`
+is NULL, which is how shutdown and lease recovery tell a job that never started
+(its attempt is given back) from one that did.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from jobs.backoff import retry_delay
 from jobs.context import JobContext, RunOrigin
 from jobs.exceptions import LeaseLost
 from jobs.hooks import job_died
+from jobs.lease import LeaseConnection
 from jobs.models import BackgroundJob
 from jobs.registry import get_handler
 
@@ -49,14 +55,14 @@ def claim_batch(*, now: datetime, limit: int, worker: str) -> list[BackgroundJob
             attempts=F("attempts") + 1,
             lease_expires_at=now + lease,
             locked_by=worker,
-            started_at=now,
+            started_at=None,
         )
     for job in jobs:
         job.status = BackgroundJob.Status.RUNNING
         job.attempts += 1
         job.lease_expires_at = now + lease
         job.locked_by = worker
-        job.started_at = now
+        job.started_at = None
     return jobs
 
 
@@ -65,16 +71,28 @@ def claim_batch(*, now: datetime, limit: int, worker: str) -> list[BackgroundJob
 _SUCCEED_SQL = (
     f"UPDATE {BackgroundJob._meta.db_table} "  # noqa: S608 (a constant table name, values are parameters)
     "SET status = %s, finished_at = %s, lease_expires_at = NULL, last_error = '' "
-    "WHERE id = %s AND status = %s AND attempts = %s"
+    "WHERE id = %s AND status = %s AND attempts = %s AND locked_by = %s"
 )
 
 
-def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin) -> Outcome:
-    """Run one claimed job in its own transaction and record what happened."""
-    lease = timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin, lease: LeaseConnection | None = None) -> Outcome:
+    """Start one claimed job if its claim still holds, run it in its own transaction and record what happened.
+
+    `lease` is where the start and the handler's heartbeats are written (the
+    thread's own connection when none is given).
+    """
+    lease = lease or LeaseConnection(separate=False)
+    started_at = clock()
+    if not lease.start(job, now=started_at):
+        logger.warning(
+            "job lease lost before its handler started: skipped",
+            extra={"action": "job_run", "jobId": job.pk, "attempt": job.attempts, **origin.log_fields()},
+        )
+        return "lease_lost"
+    job.started_at = started_at
 
     def heartbeat() -> bool:
-        return _fence(job).update(lease_expires_at=clock() + lease) == 1
+        return lease.renew(job, now=clock())
 
     context = JobContext(
         job_id=job.pk,
@@ -83,7 +101,7 @@ def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin) -> Outcome:
         payload=job.payload,
         attempt=job.attempts,
         max_attempts=job.max_attempts,
-        started_at=job.started_at or clock(),
+        started_at=started_at,
         _heartbeat=heartbeat,
     )
     handler = get_handler(job.kind)
@@ -106,17 +124,21 @@ def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin) -> Outcome:
 def _fence(job: BackgroundJob) -> QuerySet[BackgroundJob]:
     """Return the job's row as long as this claim holds it.
 
-    The attempt number fences the claim: if the lease is lost and the job is
-    claimed again, the attempt count moves on and no update through it matches.
+    The attempt number and the worker's name fence the claim: if the lease is lost
+    and the job is claimed again, by this worker or another, no update through it
+    matches (an attempt given back and claimed again has the same number, but
+    another worker's name; a worker name is never reused).
     """
-    return BackgroundJob.objects.filter(pk=job.pk, status=BackgroundJob.Status.RUNNING, attempts=job.attempts)
+    return BackgroundJob.objects.filter(
+        pk=job.pk, status=BackgroundJob.Status.RUNNING, attempts=job.attempts, locked_by=job.locked_by
+    )
 
 
 def _mark_succeeded(job: BackgroundJob, *, now: datetime) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             _SUCCEED_SQL,
-            [BackgroundJob.Status.SUCCEEDED, now, job.pk, BackgroundJob.Status.RUNNING, job.attempts],
+            [BackgroundJob.Status.SUCCEEDED, now, job.pk, BackgroundJob.Status.RUNNING, job.attempts, job.locked_by],
         )
         updated: int = cursor.rowcount
         return updated == 1
@@ -154,9 +176,9 @@ def _record_failure(job: BackgroundJob, *, error: str, now: datetime, origin: Ru
 
 
 def release(jobs: list[BackgroundJob], *, worker: str) -> int:
-    """Give claimed-but-unstarted jobs back to the queue, undoing their claim."""
+    """Give claimed-but-unstarted jobs back to the queue, undoing their claim (the attempt is not spent)."""
     return BackgroundJob.objects.filter(
-        pk__in=[job.pk for job in jobs], status=BackgroundJob.Status.RUNNING, locked_by=worker
+        pk__in=[job.pk for job in jobs], status=BackgroundJob.Status.RUNNING, locked_by=worker, started_at__isnull=True
     ).update(
         status=BackgroundJob.Status.PENDING,
         attempts=F("attempts") - 1,

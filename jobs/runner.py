@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from jobs.claim import Clock, claim_batch, ready_backlog, release, run_job
 from jobs.context import RunOrigin
+from jobs.lease import LeaseConnection
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,10 @@ class _Drain:
 
     def run(self) -> RunSummary:
         """Claim and run batches until the queue, the budget or the quota is exhausted."""
+        with LeaseConnection.for_this_thread() as lease:
+            return self._run(lease)
+
+    def _run(self, lease: LeaseConnection) -> RunSummary:
         worker = worker_name()
         summary = RunSummary()
         while not summary.budget_exhausted:
@@ -157,7 +162,7 @@ class _Drain:
                     release(batch[index:], worker=worker)
                     summary.budget_exhausted = True
                     break
-                outcome = run_job(job, clock=self.clock, origin=self.origin)
+                outcome = run_job(job, clock=self.clock, origin=self.origin, lease=lease)
                 summary.claimed += 1
                 setattr(summary, outcome, getattr(summary, outcome) + 1)
         return summary

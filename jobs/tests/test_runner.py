@@ -45,7 +45,13 @@ def test_jobs_run__runs_due_jobs_and_reports(make_job: Job, now: datetime) -> No
     assert sorted(HandlerRun.objects.values_list("job_id", flat=True)) == [job.pk for job in jobs]
     for job in jobs:
         job.refresh_from_db()
-        assert (job.status, job.attempts, job.finished_at, job.lease_expires_at) == ("succeeded", 1, now, None)
+        assert (job.status, job.attempts, job.started_at, job.finished_at, job.lease_expires_at) == (
+            "succeeded",
+            1,
+            now,
+            now,
+            None,
+        )
 
 
 def test_jobs_run__priority_then_age_order(make_job: Job, now: datetime) -> None:
@@ -149,6 +155,7 @@ def test_claim_batch__claims_under_a_lease_and_skips_claimed_jobs(make_job: Job,
     claimed = BackgroundJob.objects.get(pk=jobs[0].pk)
     assert (claimed.status, claimed.attempts, claimed.locked_by) == ("running", 1, "w1")
     assert claimed.lease_expires_at == now + timedelta(seconds=60)
+    assert claimed.started_at is None  # stamped when its handler starts, not at the claim
 
 
 def test_jobs_run__a_job_whose_lease_was_lost_commits_nothing(make_job: Job, now: datetime) -> None:

@@ -1,0 +1,110 @@
+"""Where a runner thread renews its claims: a connection of its own, so a renewal is seen when it is made.
+
+A handler runs in a transaction on the thread's connection. A lease renewed in
+that transaction would stay invisible until the handler commits (maintenance would
+take the job back from a live worker) and would hold the job's row locked all the
+while (an operator's action on it would wait). So on PostgreSQL each runner thread
+renews on a second connection, in autocommit: the renewal before a handler starts
+and every heartbeat commit at once, whatever the thread's own transaction does.
+
+That second connection cannot see rows the thread has not committed: when the
+runner is called inside a transaction (a caller's `atomic` block, as the tests'
+own transaction), and on SQLite (one writer, no row locks), renewals stay on the
+thread's connection.
+
+A renewal is fenced on the claim (job, attempt number, worker): it matches nothing
+once the job was taken back or claimed by another worker.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, Error, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from jobs.models import BackgroundJob
+
+_TABLE = BackgroundJob._meta.db_table
+_CLAIM = "WHERE id = %s AND status = %s AND attempts = %s AND locked_by = %s"
+_RENEW_SQL = f"UPDATE {_TABLE} SET lease_expires_at = %s {_CLAIM}"  # noqa: S608 (constants; values are parameters)
+_START_SQL = f"UPDATE {_TABLE} SET lease_expires_at = %s, started_at = %s {_CLAIM}"  # noqa: S608
+
+
+class LeaseConnection:
+    """Renew the leases of one runner thread's claims, on its own connection or on the thread's."""
+
+    def __init__(self, *, separate: bool) -> None:
+        self.separate = separate
+        self._own: BaseDatabaseWrapper | None = None
+
+    @classmethod
+    def for_this_thread(cls) -> LeaseConnection:
+        """Return a separate connection, unless this thread's claims would be invisible to one."""
+        return cls(separate=connection.vendor == "postgresql" and not connection.in_atomic_block)
+
+    def start(self, job: BackgroundJob, *, now: datetime) -> bool:
+        """Renew the lease and stamp the handler's start; return False when the claim is no longer ours."""
+        return self._execute(_START_SQL, [_expiry(now), now, *_claim(job)])
+
+    def renew(self, job: BackgroundJob, *, now: datetime) -> bool:
+        """Renew the lease (a heartbeat); return False when the claim is no longer ours."""
+        return self._execute(_RENEW_SQL, [_expiry(now), *_claim(job)])
+
+    def close(self) -> None:
+        """Close the separate connection, if one was opened."""
+        if self._own is not None:
+            self._own.close()
+            self._own = None
+
+    def __enter__(self) -> LeaseConnection:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _execute(self, sql: str, params: list[Any]) -> bool:
+        target = self._connection()
+        try:
+            with target.cursor() as cursor:
+                cursor.execute(sql, params)
+                updated: int = cursor.rowcount
+        except Error:
+            if target is self._own:
+                self.close()  # a broken connection (the server restarted): the next renewal opens a new one
+            raise
+        return updated == 1
+
+    def _connection(self) -> BaseDatabaseWrapper:
+        if not self.separate:
+            return connection
+        if self._own is None:
+            self._own = _autocommit_connection()
+        return self._own
+
+
+def _autocommit_connection() -> BaseDatabaseWrapper:
+    """Return a new, unshared connection to the default database, in autocommit, that commits without a flush.
+
+    Asynchronous commit is safe for a lease: the renewal is visible at once, and
+    the write-ahead log is replayed in order, so a crash can lose a renewal only
+    together with every later commit, the handler's own included.
+    """
+    wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
+    options = dict(wrapper.settings_dict.get("OPTIONS", {}))
+    options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
+    wrapper.settings_dict = {**wrapper.settings_dict, "OPTIONS": options}
+    return wrapper
+
+
+def _expiry(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+
+
+def _claim(job: BackgroundJob) -> list[Any]:
+    return [job.pk, BackgroundJob.Status.RUNNING, job.attempts, job.locked_by]
