@@ -34,6 +34,16 @@ _RENEW_SQL = f"UPDATE {_TABLE} SET lease_expires_at = %s {_CLAIM}"  # noqa: S608
 _START_SQL = f"UPDATE {_TABLE} SET lease_expires_at = %s, started_at = %s {_CLAIM}"  # noqa: S608
 
 
+def longest_safe_budget() -> float:
+    """Return the longest drain budget that is safely below the job lease: half of JOBS_LEASE_SECONDS.
+
+    A drain claims its batch at its start and reaches the batch's last job near its
+    end: with at most half the lease spent by then, a healthy worker's claims never
+    expire under it (manage.py check refuses longer budgets in settings).
+    """
+    return float(settings.JOBS_LEASE_SECONDS) / 2
+
+
 class LeaseConnection:
     """Renew the leases of one runner thread's claims, on its own connection or on the thread's."""
 

@@ -26,6 +26,8 @@ from jobs.lease import LeaseConnection
 
 logger = logging.getLogger(__name__)
 
+# The budget of one drain of `manage.py run_jobs` when --budget is not given.
+DEFAULT_DRAIN_BUDGET_SECONDS = 10.0
 SUMMED = ("claimed", "succeeded", "retried", "dead", "leaseLost", "durationMs")
 
 

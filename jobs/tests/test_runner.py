@@ -182,7 +182,7 @@ def test_jobs_run__two_runner_processes_never_run_a_job_twice(make_job: Job, now
         [BackgroundJob(kind="test.record", run_after=now, created_at=now) for _ in range(total)]
     )
 
-    runners = [procs.manage("run_jobs", "--budget", "120", "--batch-size", "7") for _ in range(2)]
+    runners = [procs.manage("run_jobs", "--budget", "30", "--batch-size", "7") for _ in range(2)]
     outputs = [runner.communicate(timeout=180) for runner in runners]
 
     assert [runner.returncode for runner in runners] == [0, 0], outputs
@@ -198,7 +198,7 @@ def test_jobs_run__a_killed_workers_job_is_recovered_by_maintenance_and_complete
     from django.utils import timezone
 
     job = make_job(kind="test.block", payload={"seconds": 3600}, run_after=timezone.now())
-    runner = procs.manage("run_jobs", "--budget", "600")
+    runner = procs.manage("run_jobs", "--budget", "30")
     assert runner.stdout is not None
     procs.read_until(runner.stdout, "STARTED")
     runner.send_signal(signal.SIGKILL)

@@ -6,16 +6,23 @@ import json
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from jobs.runner import jobs_run
+from jobs.lease import longest_safe_budget
+from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS, jobs_run
 
 
 class Command(BaseCommand):
     help = "Drain due background jobs for --budget seconds (or, with --loop, forever) and print the summary."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--budget", type=float, default=10.0, help="seconds per drain (default 10)")
+        parser.add_argument(
+            "--budget",
+            type=float,
+            default=DEFAULT_DRAIN_BUDGET_SECONDS,
+            help=f"seconds per drain, at most half of JOBS_LEASE_SECONDS (default {DEFAULT_DRAIN_BUDGET_SECONDS:g})",
+        )
         parser.add_argument("--batch-size", type=int, default=None, help="jobs claimed per batch")
         parser.add_argument(
             "--concurrency", type=int, default=None, help="threads draining at once (default JOBS_CONCURRENCY)"
@@ -23,8 +30,13 @@ class Command(BaseCommand):
         parser.add_argument("--loop", action="store_true", help="keep draining; idle 1 s when empty")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["budget"] <= 0:
-            raise CommandError("--budget must be a positive number of seconds")
+        longest = longest_safe_budget()
+        if not 0 < options["budget"] <= longest:
+            raise CommandError(
+                f"--budget must be more than 0 and at most {longest:g} s (half of JOBS_LEASE_SECONDS="
+                f"{settings.JOBS_LEASE_SECONDS}), got {options['budget']:g}: a drain claims its batch at its start, "
+                "and its last jobs must still hold their lease when it reaches them"
+            )
         if options["concurrency"] is not None and not 1 <= options["concurrency"] <= 64:
             raise CommandError("--concurrency must be from 1 to 64")
         while True:
