@@ -176,10 +176,18 @@ def _record_failure(job: BackgroundJob, *, error: str, now: datetime, origin: Ru
 
 
 def release(jobs: list[BackgroundJob], *, worker: str) -> int:
-    """Give claimed-but-unstarted jobs back to the queue, undoing their claim (the attempt is not spent)."""
-    return BackgroundJob.objects.filter(
-        pk__in=[job.pk for job in jobs], status=BackgroundJob.Status.RUNNING, locked_by=worker, started_at__isnull=True
-    ).update(
+    """Give back the claimed-but-unstarted jobs of `jobs` that `worker` holds."""
+    return give_back_unstarted(BackgroundJob.objects.filter(pk__in=[job.pk for job in jobs], locked_by=worker))
+
+
+def release_unstarted(*, worker_prefix: str) -> int:
+    """Give back every claimed-but-unstarted job of the workers whose name starts with `worker_prefix`."""
+    return give_back_unstarted(BackgroundJob.objects.filter(locked_by__startswith=worker_prefix))
+
+
+def give_back_unstarted(jobs: QuerySet[BackgroundJob]) -> int:
+    """Undo the claim of the running jobs of `jobs` whose handler never started: pending again, attempt not spent."""
+    return jobs.filter(status=BackgroundJob.Status.RUNNING, started_at__isnull=True).update(
         status=BackgroundJob.Status.PENDING,
         attempts=F("attempts") - 1,
         lease_expires_at=None,

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.lease import longest_safe_budget
-from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS, jobs_run
+from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS, RunSummary
+from jobs.worker import DEFAULT_GRACE_SECONDS, Worker
 
 
 class Command(BaseCommand):
-    help = "Drain due background jobs for --budget seconds (or, with --loop, forever) and print the summary."
+    help = (
+        "Drain due background jobs for --budget seconds (or, with --loop, until SIGTERM/SIGINT) and print the "
+        "summary. On a signal the running job may finish within --grace seconds; the others go back unstarted."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -28,6 +31,12 @@ class Command(BaseCommand):
             "--concurrency", type=int, default=None, help="threads draining at once (default JOBS_CONCURRENCY)"
         )
         parser.add_argument("--loop", action="store_true", help="keep draining; idle 1 s when empty")
+        parser.add_argument(
+            "--grace",
+            type=float,
+            default=DEFAULT_GRACE_SECONDS,
+            help=f"seconds the running job may take to finish after SIGTERM/SIGINT (default {DEFAULT_GRACE_SECONDS:g})",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         longest = longest_safe_budget()
@@ -39,14 +48,17 @@ class Command(BaseCommand):
             )
         if options["concurrency"] is not None and not 1 <= options["concurrency"] <= 64:
             raise CommandError("--concurrency must be from 1 to 64")
-        while True:
-            summary = jobs_run(
-                budget_seconds=options["budget"],
-                batch_size=options["batch_size"],
-                concurrency=options["concurrency"],
-            )
-            self.stdout.write(json.dumps(summary.as_json()))
-            if not options["loop"]:
-                return
-            if summary.claimed == 0:
-                time.sleep(1.0)
+        if options["grace"] < 0:
+            raise CommandError("--grace must be 0 or more seconds")
+        Worker(
+            budget_seconds=options["budget"],
+            batch_size=options["batch_size"],
+            concurrency=options["concurrency"],
+            loop=options["loop"],
+            grace_seconds=options["grace"],
+            emit=self._print,
+        ).run()
+
+    def _print(self, summary: RunSummary) -> None:
+        self.stdout.write(json.dumps(summary.as_json()))
+        self.stdout.flush()
