@@ -9,6 +9,11 @@ the job (the attempt is spent: the handler did start).
 
 The drains run on the main thread; a watcher thread takes the signals and does
 the waiting, so a handler is never interrupted (mid-commit or anywhere else).
+
+With --loop the worker outlives its database's restarts and failovers: a lost
+connection costs a log line; the connections are closed and made again after a
+capped exponential backoff, and the claims the failed drain left unstarted are
+given back as soon as the database answers.
 """
 
 from __future__ import annotations
@@ -21,12 +26,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.db import InterfaceError, OperationalError, connections
+
+from core.errors import one_line
+from jobs.backoff import reconnect_delays
 from jobs.claim import release_unstarted
 from jobs.runner import Drain, RunSummary, process_prefix
 
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# What a lost or refused database connection raises (a restart, a failover, a terminated backend).
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
 DEFAULT_GRACE_SECONDS = 25.0  # below the 30 s most process managers wait before SIGKILL
 IDLE_SECONDS = 1.0
 
@@ -48,15 +59,26 @@ class Worker:
 
     def run(self) -> None:
         """Drain until done or stopped by SIGTERM/SIGINT (call it on the main thread)."""
+        delays = reconnect_delays()
+        lost = False  # the last drain failed: its unstarted claims are still ours to give back
         with _SignalWatcher(grace_seconds=self.grace_seconds, stop=self.stop, give_up=self._give_up):
             while not self.stop.is_set():
-                self._current = Drain(
-                    budget_seconds=self.budget_seconds,
-                    batch_size=self.batch_size,
-                    concurrency=self.concurrency,
-                    stop=self.stop,
-                )
-                summary = self._current.run()
+                try:
+                    if lost:
+                        release_unstarted(worker_prefix=process_prefix())
+                    summary = self._drain()
+                except CONNECTION_ERRORS as exc:
+                    if not self.loop:
+                        raise
+                    lost, delay = True, next(delays)
+                    logger.warning(
+                        "database connection lost: reconnecting",
+                        extra={"action": "worker_reconnect", "error": one_line(exc), "retryInSeconds": delay},
+                    )
+                    connections.close_all()
+                    self.stop.wait(delay)
+                    continue
+                lost, delays = False, reconnect_delays()
                 with self._ending:
                     self.emit(summary)
                     self._done = not self.loop or self.stop.is_set()
@@ -64,6 +86,15 @@ class Worker:
                     return
                 if summary.claimed == 0:
                     self.stop.wait(IDLE_SECONDS)
+
+    def _drain(self) -> RunSummary:
+        self._current = Drain(
+            budget_seconds=self.budget_seconds,
+            batch_size=self.batch_size,
+            concurrency=self.concurrency,
+            stop=self.stop,
+        )
+        return self._current.run()
 
     def _give_up(self) -> None:
         """Give back the unstarted claims, print what the drain did so far, and end the process now."""

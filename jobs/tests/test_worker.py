@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from jobs.maintenance import recover_expired_leases
 from jobs.models import BackgroundJob
@@ -34,6 +36,23 @@ def read_until_logged(process: subprocess.Popen[str], message: str) -> dict[str,
         if line.startswith("{") and json.loads(line).get("message", "").startswith(message):
             return dict(json.loads(line))
     raise AssertionError(f"the worker exited before logging {message!r}")
+
+
+def read_until_drained(process: subprocess.Popen[str], succeeded: int) -> list[dict[str, Any]]:
+    """Read the worker's stdout until its drains' summaries add up to `succeeded` jobs; return the log lines read."""
+    assert process.stdout is not None
+    logs: list[dict[str, Any]] = []
+    for line in process.stdout:
+        if not line.startswith("{"):
+            continue
+        printed = json.loads(line)
+        if "level" in printed:
+            logs.append(printed)
+            continue
+        succeeded -= printed["succeeded"]
+        if succeeded <= 0:
+            return logs
+    raise AssertionError(f"the worker exited with {succeeded} jobs still to run")
 
 
 def summaries(output: str) -> list[dict[str, Any]]:
@@ -127,3 +146,37 @@ def test_run_jobs__gives_up_on_a_handler_still_running_after_the_grace(
     assert recover_expired_leases(now=after_lease) == {"requeued": 1, "released": 0, "dead": 0}
     stuck.refresh_from_db()
     assert (stuck.status, stuck.attempts) == ("pending", 1)
+
+
+def test_run_jobs__a_standing_worker_outlives_the_termination_of_its_database_connections(
+    now: datetime, reap: Reap
+) -> None:
+    name = f"run-jobs-{secrets.token_hex(4)}"  # the worker's connections carry it as application_name
+    process = reap(
+        procs.manage("run_jobs", "--loop", env=procs.child_env(LOG_LEVEL="INFO", PGAPPNAME=name), stdin=subprocess.PIPE)
+    )
+    BackgroundJob.objects.create(kind="test.record", run_after=now, created_at=now)
+    read_until_drained(process, succeeded=1)
+
+    # What a database restart or a failover does to the worker's sessions.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [name]
+        )
+        [(terminated,)] = cursor.fetchall()
+    assert terminated >= 1
+    later = [BackgroundJob.objects.create(kind="test.record", run_after=now, created_at=now) for _ in range(2)]
+
+    logs = read_until_drained(process, succeeded=2)
+
+    assert process.poll() is None  # still alive
+    [lost] = [log for log in logs if log.get("action") == "worker_reconnect"]
+    assert (lost["level"], lost["message"]) == ("WARNING", "database connection lost: reconnecting")
+    assert lost["error"].startswith("OperationalError: ")
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+    for job in later:
+        job.refresh_from_db()
+        assert (job.status, job.attempts) == ("succeeded", 1)
+    assert HandlerRun.objects.count() == 3
