@@ -28,10 +28,20 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from jobs.models import BackgroundJob
 
-_TABLE = BackgroundJob._meta.db_table
-_CLAIM = "WHERE id = %s AND status = %s AND attempts = %s AND locked_by = %s"
-_RENEW_SQL = f"UPDATE {_TABLE} SET lease_expires_at = %s {_CLAIM}"  # noqa: S608 (constants; values are parameters)
-_START_SQL = f"UPDATE {_TABLE} SET lease_expires_at = %s, started_at = %s {_CLAIM}"  # noqa: S608
+# On its own connection, each renewal is a transaction of its own that need not wait
+# for the WAL flush: it is visible at once, and the log is replayed in order, so a
+# crash can lose a renewal only together with every later commit (the handler's
+# own included). The setting is made from within the statement (no round trip, and
+# nothing left on a pooled server connection); inside a caller's transaction it
+# would reach the handler's commit too, so there it is left out.
+_ASYNC_COMMIT = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+_COLUMNS = {"start": "lease_expires_at = %s, started_at = %s", "renew": "lease_expires_at = %s"}
+_STATEMENTS = {  # by (separate connection?, renewal)
+    (separate, name): f"UPDATE {BackgroundJob._meta.db_table} SET {columns}"  # noqa: S608 (constants only)
+    f"{_ASYNC_COMMIT if separate else ''} WHERE id = %s AND status = %s AND attempts = %s AND locked_by = %s"
+    for separate in (True, False)
+    for name, columns in _COLUMNS.items()
+}
 
 
 def longest_safe_budget() -> float:
@@ -58,11 +68,11 @@ class LeaseConnection:
 
     def start(self, job: BackgroundJob, *, now: datetime) -> bool:
         """Renew the lease and stamp the handler's start; return False when the claim is no longer ours."""
-        return self._execute(_START_SQL, [_expiry(now), now, *_claim(job)])
+        return self._execute("start", [_expiry(now), now, *_claim(job)])
 
     def renew(self, job: BackgroundJob, *, now: datetime) -> bool:
         """Renew the lease (a heartbeat); return False when the claim is no longer ours."""
-        return self._execute(_RENEW_SQL, [_expiry(now), *_claim(job)])
+        return self._execute("renew", [_expiry(now), *_claim(job)])
 
     def close(self) -> None:
         """Close the separate connection, if one was opened."""
@@ -78,11 +88,11 @@ class LeaseConnection:
     ) -> None:
         self.close()
 
-    def _execute(self, sql: str, params: list[Any]) -> bool:
+    def _execute(self, name: str, params: list[Any]) -> bool:
         target = self._connection()
         try:
             with target.cursor() as cursor:
-                cursor.execute(sql, params)
+                cursor.execute(_STATEMENTS[self.separate, name], params)
                 updated: int = cursor.rowcount
         except Error:
             if target is self._own:
@@ -94,22 +104,8 @@ class LeaseConnection:
         if not self.separate:
             return connection
         if self._own is None:
-            self._own = _autocommit_connection()
+            self._own = connections.create_connection(DEFAULT_DB_ALIAS)  # autocommit, not shared
         return self._own
-
-
-def _autocommit_connection() -> BaseDatabaseWrapper:
-    """Return a new, unshared connection to the default database, in autocommit, that commits without a flush.
-
-    Asynchronous commit is safe for a lease: the renewal is visible at once, and
-    the write-ahead log is replayed in order, so a crash can lose a renewal only
-    together with every later commit, the handler's own included.
-    """
-    wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
-    options = dict(wrapper.settings_dict.get("OPTIONS", {}))
-    options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
-    wrapper.settings_dict = {**wrapper.settings_dict, "OPTIONS": options}
-    return wrapper
 
 
 def _expiry(now: datetime) -> datetime:
