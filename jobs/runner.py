@@ -74,6 +74,7 @@ def jobs_run(
     concurrency: int | None = None,
     origin: RunOrigin | None = None,
     clock: Clock = timezone.now,
+    queue: str | None = None,
 ) -> RunSummary:
     """Drain due jobs until none are left, `budget_seconds` is spent or `max_jobs` ran.
 
@@ -81,7 +82,8 @@ def jobs_run(
     at once, each with its own database connection: one job's commit then overlaps
     another's handler. Jobs claimed but not started when the budget runs out are
     released at once, not left to wait for their lease. Running out of budget or of
-    `max_jobs` both count as `budgetExhausted`.
+    `max_jobs` both count as `budgetExhausted`. With `queue`, only that queue's jobs
+    are claimed (a Tasks queue name, `run_jobs --queue`).
     """
     started = time.monotonic()
     drain = _Drain(
@@ -90,6 +92,7 @@ def jobs_run(
         quota=_Quota(max_jobs),
         origin=origin or RunOrigin(),
         clock=clock,
+        queue=queue,
     )
     lanes = concurrency or settings.JOBS_CONCURRENCY
     if lanes == 1:
@@ -135,6 +138,7 @@ class _Drain:
     quota: _Quota
     origin: RunOrigin
     clock: Clock
+    queue: str | None = None
 
     def run(self) -> RunSummary:
         """Claim and run batches until the queue, the budget or the quota is exhausted."""
@@ -148,7 +152,7 @@ class _Drain:
             if allowed == 0:
                 summary.budget_exhausted = True
                 break
-            batch = claim_batch(now=self.clock(), limit=allowed, worker=worker)
+            batch = claim_batch(now=self.clock(), limit=allowed, worker=worker, queue=self.queue)
             self.quota.give_back(allowed - len(batch))
             if not batch:
                 break

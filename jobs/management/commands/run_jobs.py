@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from jobs.backend import configured_queues
 from jobs.runner import jobs_run
 
 
@@ -21,17 +22,22 @@ class Command(BaseCommand):
             "--concurrency", type=int, default=None, help="threads draining at once (default JOBS_CONCURRENCY)"
         )
         parser.add_argument("--loop", action="store_true", help="keep draining; idle 1 s when empty")
+        parser.add_argument("--queue", default=None, help="claim only this Tasks queue's jobs (default: every queue)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["budget"] <= 0:
             raise CommandError("--budget must be a positive number of seconds")
         if options["concurrency"] is not None and not 1 <= options["concurrency"] <= 64:
             raise CommandError("--concurrency must be from 1 to 64")
+        queues = configured_queues()
+        if options["queue"] is not None and queues and options["queue"] not in queues:
+            raise CommandError(f"--queue {options['queue']!r} is not in TASKS' QUEUES: {', '.join(sorted(queues))}")
         while True:
             summary = jobs_run(
                 budget_seconds=options["budget"],
                 batch_size=options["batch_size"],
                 concurrency=options["concurrency"],
+                queue=options["queue"],
             )
             self.stdout.write(json.dumps(summary.as_json()))
             if not options["loop"]:
