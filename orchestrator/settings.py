@@ -259,6 +259,10 @@ MAINTENANCE_PRUNE_BATCH_SIZE = env.int("MAINTENANCE_PRUNE_BATCH_SIZE", default=1
 MAINTENANCE_PRUNE_MAX_BATCHES = env.int("MAINTENANCE_PRUNE_MAX_BATCHES", default=10)
 STATUS_BLOB_TTL_SECONDS = env.int("STATUS_BLOB_TTL_SECONDS", default=7 * 24 * 3600)
 
+# --- Metrics (docs/operations.md, "Metrics") ------------------------------------
+# The bearer token a Prometheus scrape sends to GET /metrics; unset with DEBUG off, /metrics answers 503.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 # --- SLO stop-gates (SPEC §7) -------------------------------------------------
 SLO_DISPATCH_P95_MS = env.float("SLO_DISPATCH_P95_MS", default=2000.0)
 SLO_MAX_DUPLICATE_RUNS = env.int("SLO_MAX_DUPLICATE_RUNS", default=0)

@@ -1,20 +1,26 @@
-"""`GET /api/health` (no auth) and `GET /api/status` (bearer CRON_SECRET): operations endpoints (SPEC §7)."""
+"""Operations endpoints: `GET /api/health` (no auth), `GET /api/status` (bearer CRON_SECRET), `GET /metrics`
+(bearer METRICS_TOKEN)."""
 
 from __future__ import annotations
 
 import logging
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from prometheus_client.exposition import choose_encoder
 
 from core.auth import BearerGate
 from orchestrator.health import health_probe
+from orchestrator.metrics import metrics_registry
 from orchestrator.slo import parse_period, slo_report_build
 
 logger = logging.getLogger(__name__)
 
 STATUS_GATE = BearerGate(setting="CRON_SECRET", caller="status", service="the status endpoint", action="status_auth")
+METRICS_GATE = BearerGate(
+    setting="METRICS_TOKEN", caller="metrics", service="the metrics endpoint", action="metrics_auth"
+)
 
 DEFAULT_PERIOD = "24h"
 
@@ -43,6 +49,18 @@ def status(request: HttpRequest) -> JsonResponse:
     now = timezone.now()
     report = slo_report_build(since=now - period, now=now)
     return JsonResponse(report.as_json() | {"period": since_text.strip()})
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Answer the Prometheus metrics, read from the ledgers now (docs/operations.md, "Metrics")."""
+    if (refusal := METRICS_GATE.refusal(request)) is not None:
+        return refusal
+    if request.method not in ("GET", "HEAD"):
+        return _not_allowed(request)
+    # The scraper's Accept header picks the format: Prometheus text (0.0.4 by default) or OpenMetrics.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encode(metrics_registry(now=timezone.now())), content_type=content_type)
 
 
 def _not_allowed(request: HttpRequest) -> JsonResponse:

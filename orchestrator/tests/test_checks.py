@@ -20,6 +20,7 @@ def production(settings: Any) -> None:
     settings.DEBUG = False
     settings.SECRET_KEY = GOOD_KEY
     settings.CRON_SECRET = "cron-secret"
+    settings.METRICS_TOKEN = "metrics-token"
     settings.DEPLOY_ENV = "production"
     settings.VERCEL_ENV = ""
     settings.INNGEST_EVENT_KEY = "event-key"
@@ -181,3 +182,14 @@ def test_deploy_errors__follow_the_settings(settings: Any) -> None:
     settings.SECRET_KEY = GOOD_KEY
 
     assert deploy_errors() == ()
+
+
+def test_checks__production_without_a_metrics_token_is_warned_that_scrapes_are_refused(settings: Any) -> None:
+    settings.METRICS_TOKEN = ""
+
+    messages = deploy_messages()
+
+    assert list(messages) == ["orchestrator.W004"]
+    assert not messages["orchestrator.W004"].is_serious()
+    assert "GET /metrics answers 503" in messages["orchestrator.W004"].msg
+    assert deploy_errors() == ()  # The cron view still dispatches.
