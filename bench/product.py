@@ -7,9 +7,15 @@ is the one to update. Functions import lazily: most need Django set up first.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))  # the product's packages, after bench/ itself
 
 # The product's settings module (bench_settings.py extends it) and its tables, for
 # the SQL the benchmarks run themselves (seeding, counting, the dispatch floor).
@@ -54,10 +60,3 @@ def event_api(*, event_key: str) -> Any:
     from orchestrator.testing.event_api import EventAPI
 
     return EventAPI(event_key=event_key)
-
-
-def window_columns() -> list[str]:
-    """Return the dispatch window table's columns that a claim inserts (all but the id)."""
-    from dispatch.models import DispatchWindow
-
-    return [field.column for field in DispatchWindow._meta.concrete_fields if not field.primary_key]
