@@ -84,9 +84,13 @@ def worker_command() -> list[str]:
 
 
 def worker_env(url: str) -> dict[str, str]:
-    """Return the environment of a product process on `url` with the bench settings (and handlers)."""
+    """Return the environment of a product process on `url` with the bench settings (and handlers).
+
+    No REDIS_URL: the cache is local memory, as in the drain workers (common.setup_django).
+    """
+    env = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
     return {
-        **os.environ,
+        **env,
         "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}",
         "DJANGO_SETTINGS_MODULE": "bench_settings",
         "DATABASE_URL": url,
