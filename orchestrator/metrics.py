@@ -29,6 +29,11 @@ from orchestrator.slo_metrics import LATENCY_FRACTIONS, latency_metrics, suppres
 from runs.models import DeadLetter
 
 PERIOD = timedelta(hours=1)
+Status = BackgroundJob.Status
+# Jobs the table holds until something happens to them are counted whole; finished ones over
+# the last hour (the table keeps JOBS_RETENTION_DAYS of them: too many to count at each scrape).
+HELD = (Status.PENDING, Status.RUNNING, Status.DEAD)
+FINISHED = (Status.SUCCEEDED, Status.DEAD, Status.CANCELLED)
 PREFIX = "orchestrator"
 # Jobs whose last tick is looked up per statement (one index probe each).
 LAST_TICK_CHUNK = 500
@@ -54,12 +59,13 @@ def metrics_registry(*, now: datetime) -> CollectorRegistry:
 
 
 def _job_metrics(now: datetime) -> Iterator[Metric]:
-    jobs = _gauge("jobs", "Background jobs in the table by status and kind.", ["status", "kind"])
-    counts = {(status, kind): n for status, kind, n in _grouped(BackgroundJob.objects.all(), "status", "kind")}
-    for kind in sorted({kind for _, kind in counts}):
-        for status in BackgroundJob.Status.values:
-            jobs.add_metric([status, kind], counts.get((status, kind), 0))
-    yield jobs
+    held = _gauge("jobs", "Jobs waiting, running or dead in the table, by status and kind.", ["status", "kind"])
+    yield _by_status_and_kind(held, BackgroundJob.objects.filter(status__in=HELD), HELD)
+    finished = _gauge(
+        "jobs_finished_last_hour", "Jobs that finished in the last hour, by status and kind.", ["status", "kind"]
+    )
+    recent = BackgroundJob.objects.filter(status__in=FINISHED, finished_at__gte=now - PERIOD, finished_at__lte=now)
+    yield _by_status_and_kind(finished, recent, FINISHED)
 
     letters = _gauge(
         "dead_letters_unresolved", "Dead letters waiting for triage, by source and kind.", ["source", "kind"]
@@ -75,6 +81,17 @@ def _job_metrics(now: datetime) -> Iterator[Metric]:
         "queue_lag_seconds", "Age of the oldest due pending job (0 when none is due).", value=health.lag_seconds
     )
     yield _gauge("queue_lag_gate_seconds", "The queue-lag stop-gate (SLO_MAX_QUEUE_LAG_SECONDS).", value=_gate_lag())
+
+
+def _by_status_and_kind(
+    family: GaugeMetricFamily, jobs: QuerySet[BackgroundJob], statuses: Sequence[str]
+) -> GaugeMetricFamily:
+    """Add the count of `jobs` for each status of `statuses` (0 when none) and each kind present."""
+    counts = {(status, kind): n for status, kind, n in _grouped(jobs, "status", "kind")}
+    for kind in sorted({kind for _, kind in counts}):
+        for status in statuses:
+            family.add_metric([status, kind], counts.get((status, kind), 0))
+    return family
 
 
 def _window_metrics(now: datetime) -> Iterator[Metric]:

@@ -15,7 +15,7 @@ from freezegun import freeze_time
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatch.models import DispatchWindow
-from jobs.models import BackgroundJob
+from orchestrator.metrics import FINISHED, HELD
 from runs.models import DeadLetter, FunctionRun
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +74,7 @@ def ledger(now: datetime, make_job: Any, make_job_letter: Any, make_run_letter: 
     make_job(status="running", lease_expires_at=now + timedelta(minutes=1))
     for _ in range(3):
         make_job(status="succeeded", finished_at=now)
+    make_job(status="succeeded", finished_at=now - timedelta(hours=2))
     make_job(kind="demo.echo", status="cancelled", finished_at=now)
     make_job_letter("test.fail")  # a dead job and its letter
     make_run_letter()
@@ -92,10 +93,15 @@ def ledger(now: datetime, make_job: Any, make_job_letter: Any, make_run_letter: 
 def test_metrics__the_values_of_a_known_ledger(client: Client, ledger: None) -> None:
     samples = scrape(client)
 
-    jobs = {status: value(samples, "jobs", status=status, kind="test.record") for status in BackgroundJob.Status}
-    assert jobs == {"pending": 3, "running": 1, "succeeded": 3, "dead": 0, "cancelled": 0}
+    held = {status: value(samples, "jobs", status=status, kind="test.record") for status in HELD}
+    assert held == {"pending": 3, "running": 1, "dead": 0}
     assert value(samples, "jobs", status="dead", kind="test.fail") == 2
-    assert value(samples, "jobs", status="cancelled", kind="demo.echo") == 1
+    finished = {
+        status: value(samples, "jobs_finished_last_hour", status=status, kind="test.record") for status in FINISHED
+    }
+    assert finished == {"succeeded": 3, "dead": 0, "cancelled": 0}  # not the one that finished two hours ago
+    assert value(samples, "jobs_finished_last_hour", status="cancelled", kind="demo.echo") == 1
+    assert value(samples, "jobs_finished_last_hour", status="dead", kind="test.fail") == 2
     assert value(samples, "jobs_due") == 2
     assert value(samples, "queue_lag_seconds") == 120
     assert value(samples, "queue_lag_gate_seconds") == 300
