@@ -117,7 +117,7 @@ def _validate(
         raise InvalidJob("kind", "is required and must be a string")
     handler = get_handler(kind)
     if handler is None:
-        raise UnknownKind("kind", f"unknown job kind {kind[:64]!r}; registered kinds: {', '.join(registered_kinds())}")
+        raise UnknownKind("kind", f"unknown job kind {kind[:64]!r}; registered kinds: {_kinds_named()}")
     validate_payload(payload)
     if isinstance(handler, TaskHandler):
         task_arguments(payload)
@@ -141,6 +141,16 @@ def _validate(
         raise InvalidJob("priority", f"must be an integer from {low} to {high}")
     if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
         raise InvalidJob("queue", f"must match {QUEUE_RE.pattern}")
+
+
+def _kinds_named(limit: int = 300) -> str:
+    """Return the registered kinds, as many as fit in `limit` characters (a project may have hundreds of tasks)."""
+    kinds = registered_kinds()
+    named = ", ".join(kinds)
+    if len(named) <= limit:
+        return named
+    shown = named[:limit].rpartition(", ")[0]
+    return f"{shown}, … ({len(kinds)} in all; see docs/tasks.md)"
 
 
 def validate_payload(payload: Any) -> None:

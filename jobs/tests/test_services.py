@@ -103,3 +103,16 @@ def test_job_enqueue__the_database_refuses_two_live_jobs_with_one_key(now: datet
     job_enqueue(kind="test.record", dedupe_key="k", now=now)
     with pytest.raises(IntegrityError), transaction.atomic():
         BackgroundJob.objects.create(kind="test.record", dedupe_key="k")
+
+
+def test_job_enqueue__an_unknown_kind_names_as_many_registered_kinds_as_fit(now: datetime) -> None:
+    import testsupport.tasks  # noqa: F401  (its tasks register: more kinds than fit in one line)
+    from jobs.registry import registered_kinds
+
+    with pytest.raises(UnknownKind) as caught:
+        job_enqueue(kind="nope", now=now)
+
+    message = str(caught.value)
+    assert message.startswith("kind: unknown job kind 'nope'; registered kinds: demo.echo, demo.fail, ")
+    assert message.endswith(f", … ({len(registered_kinds())} in all; see docs/tasks.md)")
+    assert len(message) < 400
