@@ -232,3 +232,15 @@ def test_enqueue_over_http__a_tasks_kind_takes_its_arguments(client: Any, settin
     assert (bad.status_code, bad.json()["field"]) == (400, "payload")
     assert bad.json()["error"].startswith('payload: a task\'s payload is {"args": [...], "kwargs": {...}}')
     assert BackgroundJob.objects.count() == 1
+
+
+def test_tests_can_swap_in_the_frameworks_own_backends(settings: Any) -> None:
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    recorded = demo.echo.enqueue(message="not run")
+    assert default_task_backend.results == [recorded]  # type: ignore[attr-defined]
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    ran = demo.echo.enqueue(message="run at once")
+    assert (ran.status, ran.return_value) == (TaskResultStatus.SUCCESSFUL, {"message": "run at once"})
+
+    assert not BackgroundJob.objects.exists()
