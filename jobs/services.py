@@ -143,7 +143,7 @@ def _validate(
         raise InvalidJob("queue", f"must match {QUEUE_RE.pattern}")
 
 
-def _kinds_named(limit: int = 300) -> str:
+def _kinds_named(limit: int = 200) -> str:
     """Return the registered kinds, as many as fit in `limit` characters (a project may have hundreds of tasks)."""
     kinds = registered_kinds()
     named = ", ".join(kinds)

@@ -115,4 +115,4 @@ def test_job_enqueue__an_unknown_kind_names_as_many_registered_kinds_as_fit(now:
     message = str(caught.value)
     assert message.startswith("kind: unknown job kind 'nope'; registered kinds: demo.echo, demo.fail, ")
     assert message.endswith(f", … ({len(registered_kinds())} in all; see docs/tasks.md)")
-    assert len(message) < 400
+    assert len(message) < 300
