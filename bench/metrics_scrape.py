@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -82,6 +83,7 @@ FROM generate_series(1, {runs}) AS i;
 
 
 def main() -> None:
+    load_at_start = load()
     url = scratch_database(SCRATCH)
     setup_django(
         url, settings="bench_settings", BENCH_CRON_JOBS=str(CRON_JOBS), METRICS_TOKEN=TOKEN, ALLOWED_HOSTS="testserver"
@@ -118,7 +120,6 @@ def main() -> None:
     scrape()  # warm-up: connections, caches, prepared statements
     load_before = load()
     timings = [scrape() for _ in range(REPEAT)]
-    load_after = load()
     queries = _query_times(connection, lambda: client.get("/metrics", headers=headers))
     size = len(client.get("/metrics", headers=headers).content)
     connection.close()
@@ -130,7 +131,7 @@ def main() -> None:
         "worstMs": round(max(timings), 1),
         "rows": ROWS,
         "bytes": size,
-        "load": [load_before, load_after],
+        "load": [load_at_start, load_before],
     }
     print(json.dumps(figures))
     for sql, ms in queries[:6]:
@@ -163,9 +164,10 @@ def write(figures: dict[str, Any], queries: list[tuple[str, float]]) -> None:
         [
             "## Metrics scrape (`GET /metrics`)",
             "",
-            f"`python bench/metrics_scrape.py` on {today()}: {machine()}; load average {figures['load'][0]} before "
-            f"the scrapes, {figures['load'][1]} after. {ROWS:,} background jobs (a week: 96 % succeeded, 1 % each "
-            f"pending and due, scheduled, dead, cancelled; {ROWS // 100:,} dead letters, half resolved), {ROWS:,} "
+            f"`python bench/metrics_scrape.py` on {today()}: {machine()}; load average {figures['load'][0]} at the "
+            f"start, {figures['load'][1]} after the seeding, before the scrapes. {ROWS:,} background jobs (a week: "
+            f"96 % succeeded, 1 % each pending and due, scheduled, dead, cancelled; {ROWS // 100:,} dead letters, half "
+            f"resolved), {ROWS:,} "
             f"dispatch windows of {CRON_JOBS} cron jobs over 30 days, {ROWS // 5:,} function runs; tables vacuumed "
             f"and analysed. {REPEAT} scrapes through Django's test client after a warm-up, production settings.",
             "",
@@ -184,8 +186,9 @@ def write(figures: dict[str, Any], queries: list[tuple[str, float]]) -> None:
 
 
 def _label(sql: str) -> str:
-    """Return the start of a query, enough to tell which one it is."""
-    return sql[:100].replace("|", "\\|") + ("…" if len(sql) > 100 else "")
+    """Return a query shortened enough to tell which one it is: no table prefixes or aliases, at most 150 characters."""
+    short = re.sub(r' AS "\w+"', "", re.sub(r'"\w+"\.', "", sql))
+    return short[:150].replace("|", "\\|") + ("…" if len(short) > 150 else "")
 
 
 if __name__ == "__main__":
