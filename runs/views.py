@@ -3,6 +3,8 @@
 The serve handler is built lazily from the current settings (and rebuilt when
 they change), so the URLconf never needs Inngest to be configured: without a
 signing key outside dev mode the endpoint answers 503 and says what to set.
+Dev mode verifies no signature, so it is served only while DEBUG is on (local
+use); with DEBUG off it answers 503 too (and `check --deploy` fails: E006).
 """
 
 from __future__ import annotations
@@ -25,16 +27,28 @@ logger = logging.getLogger(__name__)
 
 View = Callable[[HttpRequest], HttpResponse]
 
+DEV_MODE_REFUSED = (
+    "Inngest dev mode (INNGEST_DEV) verifies no signature and is refused while DEBUG is false: "
+    "unset INNGEST_DEV and set INNGEST_SIGNING_KEY, or set DEBUG=true for local use with the dev server"
+)
+
 
 @csrf_exempt
 def serve(request: HttpRequest) -> HttpResponse:
-    """Hand the request to the SDK: Inngest's calls (signed in cloud mode), sync and inspection."""
+    """Hand the request to the SDK: Inngest's calls (signed in cloud mode), sync and inspection.
+
+    Dev mode (unsigned) is served only with DEBUG on.
+    """
     config = current_config()
     if not config.servable:
         return JsonResponse(
             {"error": "Inngest is not configured: set INNGEST_SIGNING_KEY (cloud) or INNGEST_DEV=1 (dev server)"},
             status=503,
         )
+    if config.dev_mode and not settings.DEBUG:
+        # Dev mode verifies no signature: anyone who can reach the URL could run the functions.
+        logger.error("inngest call refused: INNGEST_DEV is set and DEBUG is false", extra={"action": "inngest_auth"})
+        return JsonResponse({"error": DEV_MODE_REFUSED}, status=503)
     if not config.dev_mode and _signed_too_long_ago(request, now=time.time()):
         # The SDK checks the signature's HMAC, not its age: refuse a replayed call here.
         logger.warning("inngest call refused: signature timestamp too old", extra={"action": "inngest_auth"})

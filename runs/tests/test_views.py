@@ -71,6 +71,7 @@ def test_serve__cloud_mode_without_a_signing_key_answers_503(client: Client, set
 
 
 def test_serve__dev_mode_answers_the_dev_servers_inspection(client: Client, settings: Any) -> None:
+    settings.DEBUG = True  # Local use: dev mode is served only with DEBUG on.
     settings.INNGEST_SIGNING_KEY = ""
     settings.INNGEST_DEV = "1"
 
@@ -79,6 +80,37 @@ def test_serve__dev_mode_answers_the_dev_servers_inspection(client: Client, sett
     assert response.status_code == 200
     assert response.json()["mode"] == "dev"
     assert response.json()["function_count"] >= 5
+
+
+@pytest.mark.parametrize("signing_key", ["", SIGNING_KEY])
+def test_serve__dev_mode_without_debug_refuses_every_call_and_runs_nothing(
+    live_server: Any, settings: Any, signing_key: str
+) -> None:
+    settings.INNGEST_DEV = "1"  # DEBUG is off, as in production: dev mode would verify no signature.
+    settings.INNGEST_SIGNING_KEY = signing_key
+    key = "cron:background-jobs:2099-01-01T00:00"  # a future window, pre-claimed if this call ran
+    body: dict[str, Any] = {
+        "ctx": {"attempt": 0, "disable_immediate_execution": False, "run_id": "01ANYONE", "stack": {"stack": []}},
+        "event": event("background/maintenance.requested", key),
+        "events": [event("background/maintenance.requested", key)],
+        "steps": {},
+        "use_api": False,
+    }
+
+    call = httpx.post(
+        f"{live_server.url}/api/inngest",
+        params={"fnId": "orchestrator-background-maintenance", "stepId": "step"},
+        json=body,
+    )
+    inspection = httpx.get(f"{live_server.url}/api/inngest")
+    sync = httpx.put(f"{live_server.url}/api/inngest")
+
+    assert [call.status_code, inspection.status_code, sync.status_code] == [503, 503, 503]
+    error = call.json()["error"]
+    assert "INNGEST_DEV" in error
+    assert "INNGEST_SIGNING_KEY" in error
+    assert "DEBUG" in error
+    assert not FunctionRun.objects.exists()
 
 
 @pytest.mark.parametrize("age", [-3600, 301, 3600])
