@@ -12,9 +12,11 @@ maintenance, `cron-<name>` runs an extra cron job. Each function:
   the same window (another run id) does no work: `{"skipped": "duplicate-window"}`;
 - does its work in steps, each bounded by INNGEST_STEP_BUDGET_SECONDS, so no
   single call from Inngest outlives a request timeout;
-- records each attempt; the last failing attempt (or a NonRetriableError) marks
-  the run failed and writes its dead letter, and `on_failure` writes the same
-  dead letter idempotently, so either path alone suffices.
+- records every attempt of every step (Inngest numbers them from 1 in each step);
+  the last failing attempt (the request's own max_attempts says which), or a
+  NonRetriableError, marks the run failed and writes its dead letter, and
+  `on_failure` writes the same dead letter idempotently, so either path alone
+  suffices.
 
 The SDK re-enters the function body once per step, replaying finished steps from
 their memoized output: every ledger write therefore happens inside a step.
@@ -23,7 +25,9 @@ their memoized output: every ledger write therefore happens inside a step.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, NoReturn
@@ -46,6 +50,20 @@ logger = logging.getLogger(__name__)
 PROCESS_JOBS = "process-background-jobs"
 MAX_DISPATCH_KEY_LENGTH = 200
 MISSING_KEY = "event.data.dispatchKey is missing or invalid: refusing to run without idempotency"
+
+
+# The max_attempts of the execution request being served (runs.views sets it), or None.
+_request_max_attempts: ContextVar[int | None] = ContextVar("request_max_attempts", default=None)
+
+
+@contextmanager
+def execution_request(*, max_attempts: int | None) -> Iterator[None]:
+    """Serve one request of Inngest's, whose ctx says how many attempts each step gets (None: not said)."""
+    token = _request_max_attempts.set(max_attempts)
+    try:
+        yield
+    finally:
+        _request_max_attempts.reset(token)
 
 
 def build_functions(client: inngest.Inngest) -> list[inngest.Function[Any]]:
@@ -131,22 +149,27 @@ def _drain(step: Callable[..., Any], base: CronContext) -> dict[str, Any]:
 
 
 def _stepper(ctx: inngest.ContextSync, run_pk: int, *, payload: dict[str, Any]) -> Callable[..., Any]:
-    """Return step(name, work): run `work(now)` as an Inngest step that records its attempt."""
-    max_attempts = settings.INNGEST_FUNCTION_RETRIES + 1
+    """Return step(name, work): run `work(now)` as an Inngest step that records each of its attempts.
+
+    The last attempt is the one the request says (its `max_attempts`, which Inngest
+    took from the function's config when it was synced), not the current setting.
+    """
+    max_attempts = _request_max_attempts.get() or settings.INNGEST_FUNCTION_RETRIES + 1
 
     def step(name: str, work: Callable[[datetime], Any]) -> Any:
         def body() -> Any:
             now, attempt = timezone.now(), ctx.attempt + 1
-            ledger.attempt_begin(run_pk=run_pk, attempt=attempt, step=name, now=now)
+            ledger.attempt_begin(run_pk=run_pk, step=name, attempt=attempt, now=now)
             try:
-                return work(now)
+                output = work(now)
             except Exception as exc:  # Any error of the work: record the attempt, let Inngest retry it.
                 error = one_line(exc)
-                ledger.attempt_fail(run_pk=run_pk, attempt=attempt, step=name, error=error, now=timezone.now())
+                ledger.attempt_fail(run_pk=run_pk, step=name, attempt=attempt, error=error, now=timezone.now())
                 if isinstance(exc, inngest.NonRetriableError) or attempt >= max_attempts:
                     reason = "non-retriable error" if attempt < max_attempts else f"retries exhausted ({attempt})"
                     ledger.run_fail(
                         run_pk=run_pk,
+                        step=name,
                         attempt=attempt,
                         error=error,
                         terminal_reason=f"{reason} in step {name}",
@@ -154,6 +177,8 @@ def _stepper(ctx: inngest.ContextSync, run_pk: int, *, payload: dict[str, Any]) 
                         now=timezone.now(),
                     )
                 raise
+            ledger.attempt_succeed(run_pk=run_pk, step=name, attempt=attempt, now=timezone.now())
+            return output
 
         return ctx.step.run(name, body)
 
@@ -170,7 +195,7 @@ def _claim(
         correlation_id=correlation_id,
         source=source,
         scope=ledger.scope_of(params),
-        attempt=ctx.attempt + 1,
+        step=None,  # each step records its own attempts
         now=timezone.now(),
     )
     return {"runPk": claim.run.pk, "won": claim.won}

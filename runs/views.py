@@ -10,6 +10,7 @@ use); with DEBUG off it answers 503 too (and `check --deploy` fails: E006).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.inngest import InngestConfig, client_for, current_config
-from runs.functions import build_functions
+from runs.functions import build_functions, execution_request
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,19 @@ def serve(request: HttpRequest) -> HttpResponse:
         # The SDK checks the signature's HMAC, not its age: refuse a replayed call here.
         logger.warning("inngest call refused: signature timestamp too old", extra={"action": "inngest_auth"})
         return JsonResponse({"message": "Unauthorized"}, status=401)
-    return _handler(config)(request)
+    with execution_request(max_attempts=_max_attempts(request)):
+        return _handler(config)(request)
+
+
+def _max_attempts(request: HttpRequest) -> int | None:
+    """Return the `ctx.max_attempts` of an execution request, or None (not one, or it does not say)."""
+    if request.method != "POST":
+        return None
+    try:
+        value = json.loads(request.body)["ctx"]["max_attempts"]
+    except (ValueError, KeyError, TypeError):
+        return None  # the SDK answers a request it cannot read
+    return value if type(value) is int and value >= 1 else None
 
 
 def _signed_too_long_ago(request: HttpRequest, *, now: float) -> bool:
