@@ -41,7 +41,8 @@ test: $(STAMP)
 		{ echo "chromium is missing: installing Debian's package"; apt-get update -qq && apt-get install -y -qq chromium; }
 	$(BIN)/python -m pytest
 
-# Benchmarks (about 8 minutes; needs wrk and pgbench, and owns scratch databases orch_bench_*).
+# Benchmarks (under 10 minutes; needs wrk and pgbench, and owns scratch databases orch_bench_*).
+# bench/requirements.txt adds the peer queues (pgqueuer, Procrastinate) to the bench virtualenv only.
 $(BENCH_STAMP): requirements.txt bench/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip

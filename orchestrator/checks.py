@@ -22,7 +22,7 @@ from dispatch.modes import emergency_fallback, publishing_configured
 from dispatch.registry import registry_problem
 
 TAG = "orchestrator"
-ROLLOUT_HINT = "See README.md, 'Rolling out and rolling back'."
+ROLLOUT_HINT = "See docs/operations.md, 'Rolling out and rolling back'."
 
 
 @dataclass(frozen=True)
