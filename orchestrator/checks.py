@@ -105,7 +105,7 @@ def dev_server_messages(config: DeployConfig) -> list[CheckMessage]:
             "INNGEST_DEV is set and DEBUG is false: dev mode accepts calls to /api/inngest without a signature, "
             "so anyone who can reach it could start the functions; /api/inngest and cron dispatch are refused.",
             hint="In production unset INNGEST_DEV and set INNGEST_SIGNING_KEY (and INNGEST_EVENT_KEY); "
-            "the dev server is for local use, with DEBUG=true.",
+            "the dev server is for local use, with DEBUG=true. See docs/security.md, 'Signatures'.",
             id="orchestrator.E006",
         )
     ]

@@ -30,7 +30,8 @@ View = Callable[[HttpRequest], HttpResponse]
 
 DEV_MODE_REFUSED = (
     "Inngest dev mode (INNGEST_DEV) verifies no signature and is refused while DEBUG is false: "
-    "unset INNGEST_DEV and set INNGEST_SIGNING_KEY, or set DEBUG=true for local use with the dev server"
+    "unset INNGEST_DEV and set INNGEST_SIGNING_KEY, or set DEBUG=true for local use with the dev server "
+    "(see docs/security.md)"
 )
 
 
