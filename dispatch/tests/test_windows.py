@@ -17,13 +17,16 @@ from django.utils import timezone
 
 from conftest import EVENT_KEY
 from core.timefmt import iso_utc
+from dispatch import services
+from dispatch.hooks import inline_run
 from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
-from dispatch.windows import window_claim
+from dispatch.windows import stale_after, window_claim
 from runs.models import FunctionRun
 from testsupport import procs
 from testsupport.event_api import EventAPI
+from testsupport.models import CronRun
 
 PROCESS = "background/process.requested"
 MAINTENANCE = "background/maintenance.requested"
@@ -96,6 +99,35 @@ def test_dispatch_tick__the_fence_costs_no_round_trip(event_api: EventAPI, djang
         duplicate = dispatch_tick(job=job, now=timezone.now(), at=at, source="cron", correlation_id="again")
 
     assert (fresh.status_code, duplicate.status_code, duplicate.body["duplicate"]) == (202, 200, True)
+
+
+@pytest.mark.django_db
+def test_window_close__an_inline_tick_superseded_after_its_run_answers_what_it_ran(
+    now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inline run outlives its stale bound; a later tick re-claims the window; the first tick then closes."""
+    job = get_cron_job("counter")
+    assert job is not None
+    later: list[Any] = []
+
+    def run_then_get_superseded(**kwargs: Any) -> Any:
+        result = inline_run(**kwargs)  # tick A's units run...
+        if kwargs["ctx"].correlation_id == "tick-a":  # ... past the stale bound (moved back, not waited for)
+            DispatchWindow.objects.update(updated_at=F("updated_at") - stale_after("inline") - timedelta(seconds=1))
+            later.append(dispatch_tick(job=job, now=now, source="cron", correlation_id="tick-b"))  # B re-claims
+        return result
+
+    monkeypatch.setattr(services, "inline_run", run_then_get_superseded)
+
+    first = dispatch_tick(job=job, now=now, source="cron", correlation_id="tick-a")
+
+    # A did the work, once, and says so; B found its runs taken (the run ledger) and owns the window.
+    assert (first.status_code, first.body["duplicate"]) == (200, False)
+    assert first.body["summary"] == {"cron-counter": {"cronRunId": CronRun.objects.get().pk, "params": {}}}
+    [second] = later
+    assert (second.status_code, second.body["summary"]) == (200, {"cron-counter": {"skipped": "duplicate-window"}})
+    window = DispatchWindow.objects.get()
+    assert (window.status, window.correlation_id, window.claim) == ("inline", "tick-b", 2)
 
 
 def tick_a(event_api: EventAPI, at: datetime, **env: str) -> subprocess.Popen[str]:
