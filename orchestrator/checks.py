@@ -101,12 +101,12 @@ def dev_server_messages(config: DeployConfig) -> list[CheckMessage]:
     if config.debug or not config.inngest_dev:
         return []
     return [
-        Warning(
-            "INNGEST_DEV is set and DEBUG is false: /api/inngest runs in dev mode, which accepts calls without a "
-            "signature, so anyone who can reach it can start the functions.",
+        Error(
+            "INNGEST_DEV is set and DEBUG is false: dev mode accepts calls to /api/inngest without a signature, "
+            "so anyone who can reach it could start the functions; /api/inngest and cron dispatch are refused.",
             hint="In production unset INNGEST_DEV and set INNGEST_SIGNING_KEY (and INNGEST_EVENT_KEY); "
-            "INNGEST_DEV is for a local dev server only.",
-            id="orchestrator.W003",
+            "the dev server is for local use, with DEBUG=true. See docs/security.md, 'Signatures'.",
+            id="orchestrator.E006",
         )
     ]
 
@@ -257,6 +257,7 @@ def _errors_for(config: DeployConfig) -> tuple[CheckMessage, ...]:
     messages = [
         *cron_secret_messages(config),
         *signing_key_messages(config),
+        *dev_server_messages(config),
         *preview_env_messages(config),
         *secret_key_messages(config),
         *canary_range_messages(config),
