@@ -21,8 +21,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: $(STAMP)
 	@$(BIN)/python manage.py migrate --noinput -v0
-	@$(BIN)/python manage.py enqueue_job demo.echo --count 3 --payload '{"message": "hello from the demo"}'
-	@$(BIN)/python manage.py enqueue_job demo.sleep --payload '{"seconds": 0.2}'
+	@$(BIN)/python manage.py enqueue_job demo.echo --count 3 --payload '{"kwargs": {"message": "hello from the demo"}}'
+	@$(BIN)/python manage.py enqueue_job demo.sleep --payload '{"kwargs": {"seconds": 0.2}}'
 	@$(BIN)/python manage.py enqueue_job demo.fail --max-attempts 1
 	@echo "--- one tick of background-jobs (inline mode: nothing is configured) ---"
 	@LOG_LEVEL=WARNING $(BIN)/python manage.py dispatch_tick background-jobs
@@ -41,7 +41,8 @@ test: $(STAMP)
 		{ echo "chromium is missing: installing Debian's package"; apt-get update -qq && apt-get install -y -qq chromium; }
 	$(BIN)/python -m pytest
 
-# Benchmarks (about 8 minutes; needs wrk and pgbench, and owns scratch databases orch_bench_*).
+# Benchmarks (under 10 minutes; needs wrk and pgbench, and owns scratch databases orch_bench_*).
+# bench/requirements.txt adds the peer queues (pgqueuer, Procrastinate) to the bench virtualenv only.
 $(BENCH_STAMP): requirements.txt bench/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip

@@ -1,15 +1,19 @@
-"""Settings for bench/dispatch_latency.py: production settings plus many registered cron jobs.
+"""Settings for the benchmarks' product processes: production settings plus bench-only additions.
 
-Every request of the fresh-window benchmark ticks a different cron job, so each one
-claims a new window; BENCH_CRON_JOBS says how many jobs `bench-00000`... to register.
+- many registered cron jobs: every request of the fresh-window benchmark ticks a
+  different one, so each claims a new window; BENCH_CRON_JOBS says how many jobs
+  `bench-00000`... to register;
+- the bench URLconf (bench_urls.py): the product's URLs plus the dispatch floor;
+- the bench job handlers (bench_handlers.py) beside the product's own.
 """
 
 from __future__ import annotations
 
 import os
 
+# The one place the settings name the product's settings module (see product.py).
 from orchestrator.settings import *  # noqa: F403
-from orchestrator.settings import CRON_JOBS
+from orchestrator.settings import CRON_JOBS, JOB_HANDLER_MODULES
 
 CRON_JOBS = [
     *CRON_JOBS,
@@ -18,3 +22,5 @@ CRON_JOBS = [
         for number in range(int(os.environ.get("BENCH_CRON_JOBS", "100")))
     ),
 ]
+ROOT_URLCONF = "bench_urls"
+JOB_HANDLER_MODULES = [*JOB_HANDLER_MODULES, "bench_handlers"]

@@ -8,14 +8,18 @@ import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+import product
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+T = TypeVar("T")
 
 
 def scratch_database(name: str) -> str:
@@ -46,12 +50,13 @@ def run_psql(url: str, *statements: str) -> str:
     return done.stdout.strip()
 
 
-def setup_django(database_url: str, **env: str) -> None:
+def setup_django(database_url: str, *, settings: str = product.SETTINGS, **env: str) -> None:
     """Configure Django for a benchmark process on `database_url`, with production settings (DEBUG off).
 
-    The cache is local memory unless REDIS_URL is given.
+    `settings` is the product's settings module unless a bench one (bench_settings) is
+    named. The cache is local memory unless REDIS_URL is given.
     """
-    os.environ.update(DATABASE_URL=database_url, DJANGO_SETTINGS_MODULE="orchestrator.settings", **env)
+    os.environ.update(DATABASE_URL=database_url, DJANGO_SETTINGS_MODULE=settings, **env)
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("DEBUG", "false")  # production settings: no query log, no debug cursor
     os.environ.setdefault("SECRET_KEY", "benchmark-secret-key-" + "x" * 40)
@@ -61,6 +66,40 @@ def setup_django(database_url: str, **env: str) -> None:
     import django
 
     django.setup()
+
+
+def prepare_tables(url: str, tables: Sequence[str]) -> None:
+    """Vacuum and analyze freshly seeded `tables`, then checkpoint: every system starts from the same state.
+
+    Autovacuum is off on the benchmark server, so without this a table's statistics
+    are those of an empty table and a queue's fetch may scan and sort every row.
+    """
+    run_psql(url, *(f"VACUUM ANALYZE {table}" for table in tables), "CHECKPOINT")
+
+
+def interleaved(configs: Sequence[T], repeat: int, measure: Callable[[T], float]) -> list[list[float]]:
+    """Measure every config `repeat` times, round by round (A B C, A B C, ...); return each config's figures.
+
+    Interleaving spreads the machine's drift over every config instead of letting it
+    fall on whichever ran last.
+    """
+    figures: list[list[float]] = [[] for _ in configs]
+    for _ in range(repeat):
+        for index, config in enumerate(configs):
+            figures[index].append(measure(config))
+    return figures
+
+
+def spread(values: Sequence[float], fmt: str = ",.0f") -> str:
+    """Return `median (min–max)` of `values`, e.g. `2,094 (1,613–2,351)`."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(median(values), fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
+
+
+def load() -> str:
+    """Return the machine's load averages (1, 5, 15 minutes) as `uptime` shows them."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

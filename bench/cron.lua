@@ -1,7 +1,9 @@
 -- wrk script for bench/dispatch_latency.py: GET /api/cron/<job> with the bearer secret.
 -- BENCH_FIXED=<job> ticks one job (duplicates after the first); otherwise thread t ticks
 -- bench-(BENCH_START + t * BENCH_STRIDE + n) for its n-th request: a fresh window each time.
+-- BENCH_PATH replaces /api/cron/ (the dispatch floor is /bench/floor/).
 local secret = os.getenv("BENCH_SECRET")
+local prefix = os.getenv("BENCH_PATH") or "/api/cron/"
 local fixed = os.getenv("BENCH_FIXED")
 local first = tonumber(os.getenv("BENCH_START") or "0")
 local stride = tonumber(os.getenv("BENCH_STRIDE") or "10000")
@@ -25,7 +27,7 @@ function request()
     job = string.format("bench-%05d", base + n)
     n = n + 1
   end
-  return wrk.format("GET", "/api/cron/" .. job, {["Authorization"] = "Bearer " .. secret})
+  return wrk.format("GET", prefix .. job, {["Authorization"] = "Bearer " .. secret})
 end
 
 function done(summary, latency, requests)

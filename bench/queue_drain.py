@@ -1,149 +1,135 @@
-"""Benchmark: draining no-op jobs on PostgreSQL — one and two runner processes, Procrastinate beside it.
+"""Benchmark: draining no-op jobs on PostgreSQL, one process, Orchestrator beside pgqueuer and Procrastinate.
 
     python bench/queue_drain.py        # (make bench runs it with the bench virtualenv)
 
-Each run seeds JOBS `demo.noop` jobs into a scratch database, starts the runner
-processes (each set up and connected before a common "go"), and measures from "go"
-to the last job done. The same workload then runs on Procrastinate (its own schema,
-in a separate scratch database). Prints `RESULT {...}` and writes its section of
-BENCHMARKS.md.
+Every system drains the same JOBS no-op jobs on the same PostgreSQL (loopback TCP,
+the same server settings), each in its own scratch database, seeded and then vacuumed,
+analyzed and checkpointed alike (bench/peers.py). The configurations run interleaved,
+round after round, REPEAT rounds; each figure is the median and range of its rounds.
+
+- Orchestrator: the product's runner (`jobs_run`, batches of 100), 1 process × 1
+  and × 4 threads (`run_jobs --concurrency`);
+- pgqueuer, as its benchmark tool (`tools/benchmark.py`) runs it: the asyncpg driver,
+  one connection per queue manager, uvloop, drain mode. Its defaults (one queue
+  manager, batches of 10, as `pgq run`), its benchmark tool's defaults (`--dequeue 5
+  --dequeue-batch-size 10`), and batches of 100 with one and with five managers: the
+  best of these is "pgqueuer's best one-process configuration";
+- Procrastinate: one worker, concurrency 8 (its better one-process shape: concurrency 1
+  drains about a third slower, and each of its runs is the longest here).
+
+Prints `RESULT {...}` and writes its section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, drop_database, machine, median, run_psql, scratch_database, today, write_section  # noqa: E402
+from common import drop_database, interleaved, load, machine, median, spread, today, write_section  # noqa: E402
+from peers import drain_once, install  # noqa: E402
 
-JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "12000"))
-PEER_JOBS = int(os.environ.get("BENCH_PEER_JOBS", "2000"))
+JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 BATCH_SIZE = 100
-SHAPES = ((1, 1), (1, 4), (2, 1), (2, 4))  # (processes, threads each)
-PEER_CONCURRENCY = (1, 8)
-SEED = (
-    "TRUNCATE jobs_backgroundjob CASCADE",
-    "INSERT INTO jobs_backgroundjob (tenant, kind, payload, status, priority, attempts, max_attempts, run_after,"
-    " locked_by, last_error, created_at)"
-    " SELECT '', 'demo.noop', '{}'::jsonb, 'pending', 0, 0, 5, now() - interval '1 second', '', '', now()"
-    " FROM generate_series(1, %d)",
-    "VACUUM ANALYZE jobs_backgroundjob",
+# (key, system, worker arguments, how the section names it)
+CONFIGS: tuple[tuple[str, str, tuple[object, ...], str], ...] = (
+    ("orchestrator1x1", "orchestrator", (BATCH_SIZE, 1), "1 process × 1 thread"),
+    ("orchestrator1x4", "orchestrator", (BATCH_SIZE, 4), "1 process × 4 threads"),
+    ("pgqueuerDefaults", "pgqueuer", (1, 10), "1 queue manager, batches of 10 (pgqueuer's defaults)"),
+    ("pgqueuerTool", "pgqueuer", (5, 10), "5 queue managers, batches of 10 (its benchmark tool's defaults)"),
+    ("pgqueuer1x100", "pgqueuer", (1, 100), "1 queue manager, batches of 100"),
+    ("pgqueuer5x100", "pgqueuer", (5, 100), "5 queue managers, batches of 100"),
+    ("procrastinate8", "procrastinate", (8,), "1 worker, concurrency 8"),
 )
+NAMES = {
+    "orchestrator": "Orchestrator runner",
+    "pgqueuer": f"pgqueuer {version('pgqueuer')}",
+    "procrastinate": f"Procrastinate {version('procrastinate')}",
+}
 
 
-def main() -> dict[str, object]:
-    database = "orch_bench_drain"
-    url = scratch_database(database)
-    migrate(url)
-    results: dict[str, object] = {}
-    for processes, threads in SHAPES:
-        rates = [drain(url, processes, threads) for _ in range(REPEAT)]
-        results[f"orchestrator{processes}x{threads}"] = median(rates)
-        print(f"orchestrator, {processes} process(es) x {threads}: {[round(r) for r in rates]} jobs/s", flush=True)
-    drop_database(database)
-    for concurrency in PEER_CONCURRENCY:
-        rates = [peer(concurrency) for _ in range(REPEAT)]
-        results[f"procrastinate{concurrency}"] = median(rates)
-        print(f"procrastinate, concurrency {concurrency}: {[round(r) for r in rates]} jobs/s", flush=True)
-    best_peer = max(float(results[f"procrastinate{c}"]) for c in PEER_CONCURRENCY)  # type: ignore[arg-type]
-    results["orchestrator1"] = max(float(results[f"orchestrator1x{t}"]) for p, t in SHAPES if p == 1)  # type: ignore[arg-type]
-    results["orchestrator2"] = max(float(results[f"orchestrator2x{t}"]) for p, t in SHAPES if p == 2)  # type: ignore[arg-type]
-    results["ratio"] = float(results["orchestrator1"]) / best_peer
+def main() -> dict[str, Any]:
+    load_before = load()
+    databases = {system: f"orch_bench_drain_{system}" for system in NAMES}
+    urls = {system: install(system, database) for system, database in databases.items()}
+
+    def measure(config: tuple[str, str, tuple[object, ...], str]) -> float:
+        key, system, args, _ = config
+        rate = float(drain_once(system, urls[system], jobs=JOBS, args=args)["rate"])
+        print(f"{key}: {rate:,.0f} jobs/s", flush=True)
+        return rate
+
+    figures = dict(zip((config[0] for config in CONFIGS), interleaved(CONFIGS, REPEAT, measure), strict=True))
+    for database in databases.values():
+        drop_database(database)
+    results = summarise(figures)
+    results["load"] = [load_before, load()]
     write(results)
     print("RESULT " + json.dumps(results), flush=True)
     return results
 
 
-def migrate(url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "orchestrator.settings", "LOG_LEVEL": "WARNING"}
-    env.pop("REDIS_URL", None)
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, check=True, cwd=ROOT)
+def summarise(figures: dict[str, list[float]]) -> dict[str, Any]:
+    """Return every config's runs and median, the best of each system, and the ratios."""
+    medians = {key: median(runs) for key, runs in figures.items()}
+
+    def best(system: str) -> str:
+        return max((key for key in medians if key.startswith(system)), key=medians.__getitem__)
+
+    ours, pgqueuer, procrastinate = best("orchestrator"), best("pgqueuer"), best("procrastinate")
+    return {
+        "jobs": JOBS,
+        "repeat": REPEAT,
+        "runs": figures,
+        "medians": medians,
+        "orchestrator1": medians[ours],
+        "orchestratorBest": ours,
+        "pgqueuerBest": pgqueuer,
+        "pgqueuer1": medians[pgqueuer],
+        "procrastinateBest": procrastinate,
+        "ratioPgqueuer": medians[ours] / medians[pgqueuer],
+        "ratio": medians[ours] / medians[procrastinate],
+    }
 
 
-def drain(url: str, processes: int, threads: int) -> float:
-    """Seed JOBS jobs, drain them with `processes` runners of `threads` each, return jobs per second."""
-    run_psql(url, SEED[0], SEED[1] % JOBS, SEED[2])
-    workers = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "drain_worker.py"), url, str(BATCH_SIZE), str(threads)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for _ in range(processes)
-    ]
-    for worker in workers:
-        assert worker.stdout is not None
-        while worker.stdout.readline().strip() != "READY":
-            pass
-    for worker in workers:
-        assert worker.stdin is not None
-        worker.stdin.write("go\n")
-        worker.stdin.flush()
-    results = []
-    for worker in workers:
-        out, _ = worker.communicate(timeout=900)
-        line = next(line for line in out.splitlines() if line.startswith("RESULT "))
-        results.append(json.loads(line.removeprefix("RESULT ")))
-    done = sum(result["succeeded"] for result in results)
-    if done != JOBS:
-        raise RuntimeError(f"expected {JOBS} jobs to succeed, got {done}")
-    seconds = max(r["finished"] for r in results) - min(r["started"] for r in results)
-    return JOBS / seconds
-
-
-def peer(concurrency: int) -> float:
-    """Run the same no-op workload on Procrastinate; return jobs per second."""
-    database = "orch_bench_procrastinate"
-    url = scratch_database(database)
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "procrastinate_worker.py"), url, str(PEER_JOBS), str(concurrency)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=True,
-        cwd=ROOT,
-    )
-    drop_database(database)
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
-    result = json.loads(line.removeprefix("RESULT "))
-    return float(result["jobs"]) / float(result["seconds"])
-
-
-def write(results: dict[str, object]) -> None:
+def write(results: dict[str, Any]) -> None:
+    runs, medians = results["runs"], results["medians"]
     rows = [
-        f"| Orchestrator runner | {p} process{'es' if p > 1 else ''} × {t} thread{'s' if t > 1 else ''} "
-        f"| {float(results[f'orchestrator{p}x{t}']):,.0f} |"  # type: ignore[arg-type]
-        for p, t in SHAPES
-    ]
-    rows += [
-        f"| Procrastinate worker | 1 process, concurrency {c} | {float(results[f'procrastinate{c}']):,.0f} |"  # type: ignore[arg-type]
-        for c in PEER_CONCURRENCY
+        f"| {NAMES[system]} | {shape} | {spread(runs[key])} | {medians[key] / results['pgqueuer1']:.2f}× |"
+        for key, system, _, shape in CONFIGS
     ]
     write_section(
         "bench/queue_drain.py",
         [
-            "## Queue drain (no-op jobs, PostgreSQL)",
+            "## Queue drain, one process (no-op jobs, PostgreSQL)",
             "",
-            f"`python bench/queue_drain.py` on {today()}: {machine()}. {JOBS:,} `demo.noop` jobs per run for "
-            f"Orchestrator's runner (batches of {BATCH_SIZE}, one transaction per job, `run_jobs --concurrency` "
-            f"threads), {PEER_JOBS:,} for Procrastinate 3.10 (an async no-op task, `listen_notify=False`, "
-            "`wait=False`), each in its own scratch database; from a common start to the last job done; median of "
-            f"{REPEAT} runs.",
+            f"`python bench/queue_drain.py` on {today()}: {machine()}; load average {results['load'][0]} before, "
+            f"{results['load'][1]} after. {JOBS:,} no-op jobs per run for every system, each in its own scratch "
+            "database on the same server (loopback TCP, same settings); each run empties the system's tables, "
+            "seeds the jobs with its own bulk insert, then `VACUUM ANALYZE`s its tables and checkpoints; worker "
+            "processes connect first and are timed from a common start to the last job done. Configurations "
+            f"run interleaved, {REPEAT} round{'s' if REPEAT > 1 else ''}: median (min–max) jobs/s.",
             "",
-            "| Queue | Shape | Jobs/s |",
-            "| --- | --- | ---: |",
+            "Orchestrator: the product's runner (`jobs_run`, batches of 100, one transaction per job). pgqueuer: "
+            "configured as its benchmark tool (`tools/benchmark.py`) does: the asyncpg driver, one connection "
+            "and one `PgQueuer` per queue manager, an async no-op entrypoint, drain mode, uvloop; its defaults "
+            "are one manager with batches of 10 (`pgq run`), its tool's `--dequeue 5 --dequeue-batch-size 10`. "
+            "Procrastinate: an async no-op task, `wait=False`, `listen_notify=False`.",
+            "",
+            "| Queue | Shape | Jobs/s | vs pgqueuer's best |",
+            "| --- | --- | ---: | ---: |",
             *rows,
             "",
-            f"One Orchestrator process drains **{float(results['ratio']):.1f}×** as fast as Procrastinate's better "  # type: ignore[arg-type]
-            "configuration (goal ≥ 3×; target ≥ 2,000 jobs/s for one process).",
+            f"Orchestrator's best one-process drain ({results['orchestrator1']:,.0f} jobs/s) is "
+            f"**{results['ratioPgqueuer']:.2f}×** pgqueuer's best one-process configuration "
+            f"({results['pgqueuer1']:,.0f} jobs/s; goal ≥ 1×) and **{results['ratio']:.1f}×** Procrastinate "
+            "(goal ≥ 3×).",
         ],
     )
 

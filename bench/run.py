@@ -17,11 +17,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BENCHMARKS, DEFAULT_ADMIN_URL, ROOT, machine, run_psql, today, write_section  # noqa: E402
+from common import BENCHMARKS, DEFAULT_ADMIN_URL, ROOT, load, machine, median, run_psql, today, write_section  # noqa: E402
 
-# The latency benchmark runs while the machine is quietest; between scripts the
+# The latency benchmarks run while the machine is quietest; between scripts the
 # database server checkpoints, so that no benchmark pays for the last one's writes.
-SCRIPTS = ("pg_limit", "dispatch_latency", "queue_drain", "admin_scale", "slo_report")
+SCRIPTS = (
+    "pg_limit",
+    "dispatch_latency",
+    "pickup_latency",
+    "queue_drain",
+    "drain_scaling",
+    "admin_scale",
+    "slo_report",
+    "metrics_scrape",
+)
 
 
 SUMMARY = "<!-- bench/run.py: begin -->\n<!-- bench/run.py: end -->"
@@ -32,14 +41,14 @@ def main() -> None:
     if "<!-- bench/run.py: begin -->" not in text:
         # The summary goes first, under the title; each script's section follows.
         BENCHMARKS.write_text(text.replace("# Benchmarks\n", f"# Benchmarks\n\n{SUMMARY}\n", 1))
-    started = time.monotonic()
+    started, load_before = time.monotonic(), load()
     results: dict[str, Any] = {}
     for script in SCRIPTS:
         run_psql(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL), "CHECKPOINT")
         print(f"=== bench/{script}.py", flush=True)
         results[script] = run(script)
     minutes = (time.monotonic() - started) / 60
-    write_summary(results, minutes)
+    write_summary(results, minutes, loads=(load_before, load()))
     print(f"=== done in {minutes:.1f} min; BENCHMARKS.md rewritten", flush=True)
 
 
@@ -58,10 +67,70 @@ def run(script: str) -> dict[str, Any]:
     return result
 
 
-def write_summary(results: dict[str, Any], minutes: float) -> None:
+def write_summary(results: dict[str, Any], minutes: float, *, loads: tuple[str, str]) -> None:
     limit, drain, dispatch = results["pg_limit"], results["queue_drain"], results["dispatch_latency"]
+    pickup, scaling = results["pickup_latency"], results["drain_scaling"]
     admin, report = results["admin_scale"], results["slo_report"]
     bound_ms = dispatch["bound"] * 1000
+    ratios = dispatch["ratios"]
+    goals = [
+        _row(
+            "1. Group commit: one runner process vs pgqueuer's best one-process configuration (drain)",
+            "≥ 1×",
+            drain["ratioPgqueuer"],
+            1,
+            "×",
+            least=True,
+        ),
+        _row(
+            "2. Instant pickup, `run_jobs --loop`: enqueue → start p50",
+            "≤ 10 ms",
+            pickup["orchestrator"]["p50"],
+            10,
+            "ms",
+        ),
+        _row(
+            "2. Instant pickup, `run_jobs --loop`: enqueue → start p95",
+            "≤ 50 ms",
+            pickup["orchestrator"]["p95"],
+            50,
+            "ms",
+        ),
+        *(
+            _row(
+                f"3. Dispatch near its floor: {label} over the floor (p50)",
+                "≤ 1.3×",
+                median(ratios[key]["p50"]),
+                1.3,
+                "×",
+            )
+            for key, label in (
+                ("fresh1", "fresh, 1 client"),
+                ("fresh8", "fresh, 8 clients"),
+                ("dup1", "duplicate, 1 client"),
+                ("dup8", "duplicate, 8 clients"),
+            )
+        ),
+        *(
+            _row(
+                f"4. Drain with {processes} runner process{'es' if processes != '1' else ''}",
+                "(reported)",
+                rate,
+                None,
+                "/s",
+            )
+            for processes, rate in scaling["medians"].items()
+        ),
+    ]
+    peers = [
+        f"| Queue drain, one process (jobs/s) | {drain['orchestrator1']:,.0f} | {drain['pgqueuer1']:,.0f} "
+        f"| {drain['medians'][drain['procrastinateBest']]:,.0f} |",
+        *(
+            f"| Pickup, idle standing worker: {name} | {pickup['orchestrator'][key]:.1f} ms "
+            f"| {pickup['pgqueuer'][key]:.1f} ms | {pickup['procrastinate'][key]:.1f} ms |"
+            for key, name in (("p50", "p50"), ("p95", "p95"))
+        ),
+    ]
     rows = [
         _row("Dispatch, fresh window, 1 client: p50", "≤ 4 ms", dispatch["fresh1"]["p50"], 4, "ms"),
         _row("Dispatch, fresh window, 1 client: p95", "≤ 8 ms", dispatch["fresh1"]["p95"], 8, "ms"),
@@ -76,7 +145,6 @@ def write_summary(results: dict[str, Any], minutes: float) -> None:
             "ms",
         ),
         _row("Queue drain, 1 process: jobs/s", "≥ 2,000/s", drain["orchestrator1"], 2000, "/s", least=True),
-        _row("Queue drain, 2 processes: jobs/s", "(reported)", drain["orchestrator2"], None, "/s"),
         _row("Queue drain vs Procrastinate", "≥ 3×", drain["ratio"], 3, "×", least=True),
         *(
             _row(f"Admin, 1M rows: {name}: p95", "≤ 300 ms", p95, 300, "ms")
@@ -93,15 +161,30 @@ def write_summary(results: dict[str, Any], minutes: float) -> None:
         [
             "## Summary",
             "",
-            f"`make bench` on {today()}, {minutes:.1f} minutes: {machine()}. Each section below says how its figures "
-            "were taken. Throughput as a fraction of this machine's limit — PostgreSQL's single-row insert-commit "
-            f"rate measured with pgbench ({tps:,.0f}/s with one client, {limit['tps8']:,.0f}/s with eight):",
+            f"`make bench` on {today()}, {minutes:.1f} minutes: {machine()}; load average {loads[0]} at the start, "
+            f"{loads[1]} at the end. Each section below says how its figures were taken. The machine's commit "
+            "ceiling — PostgreSQL's single-row insert-commit rate measured with pgbench — is "
+            f"{tps:,.0f}/s with one client and {limit['tps8']:,.0f}/s with eight:",
             "",
             f"- queue drain, 1 process: {drain['orchestrator1']:,.0f} jobs/s = {drain['orchestrator1'] / tps:.0%} "
-            "of the one-client commit rate (each job is one transaction);",
+            "of the one-client commit rate (each job is one transaction); pgqueuer's best one-process "
+            f"configuration: {drain['pgqueuer1']:,.0f} jobs/s = {drain['pgqueuer1'] / tps:.0%} of it (it marks "
+            "jobs done in batches);",
             f"- dispatch, 8 clients: {dispatch['fresh8']['rate']:,.0f} dispatches/s = "
             f"{dispatch['fresh8']['rate'] / limit['tps8']:.0%} of the eight-client commit rate (each fresh dispatch "
             "commits twice: the window's claim and its outcome, besides the HTTP publish).",
+            "",
+            "### The goals of issue 16",
+            "",
+            "| Goal | Target | Measured | Met |",
+            "| --- | --- | ---: | :---: |",
+            *goals,
+            "",
+            "| Side by side (same run) | Orchestrator | pgqueuer | Procrastinate |",
+            "| --- | ---: | ---: | ---: |",
+            *peers,
+            "",
+            "### Earlier targets",
             "",
             "| Target | Goal | Measured | Met |",
             "| --- | --- | ---: | :---: |",

@@ -47,6 +47,7 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
         "requested_at",
         "latency",
         "publish_attempts",
+        "claim",
         "duplicate_ticks",
         "error",
         "event_ids_json",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dispatch.models import DispatchWindow
+
 
 class RegistryError(Exception):
     """The cron-job registry in settings.CRON_JOBS is invalid."""
@@ -14,3 +19,12 @@ class InvalidParam(Exception):
         super().__init__(f"param {name!r} {reason}")
         self.name = name
         self.reason = reason
+
+
+class ClaimLost(Exception):
+    """A later tick re-claimed the window (this tick's claim looked stale): this tick may no longer write it."""
+
+    def __init__(self, *, claim: int, window: DispatchWindow) -> None:
+        super().__init__(f"window {window.dispatch_key} was re-claimed (claim {claim} → {window.claim})")
+        self.claim = claim
+        self.window = window

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 CORRELATION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}")
 
 
 def window_start(now: datetime, window_seconds: int) -> datetime:
@@ -28,6 +29,34 @@ def dispatch_key(job: str, start: datetime) -> str:
 def manual_dispatch_key(job: str, start: datetime) -> str:
     """Return a one-off key that bypasses the window: `cron:<job>:<window>:manual-<8 hex>`."""
     return f"{dispatch_key(job, start)}:manual-{secrets.token_hex(4)}"
+
+
+def window_problem(key: str, *, job: str, window_seconds: int, now: datetime) -> str:
+    """Return why `key` names no window of `job` that may run at `now`, or "" when it does.
+
+    A key must be `job`'s (`cron:<job>:<window>`, perhaps with a one-off suffix) and
+    its window must have started, or be the next one (a cron service whose clock
+    runs ahead): a window further ahead does not exist yet, and claiming it now
+    would make its real run a duplicate.
+    """
+    prefix = f"cron:{job}:"
+    if not key.startswith(prefix):
+        return f"is not a key of cron job {job!r}"
+    stamp, suffix = key[len(prefix) : len(prefix) + 16], key[len(prefix) + 16 :]
+    try:
+        if not _STAMP_RE.fullmatch(stamp) or (suffix and not suffix.startswith(":")):
+            raise ValueError(stamp)
+        start = datetime.strptime(stamp, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
+    except ValueError:
+        return "names no window (expected cron:<job>:YYYY-MM-DDTHH:MM in UTC)"
+    if ahead_of_next_window(start, window_seconds=window_seconds, now=now):
+        return "names a window that has not started yet (more than one window ahead)"
+    return ""
+
+
+def ahead_of_next_window(start: datetime, *, window_seconds: int, now: datetime) -> bool:
+    """Return whether the window starting at `start` begins after the one that follows `now`'s."""
+    return start > window_start(now, window_seconds) + timedelta(seconds=window_seconds)
 
 
 def event_id(event_name: str, key: str) -> str:

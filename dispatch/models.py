@@ -47,7 +47,12 @@ class DispatchWindow(models.Model):
     duplicate_ticks = models.PositiveIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    claim = models.PositiveIntegerField(
+        default=1,
+        help_text="The fence: bumped by every (re-)claim. A tick writes the window only while its claim is the latest.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
+    # The database's clock on PostgreSQL (dispatch.windows): a pending window is stale by it.
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -9,9 +9,11 @@ are cancelled, not abandoned.
 
 The client is the process's shared one (core.inngest.client_for), built off the
 calling thread, so the SDK sends each try with its synchronous HTTP client in the
-loop's executor. A try still in flight at the bound ends by its own timeout, which
-is the bound too. Event ids are deterministic, so a later re-publish of the same
-window is safe.
+loop's executor; the dispatcher gets it before it claims its window, so building
+it (once per process, slow under load) never counts against the window's stale
+bound. A try still in flight at the bound ends by its own timeout, which is the
+bound too. Event ids are deterministic, so a later re-publish of the same window
+is safe.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import inngest
 from inngest._internal import errors as inngest_errors
 
 from core.errors import one_line
-from core.inngest import InngestConfig, client_for
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,12 @@ class PublishError(Exception):
     """The events were not (known to be) accepted; the message is one line, without secrets."""
 
 
-def publish_events(events: list[inngest.Event], *, config: InngestConfig, timeout: float) -> list[str]:
-    """Send `events`, retries included, within `timeout` seconds; raise PublishError otherwise."""
-    return _thread_loop().run_until_complete(_send(events, client=client_for(config), timeout=timeout))
+def publish_events(events: list[inngest.Event], *, client: inngest.Inngest, timeout: float) -> list[str]:
+    """Send `events` with `client` (core.inngest.client_for), retries included, within `timeout` seconds.
+
+    Raise PublishError otherwise.
+    """
+    return _thread_loop().run_until_complete(_send(events, client=client, timeout=timeout))
 
 
 async def _send(events: list[inngest.Event], *, client: inngest.Inngest, timeout: float) -> list[str]:

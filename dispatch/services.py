@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import inngest
 from django.conf import settings
 
-from core.inngest import current_config
+from core.inngest import client_for, current_config
 from core.logcontext import log_context
 from core.timefmt import iso_utc
 from dispatch import keys, modes
 from dispatch.events import event_data, window_events
+from dispatch.exceptions import ClaimLost
 from dispatch.hooks import inline_run
 from dispatch.models import DispatchWindow
 from dispatch.publish import PublishError, publish_events
@@ -129,6 +131,9 @@ def resolve_mode(tick: Tick, *, inline_requested: bool) -> str:
 
 def _tick(tick: Tick, *, mode: str) -> TickResult:
     event_ids = [keys.event_id(name, tick.dispatch_key) for name in tick.job.events] if mode == Mode.DISPATCH else []
+    # The process's client is built (once, slowly on a busy machine) before the claim: from
+    # the claim to its close a tick then takes the publish bound at most, half the stale bound.
+    client = client_for(current_config()) if mode == Mode.DISPATCH else None
     claim = window_claim(
         dispatch_key=tick.dispatch_key,
         job=tick.job.name,
@@ -142,18 +147,27 @@ def _tick(tick: Tick, *, mode: str) -> TickResult:
     )
     if not claim.won:
         return _duplicate(tick, claim.window)
-    if mode == Mode.DISPATCH:
-        return _dispatch(tick, claim.window, event_ids)
-    return _run_inline(tick, claim.window, mode=mode)
+    try:
+        if client is not None:
+            return _dispatch(tick, claim.window, event_ids, client=client)
+        return _run_inline(tick, claim.window, mode=mode)
+    except ClaimLost as lost:
+        # This tick outlived its stale bound and a later tick re-claimed the window: the
+        # window is that tick's, and this one answers as the duplicate it has become.
+        logger.warning(
+            "window re-claimed by a later tick: answering as a duplicate",
+            extra={"action": "window_close", "claim": lost.claim, "latestClaim": lost.window.claim},
+        )
+        return _duplicate(tick, lost.window)
 
 
-def _dispatch(tick: Tick, window: DispatchWindow, event_ids: list[str]) -> TickResult:
+def _dispatch(tick: Tick, window: DispatchWindow, event_ids: list[str], *, client: inngest.Inngest) -> TickResult:
     # Checked on every dispatching tick, so a switch left on without a future
     # _UNTIL is logged as an error each time, not only when a publish fails.
     fallback = modes.emergency_fallback_active(tick.now)
     events = window_events(tick.job, tick.data())
     try:
-        publish_events(events, config=current_config(), timeout=settings.INNGEST_PUBLISH_TIMEOUT_SECONDS)
+        publish_events(events, client=client, timeout=settings.INNGEST_PUBLISH_TIMEOUT_SECONDS)
     except PublishError as exc:
         error = str(exc)
         if fallback:
@@ -196,7 +210,15 @@ def _run_inline(tick: Tick, window: DispatchWindow, *, mode: str, error: str = "
     errors = [error] if error else []
     if result.errors:
         errors.append("inline run crashed: " + "; ".join(result.errors))
-    window_close(window, status=Status.INLINE, latency_ms=tick.elapsed_ms(), now=tick.now, error=" | ".join(errors))
+    try:
+        window_close(window, status=Status.INLINE, latency_ms=tick.elapsed_ms(), now=tick.now, error=" | ".join(errors))
+    except ClaimLost as lost:
+        # The units ran here (the run ledger kept them once): the answer says what they did,
+        # and the window is left to the tick that re-claimed it.
+        logger.warning(
+            "window re-claimed by a later tick during the inline run: leaving it to that tick",
+            extra={"action": "window_close", "claim": lost.claim, "latestClaim": lost.window.claim},
+        )
     extra: dict[str, Any] = {"summary": result.summary}
     if errors:
         extra["error"] = " | ".join(errors)

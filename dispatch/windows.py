@@ -10,9 +10,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import BooleanField, F
-from django.db.models.expressions import RawSQL
 
+from dispatch.exceptions import ClaimLost
 from dispatch.models import DispatchWindow
 
 logger = logging.getLogger(__name__)
@@ -23,7 +22,11 @@ Mode = DispatchWindow.Mode
 
 @dataclass(frozen=True)
 class Claim:
-    """The window row and whether this tick won it (else it is a duplicate)."""
+    """The window row and whether this tick won it (else it is a duplicate).
+
+    A won claim's window carries its id and its `claim` number (the fence); a
+    duplicate's, the window's status, mode and event ids.
+    """
 
     window: DispatchWindow
     won: bool
@@ -59,6 +62,11 @@ def window_claim(
     but one insert). A window whose publish failed, or whose pending tick died,
     is re-claimed by a conditional update that only one tick can win. A claim in
     mode `dispatch` records the event ids and counts one publish attempt.
+
+    The claim is stamped, and a pending window judged stale, on the database's
+    clock: `now` (the tick's time, read before its connection may have waited) is
+    recorded as `requested_at` only. Each claim takes the next `claim` number, the
+    fence that `window_set_mode` and `window_close` check.
     """
     publishing = mode == Mode.DISPATCH
     window = DispatchWindow(
@@ -73,8 +81,8 @@ def window_claim(
         requested_at=now,
         event_ids=event_ids if publishing else [],
         publish_attempts=1 if publishing else 0,
+        claim=1,
         created_at=now,
-        updated_at=now,
     )
     if connection.vendor == "postgresql":
         # One round trip for both common cases: the first tick inserts, later ones count.
@@ -87,34 +95,26 @@ def window_claim(
         # Neither: the row is re-claimable, or its inserting tick committed after this
         # statement's snapshot was taken; the steps below look again.
     else:
-        window.pk = _insert_unless_taken(window)
-        if window.pk is not None:
+        row = _execute("insert", [*_insert_params(window), *_clock_params(now)])
+        if row is not None:
+            window.pk = row[0]
             return Claim(window=window, won=True)
-    duplicate = _count_duplicate(dispatch_key, now=now)
+    duplicate = _execute("count_duplicate", _rule_params(dispatch_key, now=now))
     if duplicate is not None:
-        return Claim(window=duplicate, won=False)
+        return Claim(window=_duplicate_window(dispatch_key, duplicate), won=False)
     # The window's publish failed, or its tick died: re-claim it, if this tick is first
     # (the update's condition is the re-claimable rule, so only one tick can match).
-    fields: dict[str, object] = {
-        "status": Status.PENDING,
-        "mode": mode,
-        "source": source,
-        "correlation_id": correlation_id,
-        "requested_at": now,
-        "updated_at": now,
-        "error": "",
-    }
-    if publishing:
-        fields["event_ids"] = event_ids
-    reclaimable = RawSQL(f"dispatch_key = %s AND {_RECLAIMABLE}", _rule_params(dispatch_key, now=now), BooleanField())
-    reclaim = DispatchWindow.objects.filter(reclaimable)
-    won = reclaim.update(**fields, publish_attempts=F("publish_attempts") + int(publishing)) == 1
-    if not won:
-        DispatchWindow.objects.filter(dispatch_key=dispatch_key).update(duplicate_ticks=F("duplicate_ticks") + 1)
-    window = DispatchWindow.objects.get(dispatch_key=dispatch_key)
-    if won:
-        logger.info("window re-claimed", extra={"action": "window_claim", "dispatchKey": dispatch_key, "mode": mode})
-    return Claim(window=window, won=won)
+    fields = [Status.PENDING, mode, source, correlation_id, _datetime(now), publishing, _event_ids(event_ids)]
+    row = _execute("reclaim", [*fields, int(publishing), *_clock_params(now), *_rule_params(dispatch_key, now=now)])
+    if row is None:
+        # Another tick re-claimed it first: this one is a duplicate of that one.
+        return Claim(window=_duplicate_window(dispatch_key, _execute("count", [dispatch_key])), won=False)
+    window.pk, window.claim = row
+    logger.info(
+        "window re-claimed",
+        extra={"action": "window_claim", "dispatchKey": dispatch_key, "mode": mode, "claim": window.claim},
+    )
+    return Claim(window=window, won=True)
 
 
 # The claim, the duplicate count and the close run on every tick, so they are single
@@ -126,33 +126,54 @@ def window_claim(
 # that loses a window row only lets a later tick claim the window again and re-publish
 # the same event ids, which Inngest deduplicates; the run ledger, committed
 # synchronously, stops any second run of the window's work, inline or in Inngest.
+#
+# `updated_at` is the database's clock (PostgreSQL's clock_timestamp()): every writer
+# stamps it, and the stale bound is measured against it, so how long a tick waited
+# before its statement (for a connection, for the CPU) never makes a live claim look
+# dead. SQLite, one machine and one writer, takes the tick's `now` instead.
 _TABLE = DispatchWindow._meta.db_table
 _COLUMNS = (
     "dispatch_key", "job", "status", "mode", "source", "correlation_id", "window_start", "window_seconds",
-    "requested_at", "event_ids", "publish_attempts", "duplicate_ticks", "latency_ms", "error", "created_at",
-    "updated_at",
+    "requested_at", "event_ids", "publish_attempts", "duplicate_ticks", "latency_ms", "error", "claim", "created_at",
 )  # fmt: skip
 _FIELDS: list[Any] = [DispatchWindow._meta.get_field(name) for name in _COLUMNS]
 # The re-claimable rule, written once: the publish failed, or the window sat `pending` past
 # its mode's stale bound (its tick died). The duplicate count takes the windows it does
 # not match (`dispatch_key = %s AND NOT ...`), the re-claim those it does: _rule_params().
-_RECLAIMABLE = "(status = %s OR (status = %s AND updated_at < CASE WHEN mode = %s THEN %s ELSE %s END))"
-# One text per statement; {rows} and {async_commit} are the vendor's part, filled in below.
+_RECLAIMABLE = (
+    "(status = %s OR (status = %s AND updated_at < CASE WHEN mode = %s THEN {stale_before} ELSE {stale_before} END))"
+)
+_COUNT = f"UPDATE {_TABLE} SET duplicate_ticks = duplicate_ticks + 1{{async_commit}} WHERE dispatch_key = %s"
+_DUPLICATE = "RETURNING id, status, mode, event_ids"
+# One text per statement; {rows}, {async_commit}, {clock} and {stale_before} are the vendor's part, filled in below.
+# A window is written only under the claim that is still its latest (`claim = %s`): a tick
+# whose window was re-claimed by a later tick can no longer change it.
 _STATEMENTS = {
-    "insert": f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) {{rows}} "
+    "insert": f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}, updated_at) {{rows}} "
     "ON CONFLICT (dispatch_key) DO NOTHING RETURNING id",
-    "count_duplicate": f"UPDATE {_TABLE} SET duplicate_ticks = duplicate_ticks + 1{{async_commit}} "
-    f"WHERE dispatch_key = %s AND NOT {_RECLAIMABLE} RETURNING id, status, mode, event_ids",
-    "close": f"UPDATE {_TABLE} SET status = %s, latency_ms = %s, error = %s, updated_at = %s{{async_commit}} "
-    "WHERE id = %s",
+    "count_duplicate": f"{_COUNT} AND NOT {_RECLAIMABLE} {_DUPLICATE}",
+    "count": f"{_COUNT} {_DUPLICATE}",
+    "reclaim": f"UPDATE {_TABLE} SET status = %s, mode = %s, source = %s, correlation_id = %s, requested_at = %s, "
+    "error = '', event_ids = CASE WHEN %s THEN %s ELSE event_ids END, publish_attempts = publish_attempts + %s, "
+    "claim = claim + 1, updated_at = {clock}{async_commit} "
+    f"WHERE dispatch_key = %s AND {_RECLAIMABLE} RETURNING id, claim",
+    "set_mode": f"UPDATE {_TABLE} SET mode = %s, updated_at = {{clock}}{{async_commit}} "
+    "WHERE id = %s AND claim = %s RETURNING id",
+    "close": f"UPDATE {_TABLE} SET status = %s, latency_ms = %s, error = %s, updated_at = {{clock}}{{async_commit}} "
+    "WHERE id = %s AND claim = %s RETURNING id",
 }
 # PostgreSQL turns synchronous_commit off from within the statement: a FROM of the
 # UPDATE, the SELECT the INSERT takes its row from. SQLite has no such setting.
 _PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMNS))
 _ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
 _VENDOR_PARTS = {
-    "postgresql": {"rows": f"SELECT {_PLACEHOLDERS} FROM {_ASYNC_COMMIT}", "async_commit": f" FROM {_ASYNC_COMMIT}"},
-    "sqlite": {"rows": f"VALUES ({_PLACEHOLDERS})", "async_commit": ""},
+    "postgresql": {
+        "rows": f"SELECT {_PLACEHOLDERS}, clock_timestamp() FROM {_ASYNC_COMMIT}",
+        "async_commit": f" FROM {_ASYNC_COMMIT}",
+        "clock": "clock_timestamp()",
+        "stale_before": "clock_timestamp() - make_interval(secs => %s)",
+    },
+    "sqlite": {"rows": f"VALUES ({_PLACEHOLDERS}, %s)", "async_commit": "", "clock": "%s", "stale_before": "%s"},
 }
 _SQL = {
     vendor: {name: text.format(**parts) for name, text in _STATEMENTS.items()}
@@ -182,33 +203,31 @@ def _insert_params(window: DispatchWindow) -> list[Any]:
     return [field.get_db_prep_save(getattr(window, field.attname), connection) for field in _FIELDS]
 
 
-def _insert_unless_taken(window: DispatchWindow) -> int | None:
-    """Insert the window's row and return its id; None when its dispatch key is taken.
+def _datetime(value: datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
 
-    The unique constraint on dispatch_key decides, in one statement: of any number
-    of ticks inserting the same key at once, exactly one gets an id back.
-    """
-    row = _execute("insert", _insert_params(window))
-    return None if row is None else int(row[0])
+
+def _event_ids(event_ids: list[str]) -> Any:
+    return DispatchWindow._meta.get_field("event_ids").get_db_prep_save(event_ids, connection)
+
+
+def _clock_params(now: datetime) -> list[Any]:
+    """Return the parameters of {clock}: none on PostgreSQL (the database's clock), `now` on SQLite."""
+    return [] if connection.vendor == "postgresql" else [_datetime(now)]
 
 
 def _rule_params(dispatch_key: str, *, now: datetime) -> list[Any]:
-    """Return the parameters of `dispatch_key = %s AND [NOT] _RECLAIMABLE` at `now`."""
-    ops = connection.ops
-    return [
-        dispatch_key,
-        Status.DISPATCH_FAILED,
-        Status.PENDING,
-        Mode.DISPATCH,
-        ops.adapt_datetimefield_value(now - stale_after(Mode.DISPATCH)),
-        ops.adapt_datetimefield_value(now - stale_after(Mode.INLINE)),
-    ]
+    """Return the parameters of `dispatch_key = %s AND [NOT] _RECLAIMABLE`.
 
-
-def _count_duplicate(dispatch_key: str, *, now: datetime) -> DispatchWindow | None:
-    """Count a duplicate tick and return the window's status, mode and event ids; None if re-claimable."""
-    row = _execute("count_duplicate", _rule_params(dispatch_key, now=now))
-    return None if row is None else _duplicate_window(dispatch_key, row)
+    Each mode's stale bound is seconds before the database's clock on PostgreSQL, an
+    instant before `now` on SQLite.
+    """
+    bounds = (stale_after(Mode.DISPATCH), stale_after(Mode.INLINE))
+    if connection.vendor == "postgresql":
+        stale_before = [bound.total_seconds() for bound in bounds]
+    else:
+        stale_before = [_datetime(now - bound) for bound in bounds]
+    return [dispatch_key, Status.DISPATCH_FAILED, Status.PENDING, Mode.DISPATCH, *stale_before]
 
 
 def _duplicate_window(dispatch_key: str, row: tuple[Any, ...]) -> DispatchWindow:
@@ -220,9 +239,13 @@ def _duplicate_window(dispatch_key: str, row: tuple[Any, ...]) -> DispatchWindow
 
 
 def window_set_mode(window: DispatchWindow, *, mode: str, now: datetime) -> None:
-    """Record a change of plan (a failed publish falling back to inline) on the claimed window."""
-    DispatchWindow.objects.filter(pk=window.pk).update(mode=mode, updated_at=now)
-    window.mode, window.updated_at = mode, now
+    """Record a change of plan (a failed publish falling back to inline) on the claimed window.
+
+    Raise ClaimLost when a later tick has re-claimed the window: it is that tick's now.
+    """
+    if _execute("set_mode", [mode, *_clock_params(now), window.pk, window.claim]) is None:
+        raise _lost(window)
+    window.mode = mode
 
 
 def window_close(
@@ -233,7 +256,15 @@ def window_close(
     now: datetime,
     error: str = "",
 ) -> None:
-    """Record how the claimed window ended: enqueued, inline, or dispatch_failed."""
-    ops = connection.ops
-    _execute("close", [status, latency_ms, error, ops.adapt_datetimefield_value(now), window.pk])
-    window.status, window.latency_ms, window.error, window.updated_at = status, latency_ms, error, now
+    """Record how the claimed window ended: enqueued, inline, or dispatch_failed.
+
+    Raise ClaimLost when a later tick has re-claimed the window (this tick's claim
+    looked stale): the window is left to that tick.
+    """
+    if _execute("close", [status, latency_ms, error, *_clock_params(now), window.pk, window.claim]) is None:
+        raise _lost(window)
+    window.status, window.latency_ms, window.error = status, latency_ms, error
+
+
+def _lost(window: DispatchWindow) -> ClaimLost:
+    return ClaimLost(claim=window.claim, window=DispatchWindow.objects.get(pk=window.pk))

@@ -83,6 +83,7 @@ def jobs_run(
     concurrency: int | None = None,
     origin: RunOrigin | None = None,
     clock: Clock = timezone.now,
+    queue: str | None = None,
 ) -> RunSummary:
     """Drain due jobs until none are left, `budget_seconds` is spent or `max_jobs` ran (see Drain)."""
     return Drain(
@@ -92,6 +93,7 @@ def jobs_run(
         concurrency=concurrency,
         origin=origin,
         clock=clock,
+        queue=queue,
     ).run()
 
 
@@ -103,7 +105,8 @@ class Drain:
     another's handler. Jobs claimed but not started when the budget runs out, or
     when `stop` is set, are given back at once (their attempt not spent), not left
     to wait for their lease; a handler already running finishes first. Running out
-    of budget or of `max_jobs` both count as `budgetExhausted`.
+    of budget or of `max_jobs` both count as `budgetExhausted`. With `queue`, only
+    that queue's jobs are claimed (a Tasks queue name, `run_jobs --queue`).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class Drain:
         concurrency: int | None = None,
         origin: RunOrigin | None = None,
         clock: Clock = timezone.now,
+        queue: str | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.budget_seconds = budget_seconds
@@ -123,6 +127,7 @@ class Drain:
         self.concurrency = concurrency or settings.JOBS_CONCURRENCY
         self.origin = origin or RunOrigin()
         self.clock = clock
+        self.queue = queue
         self.stop = stop or threading.Event()
         self._started = time.monotonic()
         self._lanes: list[RunSummary] = []
@@ -174,7 +179,7 @@ class Drain:
                 if allowed == 0:
                     summary.budget_exhausted = True
                     break
-                batch = claim_batch(now=self.clock(), limit=allowed, worker=worker)
+                batch = claim_batch(now=self.clock(), limit=allowed, worker=worker, queue=self.queue)
                 self.quota.give_back(allowed - len(batch))
                 if not batch:
                     break

@@ -49,6 +49,7 @@ class Worker:
     budget_seconds: float
     batch_size: int | None
     concurrency: int | None
+    queue: str | None
     loop: bool
     grace_seconds: float
     emit: Callable[[RunSummary], None]
@@ -92,6 +93,7 @@ class Worker:
             budget_seconds=self.budget_seconds,
             batch_size=self.batch_size,
             concurrency=self.concurrency,
+            queue=self.queue,
             stop=self.stop,
         )
         return self._current.run()

@@ -24,7 +24,7 @@ from jobs.lease import longest_safe_budget
 from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS
 
 TAG = "orchestrator"
-ROLLOUT_HINT = "See README.md, 'Rolling out and rolling back'."
+ROLLOUT_HINT = "See docs/operations.md, 'Rolling out and rolling back'."
 
 
 @dataclass(frozen=True)
@@ -103,12 +103,12 @@ def dev_server_messages(config: DeployConfig) -> list[CheckMessage]:
     if config.debug or not config.inngest_dev:
         return []
     return [
-        Warning(
-            "INNGEST_DEV is set and DEBUG is false: /api/inngest runs in dev mode, which accepts calls without a "
-            "signature, so anyone who can reach it can start the functions.",
+        Error(
+            "INNGEST_DEV is set and DEBUG is false: dev mode accepts calls to /api/inngest without a signature, "
+            "so anyone who can reach it could start the functions; /api/inngest and cron dispatch are refused.",
             hint="In production unset INNGEST_DEV and set INNGEST_SIGNING_KEY (and INNGEST_EVENT_KEY); "
-            "INNGEST_DEV is for a local dev server only.",
-            id="orchestrator.W003",
+            "the dev server is for local use, with DEBUG=true. See docs/security.md, 'Signatures'.",
+            id="orchestrator.E006",
         )
     ]
 
@@ -181,6 +181,18 @@ def emergency_fallback_messages(*, now: datetime) -> list[CheckMessage]:
     ]
 
 
+def metrics_token_messages(*, debug: bool, token_set: bool) -> list[CheckMessage]:
+    if debug or token_set:
+        return []
+    return [
+        Warning(
+            "METRICS_TOKEN is not set and DEBUG is false: GET /metrics answers 503 to every scrape.",
+            hint="Set METRICS_TOKEN; Prometheus sends it as 'Authorization: Bearer …' (docs/operations.md, 'Metrics').",
+            id="orchestrator.W004",
+        )
+    ]
+
+
 # --- Registration with Django's check framework -------------------------------
 
 
@@ -217,6 +229,11 @@ def check_canary_range(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
 @register(TAG, deploy=True)
 def check_canary(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return canary_messages(read_config())
+
+
+@register(TAG, Tags.security, deploy=True)
+def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    return metrics_token_messages(debug=bool(settings.DEBUG), token_set=bool(settings.METRICS_TOKEN))
 
 
 @register(TAG)
@@ -275,6 +292,7 @@ def _errors_for(config: DeployConfig) -> tuple[CheckMessage, ...]:
     messages = [
         *cron_secret_messages(config),
         *signing_key_messages(config),
+        *dev_server_messages(config),
         *preview_env_messages(config),
         *secret_key_messages(config),
         *canary_range_messages(config),

@@ -27,7 +27,7 @@ ERROR_PREVIEW = 80
 
 class AttemptInline(admin.TabularInline[FunctionRunAttempt, FunctionRun]):
     model = FunctionRunAttempt
-    fields = ("attempt", "status_badge", "step", "started_at", "finished_at", "error")
+    fields = ("step", "attempt", "status_badge", "started_at", "finished_at", "error")
     readonly_fields = fields
     extra = 0
     can_delete = False

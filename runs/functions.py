@@ -4,14 +4,19 @@
 maintenance, `cron-<name>` runs an extra cron job. Each function:
 
 - refuses a payload without `dispatchKey` as non-retriable (idempotency would
-  silently switch off), recording the failed run and its dead letter;
+  silently switch off), recording the failed run and its dead letter; likewise a
+  key of another cron job, or of a window more than one window ahead (a holder of
+  the event key must not pre-claim future windows, whose real runs would then be
+  skipped as duplicates);
 - claims its (function, window) ledger row in a step, so a second Inngest run of
   the same window (another run id) does no work: `{"skipped": "duplicate-window"}`;
 - does its work in steps, each bounded by INNGEST_STEP_BUDGET_SECONDS, so no
   single call from Inngest outlives a request timeout;
-- records each attempt; the last failing attempt (or a NonRetriableError) marks
-  the run failed and writes its dead letter, and `on_failure` writes the same
-  dead letter idempotently, so either path alone suffices.
+- records every attempt of every step (Inngest numbers them from 1 in each step);
+  the last failing attempt (the request's own max_attempts says which), or a
+  NonRetriableError, marks the run failed and writes its dead letter, and
+  `on_failure` writes the same dead letter idempotently, so either path alone
+  suffices.
 
 The SDK re-enters the function body once per step, replaying finished steps from
 their memoized output: every ledger write therefore happens inside a step.
@@ -20,7 +25,9 @@ their memoized output: every ledger write therefore happens inside a step.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, NoReturn
@@ -31,6 +38,7 @@ from django.utils import timezone
 
 from core.errors import one_line, squash
 from core.logcontext import log_context
+from dispatch import keys
 from dispatch.registry import CronContext, CronJob, WorkUnit, cron_jobs
 from jobs.context import RunOrigin
 from jobs.runner import jobs_run, merge_summaries
@@ -41,6 +49,21 @@ logger = logging.getLogger(__name__)
 
 PROCESS_JOBS = "process-background-jobs"
 MAX_DISPATCH_KEY_LENGTH = 200
+MISSING_KEY = "event.data.dispatchKey is missing or invalid: refusing to run without idempotency"
+
+
+# The max_attempts of the execution request being served (runs.views sets it), or None.
+_request_max_attempts: ContextVar[int | None] = ContextVar("request_max_attempts", default=None)
+
+
+@contextmanager
+def execution_request(*, max_attempts: int | None) -> Iterator[None]:
+    """Serve one request of Inngest's, whose ctx says how many attempts each step gets (None: not said)."""
+    token = _request_max_attempts.set(max_attempts)
+    try:
+        yield
+    finally:
+        _request_max_attempts.reset(token)
 
 
 def build_functions(client: inngest.Inngest) -> list[inngest.Function[Any]]:
@@ -50,7 +73,7 @@ def build_functions(client: inngest.Inngest) -> list[inngest.Function[Any]]:
 
 def _build(client: inngest.Inngest, job: CronJob, unit: WorkUnit) -> inngest.Function[Any]:
     def on_failure(ctx: inngest.ContextSync) -> dict[str, Any]:
-        return _record_failure(ctx, unit)
+        return _record_failure(ctx, job, unit)
 
     @client.create_function(
         fn_id=unit.function_id,
@@ -71,7 +94,9 @@ def _execute(ctx: inngest.ContextSync, job: CronJob, unit: WorkUnit) -> Any:
     data = dict(ctx.event.data)
     key = data.get("dispatchKey")
     if not isinstance(key, str) or not _valid_key(key):
-        _refuse(ctx, unit, data)
+        _refuse(ctx, unit, data, error=MISSING_KEY)
+    if problem := _window_problem(job, key, now=timezone.now()):
+        _refuse(ctx, unit, data, error=f"event.data.dispatchKey {key!r} {problem}: refusing to claim it")
     params = _mapping(data.get("params"))
     correlation_id = str(data.get("correlationId") or "")[:64]
     source = str(data.get("source") or "")[:16]
@@ -124,22 +149,27 @@ def _drain(step: Callable[..., Any], base: CronContext) -> dict[str, Any]:
 
 
 def _stepper(ctx: inngest.ContextSync, run_pk: int, *, payload: dict[str, Any]) -> Callable[..., Any]:
-    """Return step(name, work): run `work(now)` as an Inngest step that records its attempt."""
-    max_attempts = settings.INNGEST_FUNCTION_RETRIES + 1
+    """Return step(name, work): run `work(now)` as an Inngest step that records each of its attempts.
+
+    The last attempt is the one the request says (its `max_attempts`, which Inngest
+    took from the function's config when it was synced), not the current setting.
+    """
+    max_attempts = _request_max_attempts.get() or settings.INNGEST_FUNCTION_RETRIES + 1
 
     def step(name: str, work: Callable[[datetime], Any]) -> Any:
         def body() -> Any:
             now, attempt = timezone.now(), ctx.attempt + 1
-            ledger.attempt_begin(run_pk=run_pk, attempt=attempt, step=name, now=now)
+            ledger.attempt_begin(run_pk=run_pk, step=name, attempt=attempt, now=now)
             try:
-                return work(now)
+                output = work(now)
             except Exception as exc:  # Any error of the work: record the attempt, let Inngest retry it.
                 error = one_line(exc)
-                ledger.attempt_fail(run_pk=run_pk, attempt=attempt, step=name, error=error, now=timezone.now())
+                ledger.attempt_fail(run_pk=run_pk, step=name, attempt=attempt, error=error, now=timezone.now())
                 if isinstance(exc, inngest.NonRetriableError) or attempt >= max_attempts:
                     reason = "non-retriable error" if attempt < max_attempts else f"retries exhausted ({attempt})"
                     ledger.run_fail(
                         run_pk=run_pk,
+                        step=name,
                         attempt=attempt,
                         error=error,
                         terminal_reason=f"{reason} in step {name}",
@@ -147,6 +177,8 @@ def _stepper(ctx: inngest.ContextSync, run_pk: int, *, payload: dict[str, Any]) 
                         now=timezone.now(),
                     )
                 raise
+            ledger.attempt_succeed(run_pk=run_pk, step=name, attempt=attempt, now=timezone.now())
+            return output
 
         return ctx.step.run(name, body)
 
@@ -163,15 +195,18 @@ def _claim(
         correlation_id=correlation_id,
         source=source,
         scope=ledger.scope_of(params),
-        attempt=ctx.attempt + 1,
+        step=None,  # each step records its own attempts
         now=timezone.now(),
     )
     return {"runPk": claim.run.pk, "won": claim.won}
 
 
-def _refuse(ctx: inngest.ContextSync, unit: WorkUnit, data: dict[str, Any]) -> NoReturn:
-    """Record the run of a payload without a usable dispatchKey as failed, then refuse it."""
-    error = "event.data.dispatchKey is missing or invalid: refusing to run without idempotency"
+def _refuse(ctx: inngest.ContextSync, unit: WorkUnit, data: dict[str, Any], *, error: str) -> NoReturn:
+    """Record the run of a payload without a usable dispatchKey as failed, then refuse it.
+
+    The failure is recorded under the run's own `invalid:<run id>` key: a key that
+    names no window of the job must never be claimed.
+    """
     ledger.run_fail_reported(
         function_id=unit.function_id,
         dispatch_key=_invalid_key(ctx.run_id),
@@ -188,13 +223,15 @@ def _refuse(ctx: inngest.ContextSync, unit: WorkUnit, data: dict[str, Any]) -> N
     raise inngest.NonRetriableError(error)
 
 
-def _record_failure(ctx: inngest.ContextSync, unit: WorkUnit) -> dict[str, Any]:
+def _record_failure(ctx: inngest.ContextSync, job: CronJob, unit: WorkUnit) -> dict[str, Any]:
     """on_failure: write the failed run's dead letter (idempotently; Inngest gives this no retries)."""
     failure = dict(ctx.event.data)
     data = _mapping(_mapping(failure.get("event")).get("data"))
     run_id = str(failure.get("run_id") or ctx.run_id)
     key = data.get("dispatchKey")
-    dispatch_key = key if isinstance(key, str) and _valid_key(key) else _invalid_key(run_id)
+    # A key the run itself refused is refused here too: the failure must not claim its window.
+    usable = isinstance(key, str) and _valid_key(key) and not _window_problem(job, key, now=timezone.now())
+    dispatch_key = str(key) if usable else _invalid_key(run_id)
     error_info = _mapping(failure.get("error"))
     error = f"{error_info.get('name') or 'Error'}: {error_info.get('message') or 'the function failed'}"
     letter = ledger.run_fail_reported(
@@ -220,6 +257,11 @@ def _mapping(value: object) -> dict[str, Any]:
 
 def _valid_key(key: object) -> bool:
     return isinstance(key, str) and 0 < len(key) <= MAX_DISPATCH_KEY_LENGTH and key.isprintable()
+
+
+def _window_problem(job: CronJob, key: str, *, now: datetime) -> str:
+    """Return why `key` names no window of `job` that may run now (dispatch.keys.window_problem), or ""."""
+    return keys.window_problem(key, job=job.name, window_seconds=job.window_seconds, now=now)
 
 
 def _invalid_key(run_id: str) -> str:

@@ -24,6 +24,7 @@ from runs import ledger
 logger = logging.getLogger(__name__)
 
 SKIPPED = {"skipped": "duplicate-window"}
+INLINE_STEP = "inline"  # an inline run is one attempt of one step
 
 
 def run_inline(*, job: CronJob, ctx: CronContext, payload: dict[str, Any]) -> InlineResult:
@@ -49,7 +50,7 @@ def run_inline(*, job: CronJob, ctx: CronContext, payload: dict[str, Any]) -> In
             correlation_id=ctx.correlation_id,
             source=ctx.source,
             scope=ledger.scope_of(ctx.params),
-            attempt=1,
+            step=INLINE_STEP,
             now=ctx.now,
         )
         if not claim.won:
@@ -62,6 +63,7 @@ def run_inline(*, job: CronJob, ctx: CronContext, payload: dict[str, Any]) -> In
             error = one_line(exc)
             ledger.run_fail(
                 run_pk=claim.run.pk,
+                step=INLINE_STEP,
                 attempt=1,
                 error=error,
                 terminal_reason="inline run crashed",

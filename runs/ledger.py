@@ -46,13 +46,15 @@ def run_claim(
     correlation_id: str,
     source: str,
     scope: str,
-    attempt: int,
+    step: str | None,
     now: datetime,
 ) -> RunClaim:
     """Claim the (function, window) row for `run_id`, or record this run as a suppressed duplicate.
 
     The unique constraint on (function_id, dispatch_key) refuses every insert but
     one. The same run claiming again (a retried step) gets its own row back.
+    `step` names the step whose first attempt starts with the claim (an inline run's
+    `inline`); None when the run's steps record their own attempts (Inngest).
     """
     try:
         with transaction.atomic():
@@ -64,10 +66,11 @@ def run_claim(
                 source=source,
                 scope=scope,
                 status=Status.RUNNING,
-                attempts=attempt,
+                attempts=0 if step is None else 1,
                 started_at=now,
             )
-            FunctionRunAttempt.objects.create(run=run, attempt=attempt, started_at=now)
+            if step is not None:
+                FunctionRunAttempt.objects.create(run=run, step=step, attempt=1, started_at=now)
     except IntegrityError:
         run = FunctionRun.objects.get(function_id=function_id, dispatch_key=dispatch_key)
         if run.run_id == run_id:
@@ -79,21 +82,31 @@ def run_claim(
         )
         return RunClaim(run=run, won=False)
     _blob(run, now=now, status=Status.RUNNING, startedAt=iso_utc(now), finishedAt=None, durationMs=None, lastError="")
-    logger.info("run started", extra={"action": "run_start", "functionId": function_id, "attempt": attempt})
+    logger.info("run started", extra={"action": "run_start", "functionId": function_id})
     return RunClaim(run=run, won=True)
 
 
-def attempt_begin(*, run_pk: int, attempt: int, step: str, now: datetime) -> None:
-    """Record that `attempt` (Inngest's ctx.attempt + 1) is running `step`."""
-    FunctionRunAttempt.objects.get_or_create(run_id=run_pk, attempt=attempt, defaults={"started_at": now, "step": step})
-    FunctionRunAttempt.objects.filter(run_id=run_pk, attempt=attempt, status=Status.RUNNING).update(step=step)
-    FunctionRun.objects.filter(pk=run_pk, attempts__lt=attempt).update(attempts=attempt)
+def attempt_begin(*, run_pk: int, step: str, attempt: int, now: datetime) -> None:
+    """Record that `step` is making its `attempt` (Inngest's ctx.attempt + 1, from 1 in each step)."""
+    with transaction.atomic():
+        _, created = FunctionRunAttempt.objects.get_or_create(
+            run_id=run_pk, step=step, attempt=attempt, defaults={"started_at": now}
+        )
+        if created:  # a repeated request of the same attempt is the same attempt
+            FunctionRun.objects.filter(pk=run_pk).update(attempts=F("attempts") + 1)
 
 
-def attempt_fail(*, run_pk: int, attempt: int, step: str, error: str, now: datetime) -> None:
-    """Record that `attempt` failed in `step` (it may be retried)."""
-    FunctionRunAttempt.objects.filter(run_id=run_pk, attempt=attempt).update(
-        status=Status.FAILED, step=step, error=error, finished_at=now
+def attempt_succeed(*, run_pk: int, step: str, attempt: int, now: datetime) -> None:
+    """Record that `step`'s `attempt` did its work."""
+    FunctionRunAttempt.objects.filter(run_id=run_pk, step=step, attempt=attempt, status=Status.RUNNING).update(
+        status=Status.SUCCEEDED, finished_at=now
+    )
+
+
+def attempt_fail(*, run_pk: int, step: str, attempt: int, error: str, now: datetime) -> None:
+    """Record that `step`'s `attempt` failed (it may be retried)."""
+    FunctionRunAttempt.objects.filter(run_id=run_pk, step=step, attempt=attempt).update(
+        status=Status.FAILED, error=error, finished_at=now
     )
     FunctionRun.objects.filter(pk=run_pk).update(last_error=error)
     run = FunctionRun.objects.get(pk=run_pk)
@@ -120,37 +133,44 @@ def run_finish(*, run_pk: int, output: Any, now: datetime) -> None:
 def run_fail(
     *,
     run_pk: int,
-    attempt: int,
     error: str,
     terminal_reason: str,
     payload: Any,
     now: datetime,
+    step: str | None = None,
+    attempt: int | None = None,
 ) -> DeadLetter | None:
     """Mark the run failed for good and write its one dead letter (idempotent).
 
-    A run that already succeeded is left alone (None is returned).
+    `step` and `attempt` name the attempt that failed for good; without them the
+    failure was reported from outside the steps (on_failure, a refused payload):
+    the attempt still running failed with it, and a run that made no attempt at all
+    is given one. A run that already succeeded is left alone (None is returned).
     """
     with transaction.atomic():
         run = FunctionRun.objects.select_for_update().get(pk=run_pk)
         if run.status == Status.SUCCEEDED:
             return None
+        failed = {"status": Status.FAILED, "error": error, "finished_at": now}
+        attempts = FunctionRunAttempt.objects.filter(run=run)
+        if step is not None and attempt is not None:
+            row, created = attempts.get_or_create(step=step, attempt=attempt, defaults={"started_at": now, **failed})
+            if not created and row.status == Status.RUNNING:
+                attempts.filter(pk=row.pk).update(**failed)
+        else:
+            created = not attempts.exists()
+            if created:
+                FunctionRunAttempt.objects.create(run=run, step="", attempt=attempt or 1, started_at=now, **failed)
+            attempts.filter(status=Status.RUNNING).update(**failed)
+        if created:
+            run.attempts += 1
         if run.status == Status.RUNNING:
             run.status = Status.FAILED
             run.finished_at = now
             run.duration_ms = _duration_ms(run, now)
             run.last_error = error
             run.terminal_reason = terminal_reason[:500]
-            run.attempts = max(run.attempts, attempt)
-            run.save(
-                update_fields=["status", "finished_at", "duration_ms", "last_error", "terminal_reason", "attempts"]
-            )
-        attempt_row, _ = FunctionRunAttempt.objects.get_or_create(
-            run=run, attempt=attempt, defaults={"started_at": now, "status": Status.FAILED, "error": error}
-        )
-        if attempt_row.status == Status.RUNNING:
-            FunctionRunAttempt.objects.filter(pk=attempt_row.pk).update(
-                status=Status.FAILED, error=error, finished_at=now
-            )
+        run.save(update_fields=["status", "finished_at", "duration_ms", "last_error", "terminal_reason", "attempts"])
         letter = dead_letter_for_run(run=run, error=error, payload=payload, now=now)
     _blob(run, now=now, status=Status.FAILED, finishedAt=iso_utc(now), durationMs=run.duration_ms, lastError=error)
     logger.error(
@@ -178,7 +198,7 @@ def run_fail_reported(
 
     The run may never have reached its claim (its row is created, failed); a
     failure reported for a duplicate run that never owned the window is ignored.
-    `attempt` None means "the last attempt the ledger knows of".
+    `attempt` numbers the attempt to record when the run made none (None: 1).
     """
     claim = run_claim(
         function_id=function_id,
@@ -187,7 +207,7 @@ def run_fail_reported(
         correlation_id=correlation_id,
         source=source,
         scope=scope,
-        attempt=attempt or 1,
+        step=None,
         now=now,
     )
     if not claim.won:
@@ -198,7 +218,7 @@ def run_fail_reported(
         return None
     return run_fail(
         run_pk=claim.run.pk,
-        attempt=max(attempt or 0, claim.run.attempts),
+        attempt=attempt,
         error=error,
         terminal_reason=terminal_reason,
         payload=payload,

@@ -26,7 +26,9 @@ class FunctionRun(models.Model):
     source = models.CharField(max_length=16, blank=True, default="")
     scope = models.CharField(max_length=64, default="global")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
-    attempts = models.PositiveSmallIntegerField(default=1)
+    attempts = models.PositiveSmallIntegerField(
+        default=1, help_text="How many attempts the run made: its attempt rows, every attempt of every step."
+    )
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -73,7 +75,7 @@ class AttemptStatus(models.TextChoices):
 
 
 class FunctionRunAttempt(models.Model):
-    """One attempt of a run, numbered as Inngest numbers them (ctx.attempt + 1)."""
+    """One attempt of one step of a run, numbered as Inngest numbers them (ctx.attempt + 1, from 1 in each step)."""
 
     Status = AttemptStatus
 
@@ -87,17 +89,20 @@ class FunctionRunAttempt(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["run", "attempt"], name="%(app_label)s_%(class)s_one_per_number"),
+            models.UniqueConstraint(
+                fields=["run", "step", "attempt"], name="%(app_label)s_%(class)s_one_per_step_attempt"
+            ),
             models.CheckConstraint(condition=Q(attempt__gte=1), name="%(app_label)s_%(class)s_attempt_positive"),
             models.CheckConstraint(
                 condition=Q(status__in=[s.value for s in RunStatus]),
                 name="%(app_label)s_%(class)s_status_valid",
             ),
         ]
-        ordering = ["run", "attempt"]
+        ordering = ["run", "id"]  # in the order they were made
 
     def __str__(self) -> str:
-        return f"attempt {self.attempt} of run {self.run_id} ({self.status})"
+        step = f" of step {self.step}" if self.step else ""
+        return f"attempt {self.attempt}{step} of run {self.run_id} ({self.status})"
 
 
 class DeadLetterSource(models.TextChoices):

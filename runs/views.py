@@ -3,11 +3,14 @@
 The serve handler is built lazily from the current settings (and rebuilt when
 they change), so the URLconf never needs Inngest to be configured: without a
 signing key outside dev mode the endpoint answers 503 and says what to set.
+Dev mode verifies no signature, so it is served only while DEBUG is on (local
+use); with DEBUG off it answers 503 too (and `check --deploy` fails: E006).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,27 +22,52 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.inngest import InngestConfig, client_for, current_config
-from runs.functions import build_functions
+from runs.functions import build_functions, execution_request
 
 logger = logging.getLogger(__name__)
 
 View = Callable[[HttpRequest], HttpResponse]
 
+DEV_MODE_REFUSED = (
+    "Inngest dev mode (INNGEST_DEV) verifies no signature and is refused while DEBUG is false: "
+    "unset INNGEST_DEV and set INNGEST_SIGNING_KEY, or set DEBUG=true for local use with the dev server "
+    "(see docs/security.md)"
+)
+
 
 @csrf_exempt
 def serve(request: HttpRequest) -> HttpResponse:
-    """Hand the request to the SDK: Inngest's calls (signed in cloud mode), sync and inspection."""
+    """Hand the request to the SDK: Inngest's calls (signed in cloud mode), sync and inspection.
+
+    Dev mode (unsigned) is served only with DEBUG on.
+    """
     config = current_config()
     if not config.servable:
         return JsonResponse(
             {"error": "Inngest is not configured: set INNGEST_SIGNING_KEY (cloud) or INNGEST_DEV=1 (dev server)"},
             status=503,
         )
+    if config.dev_mode and not settings.DEBUG:
+        # Dev mode verifies no signature: anyone who can reach the URL could run the functions.
+        logger.error("inngest call refused: INNGEST_DEV is set and DEBUG is false", extra={"action": "inngest_auth"})
+        return JsonResponse({"error": DEV_MODE_REFUSED}, status=503)
     if not config.dev_mode and _signed_too_long_ago(request, now=time.time()):
         # The SDK checks the signature's HMAC, not its age: refuse a replayed call here.
         logger.warning("inngest call refused: signature timestamp too old", extra={"action": "inngest_auth"})
         return JsonResponse({"message": "Unauthorized"}, status=401)
-    return _handler(config)(request)
+    with execution_request(max_attempts=_max_attempts(request)):
+        return _handler(config)(request)
+
+
+def _max_attempts(request: HttpRequest) -> int | None:
+    """Return the `ctx.max_attempts` of an execution request, or None (not one, or it does not say)."""
+    if request.method != "POST":
+        return None
+    try:
+        value = json.loads(request.body)["ctx"]["max_attempts"]
+    except (ValueError, KeyError, TypeError):
+        return None  # the SDK answers a request it cannot read
+    return value if type(value) is int and value >= 1 else None
 
 
 def _signed_too_long_ago(request: HttpRequest, *, now: float) -> bool:

@@ -5,6 +5,9 @@ event it accepts, and can be told to misbehave, one behaviour at a time:
 
 - ``ok``: accept (the default);
 - ``hang``: accept the connection and never answer (until the server stops);
+- ``hold``: keep the request until the test calls `release_held(behaviour)`, then
+  answer it with that behaviour (requests arriving later follow the behaviour set
+  by then, so one tick's publish can be held while another's goes through);
 - ``slow``: answer ``ok`` after ``delay`` seconds;
 - ``error500``: answer 500 (the SDK retries these);
 - ``html``: answer 200 with an HTML body (not JSON);
@@ -31,7 +34,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
-Behaviour = Literal["ok", "hang", "slow", "error500", "html", "unauthorized", "badjson", "truncated", "reset"]
+Behaviour = Literal["ok", "hang", "hold", "slow", "error500", "html", "unauthorized", "badjson", "truncated", "reset"]
 HANG_LIMIT_SECONDS = 60.0
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
 
@@ -46,8 +49,11 @@ class EventAPI:
         self.requests = 0
         self._lock = threading.Lock()
         self._first_request = threading.Event()
+        self._held = threading.Event()
+        self._held_answer: Behaviour = "ok"
         self._loop = asyncio.new_event_loop()
         self._release: asyncio.Event | None = None
+        self._unhold: asyncio.Event | None = None
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="event-api", daemon=True)
         self._port = 0
@@ -82,6 +88,16 @@ class EventAPI:
         """Block until a request has arrived (e.g. before killing the process that sent it)."""
         return self._first_request.wait(timeout)
 
+    def wait_for_held(self, timeout: float = 30.0) -> bool:
+        """Block until a request is held (behaviour ``hold``)."""
+        return self._held.wait(timeout)
+
+    def release_held(self, answer: Behaviour) -> None:
+        """Answer the held requests with `answer` (the behaviour set for later requests is unchanged)."""
+        self._held_answer = answer
+        assert self._unhold is not None
+        self._loop.call_soon_threadsafe(self._unhold.set)
+
     def event_ids(self) -> list[str]:
         """Return the ids of every event accepted, in order (duplicates included)."""
         with self._lock:
@@ -91,6 +107,7 @@ class EventAPI:
 
     async def _listen(self) -> None:
         self._release = asyncio.Event()
+        self._unhold = asyncio.Event()
         self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
         self._port = self._server.sockets[0].getsockname()[1]
 
@@ -132,6 +149,11 @@ class EventAPI:
             self.requests += 1
         self._first_request.set()
         behaviour = self.behaviour
+        if behaviour == "hold":
+            assert self._unhold is not None
+            self._held.set()
+            await asyncio.wait_for(self._unhold.wait(), HANG_LIMIT_SECONDS)
+            behaviour = self._held_answer
         if behaviour == "hang":
             assert self._release is not None
             await asyncio.wait_for(self._release.wait(), HANG_LIMIT_SECONDS)

@@ -2,7 +2,7 @@
 
 `ORCHESTRATOR_STRESS=full` (read once, in testsupport.settings) selects the
 full counts; anything else, or nothing, the scaled-down counts that keep `make
-test` within the CI budget on two cores. README.md, "Reliability tests", lists both.
+test` within the CI budget on two cores. docs/reliability.md lists both.
 """
 
 from __future__ import annotations

@@ -62,6 +62,8 @@ def test_dispatch_tick__exits_1_when_the_run_crashes() -> None:
         (["nope"], "unknown cron job 'nope'; registered: background-jobs, counter, crash"),
         (["counter", "--at", "noon"], "--at: 'noon' is not an ISO-8601 date-time"),
         (["counter", "--at", "2026-01-01T10:00:00"], "has no UTC offset"),
+        (["counter", "--at", "2099-01-01T00:00:00Z"], "--at: the window 2099-01-01T00:00 has not started yet"),
+        (["counter", "--at", "2099-01-01T00:00:00Z", "--inline", "--force"], "has not started yet"),
         (["counter", "--param", "tenant"], "write it as NAME=VALUE"),
         (["counter", "--param", "limit=x"], "--param: param 'limit' must be an integer"),
     ],

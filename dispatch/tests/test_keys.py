@@ -69,3 +69,39 @@ def test_canary_bucket__is_deterministic_and_spread() -> None:
     ]
     assert all(0 <= bucket < 100 for bucket in buckets)
     assert 0.2 < sum(bucket < 25 for bucket in buckets) / len(buckets) < 0.3
+
+
+NOW = datetime(2026, 3, 14, 15, 9, 26, 500000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("key", "job", "seconds"),
+    [
+        ("cron:counter:2026-03-14T15:05", "counter", 300),  # the current window
+        ("cron:counter:2026-03-14T15:10", "counter", 300),  # the next one (a cron service's clock ahead)
+        ("cron:counter:2020-01-01T00:00", "counter", 300),  # any past one
+        ("cron:counter:2026-03-14T15:10:manual-0a1b2c3d", "counter", 300),  # a one-off key of the next window
+        ("cron:background-jobs:2026-03-14T15:10", "background-jobs", 60),
+    ],
+)
+def test_window_problem__accepts_the_jobs_windows_up_to_the_next_one(key: str, job: str, seconds: int) -> None:
+    assert keys.window_problem(key, job=job, window_seconds=seconds, now=NOW) == ""
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("cron:counter:2026-03-14T15:15", "names a window that has not started yet"),  # two windows ahead
+        ("cron:counter:2099-01-01T00:00", "names a window that has not started yet"),
+        ("cron:counter:2099-01-01T00:00:manual-0a1b2c3d", "names a window that has not started yet"),
+        ("cron:background-jobs:2026-03-14T15:05", "is not a key of cron job 'counter'"),
+        ("cron:counter-2:2026-03-14T15:05", "is not a key of cron job 'counter'"),
+        ("counter:2026-03-14T15:05", "is not a key of cron job 'counter'"),
+        ("cron:counter:2026-03-14", "names no window"),
+        ("cron:counter:2026-03-14T15:05x", "names no window"),
+        ("cron:counter:2026-02-30T15:05", "names no window"),
+        ("cron:counter:tomorrow", "names no window"),
+    ],
+)
+def test_window_problem__refuses_future_foreign_or_unreadable_keys(key: str, problem: str) -> None:
+    assert problem in keys.window_problem(key, job="counter", window_seconds=300, now=NOW)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db.models import F
+from django.utils import timezone
 
 from dispatch.keys import canary_bucket
 from dispatch.models import DispatchWindow
@@ -255,9 +257,12 @@ def test_dispatch__a_crash_between_claim_and_publish_is_completed_by_a_later_tic
     window = DispatchWindow.objects.get()
     assert window.status == "pending"
     event_api.behave("ok")
+    settings.INNGEST_PUBLISH_TIMEOUT_SECONDS = 30  # as the dead tick's: stale 60 s after its claim
 
-    too_soon = tick(window.updated_at + timedelta(seconds=0.5), at=datetime.fromisoformat(at))
-    later = tick(window.updated_at + timedelta(seconds=1.1), at=datetime.fromisoformat(at))
+    too_soon = tick(timezone.now(), at=datetime.fromisoformat(at))
+    # The stale bound passes on the database's clock: moved back rather than waited for.
+    DispatchWindow.objects.filter(pk=window.pk).update(updated_at=F("updated_at") - timedelta(seconds=61))
+    later = tick(timezone.now(), at=datetime.fromisoformat(at))
 
     assert too_soon.body["duplicate"] is True  # the pending tick might still be publishing
     assert (later.status_code, later.body["duplicate"]) == (202, False)

@@ -4,6 +4,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db.models import F
+from django.utils import timezone
 
 from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
@@ -141,7 +143,7 @@ def test_dispatch_tick__a_crashing_inline_run_answers_500_and_is_dead_lettered(n
 
 
 def test_dispatch_tick__a_stale_pending_window_is_reclaimed(now: datetime) -> None:
-    DispatchWindow.objects.create(
+    window = DispatchWindow.objects.create(
         dispatch_key="cron:counter:2026-03-14T15:05",
         job="counter",
         status="pending",
@@ -151,17 +153,19 @@ def test_dispatch_tick__a_stale_pending_window_is_reclaimed(now: datetime) -> No
         window_start=now.replace(minute=5, second=0, microsecond=0),
         window_seconds=300,
         requested_at=now - timedelta(seconds=25),
-        updated_at=now - timedelta(seconds=25),
+        # Pending is judged on the database's clock: claimed 10 s ago, within 2 x the inline budget.
+        updated_at=timezone.now() - timedelta(seconds=10),
     )
 
-    fresh = tick(now=now - timedelta(seconds=15))  # 10 s later: still within 2 x the inline budget
-    stale = tick(now=now)  # 25 s later: the pending tick is presumed dead
+    fresh = tick(now=now)
+    DispatchWindow.objects.filter(pk=window.pk).update(updated_at=F("updated_at") - timedelta(seconds=15))
+    stale = tick(now=now)  # claimed 25 s ago: the pending tick is presumed dead
 
     assert fresh.body["duplicate"] is True
     assert stale.body["duplicate"] is False
     assert CronRun.objects.count() == 1
-    window = DispatchWindow.objects.get()
-    assert (window.status, window.correlation_id) == ("inline", "corr-1")
+    window.refresh_from_db()
+    assert (window.status, window.correlation_id, window.claim) == ("inline", "corr-1", 2)
 
 
 def test_dispatch_tick__background_jobs_inline_runs_maintenance_then_drains(now: datetime) -> None:

@@ -179,6 +179,16 @@ def test_cron__production_refuses_while_a_deploy_check_fails(client: Client, set
 
 
 @pytest.mark.usefixtures("production")
+def test_cron__production_refuses_with_the_unsigned_dev_server(client: Client, settings: Any) -> None:
+    settings.INNGEST_DEV = "1"
+
+    response = client.get("/api/cron/counter", headers=AUTH)
+
+    assert (response.status_code, response.json()["checks"]) == (503, ["orchestrator.E006"])
+    assert not DispatchWindow.objects.exists()
+
+
+@pytest.mark.usefixtures("production")
 def test_cron__production_serves_again_once_the_setting_is_fixed(client: Client, settings: Any) -> None:
     settings.DEPLOY_ENV = "preview"
     settings.INNGEST_ENV = "production"

@@ -15,11 +15,13 @@ pytestmark = pytest.mark.django_db
 def test_enqueue_job__enqueues_and_prints_the_id() -> None:
     out = StringIO()
 
-    call_command("enqueue_job", "demo.echo", "--payload", '{"message": "hi"}', "--tenant", "acme", stdout=out)
+    call_command(
+        "enqueue_job", "demo.echo", "--payload", '{"kwargs": {"message": "hi"}}', "--tenant", "acme", stdout=out
+    )
 
     job = BackgroundJob.objects.get()
     assert out.getvalue().strip() == f"enqueued job {job.pk} (demo.echo)"
-    assert (job.payload, job.tenant) == ({"message": "hi"}, "acme")
+    assert (job.payload, job.tenant) == ({"kwargs": {"message": "hi"}}, "acme")
 
 
 def test_enqueue_job__count() -> None:

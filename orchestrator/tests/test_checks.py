@@ -20,6 +20,7 @@ def production(settings: Any) -> None:
     settings.DEBUG = False
     settings.SECRET_KEY = GOOD_KEY
     settings.CRON_SECRET = "cron-secret"
+    settings.METRICS_TOKEN = "metrics-token"
     settings.DEPLOY_ENV = "production"
     settings.VERCEL_ENV = ""
     settings.INNGEST_EVENT_KEY = "event-key"
@@ -65,6 +66,8 @@ def test_checks__a_correct_production_configuration_raises_nothing() -> None:
         ),
         ({"BACKGROUND_JOBS_INNGEST_PERCENT": 101}, "orchestrator.E005", "BACKGROUND_JOBS_INNGEST_PERCENT"),
         ({"BACKGROUND_JOBS_INNGEST_PERCENT": -1}, "orchestrator.E005", "BACKGROUND_JOBS_INNGEST_PERCENT"),
+        ({"INNGEST_DEV": "1", "INNGEST_SIGNING_KEY": ""}, "orchestrator.E006", "INNGEST_SIGNING_KEY"),
+        ({"INNGEST_DEV": "http://127.0.0.1:8288"}, "orchestrator.E006", "INNGEST_DEV"),  # Even beside a signing key.
         ({"CRON_JOBS": [{"name": "Bad Name", "window_seconds": 60, "callable": "x.y"}]}, "dispatch.E001", "CRON_JOBS"),
     ],
 )
@@ -86,7 +89,7 @@ def test_checks__each_error_is_raised_says_what_to_set_and_refuses_cron(
     "changes",
     [
         {"CRON_SECRET": "", "DEBUG": True},  # Local use without a secret.
-        {"INNGEST_SIGNING_KEY": "", "INNGEST_DEV": "1"},  # The dev server signs nothing.
+        {"INNGEST_SIGNING_KEY": "", "INNGEST_DEV": "1", "DEBUG": True},  # Local use with the dev server.
         {"INNGEST_SIGNING_KEY": "", "INNGEST_EVENT_KEY": ""},  # Inngest is not in use: inline.
         {"INNGEST_SIGNING_KEY": "", "INNGEST_EVENT_KEY": "", "DISPATCH_FLAGS": {"BACKGROUND_JOBS_USE_INNGEST": False}},
         {"DEPLOY_ENV": "preview", "INNGEST_ENV": "feature-x"},
@@ -102,15 +105,15 @@ def test_checks__errors_are_not_raised_when_the_configuration_allows_it(settings
     assert [m for m in deploy_messages().values() if m.is_serious()] == []
 
 
-def test_check_dev_server__warns_that_dev_mode_is_unsigned_outside_debug(settings: Any) -> None:
+def test_check_dev_server__dev_mode_is_an_error_outside_debug(settings: Any) -> None:
     settings.INNGEST_DEV = "1"
     settings.INNGEST_SIGNING_KEY = ""
 
     messages = deploy_messages()
 
-    assert list(messages) == ["orchestrator.W003"]
-    assert "without a signature" in messages["orchestrator.W003"].msg
-    assert "INNGEST_SIGNING_KEY" in str(messages["orchestrator.W003"].hint)
+    assert list(messages) == ["orchestrator.E006"]
+    assert "without a signature" in messages["orchestrator.E006"].msg
+    assert "DEBUG=true" in str(messages["orchestrator.E006"].hint)
     settings.DEBUG = True
     assert deploy_messages() == {}  # Local use with the dev server.
 
@@ -181,6 +184,17 @@ def test_deploy_errors__follow_the_settings(settings: Any) -> None:
     settings.SECRET_KEY = GOOD_KEY
 
     assert deploy_errors() == ()
+
+
+def test_checks__production_without_a_metrics_token_is_warned_that_scrapes_are_refused(settings: Any) -> None:
+    settings.METRICS_TOKEN = ""
+
+    messages = deploy_messages()
+
+    assert list(messages) == ["orchestrator.W004"]
+    assert not messages["orchestrator.W004"].is_serious()
+    assert "GET /metrics answers 503" in messages["orchestrator.W004"].msg
+    assert deploy_errors() == ()  # The cron view still dispatches.
 
 
 @pytest.mark.parametrize(

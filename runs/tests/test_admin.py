@@ -295,8 +295,8 @@ def test_function_run_detail__shows_its_attempts_inline(operator: User, now: dat
         function_id="cron-counter", dispatch_key="cron:counter:2026-03-14T15:05", run_id="r-1", status="failed",
         attempts=2, started_at=now, terminal_reason="retries exhausted", last_error="boom",
     )  # fmt: skip
-    run.attempt_rows.create(attempt=1, status="failed", started_at=now, error="first boom")
-    run.attempt_rows.create(attempt=2, status="failed", started_at=now, error="second boom")
+    run.attempt_rows.create(step="run", attempt=1, status="failed", started_at=now, error="first boom")
+    run.attempt_rows.create(step="run", attempt=2, status="failed", started_at=now, error="second boom")
 
     page = signed_in(operator).get(reverse("admin:runs_functionrun_change", args=[run.pk])).content.decode()
 

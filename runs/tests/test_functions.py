@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
 import pytest
 
 from jobs.models import BackgroundJob
+from jobs.runner import jobs_run
+from runs import functions
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.status import status_read
 from testsupport.executor import Executor
-from testsupport.models import CronRun, HandlerRun
+from testsupport.models import HandlerRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,8 +97,13 @@ def test_process_function__drains_in_several_steps_and_the_ledger_stays_single(
     assert len(drain_steps) == 3  # 2 + 2 + 1 jobs
     assert (run.output["claimed"], run.output["succeeded"], run.output["remainingBacklog"]) == (5, 5, 0)
     assert HandlerRun.objects.count() == 5
-    assert FunctionRun.objects.get().attempts == 1
-    assert FunctionRunAttempt.objects.count() == 1
+    # One attempt of each step, each recorded.
+    assert FunctionRun.objects.get().attempts == 3
+    assert list(FunctionRunAttempt.objects.values_list("step", "attempt", "status")) == [
+        ("drain-1", 1, "succeeded"),
+        ("drain-2", 1, "succeeded"),
+        ("drain-3", 1, "succeeded"),
+    ]
 
 
 def test_redelivery__the_same_event_is_deduplicated_and_a_new_run_id_does_no_work(executor: Executor) -> None:
@@ -214,18 +222,49 @@ def test_on_failure__of_a_duplicate_run_leaves_the_owner_alone(executor: Executo
     assert not DeadLetter.objects.exists()
 
 
-def test_payload_without_dispatch_key__is_refused_without_retries(executor: Executor) -> None:
-    [run] = executor.deliver(event("cron/counter.requested", key=None))
+def test_process_function__every_attempt_of_every_step_is_recorded(
+    executor: Executor, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.INNGEST_STEP_MAX_JOBS = 2
+    enqueue(3)  # two drain steps: 2 jobs, then 1
+    calls = itertools.count(1)
+    drain = jobs_run
 
-    assert run.status == "failed"
-    assert run.requests == 1
-    assert run.error is not None
-    assert run.error["name"] == "NonRetriableError"
-    assert not CronRun.objects.exists()
+    def first_attempts_fail(**kwargs: Any) -> Any:
+        if next(calls) % 2:  # Inngest restarts ctx.attempt for each step: attempt 1 of each step fails
+            raise ConnectionError("the database went away mid-drain")
+        return drain(**kwargs)
+
+    monkeypatch.setattr(functions, "jobs_run", first_attempts_fail)  # a fault in the drain step itself
+
+    [run] = executor.deliver(event(PROCESS))
+
+    assert run.status == "completed"
+    assert (run.output["claimed"], run.output["succeeded"]) == (3, 3)
+    error = "ConnectionError: the database went away mid-drain"
+    assert list(FunctionRunAttempt.objects.values_list("step", "attempt", "status", "error")) == [
+        ("drain-1", 1, "failed", error),
+        ("drain-1", 2, "succeeded", ""),
+        ("drain-2", 1, "failed", error),
+        ("drain-2", 2, "succeeded", ""),
+    ]
     row = FunctionRun.objects.get()
-    assert (row.dispatch_key, row.status, row.terminal_reason) == (
-        f"invalid:{run.run_id}",
-        "failed",
-        "non-retriable error: invalid payload",
-    )
-    assert DeadLetter.objects.count() == 1
+    assert (row.status, row.attempts, row.last_error) == ("succeeded", 4, error)
+
+
+def test_cron_function__the_last_attempt_is_the_one_inngest_says(executor: Executor, settings: Any) -> None:
+    # Inngest synced the function with 3 retries (4 attempts); the setting changed since (a deploy).
+    settings.INNGEST_FUNCTION_RETRIES = 1
+
+    [run] = executor.deliver(event("cron/crash.requested", "cron:crash:2026-03-14T15:09"))
+
+    assert (run.status, run.max_attempt) == ("failed", 3)  # ctx.attempt 0..3, max_attempts 4
+    row = FunctionRun.objects.get()
+    assert (row.status, row.attempts, row.terminal_reason) == ("failed", 4, "retries exhausted (4) in step run")
+    assert list(FunctionRunAttempt.objects.values_list("attempt", "status")) == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "failed"),
+        (4, "failed"),
+    ]
+    assert DeadLetter.objects.get().attempts == 4

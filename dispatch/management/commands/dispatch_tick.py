@@ -24,7 +24,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("job", nargs="?", default=BACKGROUND_JOBS, help="cron job name (default: %(default)s)")
-        parser.add_argument("--at", help="tick as if at this ISO-8601 instant, e.g. 2026-01-31T09:30:00Z")
+        parser.add_argument(
+            "--at",
+            help="tick the window of this ISO-8601 instant (past, current or next), e.g. 2026-01-31T09:30:00Z",
+        )
         parser.add_argument("--inline", action="store_true", help="emergency tick: run the work inline in this process")
         parser.add_argument(
             "--force", action="store_true", help="bypass the one-run-per-window guard with a one-off key"
@@ -37,17 +40,26 @@ class Command(BaseCommand):
         job = jobs.get(options["job"])
         if job is None:
             raise CommandError(f"unknown cron job {options['job']!r}; registered: {', '.join(sorted(jobs))}")
+        now = timezone.now()
         try:
             at = parse_iso_utc(options["at"]) if options["at"] else None
         except ValueError as exc:
             raise CommandError(f"--at: {exc}") from exc
+        if at is not None and keys.ahead_of_next_window(
+            start := keys.window_start(at, job.window_seconds), window_seconds=job.window_seconds, now=now
+        ):
+            # Its events would be refused, and an inline run would take the window from its real tick.
+            raise CommandError(
+                f"--at: the window {start:%Y-%m-%dT%H:%M} has not started yet; "
+                "tick a window that has started, or the next one"
+            )
         try:
             params = job.parse_params(dict(_split_param(text) for text in options["param"]))
         except InvalidParam as exc:
             raise CommandError(f"--param: {exc}") from exc
         result = dispatch_tick(
             job=job,
-            now=timezone.now(),
+            now=now,
             source=DispatchWindow.Source.EMERGENCY if options["inline"] else DispatchWindow.Source.MANUAL,
             correlation_id=keys.correlation_id(None),
             params=params,

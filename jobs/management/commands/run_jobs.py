@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from jobs.backend import configured_queues
 from jobs.lease import longest_safe_budget
 from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS, RunSummary
 from jobs.worker import DEFAULT_GRACE_SECONDS, Worker
@@ -31,6 +32,7 @@ class Command(BaseCommand):
             "--concurrency", type=int, default=None, help="threads draining at once (default JOBS_CONCURRENCY)"
         )
         parser.add_argument("--loop", action="store_true", help="keep draining; idle 1 s when empty")
+        parser.add_argument("--queue", default=None, help="claim only this Tasks queue's jobs (default: every queue)")
         parser.add_argument(
             "--grace",
             type=float,
@@ -48,12 +50,16 @@ class Command(BaseCommand):
             )
         if options["concurrency"] is not None and not 1 <= options["concurrency"] <= 64:
             raise CommandError("--concurrency must be from 1 to 64")
+        queues = configured_queues()
+        if options["queue"] is not None and queues and options["queue"] not in queues:
+            raise CommandError(f"--queue {options['queue']!r} is not in TASKS' QUEUES: {', '.join(sorted(queues))}")
         if options["grace"] < 0:
             raise CommandError("--grace must be 0 or more seconds")
         Worker(
             budget_seconds=options["budget"],
             batch_size=options["batch_size"],
             concurrency=options["concurrency"],
+            queue=options["queue"],
             loop=options["loop"],
             grace_seconds=options["grace"],
             emit=self._print,

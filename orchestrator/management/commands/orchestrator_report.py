@@ -53,7 +53,9 @@ def render_text(report: SloReport, *, period_text: str) -> str:
         lines.append("PASS: every gate holds.")
     else:
         crossed = ", ".join(metric.label for metric in report.metrics if metric.passed is False)
-        lines.append(f"FAIL: {crossed} crossed the gate. Stop the rollout (README.md, 'Rolling out and rolling back').")
+        lines.append(
+            f"FAIL: {crossed} crossed the gate. Stop the rollout (docs/operations.md, 'Rolling out and rolling back')."
+        )
     return "\n".join(lines)
 
 

@@ -1,0 +1,16 @@
+"""Bench-only job handlers, registered through JOB_HANDLER_MODULES in bench_settings.py."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import product
+from stamps import stamp
+
+
+@product.job_handler("bench.pickup")
+def pickup(ctx: Any) -> None:
+    """Stamp when this job's handler started (bench/pickup_latency.py)."""
+    started = time.monotonic()
+    stamp(int(ctx.payload["n"]), started)

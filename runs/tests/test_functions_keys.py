@@ -1,0 +1,80 @@
+"""The functions' dispatch keys: none, another job's, or a window that has not started is refused, never claimed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from dispatch import keys
+from runs.models import DeadLetter, FunctionRun
+from runs.tests.test_functions import PROCESS, enqueue, event
+from testsupport.executor import Executor
+from testsupport.models import CronRun, HandlerRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_payload_without_dispatch_key__is_refused_without_retries(executor: Executor) -> None:
+    [run] = executor.deliver(event("cron/counter.requested", key=None))
+
+    assert run.status == "failed"
+    assert run.requests == 1
+    assert run.error is not None
+    assert run.error["name"] == "NonRetriableError"
+    assert not CronRun.objects.exists()
+    row = FunctionRun.objects.get()
+    assert (row.dispatch_key, row.status, row.terminal_reason) == (
+        f"invalid:{run.run_id}",
+        "failed",
+        "non-retriable error: invalid payload",
+    )
+    assert DeadLetter.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "problem"),
+    [
+        (PROCESS, "cron:background-jobs:2099-01-01T00:00", "names a window that has not started yet"),
+        ("background/maintenance.requested", "cron:background-jobs:2099-01-01T00:00", "has not started yet"),
+        (PROCESS, "cron:counter:2026-03-14T15:05", "is not a key of cron job 'background-jobs'"),
+        ("cron/counter.requested", "cron:counter:someday", "names no window"),
+    ],
+)
+def test_window_function__refuses_a_future_or_foreign_window_without_claiming_it(
+    executor: Executor, name: str, key: str, problem: str
+) -> None:
+    enqueue(1)
+
+    [run] = executor.deliver(event(name, key))
+
+    assert (run.status, run.requests) == ("failed", 1)  # refused at once, never retried
+    assert run.error is not None
+    assert run.error["name"] == "NonRetriableError"
+    assert problem in run.error["message"]
+    assert HandlerRun.objects.count() == 0
+    assert not CronRun.objects.exists()
+    # The named window stays free for its real run: the refusal is recorded under the run's own key.
+    assert not FunctionRun.objects.filter(dispatch_key=key).exists()
+    row = FunctionRun.objects.get()
+    assert (row.dispatch_key, row.status, row.terminal_reason) == (
+        f"invalid:{run.run_id}",
+        "failed",
+        "non-retriable error: invalid payload",
+    )
+    letter = DeadLetter.objects.get()
+    assert (letter.dispatch_key, letter.function_run_id) == (f"invalid:{run.run_id}", row.pk)
+    [failure] = [r for r in executor.runs if r.function_id.endswith("-failure")]
+    assert (failure.status, failure.output) == ("completed", {"deadLetter": letter.pk})  # on_failure found it
+
+
+def test_window_function__runs_the_next_window_early(executor: Executor) -> None:
+    day = 86400
+    key = keys.dispatch_key("daily", keys.window_start(timezone.now(), day) + timedelta(seconds=day))
+
+    [run] = executor.deliver(event("cron/daily.requested", key))
+
+    assert run.status == "completed"
+    assert CronRun.objects.get().dispatch_key == key
+    assert FunctionRun.objects.get().dispatch_key == key
