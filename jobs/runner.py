@@ -84,77 +84,62 @@ def jobs_run(
     origin: RunOrigin | None = None,
     clock: Clock = timezone.now,
     queue: str | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
 ) -> RunSummary:
-    """Drain due jobs until none are left, `budget_seconds` is spent or `max_jobs` ran (see Drain)."""
-    return Drain(
-        budget_seconds=budget_seconds,
-        batch_size=batch_size,
-        max_jobs=max_jobs,
-        concurrency=concurrency,
-        origin=origin,
-        clock=clock,
-        queue=queue,
-    ).run()
-
-
-class Drain:
-    """One drain of the queue: `run()` it once. Another thread may set `stop` and read `progress()` meanwhile.
+    """Drain due jobs until none are left, `budget_seconds` is spent, `max_jobs` ran, or `stop` is set.
 
     With `concurrency` (default JOBS_CONCURRENCY) above 1, that many threads drain
     at once, each with its own database connections: one job's commit then overlaps
     another's handler. Jobs claimed but not started when the budget runs out, or
-    when `stop` is set, are given back at once (their attempt not spent), not left
-    to wait for their lease; a handler already running finishes first. Running out
-    of budget or of `max_jobs` both count as `budgetExhausted`. With `queue`, only
-    that queue's jobs are claimed (a Tasks queue name, `run_jobs --queue`).
+    when `stop` is set (from another thread), are given back at once (their attempt
+    not spent), not left to wait for their lease; a handler already running
+    finishes first. Running out of budget or of `max_jobs` both count as
+    `budgetExhausted`. With `queue`, only that queue's jobs are claimed (a Tasks
+    queue name, `run_jobs --queue`). `progress` lets another thread read the counts
+    while the drain runs.
     """
+    progress = progress or Progress()
+    drain = _Drain(
+        deadline=time.monotonic() + budget_seconds,
+        batch_size=batch_size or settings.JOBS_BATCH_SIZE,
+        quota=_Quota(max_jobs),
+        origin=origin or RunOrigin(),
+        clock=clock,
+        queue=queue,
+        stop=stop or threading.Event(),
+        progress=progress,
+    )
+    lanes = concurrency or settings.JOBS_CONCURRENCY
+    if lanes == 1:
+        drain.run()
+    else:
+        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="jobs-runner") as pool:
+            list(pool.map(lambda _: drain.run_in_thread(), range(lanes)))
+    summary = progress.summary()
+    summary.remaining_backlog = ready_backlog(now=clock())
+    logger.info(
+        "jobs drained",
+        extra={"action": "jobs_run", "concurrency": lanes, **summary.as_json(), **drain.origin.log_fields()},
+    )
+    return summary
 
-    def __init__(
-        self,
-        *,
-        budget_seconds: float,
-        batch_size: int | None = None,
-        max_jobs: int | None = None,
-        concurrency: int | None = None,
-        origin: RunOrigin | None = None,
-        clock: Clock = timezone.now,
-        queue: str | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        self.budget_seconds = budget_seconds
-        self.batch_size = batch_size or settings.JOBS_BATCH_SIZE
-        self.quota = _Quota(max_jobs)
-        self.concurrency = concurrency or settings.JOBS_CONCURRENCY
-        self.origin = origin or RunOrigin()
-        self.clock = clock
-        self.queue = queue
-        self.stop = stop or threading.Event()
+
+class Progress:
+    """A drain's counts so far, one summary per thread: another thread may read them while it runs."""
+
+    def __init__(self) -> None:
         self._started = time.monotonic()
         self._lanes: list[RunSummary] = []
 
-    def run(self) -> RunSummary:
-        """Drain, then return the summary with the backlog left."""
-        self._started = time.monotonic()
-        if self.concurrency == 1:
-            self._lane()
-        else:
-            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="jobs-runner") as pool:
-                list(pool.map(lambda _: self._lane_in_thread(), range(self.concurrency)))
-        summary = self.progress()
-        summary.remaining_backlog = ready_backlog(now=self.clock())
-        logger.info(
-            "jobs drained",
-            extra={
-                "action": "jobs_run",
-                "concurrency": self.concurrency,
-                **summary.as_json(),
-                **self.origin.log_fields(),
-            },
-        )
+    def lane(self) -> RunSummary:
+        """Return a new summary for one thread of the drain to count into."""
+        summary = RunSummary()
+        self._lanes.append(summary)
         return summary
 
-    def progress(self) -> RunSummary:
-        """Return the counts so far (the backlog is not measured)."""
+    def summary(self) -> RunSummary:
+        """Return the counts of every thread so far, and the time since the drain began (no backlog)."""
         lanes = list(self._lanes)
         summary = RunSummary(
             budget_exhausted=any(lane.budget_exhausted for lane in lanes),
@@ -163,48 +148,6 @@ class Drain:
         for name in ("claimed", "succeeded", "retried", "dead", "lease_lost"):
             setattr(summary, name, sum(getattr(lane, name) for lane in lanes))
         return summary
-
-    def _lane(self) -> None:
-        """Claim and run batches until the queue, the budget or the quota is exhausted, or the drain is stopped."""
-        summary = RunSummary()
-        self._lanes.append(summary)
-        worker = worker_name()
-        deadline = self._started + self.budget_seconds
-        with LeaseConnection.for_this_thread() as lease:
-            while not (summary.budget_exhausted or self.stop.is_set()):
-                if time.monotonic() >= deadline:
-                    summary.budget_exhausted = True
-                    break
-                allowed = self.quota.take(self.batch_size)
-                if allowed == 0:
-                    summary.budget_exhausted = True
-                    break
-                batch = claim_batch(now=self.clock(), limit=allowed, worker=worker, queue=self.queue)
-                self.quota.give_back(allowed - len(batch))
-                if not batch:
-                    break
-                for index, job in enumerate(batch):
-                    if self.stop.is_set() or time.monotonic() >= deadline:
-                        self._release(batch[index:], worker=worker)
-                        summary.budget_exhausted = not self.stop.is_set()
-                        break
-                    outcome = run_job(job, clock=self.clock, origin=self.origin, lease=lease)
-                    summary.claimed += 1
-                    setattr(summary, outcome, getattr(summary, outcome) + 1)
-
-    def _lane_in_thread(self) -> None:
-        try:
-            self._lane()
-        finally:
-            connection.close()  # each thread has its own connection: do not leak it
-
-    def _release(self, jobs: list[BackgroundJob], *, worker: str) -> None:
-        released = release(jobs, worker=worker)
-        reason = "the worker is stopping" if self.stop.is_set() else "the budget is spent"
-        logger.info(
-            "claimed jobs given back unstarted",
-            extra={"action": "jobs_run", "released": released, "reason": reason, **self.origin.log_fields()},
-        )
 
 
 class _Quota:
@@ -227,3 +170,55 @@ class _Quota:
         with self._lock:
             if self._left is not None:
                 self._left += unused
+
+
+@dataclass
+class _Drain:
+    deadline: float
+    batch_size: int
+    quota: _Quota
+    origin: RunOrigin
+    clock: Clock
+    queue: str | None
+    stop: threading.Event
+    progress: Progress
+
+    def run(self) -> None:
+        """Claim and run batches until the queue, the budget or the quota is exhausted, or the drain is stopped."""
+        summary = self.progress.lane()
+        worker = worker_name()
+        with LeaseConnection.for_this_thread() as lease:
+            while not (summary.budget_exhausted or self.stop.is_set()):
+                if time.monotonic() >= self.deadline:
+                    summary.budget_exhausted = True
+                    break
+                allowed = self.quota.take(self.batch_size)
+                if allowed == 0:
+                    summary.budget_exhausted = True
+                    break
+                batch = claim_batch(now=self.clock(), limit=allowed, worker=worker, queue=self.queue)
+                self.quota.give_back(allowed - len(batch))
+                if not batch:
+                    break
+                for index, job in enumerate(batch):
+                    if self.stop.is_set() or time.monotonic() >= self.deadline:
+                        self._release(batch[index:], worker=worker)
+                        summary.budget_exhausted = not self.stop.is_set()
+                        break
+                    outcome = run_job(job, clock=self.clock, origin=self.origin, lease=lease)
+                    summary.claimed += 1
+                    setattr(summary, outcome, getattr(summary, outcome) + 1)
+
+    def run_in_thread(self) -> None:
+        try:
+            self.run()
+        finally:
+            connection.close()  # each thread has its own connection: do not leak it
+
+    def _release(self, jobs: list[BackgroundJob], *, worker: str) -> None:
+        released = release(jobs, worker=worker)
+        reason = "the worker is stopping" if self.stop.is_set() else "the budget is spent"
+        logger.info(
+            "claimed jobs given back unstarted",
+            extra={"action": "jobs_run", "released": released, "reason": reason, **self.origin.log_fields()},
+        )

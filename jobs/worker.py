@@ -31,7 +31,7 @@ from django.db import InterfaceError, OperationalError, connections
 from core.errors import one_line
 from jobs.backoff import reconnect_delays
 from jobs.claim import release_unstarted
-from jobs.runner import Drain, RunSummary, process_prefix
+from jobs.runner import Progress, RunSummary, jobs_run, process_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Worker:
     grace_seconds: float
     emit: Callable[[RunSummary], None]
     stop: threading.Event = field(default_factory=threading.Event, init=False)
-    _current: Drain | None = field(default=None, init=False)
+    _current: Progress | None = field(default=None, init=False)
     _ending: threading.Lock = field(default_factory=threading.Lock, init=False)  # emitting a summary, or giving up
     _done: bool = field(default=False, init=False)
 
@@ -89,14 +89,15 @@ class Worker:
                     self.stop.wait(IDLE_SECONDS)
 
     def _drain(self) -> RunSummary:
-        self._current = Drain(
+        self._current = Progress()
+        return jobs_run(
             budget_seconds=self.budget_seconds,
             batch_size=self.batch_size,
             concurrency=self.concurrency,
             queue=self.queue,
             stop=self.stop,
+            progress=self._current,
         )
-        return self._current.run()
 
     def _give_up(self) -> None:
         """Give back the unstarted claims, print what the drain did so far, and end the process now."""
@@ -109,7 +110,7 @@ class Worker:
                 extra={"action": "worker_stop", "graceSeconds": self.grace_seconds, "released": released},
             )
             if self._current is not None:
-                self.emit(self._current.progress())
+                self.emit(self._current.summary())
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
