@@ -20,8 +20,6 @@ from core.inngest import current_config
 from dispatch.checks import registry_messages
 from dispatch.modes import emergency_fallback, publishing_configured
 from dispatch.registry import registry_problem
-from jobs.lease import longest_safe_budget
-from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS
 
 TAG = "orchestrator"
 ROLLOUT_HINT = "See docs/operations.md, 'Rolling out and rolling back'."
@@ -239,39 +237,6 @@ def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 @register(TAG)
 def check_emergency_fallback(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return emergency_fallback_messages(now=timezone.now())
-
-
-# --- Drain budgets against the job lease (plain `check`) ----------------------
-
-
-def lease_budget_messages(*, lease_seconds: int, budgets: list[tuple[str, str, float]]) -> list[CheckMessage]:
-    """Refuse each (id, name, seconds) budget over half the lease: its drain's last jobs would lose their lease."""
-    longest = longest_safe_budget()
-    return [
-        Error(
-            f"{name} ({seconds:g} s) is more than half of JOBS_LEASE_SECONDS ({lease_seconds} s): a drain claims its "
-            "batch at its start, and jobs it reaches late would be taken back by maintenance from a live worker.",
-            hint=f"Set {name} to at most {longest:g}, or JOBS_LEASE_SECONDS to at least {2 * seconds:g}."
-            if name.isupper()
-            else f"Set JOBS_LEASE_SECONDS to at least {2 * seconds:g}.",
-            id=check_id,
-        )
-        for check_id, name, seconds in budgets
-        if seconds > longest
-    ]
-
-
-@register(TAG)
-def check_lease_budgets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    return lease_budget_messages(
-        lease_seconds=settings.JOBS_LEASE_SECONDS,
-        budgets=[
-            ("orchestrator.E010", "INNGEST_STEP_BUDGET_SECONDS", settings.INNGEST_STEP_BUDGET_SECONDS),
-            ("orchestrator.E011", "INLINE_TIME_BUDGET_SECONDS", settings.INLINE_TIME_BUDGET_SECONDS),
-            # Not a setting: run_jobs without --budget would refuse to start.
-            ("orchestrator.E012", "The default budget of run_jobs", DEFAULT_DRAIN_BUDGET_SECONDS),
-        ],
-    )
 
 
 # --- The errors that make the cron view refuse to dispatch --------------------
