@@ -1,4 +1,4 @@
-"""A claimed job's life: claimed under a lease, started, run in its own transaction, then succeeded, retried or buried.
+"""A claimed job's life: claimed under a lease, started, run (jobs.group), then succeeded, retried or buried.
 
 Every update after the claim is fenced by the claim (the job's attempt number and
 the worker's name), so a worker whose lease expired (and whose job was taken back
@@ -14,22 +14,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, QuerySet
 
 from core.errors import one_line
 from jobs.backoff import retry_delay
-from jobs.context import JobContext, RunOrigin
-from jobs.exceptions import LeaseLost
+from jobs.context import RunOrigin
 from jobs.hooks import job_died
 from jobs.json_array import JSONArrayAppend, JSONArrayDropLast
-from jobs.lease import LeaseConnection
 from jobs.models import BackgroundJob
-from jobs.outcome import errors_with, return_value_stored
-from jobs.registry import resolve_handler
+from jobs.outcome import errors_with
 
 logger = logging.getLogger(__name__)
 
@@ -71,63 +68,6 @@ def claim_batch(*, now: datetime, limit: int, worker: str, queue: str | None = N
     return jobs
 
 
-# The success update runs once per job, so it is plain SQL (psycopg prepares it
-# on the server after a few runs) rather than a queryset built for every job.
-_SUCCEED_SQL = (
-    f"UPDATE {BackgroundJob._meta.db_table} "  # noqa: S608 (a constant table name, values are parameters)
-    "SET status = %s, finished_at = %s, lease_expires_at = NULL, last_error = '', return_value = %s "
-    "WHERE id = %s AND status = %s AND attempts = %s AND locked_by = %s"
-)
-_RETURN_VALUE = BackgroundJob._meta.get_field("return_value")
-
-
-def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin, lease: LeaseConnection | None = None) -> Outcome:
-    """Start one claimed job if its claim still holds, run it in its own transaction and record what happened.
-
-    `lease` is where the start and the handler's heartbeats are written (the
-    thread's own connection when none is given).
-    """
-    lease = lease or LeaseConnection(separate=False)
-    started_at = clock()
-    if not lease.start(job, now=started_at):
-        logger.warning(
-            "job lease lost before its handler started: skipped",
-            extra={"action": "job_run", "jobId": job.pk, "attempt": job.attempts, **origin.log_fields()},
-        )
-        return "lease_lost"
-    job.started_at = started_at
-
-    def heartbeat() -> bool:
-        return lease.renew(job, now=clock())
-
-    context = JobContext(
-        job_id=job.pk,
-        kind=job.kind,
-        tenant=job.tenant,
-        payload=job.payload,
-        attempt=job.attempts,
-        max_attempts=job.max_attempts,
-        started_at=started_at,
-        _heartbeat=heartbeat,
-        job=job,
-    )
-    handler = resolve_handler(job.kind)
-    try:
-        if handler is None:
-            raise LookupError(f"no handler for kind {job.kind!r}; is its module in JOB_HANDLER_MODULES?")
-        with transaction.atomic():
-            returned = return_value_stored(handler(context))
-            if not _mark_succeeded(job, now=clock(), return_value=returned):
-                raise LeaseLost(f"job {job.pk} attempt {job.attempts} lost its lease")
-    except LeaseLost:
-        logger.warning("job lease lost", extra={"action": "job_run", "jobId": job.pk, **origin.log_fields()})
-        return "lease_lost"
-    except Exception as exc:  # A handler may raise anything: the job records it and is retried.
-        return _record_failure(job, exc=exc, now=clock(), origin=origin)
-    logger.debug("job succeeded", extra={"action": "job_run", "jobId": job.pk, "kind": job.kind})
-    return "succeeded"
-
-
 def _fence(job: BackgroundJob) -> QuerySet[BackgroundJob]:
     """Return the job's row as long as this claim holds it.
 
@@ -141,26 +81,8 @@ def _fence(job: BackgroundJob) -> QuerySet[BackgroundJob]:
     )
 
 
-def _mark_succeeded(job: BackgroundJob, *, now: datetime, return_value: Any) -> bool:
-    stored = _RETURN_VALUE.get_db_prep_save(return_value, connection) if return_value is not None else None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SUCCEED_SQL,
-            [
-                BackgroundJob.Status.SUCCEEDED,
-                now,
-                stored,
-                job.pk,
-                BackgroundJob.Status.RUNNING,
-                job.attempts,
-                job.locked_by,
-            ],
-        )
-        updated: int = cursor.rowcount
-        return updated == 1
-
-
-def _record_failure(job: BackgroundJob, *, exc: Exception, now: datetime, origin: RunOrigin) -> Outcome:
+def record_failure(job: BackgroundJob, *, exc: Exception, now: datetime, origin: RunOrigin) -> Outcome:
+    """Record a failed attempt through the claim: retry on the backoff schedule, or bury the job and tell the hook."""
     error, errors = one_line(exc), errors_with(job, exc)
     extra = {"action": "job_run", "jobId": job.pk, "kind": job.kind, "attempt": job.attempts, "error": error}
     fence = _fence(job)

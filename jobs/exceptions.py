@@ -14,7 +14,3 @@ class InvalidJob(Exception):
 
 class UnknownKind(InvalidJob):
     """No handler is registered for the job kind."""
-
-
-class LeaseLost(Exception):
-    """The job's lease expired and another worker owns it now; this run's work is rolled back."""

@@ -20,8 +20,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from jobs.claim import Clock, claim_batch, ready_backlog, release, run_job
+from jobs.claim import Clock, Outcome, claim_batch, ready_backlog, release
 from jobs.context import RunOrigin
+from jobs.group import JobGroup
 from jobs.lease import LeaseConnection
 from jobs.models import BackgroundJob
 
@@ -187,7 +188,15 @@ class _Drain:
         """Claim and run batches until the queue, the budget or the quota is exhausted, or the drain is stopped."""
         summary = self.progress.lane()
         worker = worker_name()
-        with LeaseConnection.for_this_thread() as lease:
+
+        def count(outcome: Outcome) -> None:
+            summary.claimed += 1
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
+
+        with (
+            LeaseConnection.for_this_thread() as lease,
+            JobGroup(clock=self.clock, origin=self.origin, lease=lease, count=count) as group,
+        ):
             while not (summary.budget_exhausted or self.stop.is_set()):
                 if time.monotonic() >= self.deadline:
                     summary.budget_exhausted = True
@@ -202,12 +211,12 @@ class _Drain:
                     break
                 for index, job in enumerate(batch):
                     if self.stop.is_set() or time.monotonic() >= self.deadline:
+                        group.commit()
                         self._release(batch[index:], worker=worker)
                         summary.budget_exhausted = not self.stop.is_set()
                         break
-                    outcome = run_job(job, clock=self.clock, origin=self.origin, lease=lease)
-                    summary.claimed += 1
-                    setattr(summary, outcome, getattr(summary, outcome) + 1)
+                    group.run(job)
+                group.commit()  # the next claim commits on its own, and so must the group before it
 
     def run_in_thread(self) -> None:
         try:

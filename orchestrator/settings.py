@@ -247,6 +247,10 @@ JOBS_RETURN_VALUE_MAX_BYTES = env.int("JOBS_RETURN_VALUE_MAX_BYTES", default=64 
 # Modules imported at start-up so that their @maintenance_task tasks are registered.
 MAINTENANCE_TASK_MODULES: list[str] = env.list("MAINTENANCE_TASK_MODULES", default=[])
 JOBS_BATCH_SIZE = env.int("JOBS_BATCH_SIZE", default=100)
+# Group commit (docs/jobs.md, "Group commit"): jobs per transaction, and how long a group
+# may stay open before the next job starts (a success waits at most that for its commit).
+JOBS_GROUP_MAX_JOBS = env.int("JOBS_GROUP_MAX_JOBS", default=50)
+JOBS_GROUP_MAX_MS = env.float("JOBS_GROUP_MAX_MS", default=20.0)
 # Threads per drain, each with its own database connection (handlers must be thread-safe above 1).
 JOBS_CONCURRENCY = env.int("JOBS_CONCURRENCY", default=1)
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=60)

@@ -22,8 +22,9 @@ from django.utils import timezone
 from django_tasks import TaskResultStatus
 from freezegun import freeze_time
 
-from jobs.claim import claim_batch, release, run_job
+from jobs.claim import claim_batch, release
 from jobs.context import RunOrigin
+from jobs.group import run_job
 from jobs.models import MAX_ERRORS_KEPT, BackgroundJob
 from jobs.outcome import ReturnValueTooLarge
 from jobs.runner import jobs_run

@@ -7,8 +7,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from jobs import hooks
-from jobs.claim import claim_batch, run_job
+from jobs.claim import claim_batch
 from jobs.context import RunOrigin
+from jobs.group import run_job
 from jobs.models import BackgroundJob
 
 pytestmark = pytest.mark.django_db

@@ -160,7 +160,7 @@ def test_claim_batch__claims_under_a_lease_and_skips_claimed_jobs(make_job: Job,
 
 
 def test_jobs_run__a_job_whose_lease_was_lost_commits_nothing(make_job: Job, now: datetime) -> None:
-    from jobs.claim import run_job
+    from jobs.group import run_job
 
     job = make_job()
     [claimed] = claim_batch(now=now, limit=1, worker="w1")
@@ -259,7 +259,7 @@ def test_recover_expired_leases__buries_a_started_job_out_of_attempts(make_job: 
 
 @override_settings(JOBS_LEASE_SECONDS=30)
 def test_heartbeat__extends_the_lease_of_the_current_claim(make_job: Job, now: datetime) -> None:
-    from jobs.claim import run_job
+    from jobs.group import run_job
 
     job = make_job(kind="test.heartbeat")
     [claimed] = claim_batch(now=now, limit=1, worker="w1")
@@ -271,7 +271,7 @@ def test_heartbeat__extends_the_lease_of_the_current_claim(make_job: Job, now: d
 
 
 def test_heartbeat__reports_a_lost_lease(make_job: Job, now: datetime) -> None:
-    from jobs.claim import run_job
+    from jobs.group import run_job
 
     make_job(kind="test.heartbeat")
     [claimed] = claim_batch(now=now, limit=1, worker="w1")

@@ -1,0 +1,302 @@
+"""Group commit: a runner thread's jobs run many to a transaction, each under a savepoint of its own.
+
+A group is one transaction on the thread's connection. Each job of it is started
+as before (its lease renewed and its start stamped through the claim's fence, on
+the lease connection, just before its handler: jobs.lease), its handler runs under
+its own savepoint, and the group's success marks are written together, by one
+UPDATE fenced on every job's claim, just before the group's one COMMIT. So a job's
+writes and its success mark still commit together or not at all, and the WAL flush of
+a commit is paid once per group instead of once per job.
+
+- A failing handler rolls back to its savepoint: its writes are gone, its neighbours'
+  kept; its retry or burial (and dead letter) is written in the group.
+- A group ends after JOBS_GROUP_MAX_JOBS jobs, and before the next job starts once it
+  has been open JOBS_GROUP_MAX_MS: a success waits for its commit at most that long,
+  plus the handler running when the bound passes.
+- A crash before the commit loses the whole group, and nothing else: every job of it
+  is still `running` under this claim, with no success mark and none of its writes,
+  and comes back through lease recovery (its handler started: the attempt is spent).
+- A group whose marks do not all match (a lease lost while the group was open: a
+  handler that outlived the lease without heartbeats) is rolled back whole and its
+  jobs run again one at a time, each through a new start, so a job whose claim is
+  gone is skipped then (`lease_lost`), and the others commit on their own.
+
+The savepoint is taken lazily, just before the handler's first statement on the
+thread's connection (an execute wrapper): a handler that never touches the database
+costs no savepoint, and one that does has every statement under it. Statements sent
+around Django (on `connection.connection`, psycopg's own connection) are not seen, and
+so not undone with a failing handler's savepoint. A successful job's savepoint is not
+released (that is one more round trip, and frees nothing: PostgreSQL keeps a
+subtransaction's id until the top commit): JOBS_GROUP_MAX_JOBS stays at most 64, the
+subtransactions PostgreSQL caches per session before other sessions' snapshots
+overflow to pg_subtrans.
+
+Without a lease connection of its own (SQLite, where renewals stay on the thread's
+connection), a job's start would commit with its group, not before its handler, so
+each job is a group of one there (unless the caller's own transaction holds it all).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
+
+from jobs.claim import Clock, Outcome, record_failure
+from jobs.context import JobContext, RunOrigin
+from jobs.lease import LeaseConnection
+from jobs.models import BackgroundJob
+from jobs.outcome import return_value_stored
+from jobs.registry import resolve_handler
+
+logger = logging.getLogger(__name__)
+
+# The success marks of a group, one statement (PostgreSQL): each job's row matches only
+# through its own claim (attempt number and worker name), as every update after the claim.
+_TABLE = BackgroundJob._meta.db_table
+_SUCCEED_MANY_SQL = (
+    f"UPDATE {_TABLE} AS job SET status = %s, finished_at = done.finished_at, "  # noqa: S608 (constants only)
+    "lease_expires_at = NULL, last_error = '', return_value = done.return_value::jsonb "
+    "FROM unnest(%s::bigint[], %s::integer[], %s::text[], %s::timestamptz[], %s::text[]) "
+    "AS done(id, attempts, locked_by, finished_at, return_value) "
+    "WHERE job.id = done.id AND job.status = %s AND job.attempts = done.attempts AND job.locked_by = done.locked_by"
+)
+# One job's mark (a group of one, and SQLite, which has no arrays).
+_SUCCEED_SQL = (
+    f"UPDATE {_TABLE} SET status = %s, finished_at = %s, lease_expires_at = NULL, "  # noqa: S608
+    "last_error = '', return_value = %s WHERE id = %s AND status = %s AND attempts = %s AND locked_by = %s"
+)
+_RETURN_VALUE = BackgroundJob._meta.get_field("return_value")
+RUNNING, SUCCEEDED = BackgroundJob.Status.RUNNING, BackgroundJob.Status.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class _Success:
+    job: BackgroundJob
+    finished_at: datetime
+    return_value: Any
+
+
+class _MarksLost(Exception):
+    """Some success marks of the group matched no claim: the group is rolled back."""
+
+
+class JobGroup:
+    """Run claimed jobs, many to a transaction; `count(outcome)` is told each job's outcome once it is final.
+
+    Use it as a context manager: leaving it commits the open group, or, on an
+    exception, rolls it back (the jobs then come back through lease recovery).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        origin: RunOrigin,
+        lease: LeaseConnection,
+        count: Callable[[Outcome], None],
+        max_jobs: int | None = None,
+    ) -> None:
+        self.clock, self.origin, self.lease, self.count = clock, origin, lease, count
+        grouped = lease.separate or connection.in_atomic_block
+        self.max_jobs = (max_jobs or settings.JOBS_GROUP_MAX_JOBS) if grouped else 1
+        self.max_seconds = settings.JOBS_GROUP_MAX_MS / 1000
+        self._atomic: transaction.Atomic | None = None
+        self._opened = 0.0
+        self._ran: list[BackgroundJob] = []
+        self._successes: list[_Success] = []
+        self._failures: list[Outcome] = []
+
+    def __enter__(self) -> JobGroup:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
+        if kind is None:
+            self.commit()
+        elif self._atomic is not None:
+            atomic, self._atomic = self._atomic, None
+            atomic.__exit__(kind, error, traceback)
+
+    def run(self, job: BackgroundJob) -> None:
+        """Start `job` if its claim still holds and run its handler in the group (committing the group first if due)."""
+        if self._atomic is not None and time.monotonic() - self._opened >= self.max_seconds:
+            self.commit()
+        started_at = self.clock()
+        if not self.lease.start(job, now=started_at):
+            logger.warning(
+                "job lease lost before its handler started: skipped",
+                extra={"action": "job_run", "jobId": job.pk, "attempt": job.attempts, **self.origin.log_fields()},
+            )
+            self.count("lease_lost")
+            return
+        job.started_at = started_at
+        if self._atomic is None:
+            self._atomic = transaction.atomic()
+            self._atomic.__enter__()
+            self._opened = time.monotonic()
+        self._ran.append(job)
+        self._run_handler(job, started_at)
+        if len(self._ran) >= self.max_jobs:
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the open group's success marks and commit it (nothing to do when no group is open)."""
+        if self._atomic is None:
+            return
+        atomic, ran, successes, failures = self._atomic, self._ran, self._successes, self._failures
+        self._atomic, self._ran, self._successes, self._failures = None, [], [], []
+        try:
+            if _mark_succeeded(successes) != len(successes):
+                raise _MarksLost
+        except _MarksLost as exc:
+            atomic.__exit__(_MarksLost, exc, None)  # rolled back: no job of it keeps its writes
+            self._run_again(ran)
+            return
+        except BaseException as exc:
+            atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        atomic.__exit__(None, None, None)
+        for _ in successes:
+            self.count("succeeded")
+        for outcome in failures:
+            self.count(outcome)
+
+    def _run_handler(self, job: BackgroundJob, started_at: datetime) -> None:
+        context = JobContext(
+            job_id=job.pk,
+            kind=job.kind,
+            tenant=job.tenant,
+            payload=job.payload,
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            started_at=started_at,
+            _heartbeat=lambda: self.lease.renew(job, now=self.clock()),
+            job=job,
+        )
+        handler = resolve_handler(job.kind)
+        try:
+            with _LazySavepoint():
+                if handler is None:
+                    raise LookupError(f"no handler for kind {job.kind!r}; is its module in JOB_HANDLER_MODULES?")
+                returned = return_value_stored(handler(context))
+                if connection.needs_rollback:
+                    raise TransactionManagementError(
+                        "the handler left its transaction marked for rollback (a database error it caught "
+                        "outside its own transaction.atomic(), or transaction.set_rollback(True))"
+                    )
+        except Exception as exc:  # A handler may raise anything: the job records it and is retried.
+            self._failures.append(record_failure(job, exc=exc, now=self.clock(), origin=self.origin))
+            return
+        self._successes.append(_Success(job=job, finished_at=self.clock(), return_value=returned))
+        logger.debug("job succeeded", extra={"action": "job_run", "jobId": job.pk, "kind": job.kind})
+
+    def _run_again(self, ran: list[BackgroundJob]) -> None:
+        """Run the jobs of a rolled-back group again, one group each; a group of one that fails so lost its lease."""
+        if self.max_jobs == 1:
+            [job] = ran
+            logger.warning("job lease lost", extra={"action": "job_run", "jobId": job.pk, **self.origin.log_fields()})
+            self.count("lease_lost")
+            return
+        logger.warning(
+            "group commit: a lease was lost while the group ran; running its jobs again one at a time",
+            extra={"action": "job_run", "jobIds": [job.pk for job in ran], **self.origin.log_fields()},
+        )
+        grouped, self.max_jobs = self.max_jobs, 1
+        try:
+            for job in ran:
+                self.run(job)
+        finally:
+            self.max_jobs = grouped
+
+
+def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin, lease: LeaseConnection | None = None) -> Outcome:
+    """Start one claimed job if its claim still holds, run it in a transaction of its own and return what happened.
+
+    `lease` is where the start and the handler's heartbeats are written (the
+    thread's own connection when none is given).
+    """
+    outcomes: list[Outcome] = []
+    with JobGroup(
+        clock=clock, origin=origin, lease=lease or LeaseConnection(separate=False), count=outcomes.append, max_jobs=1
+    ) as group:
+        group.run(job)
+    [outcome] = outcomes
+    return outcome
+
+
+def _mark_succeeded(successes: list[_Success]) -> int:
+    """Mark `successes` succeeded through their claims; return how many matched."""
+    if not successes:
+        return 0
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(successes) > 1:
+            cursor.execute(
+                _SUCCEED_MANY_SQL,
+                [
+                    SUCCEEDED,
+                    [done.job.pk for done in successes],
+                    [done.job.attempts for done in successes],
+                    [done.job.locked_by for done in successes],
+                    [done.finished_at for done in successes],
+                    [None if done.return_value is None else json.dumps(done.return_value) for done in successes],
+                    RUNNING,
+                ],
+            )
+            matched: int = cursor.rowcount
+            return matched
+        matched = 0
+        for done in successes:
+            job, value = done.job, done.return_value
+            stored = None if value is None else _RETURN_VALUE.get_db_prep_save(value, connection)
+            cursor.execute(
+                _SUCCEED_SQL, [SUCCEEDED, done.finished_at, stored, job.pk, RUNNING, job.attempts, job.locked_by]
+            )
+            matched += cursor.rowcount
+        return matched
+
+
+class _LazySavepoint:
+    """While in use, take a savepoint just before the first statement on the thread's connection; undo to it on error.
+
+    The savepoint joins Django's savepoint stack, so that `transaction.on_commit`
+    callbacks a failing handler registered are dropped with its writes.
+    """
+
+    def __init__(self) -> None:
+        self.sid: str | None = None
+        self._taking = False
+        self._wrapping: Any = None
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        if self.sid is None and not self._taking:
+            self._taking = True  # the SAVEPOINT statement itself passes through this wrapper
+            try:
+                self.sid = connection.savepoint()
+            finally:
+                self._taking = False
+            connection.savepoint_ids.append(self.sid)
+        return execute(sql, params, many, context)
+
+    def __enter__(self) -> _LazySavepoint:
+        self._wrapping = connection.execute_wrapper(self)
+        self._wrapping.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
+        self._wrapping.__exit__(None, None, None)
+        if self.sid is not None:
+            assert connection.savepoint_ids[-1] == self.sid, "a handler left a transaction.atomic() block open"
+            connection.savepoint_ids.pop()
+        if kind is None:
+            return
+        if self.sid is not None:
+            connection.savepoint_rollback(self.sid)
+        connection.needs_rollback = False
