@@ -279,10 +279,12 @@ class _LazySavepoint:
         if self.sid is None and not self._taking:
             self._taking = True  # the SAVEPOINT statement itself passes through this wrapper
             try:
-                self.sid = connection.savepoint()
+                sid = connection.savepoint()
             finally:
                 self._taking = False
-            connection.savepoint_ids.append(self.sid)
+            assert sid is not None, "the group's transaction is open, so a savepoint is allowed"
+            self.sid = sid
+            connection.savepoint_ids.append(sid)
         return execute(sql, params, many, context)
 
     def __enter__(self) -> _LazySavepoint:

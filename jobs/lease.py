@@ -89,22 +89,25 @@ class LeaseConnection:
         self.close()
 
     def _execute(self, name: str, params: list[Any]) -> bool:
-        target = self._connection()
+        if not self.separate:
+            with connection.cursor() as cursor:
+                cursor.execute(_STATEMENTS[False, name], params)
+                return bool(cursor.rowcount == 1)
+        own = self._connection()
         try:
-            with target.cursor() as cursor:
-                cursor.execute(_STATEMENTS[self.separate, name], params)
-                updated: int = cursor.rowcount
+            # psycopg's own connection, under Django's error translation: a renewal runs once per
+            # job, and Django's cursor wrapper costs as much as the statement's round trip here.
+            with own.wrap_database_errors:
+                rows: int = own.connection.execute(_STATEMENTS[True, name], params).rowcount
         except Error:
-            if target is self._own:
-                self.close()  # a broken connection (the server restarted): the next renewal opens a new one
+            self.close()  # a broken connection (the server restarted): the next renewal opens a new one
             raise
-        return updated == 1
+        return rows == 1
 
     def _connection(self) -> BaseDatabaseWrapper:
-        if not self.separate:
-            return connection
         if self._own is None:
             self._own = connections.create_connection(DEFAULT_DB_ALIAS)  # autocommit, not shared
+        self._own.ensure_connection()
         return self._own
 
 

@@ -90,8 +90,11 @@ class BackgroundJob(models.Model):
                 condition=Q(status="pending"),
                 name="jobs_queue_claim_idx",
             ),
-            # Lease recovery: running jobs whose lease has expired.
-            models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="jobs_lease_idx"),
+            # Lease recovery (running jobs whose lease has expired) and shutdown (a worker's unstarted
+            # claims) look at the few running jobs. Not keyed on lease_expires_at: a job's start and
+            # its heartbeats change only columns no index holds, so PostgreSQL can write them as
+            # heap-only (HOT) updates, without a new entry in every index of the table.
+            models.Index(fields=["id"], condition=Q(status="running"), name="jobs_running_idx"),
             # Pruning of finished jobs, and the admin's status filter + ordering.
             models.Index(fields=["status", "finished_at"], name="jobs_status_finished_idx"),
             models.Index(fields=["status", "-created_at"], name="jobs_status_created_idx"),

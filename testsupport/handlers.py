@@ -32,6 +32,14 @@ def fail(ctx: JobContext) -> None:
     raise ValueError(f"test.fail failed attempt {ctx.attempt}")
 
 
+@job_handler("test.write_then_fail")
+def write_then_fail(ctx: JobContext) -> None:
+    """Record the run, then fail attempts up to `failUntil` (default: every attempt): the record must roll back."""
+    _record(ctx)
+    if ctx.attempt <= _get(ctx.payload, "failUntil", ctx.max_attempts):
+        raise ValueError(f"test.write_then_fail fails attempt {ctx.attempt} after writing")
+
+
 @job_handler("test.heartbeat")
 def heartbeat(ctx: JobContext) -> None:
     """Extend the lease once, and record the run only if the lease was still ours."""

@@ -1,0 +1,128 @@
+"""Group commit: many jobs per transaction, each under its own savepoint, one commit per group.
+
+A failing job in the middle of a group loses its writes and keeps its neighbours';
+a runner killed mid-group loses no job and completes none without its writes; a
+group whose success marks do not all match (a lease lost while it ran) is rolled
+back and run again one job at a time.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.db.models import Max
+from django.test.utils import CaptureQueriesContext
+
+from jobs.maintenance import recover_expired_leases
+from jobs.models import BackgroundJob
+from jobs.runner import jobs_run
+from testsupport import drainer, procs
+from testsupport.models import HandlerRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Job = Callable[..., BackgroundJob]
+Reap = Callable[[subprocess.Popen[str]], subprocess.Popen[str]]
+
+
+def at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def success_marks(queries: CaptureQueriesContext) -> list[str]:
+    return [query["sql"] for query in queries.captured_queries if "SET status = 'succeeded'" in query["sql"]]
+
+
+def test_jobs_run__a_failing_job_mid_group_loses_its_writes_and_its_neighbours_keep_theirs(
+    make_job: Job, now: datetime, settings: object
+) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000  # type: ignore[attr-defined]
+    before = make_job(priority=3)
+    failing = make_job(kind="test.write_then_fail", priority=2, max_attempts=2)
+    after = make_job(priority=1)
+
+    with CaptureQueriesContext(connection) as queries:
+        summary = jobs_run(budget_seconds=30, clock=at(now))
+
+    assert (summary.claimed, summary.succeeded, summary.retried) == (3, 2, 1)
+    assert sorted(HandlerRun.objects.values_list("job_id", flat=True)) == sorted([before.pk, after.pk])
+    failing.refresh_from_db()
+    assert (failing.status, failing.attempts) == ("pending", 1)
+    assert failing.last_error == "ValueError: test.write_then_fail fails attempt 1 after writing"
+    for job in (before, after):
+        job.refresh_from_db()
+        assert (job.status, job.finished_at) == ("succeeded", now)
+    # Both successes were marked by one statement, in the group's one transaction.
+    [mark] = success_marks(queries)
+    assert "unnest(" in mark
+
+
+def test_jobs_run__a_group_whose_lease_was_lost_is_run_again_one_job_at_a_time(now: datetime, reap: Reap) -> None:
+    quick = BackgroundJob.objects.create(kind="test.record", priority=2, run_after=now, created_at=now)
+    gate = BackgroundJob.objects.create(kind="test.gate", priority=1, run_after=now, created_at=now)
+    runner = reap(drainer.start(at=now, JOBS_GROUP_MAX_MS="600000"))  # the whole batch in one group
+    assert runner.stdout is not None
+    procs.read_until(runner.stdout, f"STARTED job={gate.pk} ")
+
+    # `quick` ran and waits in the open group for its commit; its lease runs out meanwhile
+    # (time passed in, not waited for) and maintenance takes it back.
+    quick.refresh_from_db()
+    assert quick.started_at is not None and quick.lease_expires_at is not None
+    recover_expired_leases(now=quick.lease_expires_at + timedelta(microseconds=1))
+    quick.refresh_from_db()
+    assert (quick.status, quick.attempts) == ("pending", 1)
+
+    output, _ = runner.communicate("go\ngo\n", timeout=60)  # the gate's handler runs twice: once in the group
+
+    assert runner.returncode == 0, output
+    assert "running its jobs again one at a time" in output
+    summary = drainer.summary_of(output)
+    assert (summary["claimed"], summary["succeeded"], summary["leaseLost"]) == (2, 1, 1)
+    # The gate's writes committed once (its second run); the job taken back wrote nothing and waits its turn.
+    assert list(HandlerRun.objects.values_list("job_id", "attempt")) == [(gate.pk, 1)]
+    gate.refresh_from_db()
+    assert (gate.status, gate.attempts) == ("succeeded", 1)
+    quick.refresh_from_db()
+    assert (quick.status, quick.attempts, quick.locked_by) == ("pending", 1, "")
+
+
+def test_jobs_run__a_runner_killed_mid_group_loses_no_job_and_completes_none_without_its_writes(
+    now: datetime, reap: Reap
+) -> None:
+    done_first = [
+        BackgroundJob.objects.create(kind="test.crunch", priority=5, run_after=now, created_at=now) for _ in range(4)
+    ]
+    stuck = BackgroundJob.objects.create(
+        kind="test.block", payload={"seconds": 3600}, priority=4, run_after=now, created_at=now
+    )
+    never_started = [BackgroundJob.objects.create(kind="test.record", run_after=now, created_at=now) for _ in range(3)]
+    runner = reap(drainer.start(at=now, JOBS_GROUP_MAX_MS="600000"))  # the whole batch in one group
+    assert runner.stdout is not None
+    procs.read_until(runner.stdout, f"STARTED job={stuck.pk} ")  # four handlers done, their group still open
+
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate(timeout=60)
+
+    # Nothing of the group committed: no writes, no success; every job is still claimed or was never started.
+    assert not HandlerRun.objects.exists()
+    assert not BackgroundJob.objects.filter(status="succeeded").exists()
+    started = BackgroundJob.objects.filter(pk__in=[job.pk for job in [*done_first, stuck]])
+    assert {(job.status, job.attempts, job.started_at is not None) for job in started} == {("running", 1, True)}
+    latest = BackgroundJob.objects.filter(status="running").aggregate(latest=Max("lease_expires_at"))["latest"]
+    # Past every lease (time passed in), maintenance gives the jobs back: the started ones spend their attempt.
+    after_leases = latest + timedelta(seconds=1)
+    assert recover_expired_leases(now=after_leases) == {"requeued": 5, "released": 3, "dead": 0}
+    BackgroundJob.objects.filter(pk=stuck.pk).update(payload={"seconds": 0})
+
+    summary = jobs_run(budget_seconds=30, clock=at(after_leases))
+
+    assert (summary.claimed, summary.succeeded) == (8, 8)
+    # Every job completed once, with its writes: the started ones in their second attempt.
+    expected = [(job.pk, 2) for job in [*done_first, stuck]] + [(job.pk, 1) for job in never_started]
+    assert sorted(HandlerRun.objects.values_list("job_id", "attempt")) == sorted(expected)
+    assert BackgroundJob.objects.filter(status="succeeded").count() == 8
