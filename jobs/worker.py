@@ -10,6 +10,9 @@ the job (the attempt is spent: the handler did start).
 The drains run on the main thread; a watcher thread takes the signals and does
 the waiting, so a handler is never interrupted (mid-commit or anywhere else).
 
+Idle, a --loop worker waits for a job to become pending or due (jobs.waker:
+LISTEN/NOTIFY, the earliest delayed job, and a poll).
+
 With --loop the worker outlives its database's restarts and failovers: a lost
 connection costs a log line; the connections are closed and made again after a
 capped exponential backoff, and the claims the failed drain left unstarted are
@@ -27,11 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import InterfaceError, OperationalError, connections
+from django.utils import timezone
 
 from core.errors import one_line
 from jobs.backoff import reconnect_delays
 from jobs.claim import release_unstarted
+from jobs.lease import kept_for_this_thread
 from jobs.runner import Progress, RunSummary, jobs_run, process_prefix
+from jobs.waker import Waker
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +45,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # What a lost or refused database connection raises (a restart, a failover, a terminated backend).
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 DEFAULT_GRACE_SECONDS = 25.0  # below the 30 s most process managers wait before SIGKILL
-IDLE_SECONDS = 1.0
 
 
 @dataclass
@@ -62,12 +67,26 @@ class Worker:
         """Drain until done or stopped by SIGTERM/SIGINT (call it on the main thread)."""
         delays = reconnect_delays()
         lost = False  # the last drain failed: its unstarted claims are still ours to give back
-        with _SignalWatcher(grace_seconds=self.grace_seconds, stop=self.stop, give_up=self._give_up):
+        with (
+            _SignalWatcher(grace_seconds=self.grace_seconds, stop=self.stop, give_up=self._give_up),
+            Waker(queue=self.queue) as waker,
+            kept_for_this_thread() as lease,
+        ):
             while not self.stop.is_set():
                 try:
+                    if self.loop:
+                        waker.listen()  # before the drain: a job enqueued after it looked is notified
                     if lost:
                         release_unstarted(worker_prefix=process_prefix())
                     summary = self._drain()
+                    lost, delays = False, reconnect_delays()
+                    with self._ending:
+                        self.emit(summary)
+                        self._done = not self.loop or self.stop.is_set()
+                    if self._done:
+                        return
+                    if summary.claimed == 0:
+                        waker.wait(stop=self.stop, now=timezone.now())
                 except CONNECTION_ERRORS as exc:
                     if not self.loop:
                         raise
@@ -76,17 +95,10 @@ class Worker:
                         "database connection lost: reconnecting",
                         extra={"action": "worker_reconnect", "error": one_line(exc), "retryInSeconds": delay},
                     )
+                    waker.close()
+                    lease.close()
                     connections.close_all()
                     self.stop.wait(delay)
-                    continue
-                lost, delays = False, reconnect_delays()
-                with self._ending:
-                    self.emit(summary)
-                    self._done = not self.loop or self.stop.is_set()
-                if self._done:
-                    return
-                if summary.claimed == 0:
-                    self.stop.wait(IDLE_SECONDS)
 
     def _drain(self) -> RunSummary:
         self._current = Progress()

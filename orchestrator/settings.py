@@ -251,6 +251,10 @@ JOBS_BATCH_SIZE = env.int("JOBS_BATCH_SIZE", default=100)
 # may stay open before the next job starts (a success waits at most that for its commit).
 JOBS_GROUP_MAX_JOBS = env.int("JOBS_GROUP_MAX_JOBS", default=50)
 JOBS_GROUP_MAX_MS = env.float("JOBS_GROUP_MAX_MS", default=20.0)
+# An idle `run_jobs --loop` worker LISTENs for jobs becoming pending (PostgreSQL), and polls
+# every JOBS_POLL_SECONDS besides; JOBS_LISTEN=false (behind a pooler in transaction mode) polls only.
+JOBS_LISTEN = env.bool("JOBS_LISTEN", default=True)
+JOBS_POLL_SECONDS = env.float("JOBS_POLL_SECONDS", default=5.0)
 # Threads per drain, each with its own database connection (handlers must be thread-safe above 1).
 JOBS_CONCURRENCY = env.int("JOBS_CONCURRENCY", default=1)
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=60)

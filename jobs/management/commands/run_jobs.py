@@ -31,7 +31,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency", type=int, default=None, help="threads draining at once (default JOBS_CONCURRENCY)"
         )
-        parser.add_argument("--loop", action="store_true", help="keep draining; idle 1 s when empty")
+        parser.add_argument(
+            "--loop",
+            action="store_true",
+            help="keep draining; idle, wait for a job to become due (LISTEN/NOTIFY; a poll every JOBS_POLL_SECONDS)",
+        )
         parser.add_argument("--queue", default=None, help="claim only this Tasks queue's jobs (default: every queue)")
         parser.add_argument(
             "--grace",

@@ -1,0 +1,100 @@
+"""An idle `run_jobs --loop` worker: woken by NOTIFY when a job becomes pending, by polling when none comes.
+
+Each test reads the worker's output (its drain summaries and its `worker woke` debug
+lines) to know what happened; none waits for time to pass or measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from jobs.models import BackgroundJob
+from jobs.services import job_enqueue
+from testsupport import procs
+from testsupport.models import HandlerRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Reap = Callable[[subprocess.Popen[str]], subprocess.Popen[str]]
+
+
+def idle_worker(reap: Reap, *, poll_seconds: str) -> subprocess.Popen[str]:
+    """Start `run_jobs --loop` with debug logs and return once its first drain found nothing (it is listening)."""
+    env = procs.child_env(LOG_LEVEL="DEBUG", JOBS_POLL_SECONDS=poll_seconds)
+    process = reap(procs.manage("run_jobs", "--loop", env=env, stdin=subprocess.DEVNULL))
+    first, _ = read_until_succeeded(process, 0)
+    assert first["claimed"] == 0
+    return process
+
+
+def read_until_succeeded(process: subprocess.Popen[str], jobs: int) -> tuple[dict[str, Any], list[str]]:
+    """Read until a drain summary adds up to `jobs` succeeded; return it and the wake reasons logged before it."""
+    assert process.stdout is not None
+    wakes: list[str] = []
+    for line in process.stdout:
+        if not line.startswith("{"):
+            continue
+        printed = json.loads(line)
+        if printed.get("action") == "worker_wake":
+            wakes.append(printed["reason"])
+        elif "claimed" in printed and "level" not in printed and printed["succeeded"] >= jobs:
+            return printed, wakes
+    raise AssertionError(f"the worker exited before {jobs} jobs succeeded")
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+
+
+def test_run_jobs__an_idle_worker_starts_a_job_as_its_enqueue_commits_without_polling(reap: Reap) -> None:
+    worker = idle_worker(reap, poll_seconds="3600")  # a poll would come an hour later
+
+    job = job_enqueue(kind="test.record", now=timezone.now()).job
+    summary, wakes = read_until_succeeded(worker, 1)
+
+    assert summary["succeeded"] == 1
+    assert wakes == ["notified"]
+    stop(worker)
+    assert list(HandlerRun.objects.values_list("job_id", flat=True)) == [job.pk]
+
+
+def test_run_jobs__a_delayed_job_wakes_the_worker_when_it_is_due(reap: Reap) -> None:
+    worker = idle_worker(reap, poll_seconds="3600")
+
+    job = job_enqueue(kind="test.record", now=timezone.now(), run_after=timezone.now() + timedelta(seconds=1)).job
+    summary, wakes = read_until_succeeded(worker, 1)
+
+    # Notified at the enqueue, the worker found nothing due yet, and woke again at the job's run_after.
+    assert (summary["succeeded"], wakes) == (1, ["notified", "due"])
+    stop(worker)
+    assert list(HandlerRun.objects.values_list("job_id", flat=True)) == [job.pk]
+
+
+def test_run_jobs__a_job_whose_notification_was_lost_is_found_by_the_poll(reap: Reap) -> None:
+    worker = idle_worker(reap, poll_seconds="0.2")
+    now = timezone.now()
+
+    # A job written with triggers off for this session: no NOTIFY, as if the notification were lost.
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+    try:
+        job = BackgroundJob.objects.create(kind="test.record", run_after=now, created_at=now)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET session_replication_role")
+    summary, wakes = read_until_succeeded(worker, 1)
+
+    assert summary["succeeded"] == 1
+    assert wakes and set(wakes) == {"poll"}
+    stop(worker)
+    assert list(HandlerRun.objects.values_list("job_id", flat=True)) == [job.pk]
