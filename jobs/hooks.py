@@ -1,4 +1,4 @@
-"""What the queue tells the layers above it: a job died (a hook registered at start-up).
+"""What the queue tells the layers above it: a job died, a job is due now (hooks registered at start-up).
 
 The queue knows nothing of dead letters (the run ledger, above it, owns them), yet a
 job that dies must never go without its letter. So the runner and lease recovery
@@ -32,3 +32,20 @@ def job_died_hook_register(hook: JobDiedHook) -> None:
 def job_died(*, job: BackgroundJob, error: str, now: datetime, origin: RunOrigin) -> None:
     """Tell the registered hook that `job` died (inside the transaction that marks it dead)."""
     _job_died.target()(job=job, error=error, now=now, origin=origin)
+
+
+class JobsDueHook(Protocol):
+    def __call__(self, *, now: datetime) -> object: ...
+
+
+_jobs_due: Hook[JobsDueHook] = Hook("jobs-due hook (the drain requester)", provider="dispatch")
+
+
+def jobs_due_hook_register(hook: JobsDueHook) -> None:
+    """Have `hook` told, inside the enqueuing transaction, of every job enqueued to run now (once, at start-up)."""
+    _jobs_due.register(hook)
+
+
+def jobs_due(*, now: datetime) -> None:
+    """Tell the registered hook that a job enqueued at `now` is due now (dispatch mode asks Inngest for a drain)."""
+    _jobs_due.target()(now=now)

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from jobs.exceptions import InvalidJob, UnknownKind
+from jobs.hooks import jobs_due
 from jobs.models import DEFAULT_QUEUE, BackgroundJob
 from jobs.registry import get_handler, registered_kinds
 from jobs.taskcall import TaskHandler, task_arguments
@@ -77,7 +78,7 @@ def job_enqueue(
         "created_at": now,
     }
     if dedupe_key is None:
-        return EnqueueResult(job=BackgroundJob.objects.create(**fields), created=True)
+        return _created(BackgroundJob.objects.create(**fields), now=now)
     # The partial unique index is the guard; a live job holding the key wins. A
     # job that finishes between the refused insert and the lookup frees the key,
     # so try again (bounded: each round means another job just finished).
@@ -85,7 +86,7 @@ def job_enqueue(
         try:
             with transaction.atomic():
                 job = BackgroundJob.objects.create(**fields)
-            return EnqueueResult(job=job, created=True)
+            return _created(job, now=now)
         except IntegrityError:
             live = BackgroundJob.objects.filter(
                 tenant=tenant,
@@ -99,6 +100,12 @@ def job_enqueue(
                 )
                 return EnqueueResult(job=live, created=False)
     raise InvalidJob("dedupeKey", "the key is contended by jobs finishing right now; retry the request")
+
+
+def _created(job: BackgroundJob, *, now: datetime) -> EnqueueResult:
+    if job.run_after <= now:
+        jobs_due(now=now)  # in dispatch mode, a drain within a second or two (dispatch.drain)
+    return EnqueueResult(job=job, created=True)
 
 
 def _validate(

@@ -1,7 +1,9 @@
 """The Inngest functions (SPEC §4): one per work unit of every registered cron job.
 
 `process-background-jobs` drains the queue, `background-maintenance` runs
-maintenance, `cron-<name>` runs an extra cron job. Each function:
+maintenance, `cron-<name>` runs an extra cron job, and `drain-background-jobs`
+drains on request, when a job is enqueued to run now (dispatch.drain: its key
+names a second, not a window). Each function:
 
 - refuses a payload without `dispatchKey` as non-retriable (idempotency would
   silently switch off), recording the failed run and its dead letter; likewise a
@@ -39,7 +41,8 @@ from django.utils import timezone
 from core.errors import one_line, squash
 from core.logcontext import log_context
 from dispatch import keys
-from dispatch.registry import CronContext, CronJob, WorkUnit, cron_jobs
+from dispatch.drain import DRAIN_FUNCTION, DRAIN_UNIT, drain_key_problem
+from dispatch.registry import BUILTIN, CronContext, CronJob, WorkUnit, cron_jobs
 from jobs.context import RunOrigin
 from jobs.runner import jobs_run, merge_summaries
 from runs import ledger
@@ -67,8 +70,9 @@ def execution_request(*, max_attempts: int | None) -> Iterator[None]:
 
 
 def build_functions(client: inngest.Inngest) -> list[inngest.Function[Any]]:
-    """Return the Inngest function of every work unit of every registered cron job."""
-    return [_build(client, job, unit) for job in cron_jobs().values() for unit in job.units]
+    """Return the Inngest function of every work unit of every registered cron job, and the drain on request."""
+    functions = [_build(client, job, unit) for job in cron_jobs().values() for unit in job.units]
+    return [*functions, _build(client, BUILTIN, DRAIN_UNIT)]
 
 
 def _build(client: inngest.Inngest, job: CronJob, unit: WorkUnit) -> inngest.Function[Any]:
@@ -95,7 +99,7 @@ def _execute(ctx: inngest.ContextSync, job: CronJob, unit: WorkUnit) -> Any:
     key = data.get("dispatchKey")
     if not isinstance(key, str) or not _valid_key(key):
         _refuse(ctx, unit, data, error=MISSING_KEY)
-    if problem := _window_problem(job, key, now=timezone.now()):
+    if problem := _key_problem(job, unit, key, now=timezone.now()):
         _refuse(ctx, unit, data, error=f"event.data.dispatchKey {key!r} {problem}: refusing to claim it")
     params = _mapping(data.get("params"))
     correlation_id = str(data.get("correlationId") or "")[:64]
@@ -119,7 +123,7 @@ def _execute(ctx: inngest.ContextSync, job: CronJob, unit: WorkUnit) -> Any:
             source=source,
             run_id=ctx.run_id,
         )
-        if unit.function_id == PROCESS_JOBS:
+        if unit.function_id in (PROCESS_JOBS, DRAIN_FUNCTION):
             output = _drain(step, base)
         else:
             output = step("run", lambda now: to_json(unit.load()(_at(base, now))))
@@ -230,7 +234,7 @@ def _record_failure(ctx: inngest.ContextSync, job: CronJob, unit: WorkUnit) -> d
     run_id = str(failure.get("run_id") or ctx.run_id)
     key = data.get("dispatchKey")
     # A key the run itself refused is refused here too: the failure must not claim its window.
-    usable = isinstance(key, str) and _valid_key(key) and not _window_problem(job, key, now=timezone.now())
+    usable = isinstance(key, str) and _valid_key(key) and not _key_problem(job, unit, key, now=timezone.now())
     dispatch_key = str(key) if usable else _invalid_key(run_id)
     error_info = _mapping(failure.get("error"))
     error = f"{error_info.get('name') or 'Error'}: {error_info.get('message') or 'the function failed'}"
@@ -259,8 +263,10 @@ def _valid_key(key: object) -> bool:
     return isinstance(key, str) and 0 < len(key) <= MAX_DISPATCH_KEY_LENGTH and key.isprintable()
 
 
-def _window_problem(job: CronJob, key: str, *, now: datetime) -> str:
-    """Return why `key` names no window of `job` that may run now (dispatch.keys.window_problem), or ""."""
+def _key_problem(job: CronJob, unit: WorkUnit, key: str, *, now: datetime) -> str:
+    """Return why `key` names no window of `job` (no second, for the drain on request) that may run now, or ""."""
+    if unit.function_id == DRAIN_FUNCTION:
+        return drain_key_problem(key, now=now)
     return keys.window_problem(key, job=job.name, window_seconds=job.window_seconds, now=now)
 
 

@@ -47,7 +47,7 @@ class EventAPI:
         self.delay = 0.0
         self.events: list[dict[str, Any]] = []
         self.requests = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._first_request = threading.Event()
         self._held = threading.Event()
         self._held_answer: Behaviour = "ok"
@@ -97,6 +97,11 @@ class EventAPI:
         self._held_answer = answer
         assert self._unhold is not None
         self._loop.call_soon_threadsafe(self._unhold.set)
+
+    def wait_for_events(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until at least `count` events were accepted in all."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.events) >= count, timeout)
 
     def event_ids(self) -> list[str]:
         """Return the ids of every event accepted, in order (duplicates included)."""
@@ -182,6 +187,7 @@ class EventAPI:
     def _accept(self, events: list[dict[str, Any]]) -> list[str]:
         with self._lock:
             self.events.extend(events)
+            self._lock.notify_all()
         if self.on_event is not None:
             for event in events:
                 self.on_event(event)
