@@ -29,17 +29,17 @@ from django.views.decorators.csrf import csrf_exempt
 _ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
 _COLUMNS = (
     "dispatch_key, job, status, mode, source, correlation_id, window_start, window_seconds, requested_at, event_ids, "
-    "publish_attempts, duplicate_ticks, latency_ms, error, created_at, updated_at"
+    "publish_attempts, duplicate_ticks, latency_ms, error, claim, created_at, updated_at"
 )
 CLAIM = (
     f"INSERT INTO {product.WINDOWS_TABLE} ({_COLUMNS}) "  # noqa: S608 (constant names; values are parameters)
-    "SELECT %s, %s, 'pending', 'dispatch', 'cron', %s, %s, 60, %s, %s::jsonb, 1, 0, NULL, '', %s, %s "
+    "SELECT %s, %s, 'pending', 'dispatch', 'cron', %s, %s, 60, %s, %s::jsonb, 1, 0, NULL, '', 1, %s, %s "
     f"FROM {_ASYNC_COMMIT} "
     "ON CONFLICT (dispatch_key) DO NOTHING RETURNING id"
 )
 CLOSE = (
     f"UPDATE {product.WINDOWS_TABLE} SET status = 'enqueued', latency_ms = %s, error = '', updated_at = %s "  # noqa: S608
-    f"FROM {_ASYNC_COMMIT} WHERE id = %s"
+    f"FROM {_ASYNC_COMMIT} WHERE id = %s AND claim = 1 RETURNING id"
 )
 _client_lock = threading.Lock()
 _clients: list[httpx.Client] = []
