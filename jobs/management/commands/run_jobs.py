@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
+from jobs.chores import WorkerChores
 from jobs.runner import jobs_run
 
 
@@ -20,14 +22,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency", type=int, default=None, help="threads draining at once (default JOBS_CONCURRENCY)"
         )
-        parser.add_argument("--loop", action="store_true", help="keep draining; idle 1 s when empty")
+        parser.add_argument(
+            "--loop",
+            action="store_true",
+            help="keep draining; idle 1 s when empty; recover expired leases and reconcile every few minutes",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["budget"] <= 0:
             raise CommandError("--budget must be a positive number of seconds")
         if options["concurrency"] is not None and not 1 <= options["concurrency"] <= 64:
             raise CommandError("--concurrency must be from 1 to 64")
+        chores = WorkerChores() if options["loop"] else None
         while True:
+            if chores is not None:
+                chores.run_if_due(now=timezone.now())
             summary = jobs_run(
                 budget_seconds=options["budget"],
                 batch_size=options["batch_size"],
