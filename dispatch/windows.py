@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 
 from dispatch.exceptions import ClaimLost
 from dispatch.models import DispatchWindow
@@ -52,6 +53,18 @@ def stale_after(mode: str) -> timedelta:
     if mode != Mode.DISPATCH:
         bound = max(bound, settings.INLINE_TIME_BUDGET_SECONDS)
     return timedelta(seconds=2 * bound)
+
+
+def stale_pending(*, now: datetime) -> Q:
+    """Return the windows left `pending` past their mode's stale bound at `now`: their tick is presumed dead.
+
+    The rule of the re-claim (dispatch.window_sql), on `now` rather than the database's clock.
+    """
+    dispatch_bound, inline_bound = stale_after(Mode.DISPATCH), stale_after(Mode.INLINE)
+    return Q(status=Status.PENDING) & (
+        Q(mode=Mode.DISPATCH, updated_at__lt=now - dispatch_bound)
+        | (~Q(mode=Mode.DISPATCH) & Q(updated_at__lt=now - inline_bound))
+    )
 
 
 def window_claim(

@@ -29,6 +29,12 @@ from orchestrator.slo_metrics import (
     queue_metrics,
     suppressed_duplicates_metric,
 )
+from orchestrator.slo_schedule import (
+    abandoned_metric,
+    last_tick_metric,
+    missed_windows_metric,
+    stale_pending_metric,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,10 @@ def slo_report_build(*, since: datetime, now: datetime) -> SloReport:
                 suppressed_duplicates_metric(since=since, now=now),
                 *queue_metrics(since=since, now=now),
                 dead_letters_metric(since=since, now=now),
+                missed_windows_metric(since=since, now=now),
+                stale_pending_metric(since=since, now=now),
+                abandoned_metric(since=since, now=now),
+                last_tick_metric(since=since, now=now),
             ),
         )
 

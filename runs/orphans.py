@@ -32,7 +32,7 @@ from dispatch.events import event_data
 from dispatch.models import DispatchWindow
 from dispatch.registry import CronJob, get_cron_job, job_of_function
 from dispatch.services import TickResult, dispatch_tick
-from dispatch.windows import stale_after
+from dispatch.windows import stale_pending
 from runs import ledger
 from runs.models import FunctionRun
 from runs.reconcile_settings import MIN_RUN_BOUND, lookback, run_bound
@@ -89,13 +89,9 @@ class _Publishing:
 
 def _pending_windows(*, now: datetime, publishing: _Publishing) -> int:
     """Re-publish (dispatch) or abandon (inline) each window pending past its stale bound; return abandoned."""
-    shortest = min(stale_after(Mode.DISPATCH), stale_after(Mode.INLINE))
     horizon = now - lookback()
     abandoned = 0
-    pending = DispatchWindow.objects.filter(status=Status.PENDING, updated_at__lt=now - shortest)
-    for window in pending.order_by("updated_at")[:BATCH]:
-        if window.updated_at >= now - stale_after(window.mode):
-            continue  # its tick may still be at work
+    for window in DispatchWindow.objects.filter(stale_pending(now=now)).order_by("updated_at")[:BATCH]:
         job = get_cron_job(window.job)
         if job is None:
             abandoned += _abandon(window, job, now=now, why="its cron job is no longer registered")
