@@ -21,8 +21,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: $(STAMP)
 	@$(BIN)/python manage.py migrate --noinput -v0
-	@$(BIN)/python manage.py enqueue_job demo.echo --count 3 --payload '{"message": "hello from the demo"}'
-	@$(BIN)/python manage.py enqueue_job demo.sleep --payload '{"seconds": 0.2}'
+	@$(BIN)/python manage.py enqueue_job demo.echo --count 3 --payload '{"kwargs": {"message": "hello from the demo"}}'
+	@$(BIN)/python manage.py enqueue_job demo.sleep --payload '{"kwargs": {"seconds": 0.2}}'
 	@$(BIN)/python manage.py enqueue_job demo.fail --max-attempts 1
 	@echo "--- one tick of background-jobs (inline mode: nothing is configured) ---"
 	@LOG_LEVEL=WARNING $(BIN)/python manage.py dispatch_tick background-jobs

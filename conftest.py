@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +57,26 @@ def cache_down(settings: Any, closed_port: int) -> Iterator[None]:
         yield
     finally:
         caches["default"].close()
+
+
+@pytest.fixture
+def reap() -> Iterator[Callable[[subprocess.Popen[str]], subprocess.Popen[str]]]:
+    """Return a function that registers a child process to be killed at teardown if it is still running.
+
+    A failed assertion must not leave a worker behind holding row locks: the
+    teardown's flush of the tables would wait for it forever.
+    """
+    children: list[subprocess.Popen[str]] = []
+
+    def register(child: subprocess.Popen[str]) -> subprocess.Popen[str]:
+        children.append(child)
+        return child
+
+    yield register
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=60)
 
 
 @pytest.fixture

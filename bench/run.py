@@ -29,6 +29,7 @@ SCRIPTS = (
     "drain_scaling",
     "admin_scale",
     "slo_report",
+    "metrics_scrape",
 )
 
 

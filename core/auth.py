@@ -1,4 +1,4 @@
-"""Bearer-token checks shared by the cron, status and job endpoints."""
+"""Bearer-token checks shared by the cron, status, job and metrics endpoints."""
 
 from __future__ import annotations
 

@@ -9,11 +9,14 @@ change of a job's state is a conditional update on its one `CronJobState` row
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import connection
 from django.db.models import Min, Q
+from django.utils.dateparse import parse_datetime
 
 from dispatch import keys
 from dispatch.models import CronJobState, DispatchWindow
@@ -25,6 +28,8 @@ Status = DispatchWindow.Status
 Source = DispatchWindow.Source
 MAX_NOTE_LENGTH = 2000
 MIN_GRACE = timedelta(seconds=60)
+# Jobs whose last tick is looked up per statement (one index probe each).
+LAST_TICK_CHUNK = 500
 
 
 def job_state(job: str, *, now: datetime) -> CronJobState:
@@ -179,3 +184,35 @@ def paused_between(state: CronJobState, start: datetime, *, window_seconds: int)
     if state.paused:
         return start >= paused_from
     return state.resumed_at is not None and paused_from <= start < state.resumed_at
+
+
+def last_cron_ticks(jobs: Sequence[str]) -> Iterator[tuple[str, datetime]]:
+    """Yield (job, when its newest cron-sourced window opened) for each job the cron service has called.
+
+    Only the cron service's ticks count: the reconciler's rows (missed, caught up) and
+    an operator's must not make a silent cron service look alive. One index probe per
+    job, LAST_TICK_CHUNK jobs per statement.
+    """
+    table = DispatchWindow._meta.db_table
+    field = DispatchWindow._meta.get_field("created_at")
+    for start in range(0, len(jobs), LAST_TICK_CHUNK):
+        names = jobs[start : start + LAST_TICK_CHUNK]
+        values = ", ".join(["(%s)"] * len(names))
+        # VALUES names its column column1 on PostgreSQL and SQLite alike.
+        sql = (
+            f"SELECT column1, (SELECT max(created_at) FROM {table} WHERE job = column1 AND source = %s) "
+            f"FROM (VALUES {values}) AS names"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [Source.CRON, *names])
+            rows = cursor.fetchall()
+        for job, opened in rows:
+            if opened is not None:
+                yield job, field.to_python(_converted(opened))
+
+
+def _converted(value: object) -> object:
+    """Return SQLite's text timestamp (naive UTC) as the ORM reads it; PostgreSQL's driver gives a datetime."""
+    if isinstance(value, str) and (parsed := parse_datetime(value)) is not None:
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return value

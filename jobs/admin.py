@@ -29,6 +29,7 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "kind",
+        "queue",
         "tenant",
         "status_badge",
         "attempts_of",
@@ -53,6 +54,7 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
     fields = (
         "id",
         "kind",
+        "queue",
         "tenant",
         "status_badge",
         "attempts_of",
@@ -64,9 +66,12 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
         "run_duration",
         "lease_expires_at",
         "locked_by",
+        "worker_ids",
         "dedupe_key",
         "last_error",
         "payload_json",
+        "return_value_json",
+        "errors_list",
         "dead_letter_link",
         "requeued_from_links",
     )
@@ -161,6 +166,20 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
     @admin.display(description="payload")
     def payload_json(self, job: BackgroundJob) -> SafeString:
         return pretty_json(job.payload)
+
+    @admin.display(description="return value")
+    def return_value_json(self, job: BackgroundJob) -> SafeString | str:
+        return pretty_json(job.return_value) if job.status == BackgroundJob.Status.SUCCEEDED else EMPTY
+
+    @admin.display(description="errors (each failed attempt)")
+    def errors_list(self, job: BackgroundJob) -> SafeString | str:
+        if not job.errors:
+            return EMPTY
+        return format_html_join(
+            "",
+            '<details><summary>attempt {}: {}</summary><pre class="orch-json">{}</pre></details>',
+            ((e.get("attempt", "?"), e["exception_class_path"], e["traceback"]) for e in reversed(job.errors)),
+        )
 
 
 @admin.register(QueueHealthSnapshot)

@@ -8,6 +8,7 @@ class JobsConfig(AppConfig):
     verbose_name = "Background jobs"
 
     def ready(self) -> None:
+        from jobs import checks  # noqa: F401  (registers the system checks)
         from jobs.maintenance import load_maintenance_modules
         from jobs.registry import load_handler_modules
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobs.models import BackgroundJob
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,7 @@ class JobContext:
     max_attempts: int
     started_at: datetime
     _heartbeat: Callable[[], bool]
+    job: BackgroundJob  # the row as claimed: a task's TaskContext is built from it
 
     def heartbeat(self) -> bool:
         """Extend this job's lease; return False when the lease was lost (stop working then)."""

@@ -1,4 +1,9 @@
-"""Demo handlers, registered by default so the README's first command has work to do."""
+"""Demo tasks, registered by default so the README's first command has work to do.
+
+Each is a Django Task (docs/tasks.md) whose jobs keep their short kind, `demo.echo` and
+so on, through @job_handler: `demo.echo.enqueue(message="hi")` and
+`manage.py enqueue_job demo.echo --payload '{"kwargs": {"message": "hi"}}'` write the same job.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import logging
 import time
 from typing import Any
 
-from jobs.context import JobContext
+from django_tasks import TaskContext, task
+
 from jobs.registry import job_handler
 
 logger = logging.getLogger(__name__)
@@ -15,45 +21,42 @@ MAX_SLEEP_SECONDS = 30.0
 
 
 @job_handler("demo.echo")
-def echo(ctx: JobContext) -> Any:
-    """Log the payload and return it."""
-    logger.info("demo.echo", extra={"action": "demo", "jobId": ctx.job_id, "payloadKeys": _keys(ctx.payload)})
-    return ctx.payload
+@task(takes_context=True)
+def echo(context: TaskContext, message: str = "") -> dict[str, Any]:
+    """Log that it ran (not the message) and return the message."""
+    logger.info("demo.echo", extra={"action": "demo", "jobId": context.task_result.id, "length": len(message)})
+    return {"message": message}
 
 
 @job_handler("demo.noop")
-def noop(ctx: JobContext) -> None:
+@task
+def noop() -> None:
     """Do nothing: the queue's own cost, for benchmarks and smoke tests."""
 
 
 @job_handler("demo.sleep")
-def sleep(ctx: JobContext) -> None:
-    """Sleep `seconds` (at most 30), heartbeating once a second so the lease holds."""
-    remaining = min(float(_get(ctx.payload, "seconds", 1.0)), MAX_SLEEP_SECONDS)
+@task(takes_context=True)
+def sleep(context: TaskContext, seconds: float = 1.0) -> None:
+    """Sleep `seconds` (at most 30), extending the job's lease once a second."""
+    remaining = min(float(seconds), MAX_SLEEP_SECONDS)
+    heartbeat = getattr(context, "heartbeat", None)  # Orchestrator's context has one; ImmediateBackend's not.
     while remaining > 0:
         time.sleep(min(1.0, remaining))
         remaining -= 1.0
-        if not ctx.heartbeat():
+        if heartbeat is not None and not heartbeat():
             return
 
 
 @job_handler("demo.flaky")
-def flaky(ctx: JobContext) -> None:
-    """Fail the first `failures` attempts (default 2), then succeed."""
-    failures = int(_get(ctx.payload, "failures", 2))
-    if ctx.attempt <= failures:
-        raise RuntimeError(f"demo.flaky fails attempt {ctx.attempt} of the first {failures}")
+@task(takes_context=True)
+def flaky(context: TaskContext, failures: int = 2) -> None:
+    """Fail the first `failures` attempts, then succeed."""
+    if context.attempt <= failures:
+        raise RuntimeError(f"demo.flaky fails attempt {context.attempt} of the first {failures}")
 
 
 @job_handler("demo.fail")
-def fail(ctx: JobContext) -> None:
+@task(takes_context=True)
+def fail(context: TaskContext) -> None:
     """Always fail: the job ends as a dead letter after its last attempt."""
-    raise RuntimeError(f"demo.fail always fails (attempt {ctx.attempt} of {ctx.max_attempts})")
-
-
-def _get(payload: Any, key: str, default: Any) -> Any:
-    return payload.get(key, default) if isinstance(payload, dict) else default
-
-
-def _keys(payload: Any) -> list[str]:
-    return sorted(payload) if isinstance(payload, dict) else []
+    raise RuntimeError(f"demo.fail always fails (attempt {context.attempt})")

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 
+from jobs.claim import give_back_unstarted
 from jobs.context import RunOrigin
 from jobs.hooks import job_died
 from jobs.models import BackgroundJob
@@ -56,12 +57,15 @@ def load_maintenance_modules() -> None:
 
 
 def recover_expired_leases(*, now: datetime) -> dict[str, int]:
-    """Return jobs whose worker died to the queue, or bury those out of attempts.
+    """Return jobs whose worker died (or stopped) to the queue, or bury those out of attempts.
 
-    Rows a live worker holds locked (it is heartbeating inside its transaction)
-    are skipped, so only truly abandoned jobs are recovered.
+    A job whose handler never started (`started_at` NULL: claimed, then its worker
+    went away) goes back with its attempt given back: nothing was tried, so nothing
+    is spent, and a job with one attempt is not dead-lettered for it. A job whose
+    handler started spends the attempt: it is retried, or buried when none is left.
+    Rows someone holds locked (a worker finishing the job right now) are skipped.
     """
-    requeued = dead = 0
+    requeued = released = dead = 0
     for _ in range(settings.MAINTENANCE_PRUNE_MAX_BATCHES):
         with transaction.atomic():
             expired = list(
@@ -71,15 +75,19 @@ def recover_expired_leases(*, now: datetime) -> dict[str, int]:
             )
             if not expired:
                 break
-            retry = [job for job in expired if job.attempts < job.max_attempts]
-            BackgroundJob.objects.filter(pk__in=[job.pk for job in retry]).update(
+            unstarted = give_back_unstarted(
+                BackgroundJob.objects.filter(pk__in=[job.pk for job in expired if job.started_at is None])
+            )
+            started = [job for job in expired if job.started_at is not None]
+            retry = [job.pk for job in started if job.attempts < job.max_attempts]
+            BackgroundJob.objects.filter(pk__in=retry).update(
                 status=BackgroundJob.Status.PENDING,
                 run_after=now,
                 lease_expires_at=None,
                 locked_by="",
                 last_error="lease expired: the worker stopped before finishing",
             )
-            for job in expired:
+            for job in started:
                 if job.attempts < job.max_attempts:
                     continue
                 error = f"lease expired on attempt {job.attempts} of {job.max_attempts}: the worker stopped"
@@ -89,12 +97,12 @@ def recover_expired_leases(*, now: datetime) -> dict[str, int]:
                 job.status, job.finished_at, job.last_error = BackgroundJob.Status.DEAD, now, error
                 job_died(job=job, error=error, now=now, origin=RunOrigin())
             requeued += len(retry)
-            dead += len(expired) - len(retry)
-    if requeued or dead:
-        logger.warning(
-            "expired leases recovered", extra={"action": "lease_recovery", "requeued": requeued, "dead": dead}
-        )
-    return {"requeued": requeued, "dead": dead}
+            released += unstarted
+            dead += len(started) - len(retry)
+    result = {"requeued": requeued, "released": released, "dead": dead}
+    if requeued or released or dead:
+        logger.warning("expired leases recovered", extra={"action": "lease_recovery", **result})
+    return result
 
 
 def prune_finished_jobs(*, now: datetime) -> int:

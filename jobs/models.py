@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.utils import timezone
 
 
@@ -13,6 +13,11 @@ class JobStatus(models.TextChoices):
     SUCCEEDED = "succeeded"
     DEAD = "dead"
     CANCELLED = "cancelled"
+
+
+DEFAULT_QUEUE = "default"  # django-tasks' DEFAULT_TASK_QUEUE_NAME
+# Every attempt's failure is kept (exception class and traceback) up to this many, newest last.
+MAX_ERRORS_KEPT = 10
 
 
 class BackgroundJob(models.Model):
@@ -34,6 +39,22 @@ class BackgroundJob(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The Tasks framework's fields (docs/tasks.md). The database defaults let rows be
+    # inserted by plain SQL (the benchmarks seed them so) as well as by the ORM.
+    queue = models.CharField(max_length=64, default=DEFAULT_QUEUE, db_default=DEFAULT_QUEUE)
+    return_value = models.JSONField(null=True, blank=True, help_text="What the task returned (JSON), once succeeded.")
+    errors = models.JSONField(
+        default=list,
+        db_default=Value([], output_field=models.JSONField()),
+        blank=True,
+        help_text=f"The last {MAX_ERRORS_KEPT} failed attempts: exception class path and traceback.",
+    )
+    worker_ids = models.JSONField(
+        default=list,
+        db_default=Value([], output_field=models.JSONField()),
+        blank=True,
+        help_text="The worker of each attempt, in order.",
+    )
 
     class Meta:
         constraints = [
@@ -62,6 +83,12 @@ class BackgroundJob(models.Model):
                 fields=["-priority", "run_after", "id"],
                 condition=Q(status="pending"),
                 name="jobs_claim_idx",
+            ),
+            # The claim of a worker that drains some queues only (run_jobs --queue).
+            models.Index(
+                fields=["queue", "-priority", "run_after", "id"],
+                condition=Q(status="pending"),
+                name="jobs_queue_claim_idx",
             ),
             # Lease recovery: running jobs whose lease has expired.
             models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="jobs_lease_idx"),

@@ -1,41 +1,101 @@
-"""Job handlers, registered by kind with @job_handler; modules listed in JOB_HANDLER_MODULES."""
+"""The one registry of what runs a job's kind: Django Tasks and @job_handler functions.
+
+A task defined on an Orchestrator backend (`@task` with `TASKS` naming
+`jobs.backend.OrchestratorBackend`) registers itself under its module path
+(`myapp.tasks.send_welcome`) when it is defined. `@job_handler("kind")` is the older
+spelling: over a plain function it registers a handler called with a JobContext; over a
+`@task` it names the kind the task's jobs are enqueued under (the demo tasks keep
+`demo.echo` so). Modules listed in JOB_HANDLER_MODULES are imported at start-up; the
+runner also imports a task it does not know yet by its module path (docs/tasks.md).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+from django_tasks.base import Task
+from django_tasks.exceptions import InvalidTaskError
+
+from jobs.taskcall import TaskHandler
 
 if TYPE_CHECKING:
     from jobs.context import JobContext
 
 Handler = Callable[["JobContext"], Any]
-KIND_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+Registrable = TypeVar("Registrable", bound=Callable[..., Any] | Task[Any, Any])
+# A kind is a short name or a task's module path. Nothing that builds a key from a kind
+# (status blobs, metric labels) may meet ':', '*', whitespace or more than 100 characters.
+KIND_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+MODULE_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 _handlers: dict[str, Handler] = {}
+# A task function -> the kind its jobs are enqueued under, when @job_handler named one.
+_task_kinds: dict[Callable[..., Any], str] = {}
 
 
-def job_handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the handler of jobs of `kind`."""
+def job_handler(kind: str) -> Callable[[Registrable], Registrable]:
+    """Register the decorated function as the handler of jobs of `kind`, or name a task's kind.
+
+    Over a function, jobs of `kind` call it with a JobContext. Over a `@task` (applied
+    after it), `.enqueue()` writes jobs of `kind`, and jobs of `kind` run the task.
+    """
     if not KIND_RE.fullmatch(kind):
         raise ImproperlyConfigured(f"job kind {kind!r} must match {KIND_RE.pattern}")
 
-    def register(handler: Handler) -> Handler:
-        existing = _handlers.get(kind)
-        if existing is not None and existing is not handler:
-            raise ImproperlyConfigured(f"job kind {kind!r} is registered twice: {_name(existing)} and {_name(handler)}")
-        _handlers[kind] = handler
-        return handler
+    def register(target: Registrable) -> Registrable:
+        if isinstance(target, Task):
+            _register(kind, TaskHandler(target))
+            _task_kinds[target.func] = kind
+        else:
+            _register(kind, target)
+        return target
 
     return register
 
 
+def task_register(task: Task[Any, Any]) -> None:
+    """Register `task` under its module path (its backend calls this when the task is defined or copied)."""
+    existing = _handlers.get(task.module_path)
+    if isinstance(existing, TaskHandler) and existing.task.func is task.func:
+        return  # A copy made by .using(): the task as defined stays registered.
+    _register(task.module_path, TaskHandler(task), replace_task=True)
+
+
+def task_kind(task: Task[Any, Any]) -> str:
+    """Return the kind `task`'s jobs are enqueued under: the name @job_handler gave it, else its module path."""
+    return _task_kinds.get(task.func, task.module_path)
+
+
 def get_handler(kind: str) -> Handler | None:
-    """Return the handler registered for `kind`, or None."""
+    """Return what runs jobs of `kind` in this process (a handler or a TaskHandler), or None."""
+    return _handlers.get(kind)
+
+
+def resolve_handler(kind: str) -> Handler | None:
+    """Return what runs jobs of `kind`, importing a task by its module path if this process has not yet.
+
+    For kinds already accepted at enqueue (the runner, a requeue): a worker need not
+    list every task module in JOB_HANDLER_MODULES.
+    """
+    handler = _handlers.get(kind)
+    if handler is not None or not MODULE_PATH_RE.fullmatch(kind):
+        return handler
+    try:
+        found = import_string(kind)
+    except ImportError:
+        return None
+    if not isinstance(found, Task) or found.module_path != kind:
+        return None
+    try:
+        found.get_backend().validate_task(found)  # An Orchestrator backend registers the task it validates.
+    except InvalidTaskError:
+        return None
     return _handlers.get(kind)
 
 
@@ -45,7 +105,7 @@ def registered_kinds() -> list[str]:
 
 
 def load_handler_modules() -> None:
-    """Import every module in settings.JOB_HANDLER_MODULES so its handlers register."""
+    """Import every module in settings.JOB_HANDLER_MODULES so its handlers and tasks register."""
     for path in settings.JOB_HANDLER_MODULES:
         try:
             import_module(path)
@@ -53,5 +113,17 @@ def load_handler_modules() -> None:
             raise ImproperlyConfigured(f"JOB_HANDLER_MODULES lists {path!r}, which cannot be imported: {exc}") from exc
 
 
+def _register(kind: str, handler: Handler, *, replace_task: bool = False) -> None:
+    existing = _handlers.get(kind)
+    if existing is not None and existing != handler:
+        # A module imported again (a reload) defines its task anew: the new one wins.
+        reloaded = replace_task and isinstance(existing, TaskHandler)
+        if not reloaded:
+            raise ImproperlyConfigured(f"job kind {kind!r} is registered twice: {_name(existing)} and {_name(handler)}")
+    _handlers[kind] = handler
+
+
 def _name(handler: Handler) -> str:
+    if isinstance(handler, TaskHandler):
+        return f"the task {handler.task.module_path}"
     return f"{handler.__module__}.{getattr(handler, '__qualname__', handler)}"

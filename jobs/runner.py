@@ -1,4 +1,4 @@
-"""The runner: drain due jobs in batches, on one thread or several, within a time budget and a quota.
+"""The runner: drain due jobs in batches, on one thread or several, within a time budget and a quota, until stopped.
 
 What happens to each claimed job (its lease, its fenced updates, retry or burial)
 is jobs.claim.
@@ -22,9 +22,13 @@ from django.utils import timezone
 
 from jobs.claim import Clock, claim_batch, ready_backlog, release, run_job
 from jobs.context import RunOrigin
+from jobs.lease import LeaseConnection
+from jobs.models import BackgroundJob
 
 logger = logging.getLogger(__name__)
 
+# The budget of one drain of `manage.py run_jobs` when --budget is not given.
+DEFAULT_DRAIN_BUDGET_SECONDS = 10.0
 SUMMED = ("claimed", "succeeded", "retried", "dead", "leaseLost", "durationMs")
 
 
@@ -61,9 +65,14 @@ def merge_summaries(first: dict[str, Any], second: dict[str, Any]) -> dict[str, 
     return merged
 
 
+def process_prefix() -> str:
+    """Return the start of the name of every runner of this process: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}:"
+
+
 def worker_name() -> str:
     """Return a name unique to this runner invocation: host, process and a random tag."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{process_prefix()}{secrets.token_hex(3)}"
 
 
 def jobs_run(
@@ -74,36 +83,71 @@ def jobs_run(
     concurrency: int | None = None,
     origin: RunOrigin | None = None,
     clock: Clock = timezone.now,
+    queue: str | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
 ) -> RunSummary:
-    """Drain due jobs until none are left, `budget_seconds` is spent or `max_jobs` ran.
+    """Drain due jobs until none are left, `budget_seconds` is spent, `max_jobs` ran, or `stop` is set.
 
     With `concurrency` (default JOBS_CONCURRENCY) above 1, that many threads drain
-    at once, each with its own database connection: one job's commit then overlaps
-    another's handler. Jobs claimed but not started when the budget runs out are
-    released at once, not left to wait for their lease. Running out of budget or of
-    `max_jobs` both count as `budgetExhausted`.
+    at once, each with its own database connections: one job's commit then overlaps
+    another's handler. Jobs claimed but not started when the budget runs out, or
+    when `stop` is set (from another thread), are given back at once (their attempt
+    not spent), not left to wait for their lease; a handler already running
+    finishes first. Running out of budget or of `max_jobs` both count as
+    `budgetExhausted`. With `queue`, only that queue's jobs are claimed (a Tasks
+    queue name, `run_jobs --queue`). `progress` lets another thread read the counts
+    while the drain runs.
     """
-    started = time.monotonic()
+    progress = progress or Progress()
     drain = _Drain(
-        deadline=started + budget_seconds,
+        deadline=time.monotonic() + budget_seconds,
         batch_size=batch_size or settings.JOBS_BATCH_SIZE,
         quota=_Quota(max_jobs),
         origin=origin or RunOrigin(),
         clock=clock,
+        queue=queue,
+        stop=stop or threading.Event(),
+        progress=progress,
     )
     lanes = concurrency or settings.JOBS_CONCURRENCY
     if lanes == 1:
-        summary = drain.run()
+        drain.run()
     else:
         with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="jobs-runner") as pool:
-            summary = _combine(list(pool.map(lambda _: drain.run_in_thread(), range(lanes))))
+            list(pool.map(lambda _: drain.run_in_thread(), range(lanes)))
+    summary = progress.summary()
     summary.remaining_backlog = ready_backlog(now=clock())
-    summary.duration_ms = round((time.monotonic() - started) * 1000)
     logger.info(
         "jobs drained",
         extra={"action": "jobs_run", "concurrency": lanes, **summary.as_json(), **drain.origin.log_fields()},
     )
     return summary
+
+
+class Progress:
+    """A drain's counts so far, one summary per thread: another thread may read them while it runs."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._lanes: list[RunSummary] = []
+
+    def lane(self) -> RunSummary:
+        """Return a new summary for one thread of the drain to count into."""
+        summary = RunSummary()
+        self._lanes.append(summary)
+        return summary
+
+    def summary(self) -> RunSummary:
+        """Return the counts of every thread so far, and the time since the drain began (no backlog)."""
+        lanes = list(self._lanes)
+        summary = RunSummary(
+            budget_exhausted=any(lane.budget_exhausted for lane in lanes),
+            duration_ms=round((time.monotonic() - self._started) * 1000),
+        )
+        for name in ("claimed", "succeeded", "retried", "dead", "lease_lost"):
+            setattr(summary, name, sum(getattr(lane, name) for lane in lanes))
+        return summary
 
 
 class _Quota:
@@ -135,42 +179,46 @@ class _Drain:
     quota: _Quota
     origin: RunOrigin
     clock: Clock
+    queue: str | None
+    stop: threading.Event
+    progress: Progress
 
-    def run(self) -> RunSummary:
-        """Claim and run batches until the queue, the budget or the quota is exhausted."""
+    def run(self) -> None:
+        """Claim and run batches until the queue, the budget or the quota is exhausted, or the drain is stopped."""
+        summary = self.progress.lane()
         worker = worker_name()
-        summary = RunSummary()
-        while not summary.budget_exhausted:
-            if time.monotonic() >= self.deadline:
-                summary.budget_exhausted = True
-                break
-            allowed = self.quota.take(self.batch_size)
-            if allowed == 0:
-                summary.budget_exhausted = True
-                break
-            batch = claim_batch(now=self.clock(), limit=allowed, worker=worker)
-            self.quota.give_back(allowed - len(batch))
-            if not batch:
-                break
-            for index, job in enumerate(batch):
+        with LeaseConnection.for_this_thread() as lease:
+            while not (summary.budget_exhausted or self.stop.is_set()):
                 if time.monotonic() >= self.deadline:
-                    release(batch[index:], worker=worker)
                     summary.budget_exhausted = True
                     break
-                outcome = run_job(job, clock=self.clock, origin=self.origin)
-                summary.claimed += 1
-                setattr(summary, outcome, getattr(summary, outcome) + 1)
-        return summary
+                allowed = self.quota.take(self.batch_size)
+                if allowed == 0:
+                    summary.budget_exhausted = True
+                    break
+                batch = claim_batch(now=self.clock(), limit=allowed, worker=worker, queue=self.queue)
+                self.quota.give_back(allowed - len(batch))
+                if not batch:
+                    break
+                for index, job in enumerate(batch):
+                    if self.stop.is_set() or time.monotonic() >= self.deadline:
+                        self._release(batch[index:], worker=worker)
+                        summary.budget_exhausted = not self.stop.is_set()
+                        break
+                    outcome = run_job(job, clock=self.clock, origin=self.origin, lease=lease)
+                    summary.claimed += 1
+                    setattr(summary, outcome, getattr(summary, outcome) + 1)
 
-    def run_in_thread(self) -> RunSummary:
+    def run_in_thread(self) -> None:
         try:
-            return self.run()
+            self.run()
         finally:
             connection.close()  # each thread has its own connection: do not leak it
 
-
-def _combine(parts: list[RunSummary]) -> RunSummary:
-    summary = RunSummary(budget_exhausted=any(part.budget_exhausted for part in parts))
-    for name in ("claimed", "succeeded", "retried", "dead", "lease_lost"):
-        setattr(summary, name, sum(getattr(part, name) for part in parts))
-    return summary
+    def _release(self, jobs: list[BackgroundJob], *, worker: str) -> None:
+        released = release(jobs, worker=worker)
+        reason = "the worker is stopping" if self.stop.is_set() else "the budget is spent"
+        logger.info(
+            "claimed jobs given back unstarted",
+            extra={"action": "jobs_run", "released": released, "reason": reason, **self.origin.log_fields()},
+        )

@@ -13,8 +13,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from jobs.exceptions import InvalidJob, UnknownKind
-from jobs.models import BackgroundJob
+from jobs.models import DEFAULT_QUEUE, BackgroundJob
 from jobs.registry import get_handler, registered_kinds
+from jobs.taskcall import TaskHandler, task_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ MAX_ATTEMPTS_LIMIT = 100
 PRIORITY_RANGE = (-100, 100)
 MAX_RUN_AFTER = timedelta(days=366)
 TENANT_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+QUEUE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 RESERVED_SCOPE = "global"
 
 
@@ -45,6 +47,7 @@ def job_enqueue(
     run_after: datetime | None = None,
     max_attempts: int = 5,
     priority: int = 0,
+    queue: str = DEFAULT_QUEUE,
 ) -> EnqueueResult:
     """Enqueue a job, or return the live job holding the same (tenant, dedupe_key).
 
@@ -59,6 +62,7 @@ def job_enqueue(
         run_after=run_after,
         max_attempts=max_attempts,
         priority=priority,
+        queue=queue,
         now=now,
     )
     fields = {
@@ -69,6 +73,7 @@ def job_enqueue(
         "run_after": run_after or now,
         "max_attempts": max_attempts,
         "priority": priority,
+        "queue": queue,
         "created_at": now,
     }
     if dedupe_key is None:
@@ -105,13 +110,17 @@ def _validate(
     run_after: Any,
     max_attempts: Any,
     priority: Any,
+    queue: Any,
     now: datetime,
 ) -> None:
     if not isinstance(kind, str) or not kind:
         raise InvalidJob("kind", "is required and must be a string")
-    if get_handler(kind) is None:
-        raise UnknownKind("kind", f"unknown job kind {kind[:64]!r}; registered kinds: {', '.join(registered_kinds())}")
+    handler = get_handler(kind)
+    if handler is None:
+        raise UnknownKind("kind", f"unknown job kind {kind[:64]!r}; registered kinds: {_kinds_named()}")
     validate_payload(payload)
+    if isinstance(handler, TaskHandler):
+        task_arguments(payload)
     if not isinstance(tenant, str) or (tenant and not TENANT_RE.fullmatch(tenant)):
         raise InvalidJob("tenant", f"must be empty or match {TENANT_RE.pattern}")
     if tenant == RESERVED_SCOPE:
@@ -130,6 +139,18 @@ def _validate(
     low, high = PRIORITY_RANGE
     if not _is_int(priority) or not low <= priority <= high:
         raise InvalidJob("priority", f"must be an integer from {low} to {high}")
+    if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
+        raise InvalidJob("queue", f"must match {QUEUE_RE.pattern}")
+
+
+def _kinds_named(limit: int = 200) -> str:
+    """Return the registered kinds, as many as fit in `limit` characters (a project may have hundreds of tasks)."""
+    kinds = registered_kinds()
+    named = ", ".join(kinds)
+    if len(named) <= limit:
+        return named
+    shown = named[:limit].rpartition(", ")[0]
+    return f"{shown}, … ({len(kinds)} in all; see docs/tasks.md)"
 
 
 def validate_payload(payload: Any) -> None:
@@ -142,12 +163,20 @@ def validate_payload(payload: Any) -> None:
         raise InvalidJob("payload", f"is not JSON-serialisable: {exc}") from exc
     if len(encoded.encode()) > MAX_PAYLOAD_BYTES:
         raise InvalidJob("payload", f"is larger than {MAX_PAYLOAD_BYTES // 1024} KiB once encoded")
-    if "\\u0000" in encoded and _any_string(payload, lambda text: "\x00" in text):
+    problem = unstorable_text(payload, encoded)
+    if problem:
+        raise InvalidJob("payload", problem)
+
+
+def unstorable_text(value: Any, encoded: str) -> str:
+    """Return why PostgreSQL's jsonb would refuse `value` (JSON-encoded as `encoded`), or "" when it would not."""
+    if "\\u0000" in encoded and _any_string(value, lambda text: "\x00" in text):
         # PostgreSQL's jsonb cannot store NUL characters.
-        raise InvalidJob("payload", "contains a NUL character, which cannot be stored")
-    if "\\ud" in encoded and _any_string(payload, _has_lone_surrogate):
+        return "contains a NUL character, which cannot be stored"
+    if "\\ud" in encoded and _any_string(value, _has_lone_surrogate):
         # A lone surrogate (JSON allows "\ud800") is not Unicode text: PostgreSQL refuses it.
-        raise InvalidJob("payload", "contains a lone UTF-16 surrogate, which is not valid Unicode text")
+        return "contains a lone UTF-16 surrogate, which is not valid Unicode text"
+    return ""
 
 
 def _any_string(payload: Any, test: Callable[[str], bool]) -> bool:

@@ -1,7 +1,9 @@
 """Operator actions on queued jobs: retry a pending job now, or cancel it. Pending jobs only.
 
 A running job belongs to its worker (its lease fences every update), and a finished
-job is history: both are skipped with their status as the reason.
+job is history: both are skipped with their status as the reason. A row a worker
+holds locked at that moment (claiming it, or finishing it) is skipped too, never
+waited for: an admin request must not hang on a handler's transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from jobs.models import BackgroundJob
 logger = logging.getLogger(__name__)
 
 GONE = "deleted meanwhile"
+LOCKED = "locked by a worker at this moment (try again)"
 
 
 @transaction.atomic
@@ -38,17 +41,24 @@ def job_cancel(*, job_ids: Sequence[int], now: datetime) -> ActionReport:
 def _update_pending(job_ids: Sequence[int], *, fields: dict[str, Any], action: str) -> ActionReport:
     ids = sorted(set(job_ids))
     # Lock the rows so a runner cannot claim one between our read and our update
-    # (its claim skips locked rows; a row it already holds shows as running).
-    statuses = dict(
-        BackgroundJob.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "status")
+    # (its claim skips locked rows). Rows locked by someone else are skipped; an
+    # unlocked read then says why each one was left out.
+    locked = dict(
+        BackgroundJob.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", "status")
     )
+    others = dict(BackgroundJob.objects.filter(pk__in=set(ids) - set(locked)).values_list("pk", "status"))
     report = ActionReport()
     for pk in ids:
-        status = statuses.get(pk)
+        status = locked.get(pk, others.get(pk))
         if status is None:
             report.skip(pk, GONE)
         elif status != BackgroundJob.Status.PENDING:
             report.skip(pk, f"not pending ({status})")
+        elif pk not in locked:
+            report.skip(pk, LOCKED)
         else:
             report.done.append(pk)
     BackgroundJob.objects.filter(pk__in=report.done).update(**fields)

@@ -179,6 +179,18 @@ def emergency_fallback_messages(*, now: datetime) -> list[CheckMessage]:
     ]
 
 
+def metrics_token_messages(*, debug: bool, token_set: bool) -> list[CheckMessage]:
+    if debug or token_set:
+        return []
+    return [
+        Warning(
+            "METRICS_TOKEN is not set and DEBUG is false: GET /metrics answers 503 to every scrape.",
+            hint="Set METRICS_TOKEN; Prometheus sends it as 'Authorization: Bearer …' (docs/operations.md, 'Metrics').",
+            id="orchestrator.W004",
+        )
+    ]
+
+
 # --- Registration with Django's check framework -------------------------------
 
 
@@ -215,6 +227,11 @@ def check_canary_range(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
 @register(TAG, deploy=True)
 def check_canary(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return canary_messages(read_config())
+
+
+@register(TAG, Tags.security, deploy=True)
+def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    return metrics_token_messages(debug=bool(settings.DEBUG), token_set=bool(settings.METRICS_TOKEN))
 
 
 @register(TAG)

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django_tasks",  # Django's Tasks framework on Django 5.2; its system checks validate TASKS
     # The project's layers, top first: each imports only those below it (docs/architecture.md).
     "orchestrator",
     "runs",
@@ -232,8 +233,17 @@ INNGEST_MAX_DRAIN_STEPS = env.int("INNGEST_MAX_DRAIN_STEPS", default=30)
 
 # --- Background-job queue (SPEC §5) -------------------------------------------
 JOBS_API_TOKEN = env.str("JOBS_API_TOKEN", default="")
-# Modules imported at start-up so that their @job_handler kinds are registered.
+# Modules imported at start-up so that their @job_handler kinds and @task tasks are registered.
 JOB_HANDLER_MODULES: list[str] = env.list("JOB_HANDLER_MODULES", default=["jobs.demo"])
+# Django's Tasks framework (docs/tasks.md): every @task of the application is an Orchestrator job.
+TASKS: dict[str, dict[str, Any]] = {
+    "default": {
+        "BACKEND": "jobs.backend.OrchestratorBackend",
+        "QUEUES": env.list("TASKS_QUEUES", default=["default"]),
+    }
+}
+# What a job's callable may return: JSON of at most this many bytes, kept on its row.
+JOBS_RETURN_VALUE_MAX_BYTES = env.int("JOBS_RETURN_VALUE_MAX_BYTES", default=64 * 1024)
 # Modules imported at start-up so that their @maintenance_task tasks are registered.
 MAINTENANCE_TASK_MODULES: list[str] = env.list("MAINTENANCE_TASK_MODULES", default=[])
 JOBS_BATCH_SIZE = env.int("JOBS_BATCH_SIZE", default=100)
@@ -266,6 +276,10 @@ RECONCILE_REPUBLISH_BACKOFF_SECONDS = env.float("RECONCILE_REPUBLISH_BACKOFF_SEC
 RECONCILE_RUN_BOUNDS = env.str("RECONCILE_RUN_BOUNDS", default="{}")
 # `run_jobs --loop` recovers expired leases and reconciles once at start, then this often.
 WORKER_CHORE_INTERVAL_SECONDS = env.float("WORKER_CHORE_INTERVAL_SECONDS", default=300.0)
+
+# --- Metrics (docs/operations.md, "Metrics") ------------------------------------
+# The bearer token a Prometheus scrape sends to GET /metrics; unset with DEBUG off, /metrics answers 503.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- SLO stop-gates (SPEC §7) -------------------------------------------------
 SLO_DISPATCH_P95_MS = env.float("SLO_DISPATCH_P95_MS", default=2000.0)

@@ -66,7 +66,7 @@ class SloReport:
 def slo_report_build(*, since: datetime, now: datetime) -> SloReport:
     """Return the report for the period [since, now], every figure from one snapshot of the database."""
     outermost = not connection.in_atomic_block
-    with transaction.atomic(), _report_session(snapshot=outermost):
+    with transaction.atomic(), report_session(snapshot=outermost):
         return SloReport(
             since=since,
             now=now,
@@ -86,7 +86,7 @@ def slo_report_build(*, since: datetime, now: datetime) -> SloReport:
 
 
 @contextmanager
-def _report_session(*, snapshot: bool) -> Iterator[None]:
+def report_session(*, snapshot: bool) -> Iterator[None]:
     """On PostgreSQL, make the report's transaction one read-only snapshot, tuned for large scans.
 
     Inside a caller's transaction (`snapshot` false) the caller's isolation stands.

@@ -12,6 +12,7 @@ from core.timefmt import iso_utc
 from dispatch.exceptions import RegistryError
 from dispatch.models import CronJobState, DispatchWindow
 from dispatch.registry import cron_jobs
+from dispatch.schedule import last_cron_ticks
 from dispatch.windows import stale_pending
 from orchestrator.slo_metrics import Metric
 from runs.models import FunctionRun
@@ -82,15 +83,9 @@ def last_tick_metric(*, since: datetime, now: datetime) -> Metric:
         names = list(cron_jobs())
     except RegistryError:
         names = []
-    ages: dict[str, float | None] = {}
-    for name in names:
-        last = (
-            DispatchWindow.objects.filter(job=name, source=DispatchWindow.Source.CRON)
-            .order_by("-window_start")
-            .values_list("requested_at", flat=True)
-            .first()
-        )
-        ages[name] = None if last is None else round((now - last).total_seconds(), 3)
+    ages: dict[str, float | None] = dict.fromkeys(names)
+    for name, opened in last_cron_ticks(names):
+        ages[name] = round(max((now - opened).total_seconds(), 0.0), 3)
     known = [age for age in ages.values() if age is not None]
     return Metric(
         "lastTickAgeSeconds",

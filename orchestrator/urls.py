@@ -6,7 +6,7 @@ from django.urls import path
 from dispatch.views import cron
 from jobs.views import enqueue
 from orchestrator.checks import deploy_errors
-from orchestrator.views import health, status
+from orchestrator.views import health, metrics, status
 from runs.views import serve as inngest_serve
 
 urlpatterns = [
@@ -17,4 +17,5 @@ urlpatterns = [
     path("api/inngest", inngest_serve, name="inngest"),
     path("api/health", health, name="health"),
     path("api/status", status, name="status"),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -22,7 +22,7 @@ from dispatch import keys
 from dispatch.registry import CronJob, job_of_function
 from dispatch.services import dispatch_tick
 from jobs.exceptions import InvalidJob
-from jobs.registry import get_handler
+from jobs.registry import resolve_handler
 from jobs.services import job_enqueue
 from runs.models import DeadLetter
 
@@ -50,10 +50,12 @@ class Redispatch:
 def dead_letter_requeue(*, letter_ids: Sequence[int], user: AbstractBaseUser, now: datetime) -> ActionReport:
     """Requeue each unresolved letter of `letter_ids` and return what was done and skipped.
 
-    A job letter gets a fresh pending job (same kind, payload, tenant, priority and
-    max attempts), linked from the letter. A run letter's function is dispatched again
-    for its window under a new manual key (`cron:<job>:<window>:manual-<8 hex>`)
-    through the normal dispatcher, which publishes its event or runs it inline.
+    A job letter gets a fresh pending job (same kind, payload, tenant, dedupe key,
+    priority, queue and max attempts), linked from the letter; while a live job
+    holds its dedupe key the letter is skipped, naming that job. A run letter's
+    function is dispatched again for its window under a new manual key
+    (`cron:<job>:<window>:manual-<8 hex>`) through the normal dispatcher, which
+    publishes its event or runs it inline.
     After a failed publish, the batch's remaining run letters are not attempted: each
     would most likely fail the same way, after waiting for the publish bound.
     """
@@ -100,19 +102,28 @@ def _requeue_job_letter(pk: int, *, user: AbstractBaseUser, now: datetime) -> st
     job = letter.job
     if job is None:  # The check constraint gives every job letter its job; keep mypy and a broken row honest.
         return "the letter has no job"
-    if get_handler(job.kind) is None:
+    if resolve_handler(job.kind) is None:
         return f"job kind {job.kind!r} is no longer registered"
     try:
-        fresh = job_enqueue(
+        enqueued = job_enqueue(
             kind=job.kind,
             payload=job.payload,
             tenant=job.tenant,
+            dedupe_key=job.dedupe_key,
             max_attempts=job.max_attempts,
             priority=job.priority,
+            queue=job.queue,
             now=now,
-        ).job
+        )
     except InvalidJob as exc:
         return f"cannot enqueue it again ({exc})"
+    fresh = enqueued.job
+    if not enqueued.created:  # The key's live holder was found, and nothing was written.
+        tenant = f" of tenant {job.tenant!r}" if job.tenant else ""
+        return (
+            f"live job {fresh.pk} ({fresh.status}){tenant} holds its dedupe key {job.dedupe_key!r}: "
+            "requeue the letter once that job has finished, or resolve it"
+        )
     DeadLetter.objects.filter(pk=pk).update(
         resolution=DeadLetter.Resolution.REQUEUED, resolved_at=now, resolved_by=user, requeued_job=fresh
     )

@@ -49,6 +49,21 @@ def block(ctx: JobContext) -> None:
     time.sleep(_get(ctx.payload, "seconds", 3600))
 
 
+@job_handler("test.gate")
+def gate(ctx: JobContext) -> None:
+    """Announce the start, then wait for a line on stdin before each of `beats` heartbeats and before finishing.
+
+    A test drives it a line at a time and looks at the job's row in between. The
+    run is recorded at the end, in the job's transaction.
+    """
+    _say(f"STARTED job={ctx.job_id} attempt={ctx.attempt}")
+    for _ in range(_get(ctx.payload, "beats", 0)):
+        sys.stdin.readline()
+        _say(f"HEARTBEAT job={ctx.job_id} ok={ctx.heartbeat()}")
+    sys.stdin.readline()
+    _record(ctx)
+
+
 @job_handler("test.crunch")
 def crunch(ctx: JobContext) -> None:
     """Announce the start on stdout, hash for `rounds` rounds, fail attempts up to `failUntil`, then record."""
@@ -60,6 +75,11 @@ def crunch(ctx: JobContext) -> None:
     if ctx.attempt <= _get(ctx.payload, "failUntil", 0):
         raise ValueError(f"test.crunch fails attempt {ctx.attempt}")
     _record(ctx)
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _get(payload: Any, key: str, default: Any) -> Any:

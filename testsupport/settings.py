@@ -12,10 +12,12 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orches
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 from orchestrator.settings import *  # noqa: E402,F403
-from orchestrator.settings import CRON_JOBS, INSTALLED_APPS, JOB_HANDLER_MODULES  # noqa: E402
+from orchestrator.settings import CRON_JOBS, INSTALLED_APPS, JOB_HANDLER_MODULES, TASKS  # noqa: E402
 
 INSTALLED_APPS = [*INSTALLED_APPS, "testsupport"]
 JOB_HANDLER_MODULES = [*JOB_HANDLER_MODULES, "testsupport.handlers"]
+# testsupport.tasks is not listed: a worker finds a task by its module path (jobs.registry.resolve_handler).
+TASKS = {"default": {**TASKS["default"], "QUEUES": ["default", "emails"]}}
 CRON_JOBS = [
     *CRON_JOBS,
     {

@@ -127,3 +127,28 @@ def test_background_job_detail__links_to_its_dead_letter_and_the_letters_it_requ
 
     assert f'href="/admin/runs/deadletter/{letter.pk}/change/">#{letter.pk} (requeued)' in dead_page
     assert f'href="/admin/runs/deadletter/{letter.pk}/change/">dead letter #{letter.pk}' in fresh_page
+
+
+def test_background_job_detail__shows_a_tasks_queue_workers_errors_and_return_value(
+    make_job: Callable[..., BackgroundJob], operator: User
+) -> None:
+    errors = [
+        {"attempt": n, "exception_class_path": "builtins.ValueError", "traceback": f"ValueError: <try {n}>"}
+        for n in (1, 2)
+    ]
+    job = make_job(
+        kind="testsupport.tasks.echo",
+        queue="emails",
+        status="succeeded",
+        attempts=3,
+        worker_ids=["w1", "w2", "w3"],
+        errors=errors,
+        return_value={"sent": 2},
+    )
+
+    page = signed_in(operator).get(reverse("admin:jobs_backgroundjob_change", args=[job.pk])).content.decode()
+
+    assert "emails" in page and "w1" in page and "w3" in page
+    assert "<summary>attempt 2: builtins.ValueError</summary>" in page
+    assert "ValueError: &lt;try 1&gt;" in page  # escaped
+    assert "&quot;sent&quot;: 2" in page

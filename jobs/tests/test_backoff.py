@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import islice
 
-from jobs.backoff import retry_delay
+from jobs.backoff import reconnect_delays, retry_delay
 
 
 def test_retry_delay__doubles_with_reproducible_jitter() -> None:
@@ -24,3 +25,7 @@ def test_retry_delay__is_capped() -> None:
     delay = retry_delay(job_id=1, attempt=30, base_seconds=5, max_seconds=60)
 
     assert timedelta(seconds=60) <= delay < timedelta(seconds=75)
+
+
+def test_reconnect_delays__double_from_half_a_second_up_to_thirty() -> None:
+    assert list(islice(reconnect_delays(), 9)) == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]

@@ -42,7 +42,7 @@ def test_worker_chores__run_at_start_then_once_per_interval(
         return {"missed": 0}
 
     monkeypatch.setattr(hooks._worker_chore, "_target", chore)
-    expired = make_job(status="running", attempts=1, lease_expires_at=now - timedelta(minutes=1))
+    expired = make_job(status="running", attempts=1, started_at=now, lease_expires_at=now - timedelta(minutes=1))
     clock = Clock()
     chores = WorkerChores(monotonic=clock)
 
@@ -52,8 +52,11 @@ def test_worker_chores__run_at_start_then_once_per_interval(
     clock.seconds += 1
     second = chores.run_if_due(now=now)
 
-    assert first == {"recovered": {"requeued": 1, "dead": 0}, "reconciled": {"missed": 0}}
-    assert (early, second) == (None, {"recovered": {"requeued": 0, "dead": 0}, "reconciled": {"missed": 0}})
+    assert first == {"recovered": {"requeued": 1, "released": 0, "dead": 0}, "reconciled": {"missed": 0}}
+    assert (early, second) == (
+        None,
+        {"recovered": {"requeued": 0, "released": 0, "dead": 0}, "reconciled": {"missed": 0}},
+    )
     assert len(calls) == 2
     expired.refresh_from_db()
     assert expired.status == "pending"
@@ -71,7 +74,7 @@ def test_worker_chores__a_failing_chore_is_reported_and_the_worker_goes_on(
     summary = WorkerChores().run_if_due(now=now)
 
     assert summary == {
-        "recovered": {"requeued": 0, "dead": 0},
+        "recovered": {"requeued": 0, "released": 0, "dead": 0},
         "reconciled": {"error": "RuntimeError: reconciler down"},
     }
 
@@ -82,7 +85,8 @@ def test_run_jobs_loop__recovers_a_lost_lease_and_records_missed_windows_without
     make_job: Callable[..., BackgroundJob],
 ) -> None:
     """A deployment of standing workers alone: no cron service, no Inngest, no maintenance tick."""
-    lost = make_job(status="running", attempts=1, lease_expires_at=timezone.now() - timedelta(minutes=5))
+    died = timezone.now() - timedelta(minutes=6)  # its handler started, then its worker died
+    lost = make_job(status="running", attempts=1, started_at=died, lease_expires_at=died + timedelta(minutes=1))
     start = keys.window_start(timezone.now() - timedelta(hours=1), 300)
     DispatchWindow.objects.create(
         dispatch_key=keys.dispatch_key("counter", start), job="counter", status="enqueued", mode="dispatch",

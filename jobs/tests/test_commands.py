@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,11 +15,13 @@ pytestmark = pytest.mark.django_db
 def test_enqueue_job__enqueues_and_prints_the_id() -> None:
     out = StringIO()
 
-    call_command("enqueue_job", "demo.echo", "--payload", '{"message": "hi"}', "--tenant", "acme", stdout=out)
+    call_command(
+        "enqueue_job", "demo.echo", "--payload", '{"kwargs": {"message": "hi"}}', "--tenant", "acme", stdout=out
+    )
 
     job = BackgroundJob.objects.get()
     assert out.getvalue().strip() == f"enqueued job {job.pk} (demo.echo)"
-    assert (job.payload, job.tenant) == ({"message": "hi"}, "acme")
+    assert (job.payload, job.tenant) == ({"kwargs": {"message": "hi"}}, "acme")
 
 
 def test_enqueue_job__count() -> None:
@@ -59,3 +62,15 @@ def test_run_jobs__drains_and_prints_the_summary() -> None:
 def test_run_jobs__refuses_a_bad_concurrency() -> None:
     with pytest.raises(CommandError, match="--concurrency must be from 1 to 64"):
         call_command("run_jobs", "--concurrency", "0")
+
+
+@pytest.mark.parametrize("budget", ["0", "-1", "31"])
+def test_run_jobs__refuses_a_budget_that_is_not_safely_below_the_lease(settings: Any, budget: str) -> None:
+    settings.JOBS_LEASE_SECONDS = 60
+    call_command("enqueue_job", "demo.echo", stdout=StringIO())
+
+    with pytest.raises(
+        CommandError, match=r"--budget must be more than 0 and at most 30 s \(half of JOBS_LEASE_SECONDS=60\)"
+    ):
+        call_command("run_jobs", "--budget", budget)
+    assert BackgroundJob.objects.get().status == "pending"

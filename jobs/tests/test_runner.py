@@ -10,6 +10,7 @@ from django.test import override_settings
 from jobs.backoff import retry_delay
 from jobs.claim import claim_batch
 from jobs.context import RunOrigin
+from jobs.lease import LeaseConnection
 from jobs.maintenance import recover_expired_leases
 from jobs.models import BackgroundJob
 from jobs.runner import jobs_run
@@ -45,7 +46,13 @@ def test_jobs_run__runs_due_jobs_and_reports(make_job: Job, now: datetime) -> No
     assert sorted(HandlerRun.objects.values_list("job_id", flat=True)) == [job.pk for job in jobs]
     for job in jobs:
         job.refresh_from_db()
-        assert (job.status, job.attempts, job.finished_at, job.lease_expires_at) == ("succeeded", 1, now, None)
+        assert (job.status, job.attempts, job.started_at, job.finished_at, job.lease_expires_at) == (
+            "succeeded",
+            1,
+            now,
+            now,
+            None,
+        )
 
 
 def test_jobs_run__priority_then_age_order(make_job: Job, now: datetime) -> None:
@@ -149,6 +156,7 @@ def test_claim_batch__claims_under_a_lease_and_skips_claimed_jobs(make_job: Job,
     claimed = BackgroundJob.objects.get(pk=jobs[0].pk)
     assert (claimed.status, claimed.attempts, claimed.locked_by) == ("running", 1, "w1")
     assert claimed.lease_expires_at == now + timedelta(seconds=60)
+    assert claimed.started_at is None  # stamped when its handler starts, not at the claim
 
 
 def test_jobs_run__a_job_whose_lease_was_lost_commits_nothing(make_job: Job, now: datetime) -> None:
@@ -156,7 +164,8 @@ def test_jobs_run__a_job_whose_lease_was_lost_commits_nothing(make_job: Job, now
 
     job = make_job()
     [claimed] = claim_batch(now=now, limit=1, worker="w1")
-    # The lease expires, maintenance recovers the job and another worker claims it.
+    # The lease expires, maintenance gives the unstarted job back (attempt unspent) and another
+    # worker claims it: the same attempt number, under another worker's name.
     recover_expired_leases(now=now + timedelta(seconds=61))
     claim_batch(now=now + timedelta(seconds=61), limit=1, worker="w2")
 
@@ -165,7 +174,7 @@ def test_jobs_run__a_job_whose_lease_was_lost_commits_nothing(make_job: Job, now
     assert outcome == "lease_lost"
     assert not HandlerRun.objects.exists()
     job.refresh_from_db()
-    assert (job.status, job.attempts, job.locked_by) == ("running", 2, "w2")
+    assert (job.status, job.attempts, job.locked_by, job.started_at) == ("running", 1, "w2", None)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -175,7 +184,7 @@ def test_jobs_run__two_runner_processes_never_run_a_job_twice(make_job: Job, now
         [BackgroundJob(kind="test.record", run_after=now, created_at=now) for _ in range(total)]
     )
 
-    runners = [procs.manage("run_jobs", "--budget", "120", "--batch-size", "7") for _ in range(2)]
+    runners = [procs.manage("run_jobs", "--budget", "30", "--batch-size", "7") for _ in range(2)]
     outputs = [runner.communicate(timeout=180) for runner in runners]
 
     assert [runner.returncode for runner in runners] == [0, 0], outputs
@@ -191,7 +200,7 @@ def test_jobs_run__a_killed_workers_job_is_recovered_by_maintenance_and_complete
     from django.utils import timezone
 
     job = make_job(kind="test.block", payload={"seconds": 3600}, run_after=timezone.now())
-    runner = procs.manage("run_jobs", "--budget", "600")
+    runner = procs.manage("run_jobs", "--budget", "30")
     assert runner.stdout is not None
     procs.read_until(runner.stdout, "STARTED")
     runner.send_signal(signal.SIGKILL)
@@ -202,9 +211,13 @@ def test_jobs_run__a_killed_workers_job_is_recovered_by_maintenance_and_complete
     assert not HandlerRun.objects.exists()  # the killed worker's transaction was rolled back
     assert job.lease_expires_at is not None
     # Before the lease expires, maintenance leaves the job alone.
-    assert recover_expired_leases(now=job.lease_expires_at - timedelta(seconds=1)) == {"requeued": 0, "dead": 0}
+    assert recover_expired_leases(now=job.lease_expires_at - timedelta(seconds=1)) == {
+        "requeued": 0,
+        "released": 0,
+        "dead": 0,
+    }
     after_lease = job.lease_expires_at + timedelta(seconds=1)
-    assert recover_expired_leases(now=after_lease) == {"requeued": 1, "dead": 0}
+    assert recover_expired_leases(now=after_lease) == {"requeued": 1, "released": 0, "dead": 0}
     BackgroundJob.objects.filter(pk=job.pk).update(payload={"seconds": 0})
 
     summary = jobs_run(budget_seconds=30, clock=at(after_lease))
@@ -214,14 +227,30 @@ def test_jobs_run__a_killed_workers_job_is_recovered_by_maintenance_and_complete
     assert list(HandlerRun.objects.values_list("job_id", "attempt")) == [(job.pk, 2)]
 
 
-def test_recover_expired_leases__buries_a_job_out_of_attempts(make_job: Job, now: datetime) -> None:
+def test_recover_expired_leases__gives_back_a_job_whose_handler_never_started_without_spending_its_attempt(
+    make_job: Job, now: datetime
+) -> None:
     job = make_job(max_attempts=1)
-    claim_batch(now=now, limit=1, worker="w1")
+    claim_batch(now=now, limit=1, worker="w1")  # its worker went away before starting it
 
     result = recover_expired_leases(now=now + timedelta(minutes=2))
 
     job.refresh_from_db()
-    assert result == {"requeued": 0, "dead": 1}
+    assert result == {"requeued": 0, "released": 1, "dead": 0}
+    assert (job.status, job.attempts, job.lease_expires_at, job.locked_by) == ("pending", 0, None, "")
+    assert not DeadLetter.objects.exists()
+    assert jobs_run(budget_seconds=30, clock=at(now + timedelta(minutes=2))).succeeded == 1
+
+
+def test_recover_expired_leases__buries_a_started_job_out_of_attempts(make_job: Job, now: datetime) -> None:
+    job = make_job(max_attempts=1)
+    [claimed] = claim_batch(now=now, limit=1, worker="w1")
+    assert LeaseConnection(separate=False).start(claimed, now=now)  # its handler started, then the worker died
+
+    result = recover_expired_leases(now=now + timedelta(minutes=2))
+
+    job.refresh_from_db()
+    assert result == {"requeued": 0, "released": 0, "dead": 1}
     assert job.status == "dead"
     letter = DeadLetter.objects.get()
     assert letter.job_id == job.pk

@@ -12,12 +12,12 @@ pytestmark = pytest.mark.django_db
 
 
 def test_job_enqueue__creates_a_pending_job(now: datetime) -> None:
-    result = job_enqueue(kind="demo.echo", payload={"a": 1}, tenant="acme", priority=3, now=now)
+    result = job_enqueue(kind="test.record", payload={"a": 1}, tenant="acme", priority=3, now=now)
 
     job = BackgroundJob.objects.get()
     assert result.created is True
     assert result.job == job
-    assert (job.kind, job.payload, job.tenant, job.priority) == ("demo.echo", {"a": 1}, "acme", 3)
+    assert (job.kind, job.payload, job.tenant, job.priority) == ("test.record", {"a": 1}, "acme", 3)
     assert (job.status, job.attempts, job.max_attempts) == ("pending", 0, 5)
     assert job.run_after == now
 
@@ -51,7 +51,7 @@ def test_job_enqueue__creates_a_pending_job(now: datetime) -> None:
 def test_job_enqueue__refuses_invalid_input_and_writes_nothing(
     now: datetime, fields: dict[str, object], field: str, message: str
 ) -> None:
-    arguments: dict[str, object] = {"kind": "demo.echo", **fields}
+    arguments: dict[str, object] = {"kind": "test.record", **fields}
     delta = arguments.pop("run_after_delta", None)
     if isinstance(delta, timedelta):
         arguments["run_after"] = now + delta
@@ -70,8 +70,8 @@ def test_job_enqueue__unknown_kind_is_its_own_error(now: datetime) -> None:
 
 
 def test_job_enqueue__dedupe_key_returns_the_live_job(now: datetime) -> None:
-    first = job_enqueue(kind="demo.echo", dedupe_key="invoice-7", tenant="acme", now=now)
-    second = job_enqueue(kind="demo.echo", dedupe_key="invoice-7", tenant="acme", payload={"x": 1}, now=now)
+    first = job_enqueue(kind="test.record", dedupe_key="invoice-7", tenant="acme", now=now)
+    second = job_enqueue(kind="test.record", dedupe_key="invoice-7", tenant="acme", payload={"x": 1}, now=now)
 
     assert (first.created, second.created) == (True, False)
     assert second.job.pk == first.job.pk
@@ -79,19 +79,19 @@ def test_job_enqueue__dedupe_key_returns_the_live_job(now: datetime) -> None:
 
 
 def test_job_enqueue__dedupe_key_is_per_tenant(now: datetime) -> None:
-    job_enqueue(kind="demo.echo", dedupe_key="k", tenant="acme", now=now)
-    other = job_enqueue(kind="demo.echo", dedupe_key="k", tenant="globex", now=now)
-    global_job = job_enqueue(kind="demo.echo", dedupe_key="k", now=now)
+    job_enqueue(kind="test.record", dedupe_key="k", tenant="acme", now=now)
+    other = job_enqueue(kind="test.record", dedupe_key="k", tenant="globex", now=now)
+    global_job = job_enqueue(kind="test.record", dedupe_key="k", now=now)
 
     assert other.created and global_job.created
     assert BackgroundJob.objects.count() == 3
 
 
 def test_job_enqueue__a_finished_job_frees_its_dedupe_key(now: datetime) -> None:
-    first = job_enqueue(kind="demo.echo", dedupe_key="k", now=now)
+    first = job_enqueue(kind="test.record", dedupe_key="k", now=now)
     BackgroundJob.objects.filter(pk=first.job.pk).update(status="succeeded")
 
-    again = job_enqueue(kind="demo.echo", dedupe_key="k", now=now)
+    again = job_enqueue(kind="test.record", dedupe_key="k", now=now)
 
     assert again.created is True
     assert again.job.pk != first.job.pk
@@ -100,6 +100,19 @@ def test_job_enqueue__a_finished_job_frees_its_dedupe_key(now: datetime) -> None
 def test_job_enqueue__the_database_refuses_two_live_jobs_with_one_key(now: datetime) -> None:
     from django.db import IntegrityError, transaction
 
-    job_enqueue(kind="demo.echo", dedupe_key="k", now=now)
+    job_enqueue(kind="test.record", dedupe_key="k", now=now)
     with pytest.raises(IntegrityError), transaction.atomic():
-        BackgroundJob.objects.create(kind="demo.echo", dedupe_key="k")
+        BackgroundJob.objects.create(kind="test.record", dedupe_key="k")
+
+
+def test_job_enqueue__an_unknown_kind_names_as_many_registered_kinds_as_fit(now: datetime) -> None:
+    import testsupport.tasks  # noqa: F401  (its tasks register: more kinds than fit in one line)
+    from jobs.registry import registered_kinds
+
+    with pytest.raises(UnknownKind) as caught:
+        job_enqueue(kind="nope", now=now)
+
+    message = str(caught.value)
+    assert message.startswith("kind: unknown job kind 'nope'; registered kinds: demo.echo, demo.fail, ")
+    assert message.endswith(f", … ({len(registered_kinds())} in all; see docs/tasks.md)")
+    assert len(message) < 300

@@ -4,11 +4,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
+from core.actions import ActionReport
 from jobs.claim import claim_batch
 from jobs.models import BackgroundJob
 from jobs.services import job_enqueue
-from jobs.triage import job_cancel, job_retry_now
+from jobs.triage import LOCKED, job_cancel, job_retry_now
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +62,27 @@ def test_job_cancel__a_cancelled_job_is_never_claimed(make_job: Callable[..., Ba
     job_cancel(job_ids=[job.pk], now=now)
 
     assert claim_batch(now=now + timedelta(minutes=1), limit=10, worker="w") == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", [job_cancel, job_retry_now])
+def test_job_triage__a_row_locked_by_a_worker_is_skipped_not_waited_for(
+    action: Callable[..., ActionReport], make_job: Callable[..., BackgroundJob], now: datetime
+) -> None:
+    held, free = make_job(), make_job()
+    worker = connections.create_connection(DEFAULT_DB_ALIAS)  # another process's connection, holding a row
+    try:
+        with worker.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT id FROM jobs_backgroundjob WHERE id = %s FOR UPDATE", [held.pk])
+            with connection.cursor() as ours:
+                ours.execute("SET lock_timeout = '10s'")  # waiting would fail the test, not hang it
+            report = action(job_ids=[held.pk, free.pk], now=now)
+            cursor.execute("ROLLBACK")
+    finally:
+        worker.close()
+        with connection.cursor() as ours:
+            ours.execute("RESET lock_timeout")
+
+    assert (report.done, dict(report.skipped)) == ([free.pk], {LOCKED: [held.pk]})
+    assert BackgroundJob.objects.get(pk=held.pk).status == "pending"

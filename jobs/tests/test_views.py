@@ -31,7 +31,7 @@ def test_enqueue__201_with_the_job(client: Client) -> None:
     response = post(
         client,
         {
-            "kind": "demo.echo",
+            "kind": "test.record",
             "payload": {"n": 1},
             "tenant": "acme",
             "dedupeKey": "k1",
@@ -45,7 +45,7 @@ def test_enqueue__201_with_the_job(client: Client) -> None:
     job = BackgroundJob.objects.get()
     assert response.json() == {
         "id": job.pk,
-        "kind": "demo.echo",
+        "kind": "test.record",
         "tenant": "acme",
         "status": "pending",
         "dedupeKey": "k1",
@@ -57,8 +57,8 @@ def test_enqueue__201_with_the_job(client: Client) -> None:
 
 
 def test_enqueue__200_when_deduplicated(client: Client) -> None:
-    first = post(client, {"kind": "demo.echo", "dedupeKey": "k"})
-    second = post(client, {"kind": "demo.echo", "dedupeKey": "k"})
+    first = post(client, {"kind": "test.record", "dedupeKey": "k"})
+    second = post(client, {"kind": "test.record", "dedupeKey": "k"})
 
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.json()["id"] == first.json()["id"]
@@ -72,15 +72,15 @@ def test_enqueue__200_when_deduplicated(client: Client) -> None:
         ("[1, 2]", "body"),
         ({"payload": {}}, "kind"),
         ({"kind": "nope"}, "kind"),
-        ({"kind": "demo.echo", "extra": 1}, "extra"),
-        ({"kind": "demo.echo", "runAfter": "yesterday"}, "runAfter"),
-        ({"kind": "demo.echo", "runAfter": "2030-01-01T00:00:00"}, "runAfter"),
-        ({"kind": "demo.echo", "runAfter": 17}, "runAfter"),
-        ({"kind": "demo.echo", "maxAttempts": "5"}, "maxAttempts"),
-        ({"kind": "demo.echo", "priority": None}, "priority"),
-        ({"kind": "demo.echo", "tenant": "a*b"}, "tenant"),
-        ({"kind": "demo.echo", "dedupeKey": 5}, "dedupeKey"),
-        ('{"kind": "demo.echo", "payload": NaN}', "payload"),
+        ({"kind": "test.record", "extra": 1}, "extra"),
+        ({"kind": "test.record", "runAfter": "yesterday"}, "runAfter"),
+        ({"kind": "test.record", "runAfter": "2030-01-01T00:00:00"}, "runAfter"),
+        ({"kind": "test.record", "runAfter": 17}, "runAfter"),
+        ({"kind": "test.record", "maxAttempts": "5"}, "maxAttempts"),
+        ({"kind": "test.record", "priority": None}, "priority"),
+        ({"kind": "test.record", "tenant": "a*b"}, "tenant"),
+        ({"kind": "test.record", "dedupeKey": 5}, "dedupeKey"),
+        ('{"kind": "test.record", "payload": NaN}', "payload"),
         ("[" * 100_000 + "]" * 100_000, "body"),
     ],
 )
@@ -94,7 +94,7 @@ def test_enqueue__400_names_the_bad_field_and_writes_nothing(client: Client, bod
 
 
 def test_enqueue__413_for_a_body_over_256_kib(client: Client) -> None:
-    body = json.dumps({"kind": "demo.echo", "payload": {"blob": "x" * MAX_PAYLOAD_BYTES}})
+    body = json.dumps({"kind": "test.record", "payload": {"blob": "x" * MAX_PAYLOAD_BYTES}})
 
     response = post(client, body)
 
@@ -123,7 +123,7 @@ def test_enqueue__405_for_get(client: Client) -> None:
 
 @override_settings(JOBS_API_TOKEN="", DEBUG=False)
 def test_enqueue__503_in_production_without_a_token(client: Client) -> None:
-    response = post(client, {"kind": "demo.echo"}, headers={"Authorization": "Bearer "})
+    response = post(client, {"kind": "test.record"}, headers={"Authorization": "Bearer "})
 
     assert response.status_code == 503
     assert not BackgroundJob.objects.exists()

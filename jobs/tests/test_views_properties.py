@@ -110,7 +110,7 @@ def test_enqueue__a_wrong_value_for_a_field_is_400_naming_it(field: str, value: 
     }
     if valid_values[field](value):
         return  # possibly valid: the next test covers valid bodies
-    response = assert_refused_and_nothing_written(Client(), json.dumps({"kind": "demo.echo", field: value}))
+    response = assert_refused_and_nothing_written(Client(), json.dumps({"kind": "test.record", field: value}))
     assert response.status_code == 400
     assert response.json()["field"] == field
 
@@ -239,7 +239,7 @@ def test_enqueue__an_unknown_kind_is_named_in_one_short_line() -> None:
 
 @override_settings(JOBS_API_TOKEN=TOKEN)
 def test_enqueue__an_unknown_field_is_named_escaped_and_short() -> None:
-    response = assert_refused_and_nothing_written(Client(), json.dumps({"kind": "demo.echo", "é\n" + "x" * 500: 1}))
+    response = assert_refused_and_nothing_written(Client(), json.dumps({"kind": "test.record", "é\n" + "x" * 500: 1}))
 
     field = response.json()["field"]
     assert (response.status_code, field[:6], len(field)) == (400, "\\xe9\\n", 64)

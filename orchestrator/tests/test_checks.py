@@ -20,6 +20,7 @@ def production(settings: Any) -> None:
     settings.DEBUG = False
     settings.SECRET_KEY = GOOD_KEY
     settings.CRON_SECRET = "cron-secret"
+    settings.METRICS_TOKEN = "metrics-token"
     settings.DEPLOY_ENV = "production"
     settings.VERCEL_ENV = ""
     settings.INNGEST_EVENT_KEY = "event-key"
@@ -183,3 +184,46 @@ def test_deploy_errors__follow_the_settings(settings: Any) -> None:
     settings.SECRET_KEY = GOOD_KEY
 
     assert deploy_errors() == ()
+
+
+def test_checks__production_without_a_metrics_token_is_warned_that_scrapes_are_refused(settings: Any) -> None:
+    settings.METRICS_TOKEN = ""
+
+    messages = deploy_messages()
+
+    assert list(messages) == ["orchestrator.W004"]
+    assert not messages["orchestrator.W004"].is_serious()
+    assert "GET /metrics answers 503" in messages["orchestrator.W004"].msg
+    assert deploy_errors() == ()  # The cron view still dispatches.
+
+
+@pytest.mark.parametrize(
+    ("name", "check_id"),
+    [
+        ("INNGEST_STEP_BUDGET_SECONDS", "orchestrator.E010"),
+        ("INLINE_TIME_BUDGET_SECONDS", "orchestrator.E011"),
+    ],
+)
+def test_check_lease_budgets__a_budget_over_half_the_lease_is_an_error(settings: Any, name: str, check_id: str) -> None:
+    settings.JOBS_LEASE_SECONDS = 60
+    setattr(settings, name, 30)
+    assert check_ids() == []
+
+    setattr(settings, name, 30.5)
+
+    with pytest.raises(SystemCheckError, match=rf"{check_id}.*{name} \(30\.5 s\).*JOBS_LEASE_SECONDS \(60 s\)"):
+        call_command("check")
+
+
+def test_check_lease_budgets__a_lease_too_short_for_run_jobs_default_budget_is_an_error(settings: Any) -> None:
+    settings.INNGEST_STEP_BUDGET_SECONDS = settings.INLINE_TIME_BUDGET_SECONDS = 5
+    settings.JOBS_LEASE_SECONDS = 19
+
+    assert check_ids() == ["orchestrator.E012"]
+    with pytest.raises(SystemCheckError, match=r"E012.*budget of run_jobs \(10 s\).*JOBS_LEASE_SECONDS \(19 s\)"):
+        call_command("check")
+
+
+def check_ids() -> list[str]:
+    """Return the ids of our messages from plain `manage.py check`."""
+    return [str(m.id) for m in run_checks() if str(m.id).startswith(OURS)]

@@ -104,6 +104,7 @@ def test_slo_report__abandoned_runs_and_windows_cross_their_gate(
 def test_slo_report__the_age_of_each_cron_jobs_last_tick(now: datetime, make_window: Window) -> None:
     make_window(job="counter", created_at=now - timedelta(minutes=12))
     make_window(job="counter", created_at=now - timedelta(minutes=2), source="manual")  # not the cron service's
+    make_window(job="counter", status="missed", mode="", source="reconciler", publish_attempts=0)  # nor this
     make_window(job="background-jobs", created_at=now - timedelta(seconds=30))
 
     last = report(now)["metrics"]["lastTickAgeSeconds"]

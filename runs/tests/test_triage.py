@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
+from jobs.services import job_enqueue
 from orchestrator.slo import slo_report_build
 from runs.models import DeadLetter, FunctionRun
 from runs.triage import dead_letter_requeue, dead_letter_resolve
@@ -65,6 +66,39 @@ def test_dead_letter_requeue__skips_resolved_letters_and_unregistered_kinds(
     assert refreshed(done).resolution == "resolved" and refreshed(done).requeued_job is None
     assert refreshed(orphan).resolution == ""
     assert BackgroundJob.objects.filter(status="pending").count() == 1
+
+
+def test_dead_letter_requeue__a_job_letter_keeps_its_dedupe_key(
+    make_job_letter: Callable[..., DeadLetter], operator: User, now: datetime
+) -> None:
+    letter = make_job_letter(tenant="acme")
+    BackgroundJob.objects.filter(dead_letter=letter).update(dedupe_key="invoice-7")
+
+    report = dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=now)
+
+    assert report.done == [letter.pk]
+    fresh = refreshed(letter).requeued_job
+    assert fresh is not None and (fresh.tenant, fresh.dedupe_key, fresh.status) == ("acme", "invoice-7", "pending")
+    # The copy holds the key: the same key enqueued again finds it instead of a second job.
+    again = job_enqueue(kind="test.record", tenant="acme", dedupe_key="invoice-7", now=now)
+    assert (again.created, again.job.pk) == (False, fresh.pk)
+
+
+def test_dead_letter_requeue__a_job_letter_whose_dedupe_key_a_live_job_holds_is_skipped(
+    make_job_letter: Callable[..., DeadLetter], operator: User, now: datetime
+) -> None:
+    letter = make_job_letter(tenant="acme")
+    BackgroundJob.objects.filter(dead_letter=letter).update(dedupe_key="invoice-7")
+    live = job_enqueue(kind="test.record", tenant="acme", dedupe_key="invoice-7", now=now).job
+
+    report = dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=now)
+
+    assert report.message(verb="Requeued", singular="dead letter", plural="dead letters") == (
+        f"Requeued 0 dead letters. Skipped 1: live job {live.pk} (pending) of tenant 'acme' holds its dedupe key "
+        "'invoice-7': requeue the letter once that job has finished, or resolve it."
+    )
+    assert refreshed(letter).resolution == ""
+    assert list(BackgroundJob.objects.filter(status="pending").values_list("pk", flat=True)) == [live.pk]
 
 
 def test_dead_letter_requeue__twice_requeues_once(

@@ -17,8 +17,10 @@ class Command(BaseCommand):
     help = "Enqueue a background job (or --count of them) and print what was enqueued."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("kind", help="a registered job kind, e.g. demo.echo")
-        parser.add_argument("--payload", default="{}", help="JSON payload (default: {})")
+        parser.add_argument("kind", help="a registered job kind or task module path, e.g. demo.echo")
+        parser.add_argument(
+            "--payload", default="{}", help='JSON payload (default: {}); a task\'s is {"args": [...], "kwargs": {...}}'
+        )
         parser.add_argument("--tenant", default="", help="tenant id (default: global)")
         parser.add_argument("--dedupe-key", default=None, help="skip if a live job holds this key")
         parser.add_argument("--run-after", default=None, help="ISO-8601 instant, e.g. 2026-01-31T09:30:00Z")
@@ -30,7 +32,9 @@ class Command(BaseCommand):
         try:
             payload = json.loads(options["payload"])
         except ValueError as exc:
-            raise CommandError(f'--payload is not JSON ({exc}); e.g. --payload \'{{"message": "hi"}}\'') from exc
+            raise CommandError(
+                f'--payload is not JSON ({exc}); e.g. --payload \'{{"kwargs": {{"message": "hi"}}}}\''
+            ) from exc
         try:
             run_after = parse_iso_utc(options["run_after"]) if options["run_after"] else None
         except ValueError as exc:

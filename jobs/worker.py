@@ -1,0 +1,164 @@
+"""The worker behind `manage.py run_jobs`: drains (in a loop, with --loop) and stops cleanly on a signal.
+
+On SIGTERM or SIGINT the worker stops claiming, lets the running handler finish
+within a grace, gives every claimed-but-unstarted job back without spending its
+attempt, prints the drain's summary and exits 0. A handler still running when the
+grace ends (or at a second signal) is given up on: the process exits, the
+handler's transaction rolls back, and once its lease expires maintenance returns
+the job (the attempt is spent: the handler did start).
+
+The drains run on the main thread; a watcher thread takes the signals and does
+the waiting, so a handler is never interrupted (mid-commit or anywhere else).
+
+With --loop the worker outlives its database's restarts and failovers: a lost
+connection costs a log line; the connections are closed and made again after a
+capped exponential backoff, and the claims the failed drain left unstarted are
+given back as soon as the database answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import InterfaceError, OperationalError, connections
+from django.utils import timezone
+
+from core.errors import one_line
+from jobs.backoff import reconnect_delays
+from jobs.chores import WorkerChores
+from jobs.claim import release_unstarted
+from jobs.runner import Progress, RunSummary, jobs_run, process_prefix
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# What a lost or refused database connection raises (a restart, a failover, a terminated backend).
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+DEFAULT_GRACE_SECONDS = 25.0  # below the 30 s most process managers wait before SIGKILL
+IDLE_SECONDS = 1.0
+
+
+@dataclass
+class Worker:
+    """Drain with `budget_seconds` per drain, once or (with `loop`) until stopped; `emit` prints each summary."""
+
+    budget_seconds: float
+    batch_size: int | None
+    concurrency: int | None
+    queue: str | None
+    loop: bool
+    grace_seconds: float
+    emit: Callable[[RunSummary], None]
+    chores: WorkerChores | None = None  # with --loop: lease recovery and the reconciler, every few minutes
+    stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _current: Progress | None = field(default=None, init=False)
+    _ending: threading.Lock = field(default_factory=threading.Lock, init=False)  # emitting a summary, or giving up
+    _done: bool = field(default=False, init=False)
+
+    def run(self) -> None:
+        """Drain until done or stopped by SIGTERM/SIGINT (call it on the main thread)."""
+        delays = reconnect_delays()
+        lost = False  # the last drain failed: its unstarted claims are still ours to give back
+        with _SignalWatcher(grace_seconds=self.grace_seconds, stop=self.stop, give_up=self._give_up):
+            while not self.stop.is_set():
+                try:
+                    if lost:
+                        release_unstarted(worker_prefix=process_prefix())
+                    if self.chores is not None:
+                        self.chores.run_if_due(now=timezone.now())
+                    summary = self._drain()
+                except CONNECTION_ERRORS as exc:
+                    if not self.loop:
+                        raise
+                    lost, delay = True, next(delays)
+                    logger.warning(
+                        "database connection lost: reconnecting",
+                        extra={"action": "worker_reconnect", "error": one_line(exc), "retryInSeconds": delay},
+                    )
+                    connections.close_all()
+                    self.stop.wait(delay)
+                    continue
+                lost, delays = False, reconnect_delays()
+                with self._ending:
+                    self.emit(summary)
+                    self._done = not self.loop or self.stop.is_set()
+                if self._done:
+                    return
+                if summary.claimed == 0:
+                    self.stop.wait(IDLE_SECONDS)
+
+    def _drain(self) -> RunSummary:
+        self._current = Progress()
+        return jobs_run(
+            budget_seconds=self.budget_seconds,
+            batch_size=self.batch_size,
+            concurrency=self.concurrency,
+            queue=self.queue,
+            stop=self.stop,
+            progress=self._current,
+        )
+
+    def _give_up(self) -> None:
+        """Give back the unstarted claims, print what the drain did so far, and end the process now."""
+        with self._ending:
+            if self._done:  # the drain finished as the grace ended: the main thread is exiting
+                return
+            released = release_unstarted(worker_prefix=process_prefix())
+            logger.warning(
+                "worker gave up on its running job at the end of the grace",
+                extra={"action": "worker_stop", "graceSeconds": self.grace_seconds, "released": released},
+            )
+            if self._current is not None:
+                self.emit(self._current.summary())
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+
+class _SignalWatcher:
+    """While in use: SIGTERM and SIGINT set `stop`; if the worker is not done within the grace, `give_up()`.
+
+    The signals are blocked in every thread of the worker and taken by a thread of
+    its own with sigwait: a signal the kernel hands to a busy thread would otherwise
+    wait for the main thread to run Python code again (it may be inside a handler).
+    """
+
+    def __init__(self, *, grace_seconds: float, stop: threading.Event, give_up: Callable[[], None]) -> None:
+        self.grace_seconds = grace_seconds
+        self.stop = stop
+        self.give_up = give_up
+        self._finished = False
+        self._thread = threading.Thread(target=self._watch, name="jobs-worker-signals", daemon=True)
+        self._mask: set[int | signal.Signals] = set()
+
+    def __enter__(self) -> _SignalWatcher:
+        # Threads started from now on (this watcher, the drain's lanes) inherit the blocked signals.
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._finished = True
+        if self._thread.ident is not None and self._thread.is_alive():
+            signal.pthread_kill(self._thread.ident, signal.SIGTERM)  # wakes the watcher: it sees _finished
+        self._thread.join()
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+
+    def _watch(self) -> None:
+        signum = signal.sigwait(STOP_SIGNALS)
+        if self._finished:
+            return
+        logger.info(
+            "worker stopping: no new jobs; the running one may finish",
+            extra={"action": "worker_stop", "signal": signal.Signals(signum).name, "graceSeconds": self.grace_seconds},
+        )
+        self.stop.set()
+        signal.sigtimedwait(STOP_SIGNALS, self.grace_seconds)  # the grace, cut short by a second signal
+        if not self._finished:
+            self.give_up()

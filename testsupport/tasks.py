@@ -1,0 +1,112 @@
+"""Django Tasks for tests, on the Orchestrator backend (the test settings' TASKS default).
+
+Modelled on the django-tasks package's own test tasks, plus a few that look at their
+context and one that fails while a setting says so (a dead letter, then a requeue).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django_tasks import TaskContext, task
+
+from testsupport.models import HandlerRun
+
+
+@task
+def noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+@task()
+async def noop_async(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+@task
+def meaning_of_life() -> int:
+    return 42
+
+
+@task
+async def meaning_of_life_async() -> int:
+    return 42
+
+
+@task
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task
+def value_error() -> None:
+    raise ValueError("This task failed due to ValueError")
+
+
+@task
+def complex_exception() -> None:
+    raise ValueError(ValueError("This task failed"))
+
+
+@task
+def lambda_return_value() -> Any:
+    return lambda: True  # Neither JSON nor anything else a row can keep.
+
+
+@task
+def sized_return_value(size: int) -> str:
+    return "x" * size
+
+
+@task(takes_context=True)
+def own_id(context: TaskContext) -> str:
+    return context.task_result.id
+
+
+@task(takes_context=True)
+def context_seen(context: TaskContext, *args: Any) -> dict[str, Any]:
+    """Return what the context showed, and record the run (committed only if the attempt succeeds)."""
+    result = context.task_result
+    HandlerRun.objects.create(job_id=int(result.id), attempt=context.attempt, worker_pid=os.getpid())
+    return {
+        "attempt": context.attempt,
+        "status": result.status,
+        "args": result.args,
+        "workerIds": result.worker_ids,
+        "errors": [error.exception_class_path for error in result.errors],
+        "heartbeat": context.heartbeat(),  # type: ignore[attr-defined]
+    }
+
+
+@task(takes_context=True)
+def fails_while_told(context: TaskContext, label: str) -> str:
+    """Fail while settings.TESTSUPPORT_TASKS_FAIL is true (so a test can make it die, then heal it)."""
+    if getattr(settings, "TESTSUPPORT_TASKS_FAIL", False):
+        raise RuntimeError(f"{label} told to fail on attempt {context.attempt}")
+    return f"{label} done on attempt {context.attempt}"
+
+
+@task(priority=5, queue_name="emails")
+def send_email(to: str) -> str:
+    return f"sent to {to}"
+
+
+def not_a_task() -> None:
+    """A plain function: a job kind pointing here is not a task."""
+
+
+def _hidden() -> None:
+    """Defined under one name, made a task under another: its module path imports the plain function."""
+
+
+renamed = task(_hidden)
+
+
+def ghost() -> None:
+    """A function claiming a module that does not exist: its module path cannot be imported."""
+
+
+ghost.__module__ = "no_such_module"
+ghost_task = task(ghost)
