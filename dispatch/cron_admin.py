@@ -26,11 +26,12 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from core.admin import ReadOnlyAdmin, acting_user
+from core.notes import note_field
 from dispatch import keys
 from dispatch.exceptions import RegistryError
 from dispatch.models import CronJobState, DispatchWindow
 from dispatch.registry import CronJob, cron_jobs, get_cron_job
-from dispatch.schedule import MAX_NOTE_LENGTH, cron_job_pause, cron_job_resume, job_state
+from dispatch.schedule import cron_job_pause, cron_job_resume, job_state
 from dispatch.services import dispatch_tick
 
 # The operator's actions on a cron job need what the dead-letter actions need (the run ledger's permission).
@@ -68,10 +69,8 @@ class CronJobRow:
 
 
 class PauseForm(forms.Form):
-    note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-        max_length=MAX_NOTE_LENGTH,
-        help_text="Required: why the job is paused, and until when (kept on the job, shown on this page).",
+    note = note_field(
+        help_text="Required: why the job is paused, and until when (kept on the job, shown on this page)."
     )
 
 

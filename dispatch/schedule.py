@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import Min, Q
 from django.utils.dateparse import parse_datetime
 
+from core.notes import note_clean
 from dispatch import keys
 from dispatch.models import CronJobState, DispatchWindow
 from dispatch.registry import CronJob, get_cron_job
@@ -26,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 Status = DispatchWindow.Status
 Source = DispatchWindow.Source
-MAX_NOTE_LENGTH = 2000
 MIN_GRACE = timedelta(seconds=60)
 # Jobs whose last tick is looked up per statement (one index probe each).
 LAST_TICK_CHUNK = 500
@@ -44,7 +44,7 @@ def cron_job_pause(*, job: str, user: AbstractBaseUser, note: str, now: datetime
     Return False when it was already paused (nothing changes). Raise ValueError for
     an unknown job, or a note that is empty or too long: a pause must say why.
     """
-    note = _note(note)
+    note = note_clean(note, missing="a note is required: say why the job is paused, and until when")
     _known(job)
     job_state(job, now=now)
     paused = CronJobState.objects.filter(job=job, paused=False).update(
@@ -69,15 +69,6 @@ def cron_job_resume(*, job: str, user: AbstractBaseUser, now: datetime) -> bool:
 def _known(job: str) -> None:
     if get_cron_job(job) is None:
         raise ValueError(f"unknown cron job {job!r}")
-
-
-def _note(note: str) -> str:
-    note = note.strip()
-    if not note:
-        raise ValueError("a note is required: say why the job is paused, and until when")
-    if len(note) > MAX_NOTE_LENGTH:
-        raise ValueError(f"the note is {len(note)} characters long; at most {MAX_NOTE_LENGTH} are kept")
-    return note
 
 
 def grace(job: CronJob, *, windows: int) -> timedelta:
