@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from core.errors import one_line
 from jobs.backoff import reconnect_delays
+from jobs.chores import WorkerChores
 from jobs.claim import release_unstarted
 from jobs.lease import kept_for_this_thread
 from jobs.runner import Progress, RunSummary, jobs_run, process_prefix
@@ -58,6 +59,7 @@ class Worker:
     loop: bool
     grace_seconds: float
     emit: Callable[[RunSummary], None]
+    chores: WorkerChores | None = None  # with --loop: lease recovery and the reconciler, every few minutes
     stop: threading.Event = field(default_factory=threading.Event, init=False)
     _current: Progress | None = field(default=None, init=False)
     _ending: threading.Lock = field(default_factory=threading.Lock, init=False)  # emitting a summary, or giving up
@@ -78,6 +80,8 @@ class Worker:
                         waker.listen()  # before the drain: a job enqueued after it looked is notified
                     if lost:
                         release_unstarted(worker_prefix=process_prefix())
+                    if self.chores is not None:
+                        self.chores.run_if_due(now=timezone.now())
                     summary = self._drain()
                     lost, delays = False, reconnect_delays()
                     with self._ending:

@@ -17,10 +17,11 @@ from django.utils.safestring import SafeString
 from core.admin import ReadOnlyAdmin, acting_user
 from core.admin_filters import DistinctValuesFilter
 from core.display import EMPTY, age, badge, change_url, changelist_url, duration, link, pretty_json
+from core.notes import note_field
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
-from runs.triage import MAX_NOTE_LENGTH, dead_letter_requeue, dead_letter_resolve
+from runs.triage import dead_letter_requeue, dead_letter_resolve
 
 ERROR_PREVIEW = 80
 
@@ -136,11 +137,7 @@ class LetterStateFilter(admin.SimpleListFilter):
 
 
 class ResolveForm(forms.Form):
-    note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
-        max_length=MAX_NOTE_LENGTH,
-        help_text="Required: why these failures need no requeue (kept on each letter).",
-    )
+    note = note_field(help_text="Required: why these failures need no requeue (kept on each letter).")
 
 
 @admin.register(DeadLetter)

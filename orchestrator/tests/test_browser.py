@@ -5,7 +5,8 @@ it this test fails rather than skips, so a CI machine without a browser cannot p
 quietly. `ORCHESTRATOR_SKIP_BROWSER=1` skips it on purpose. Playwright never downloads
 a browser here: it drives the system's chromium through `executable_path`.
 
-The screenshot of the health panel lands in `artefacts/admin-dashboard.png`.
+The screenshot of the health panel lands in `artefacts/admin-dashboard.png`, the Cron jobs page's in
+`artefacts/admin-cron-jobs.png`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, expect, sync_playwright
 
-from dispatch.models import DispatchWindow
+from dispatch.models import CronJobState, DispatchWindow
 from jobs.models import BackgroundJob, QueueHealthSnapshot
 from runs.models import DeadLetter, FunctionRun
 from testsupport.admin import STAFF_PASSWORD
@@ -70,7 +73,7 @@ def a_day_of_history(now: datetime) -> None:
         at = now - timedelta(minutes=minute)
         failed = minute % 150 == 0
         inline = 600 <= minute < 720  # two hours of rollback: inline ticks
-        mode = "dispatch-failed" if failed else "inline" if inline else "dispatch"
+        mode = "inline" if inline else "dispatch"  # a failed publish keeps mode dispatch
         key = f"cron:background-jobs:{at:%Y-%m-%dT%H:%M}"
         windows.append(
             DispatchWindow(
@@ -190,3 +193,53 @@ def test_admin_triage_walkthrough__requeue_two_resolve_one_then_the_dashboard(
     old.refresh_from_db()
     assert (old.resolution, old.note) == ("resolved", "seen before")
     assert BackgroundJob.objects.filter(status="pending").count() == 1
+
+
+def test_cron_jobs_walkthrough__pause_a_job_with_a_note_its_tick_is_paused_then_resume_it(
+    live_server: Any, make_staff: Callable[..., User], settings: Any
+) -> None:
+    settings.CRON_SECRET = "browser-cron-secret"
+    make_staff("operator", "dispatch.view_cronjobstate", "dispatch.view_dispatchwindow", "runs.triage_deadletter")
+    ARTEFACTS.mkdir(exist_ok=True)
+    note = "Supplier API down until 16:00 (INC-42)."
+
+    with chromium() as page:
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+        page.fill("#id_username", "operator")
+        page.fill("#id_password", STAFF_PASSWORD)
+        page.click("input[type=submit]")
+        page.click("a:text-is('Cron jobs')")
+        expect(page.locator("h1")).to_have_text("Cron jobs")
+        row = page.locator("#cron-job-counter")
+        expect(row).to_contain_text("active")
+
+        row.locator("a:text-is('Pause…')").click()
+        expect(page.locator("h1")).to_have_text("Pause counter")
+        page.fill("#id_note", note)
+        page.click("input[type=submit][value='Pause counter']")
+        expect(page.locator("ul.messagelist li")).to_have_text(
+            "Paused counter: its ticks record their windows as paused until it is resumed."
+        )
+        expect(row).to_contain_text("paused by operator")
+        expect(row).to_contain_text(note)
+
+        tick = httpx.get(
+            f"{live_server.url}/api/cron/counter", headers={"Authorization": "Bearer browser-cron-secret"}, timeout=30
+        )
+        page.reload()
+        expect(row.locator(".orch-badge--warn").first).to_have_text("paused")  # the last window's outcome
+        page.screenshot(path=str(ARTEFACTS / "admin-cron-jobs.png"), full_page=True)
+
+        row.locator("button:text-is('Resume')").click()
+        expect(page.locator("ul.messagelist li")).to_have_text("Resumed counter: its next tick runs.")
+        expect(row).to_contain_text("active")
+        expect(row).to_contain_text("resumed by operator")
+
+    assert (tick.status_code, tick.json()["mode"]) == (200, "paused")
+    window = DispatchWindow.objects.get(job="counter")
+    assert (window.status, window.mode, window.source) == ("paused", "paused", "cron")
+    state = CronJobState.objects.get(job="counter")
+    assert (state.paused, state.pause_note) == (False, note)
+    assert state.paused_by is not None and state.resumed_by is not None
+    assert (state.paused_by.get_username(), state.resumed_by.get_username()) == ("operator", "operator")
+    assert [entry.change_message for entry in LogEntry.objects.order_by("pk")] == [f"Paused: {note}", "Resumed."]

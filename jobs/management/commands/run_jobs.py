@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.backend import configured_queues
+from jobs.chores import WorkerChores
 from jobs.lease import longest_safe_budget
 from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS, RunSummary
 from jobs.worker import DEFAULT_GRACE_SECONDS, Worker
@@ -34,7 +35,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--loop",
             action="store_true",
-            help="keep draining; idle, wait for a job to become due (LISTEN/NOTIFY; a poll every JOBS_POLL_SECONDS)",
+            help="keep draining; idle, wait for a job to become due (LISTEN/NOTIFY; a poll every JOBS_POLL_SECONDS); "
+            "recover expired leases and reconcile at start and every WORKER_CHORE_INTERVAL_SECONDS",
         )
         parser.add_argument("--queue", default=None, help="claim only this Tasks queue's jobs (default: every queue)")
         parser.add_argument(
@@ -67,6 +69,7 @@ class Command(BaseCommand):
             loop=options["loop"],
             grace_seconds=options["grace"],
             emit=self._print,
+            chores=WorkerChores() if options["loop"] else None,
         ).run()
 
     def _print(self, summary: RunSummary) -> None:
