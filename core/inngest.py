@@ -5,9 +5,9 @@ otherwise the client runs in cloud mode (signed requests, INNGEST_SIGNING_KEY).
 Self-hosted Inngest is reached with INNGEST_BASE_URL, or the two specific base URLs.
 
 One client per configuration and process serves both the publisher and /api/inngest.
-It is built on a thread of its own: the SDK's async client then never belongs to a
-calling thread, so every thread that sends uses its synchronous HTTP client (in the
-event loop's executor), about twice as fast on the publish path.
+It is built on a thread of its own, so that its async HTTP client never belongs to a
+calling thread: whatever the SDK sends itself then goes through its synchronous HTTP
+client, which the dispatcher's bounded publish (dispatch.publish) uses directly.
 """
 
 from __future__ import annotations

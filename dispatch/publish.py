@@ -1,30 +1,37 @@
-"""Publishing events through the Inngest SDK within a hard time bound.
+"""Publishing events through the Inngest SDK within a time bound, retries included.
 
-The SDK retries a send up to five times with backoff, each try with its own
-timeout, so one `send_sync` can take many seconds. The dispatcher must answer
-within INNGEST_PUBLISH_TIMEOUT_SECONDS whatever the event API does, so every
-publish runs the SDK's async `send` under `asyncio.wait_for`, on an event loop
-of the calling thread's own: at the bound the retry loop and its backoff sleeps
-are cancelled, not abandoned.
+The SDK's own `send` retries up to five times with backoff, each try with its own
+timeout, so one send can take many seconds; the dispatcher must answer within
+INNGEST_PUBLISH_TIMEOUT_SECONDS whatever the event API does. So the publish runs
+the SDK's retry loop itself, synchronously in the calling thread, against one
+deadline: the SDK builds the request (event API URL, event key, headers, the events
+as it serialises them) and its synchronous HTTP client sends it; a try that fails
+to connect or answers 5xx is tried again after the SDK's backoff, as `send` does,
+as long as time is left; the answer is read as the SDK reads it.
 
-The client is the process's shared one (core.inngest.client_for), built off the
-calling thread, so the SDK sends each try with its synchronous HTTP client in the
-loop's executor; the dispatcher gets it before it claims its window, so building
-it (once per process, slow under load) never counts against the window's stale
-bound. A try still in flight at the bound ends by its own timeout, which is the
-bound too. Event ids are deterministic, so a later re-publish of the same window
-is safe.
+Every wait of a try (connecting, sending, each read) is bounded by the time left
+when the try starts, and no try or backoff starts after the deadline: a hung, slow
+or unreachable event API ends the publish at the bound. (Only a server that trickles
+its answer byte by byte, each within the bound, could stretch it.) Sending in the
+calling thread, without an event loop and its executor thread in between, is what
+keeps a fresh dispatch near its floor (BENCHMARKS.md). Event ids are deterministic,
+so a later re-publish of the same window is safe.
+
+The client is the process's shared one (core.inngest.client_for). The SDK's
+request building and retry schedule are private to it: `inngest` is pinned, and
+dispatch/tests/test_publish*.py hold the publish to every failure shape.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
+import time
 
 import httpx
 import inngest
 from inngest._internal import errors as inngest_errors
+from inngest._internal.client_lib import client as inngest_client
+from inngest._internal.client_lib.models import SendEventsResult
 
 from core.errors import one_line
 
@@ -38,15 +45,12 @@ class PublishError(Exception):
 def publish_events(events: list[inngest.Event], *, client: inngest.Inngest, timeout: float) -> list[str]:
     """Send `events` with `client` (core.inngest.client_for), retries included, within `timeout` seconds.
 
-    Raise PublishError otherwise.
+    Return the event ids the event API accepted; raise PublishError otherwise.
     """
-    return _thread_loop().run_until_complete(_send(events, client=client, timeout=timeout))
-
-
-async def _send(events: list[inngest.Event], *, client: inngest.Inngest, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
     try:
-        return await asyncio.wait_for(client.send(events, skip_middleware=True), timeout)
-    except TimeoutError:
+        return _send(events, client=client, deadline=deadline)
+    except _TimedOut:
         raise PublishError(f"publish timed out after {timeout:g} s") from None
     except inngest_errors.EventKeyUnspecifiedError as exc:
         raise PublishError("no event key: set INNGEST_EVENT_KEY (or INNGEST_DEV for the dev server)") from exc
@@ -58,20 +62,38 @@ async def _send(events: list[inngest.Event], *, client: inngest.Inngest, timeout
         raise PublishError(f"event API unreachable: {one_line(exc, 200)}") from exc
 
 
-class _Loop(threading.local):
-    """The calling thread's event loop, closed with its thread."""
-
-    loop: asyncio.AbstractEventLoop | None = None
-
-    def __del__(self) -> None:
-        if self.loop is not None:
-            self.loop.close()
+class _TimedOut(Exception):
+    """The deadline passed before an answer came."""
 
 
-_loops = _Loop()
-
-
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    if _loops.loop is None:
-        _loops.loop = asyncio.new_event_loop()
-    return _loops.loop
+def _send(events: list[inngest.Event], *, client: inngest.Inngest, deadline: float) -> list[str]:
+    request = client._build_send_request(events)
+    if isinstance(request, Exception):
+        raise request
+    sender = client._http_client._http_client_sync
+    response: httpx.Response | None = None
+    for attempt in range(inngest_client.MAX_SEND_ATTEMPTS):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _TimedOut
+        request.extensions["timeout"] = httpx.Timeout(left).as_dict()
+        try:
+            response = sender.send(request)
+        except httpx.TimeoutException:
+            raise _TimedOut from None
+        except httpx.RequestError:
+            response = None  # tried again after the backoff, as the SDK does
+        if response is not None and response.status_code < 500:
+            break
+        pause = inngest_client._compute_backoff_delay(attempt)
+        if time.monotonic() + pause >= deadline:
+            raise _TimedOut
+        time.sleep(pause)
+    if response is None:
+        raise inngest_errors.SendEventsError("never received response while sending events", [])
+    result = SendEventsResult.from_raw(response.json())
+    if isinstance(result, Exception):
+        raise result
+    if result.error is not None:
+        raise inngest_errors.SendEventsError(result.error, result.ids)
+    return result.ids
