@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import DateTimeField, JSONField, Q
 
 from dispatch.exceptions import ClaimLost
 from dispatch.models import DispatchWindow
@@ -161,7 +161,17 @@ def _execute(name: str, params: list[Any]) -> Any:
 
 
 def _insert_params(window: DispatchWindow) -> list[Any]:
-    return [field.get_db_prep_save(getattr(window, field.attname), connection) for field in FIELDS]
+    return [
+        field.get_db_prep_save(value, connection) if adapt else value
+        for field, adapt, value in zip(
+            FIELDS, _ADAPTED, (getattr(window, field.attname) for field in FIELDS), strict=True
+        )
+    ]
+
+
+# Only JSON and date-time values need Django's preparation for the driver; the others (text,
+# numbers) go as they are, which spares every tick a dozen field method calls.
+_ADAPTED = [isinstance(field, JSONField | DateTimeField) for field in FIELDS]
 
 
 def _datetime(value: datetime) -> Any:
