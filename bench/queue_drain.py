@@ -7,8 +7,8 @@ the same server settings), each in its own scratch database, seeded and then vac
 analyzed and checkpointed alike (bench/peers.py). The configurations run interleaved,
 round after round, REPEAT rounds; each figure is the median and range of its rounds.
 
-- Orchestrator: the product's runner (`jobs_run`, batches of 100), 1 process × 1
-  and × 4 threads (`run_jobs --concurrency`);
+- Orchestrator: the product's runner (`jobs_run`, batches of 100, group commit at its
+  defaults), 1 process × 1, × 2 and × 4 threads (`run_jobs --concurrency`);
 - pgqueuer, as its benchmark tool (`tools/benchmark.py`) runs it: the asyncpg driver,
   one connection per queue manager, uvloop, drain mode. Its defaults (one queue
   manager, batches of 10, as `pgq run`), its benchmark tool's defaults (`--dequeue 5
@@ -40,6 +40,7 @@ BATCH_SIZE = 100
 # (key, system, worker arguments, how the section names it)
 CONFIGS: tuple[tuple[str, str, tuple[object, ...], str], ...] = (
     ("orchestrator1x1", "orchestrator", (BATCH_SIZE, 1), "1 process × 1 thread"),
+    ("orchestrator1x2", "orchestrator", (BATCH_SIZE, 2), "1 process × 2 threads"),
     ("orchestrator1x4", "orchestrator", (BATCH_SIZE, 4), "1 process × 4 threads"),
     ("pgqueuerDefaults", "pgqueuer", (1, 10), "1 queue manager, batches of 10 (pgqueuer's defaults)"),
     ("pgqueuerTool", "pgqueuer", (5, 10), "5 queue managers, batches of 10 (its benchmark tool's defaults)"),
@@ -116,7 +117,8 @@ def write(results: dict[str, Any]) -> None:
             "processes connect first and are timed from a common start to the last job done. Configurations "
             f"run interleaved, {REPEAT} round{'s' if REPEAT > 1 else ''}: median (min–max) jobs/s.",
             "",
-            "Orchestrator: the product's runner (`jobs_run`, batches of 100, one transaction per job). pgqueuer: "
+            "Orchestrator: the product's runner (`jobs_run`, batches of 100, group commit at its defaults: up to 50 jobs "
+            "a transaction, each under its savepoint, each started by its own lease renewal). pgqueuer: "
             "configured as its benchmark tool (`tools/benchmark.py`) does: the asyncpg driver, one connection "
             "and one `PgQueuer` per queue manager, an async no-op entrypoint, drain mode, uvloop; its defaults "
             "are one manager with batches of 10 (`pgq run`), its tool's `--dequeue 5 --dequeue-batch-size 10`. "

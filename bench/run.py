@@ -167,7 +167,8 @@ def write_summary(results: dict[str, Any], minutes: float, *, loads: tuple[str, 
             f"{tps:,.0f}/s with one client and {limit['tps8']:,.0f}/s with eight:",
             "",
             f"- queue drain, 1 process: {drain['orchestrator1']:,.0f} jobs/s = {drain['orchestrator1'] / tps:.0%} "
-            "of the one-client commit rate (each job is one transaction); pgqueuer's best one-process "
+            "of the one-client commit rate (jobs commit in groups, but each job's start — its lease renewal and "
+            "`started_at` — is a transaction of its own); pgqueuer's best one-process "
             f"configuration: {drain['pgqueuer1']:,.0f} jobs/s = {drain['pgqueuer1'] / tps:.0%} of it (it marks "
             "jobs done in batches);",
             f"- dispatch, 8 clients: {dispatch['fresh8']['rate']:,.0f} dispatches/s = "
