@@ -61,13 +61,13 @@ TRUNCATE dispatch_dispatchwindow, runs_deadletter, runs_functionrunattempt, runs
     RESTART IDENTITY CASCADE;
 
 INSERT INTO dispatch_dispatchwindow (dispatch_key, job, status, mode, source, correlation_id, window_start,
-    window_seconds, requested_at, event_ids, publish_attempts, duplicate_ticks, latency_ms, error, created_at,
+    window_seconds, requested_at, event_ids, publish_attempts, duplicate_ticks, latency_ms, error, claim, created_at,
     updated_at)
 SELECT 'cron:job-' || (i % 40) || ':' || i, 'job-' || (i % 40),
        CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch_failed' ELSE 'enqueued' END,
        CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch-failed' ELSE 'dispatch' END,
        CASE WHEN i % 97 = 0 THEN 'manual' ELSE 'cron' END, 'corr-' || i, t, 60, t, '[]'::jsonb,
-       CASE WHEN i % 10 = 0 THEN 0 ELSE 1 END, i % 3, 3 + i % 40, '', t, t
+       CASE WHEN i % 10 = 0 THEN 0 ELSE 1 END, i % 3, 3 + i % 40, '', 1, t, t
 FROM (SELECT i, now() - i * interval '1 second' * {days} * 86400 / {rows} AS t
       FROM generate_series(1, {rows}) AS i) AS s;
 

@@ -66,11 +66,11 @@ SELECT 'job', id, kind, 'global', '', '', '', 'ValueError: boom', payload, 5, fi
        CASE WHEN id % 2 = 0 THEN finished_at END, CASE WHEN id % 2 = 0 THEN 'resolved' ELSE '' END, '', ''
 FROM {jobs} WHERE status = 'dead';
 INSERT INTO {windows} (dispatch_key, job, status, mode, source, correlation_id, window_start, window_seconds,
-    requested_at, event_ids, publish_attempts, duplicate_ticks, latency_ms, error, created_at, updated_at)
+    requested_at, event_ids, publish_attempts, duplicate_ticks, latency_ms, error, claim, created_at, updated_at)
 SELECT 'cron:' || job || ':' || i, job,
        CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch_failed' ELSE 'enqueued' END,
        CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch-failed' ELSE 'dispatch' END,
-       'cron', 'c', t, 60, t, '[]'::jsonb, 1, i % 3, (abs(hashtext(i::text)) % 400) + 5, '', t, t
+       'cron', 'c', t, 60, t, '[]'::jsonb, 1, i % 3, (abs(hashtext(i::text)) % 400) + 5, '', 1, t, t
 FROM (SELECT i, now() - (i * interval '1 second' * 30 * 86400 / {rows}) AS t,
              'bench-' || lpad((i % {cron_jobs})::text, 5, '0') AS job
       FROM generate_series(1, {rows}) AS i) AS s;

@@ -117,8 +117,8 @@ def write(results: dict[str, Any]) -> None:
             "processes connect first and are timed from a common start to the last job done. Configurations "
             f"run interleaved, {REPEAT} round{'s' if REPEAT > 1 else ''}: median (min–max) jobs/s.",
             "",
-            "Orchestrator: the product's runner (`jobs_run`, batches of 100, group commit at its defaults: up to 50 jobs "
-            "a transaction, each under its savepoint, each started by its own lease renewal). pgqueuer: "
+            "Orchestrator: the product's runner (`jobs_run`, batches of 100, group commit at its defaults: up to 50 "
+            "jobs a transaction, each under its savepoint, each started by its own lease renewal). pgqueuer: "
             "configured as its benchmark tool (`tools/benchmark.py`) does: the asyncpg driver, one connection "
             "and one `PgQueuer` per queue manager, an async no-op entrypoint, drain mode, uvloop; its defaults "
             "are one manager with batches of 10 (`pgq run`), its tool's `--dequeue 5 --dequeue-batch-size 10`. "

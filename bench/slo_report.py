@@ -29,14 +29,14 @@ SEED = """
 TRUNCATE dispatch_dispatchwindow, runs_functionrunattempt, runs_functionrun, jobs_queuehealthsnapshot CASCADE;
 -- Spread over the last 30 days; 90 % dispatched (1 in 50 after a failed attempt, 1 in 200 failed), the rest inline.
 INSERT INTO dispatch_dispatchwindow (dispatch_key, job, status, mode, source, correlation_id, window_start,
-    window_seconds, requested_at, event_ids, publish_attempts, duplicate_ticks, latency_ms, error,
+    window_seconds, requested_at, event_ids, publish_attempts, duplicate_ticks, latency_ms, error, claim,
     created_at, updated_at)
 SELECT 'cron:job-' || (i % 40) || ':' || i, 'job-' || (i % 40),
        CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch_failed' ELSE 'enqueued' END,
        CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch-failed' ELSE 'dispatch' END,
        'cron', 'c', t, 60, t, '[]'::jsonb,
        CASE WHEN i % 10 = 0 THEN 0 WHEN i % 200 = 1 THEN 3 WHEN i % 50 = 2 THEN 2 ELSE 1 END,
-       i % 3, (abs(hashtext(i::text)) % 400) + 5, '', t, t
+       i % 3, (abs(hashtext(i::text)) % 400) + 5, '', 1, t, t
 FROM (SELECT i, now() - (i * interval '1 second' * {days} * 86400 / {windows}) AS t
       FROM generate_series(1, {windows}) AS i) AS s;
 INSERT INTO runs_functionrun (function_id, dispatch_key, run_id, correlation_id, source, scope, status, attempts,

@@ -2,7 +2,9 @@
 
 A group is one transaction on the thread's connection. Each job of it is started
 as before (its lease renewed and its start stamped through the claim's fence, on
-the lease connection, just before its handler: jobs.lease), its handler runs under
+the lease connection, just before its handler: jobs.lease; in a group, the leases are
+renewed together when it opens and each start is sent without waiting for its answer:
+jobs.lease_pipeline), its handler runs under
 its own savepoint, and the group's success marks are written together, by one
 UPDATE fenced on every job's claim, just before the group's one COMMIT. So a job's
 writes and its success mark still commit together or not at all, and the WAL flush of
@@ -41,7 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,7 +112,9 @@ class JobGroup:
         self.max_jobs = (max_jobs or settings.JOBS_GROUP_MAX_JOBS) if grouped else 1
         self.max_seconds = settings.JOBS_GROUP_MAX_MS / 1000
         self._atomic: transaction.Atomic | None = None
-        self._opened = 0.0
+        self._opened: float | None = None  # when the group opened: its leases renewed, or its first job started
+        self._asked: set[int] = set()  # the jobs whose leases the group renewed together (pipelined starts)
+        self._held: set[int] = set()  # those of them still held
         self._ran: list[BackgroundJob] = []
         self._successes: list[_Success] = []
         self._failures: list[Outcome] = []
@@ -125,12 +129,28 @@ class JobGroup:
             atomic, self._atomic = self._atomic, None
             atomic.__exit__(kind, error, traceback)
 
-    def run(self, job: BackgroundJob) -> None:
-        """Start `job` if its claim still holds and run its handler in the group (committing the group first if due)."""
-        if self._atomic is not None and time.monotonic() - self._opened >= self.max_seconds:
+    def run(self, job: BackgroundJob, *, upcoming: Sequence[BackgroundJob] = ()) -> None:
+        """Start `job` if its claim still holds and run its handler in the group (committing the group first if due).
+
+        `upcoming` are the jobs that follow it in its batch: a group that opens
+        renews their leases with its first job's (jobs.lease_pipeline).
+        """
+        if self._opened is not None and time.monotonic() - self._opened >= self.max_seconds:
             self.commit()
+        pipelined = self.lease.separate and self.max_jobs > 1
+        if pipelined and job.pk not in self._asked:
+            self.commit()
+            asked = [job, *upcoming][: self.max_jobs]
+            self._held = self.lease.renew_all(asked, now=self.clock())
+            self._asked, self._opened = {each.pk for each in asked}, time.monotonic()
         started_at = self.clock()
-        if not self.lease.start(job, now=started_at):
+        if pipelined:
+            held = job.pk in self._held
+            if held:
+                self.lease.start_sent(job, now=started_at)
+        else:
+            held = self.lease.start(job, now=started_at)
+        if not held:
             logger.warning(
                 "job lease lost before its handler started: skipped",
                 extra={"action": "job_run", "jobId": job.pk, "attempt": job.attempts, **self.origin.log_fields()},
@@ -141,7 +161,7 @@ class JobGroup:
         if self._atomic is None:
             self._atomic = transaction.atomic()
             self._atomic.__enter__()
-            self._opened = time.monotonic()
+            self._opened = self._opened or time.monotonic()
         self._ran.append(job)
         self._run_handler(job, started_at)
         if len(self._ran) >= self.max_jobs:
@@ -149,12 +169,14 @@ class JobGroup:
 
     def commit(self) -> None:
         """Write the open group's success marks and commit it (nothing to do when no group is open)."""
+        self._opened, self._asked, self._held = None, set(), set()
         if self._atomic is None:
             return
         atomic, ran, successes, failures = self._atomic, self._ran, self._successes, self._failures
         self._atomic, self._ran, self._successes, self._failures = None, [], [], []
         try:
-            if _mark_succeeded(successes) != len(successes):
+            # Every start of the group answered, and matched its claim; every mark matches too.
+            if self.lease.settle() or _mark_succeeded(successes) != len(successes):
                 raise _MarksLost
         except _MarksLost as exc:
             atomic.__exit__(_MarksLost, exc, None)  # rolled back: no job of it keeps its writes
@@ -193,6 +215,7 @@ class JobGroup:
                         "outside its own transaction.atomic(), or transaction.set_rollback(True))"
                     )
         except Exception as exc:  # A handler may raise anything: the job records it and is retried.
+            self.lease.read_answers()  # the job's own start must be done before its row is written here
             self._failures.append(record_failure(job, exc=exc, now=self.clock(), origin=self.origin))
             return
         self._successes.append(_Success(job=job, finished_at=self.clock(), return_value=returned))

@@ -19,17 +19,20 @@ once the job was taken back or claimed by another worker.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, Error, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from jobs.lease_pipeline import StampPipeline
 from jobs.models import BackgroundJob
+
+T = TypeVar("T")
 
 # On its own connection, each renewal is a transaction of its own that need not wait
 # for the WAL flush: it is visible at once, and the log is replayed in order, so a
@@ -63,6 +66,7 @@ class LeaseConnection:
     def __init__(self, *, separate: bool) -> None:
         self.separate = separate
         self._own: BaseDatabaseWrapper | None = None
+        self._pipeline: StampPipeline | None = None
 
     @classmethod
     def for_this_thread(cls) -> LeaseConnection:
@@ -83,8 +87,28 @@ class LeaseConnection:
         """Renew the lease (a heartbeat); return False when the claim is no longer ours."""
         return self._execute("renew", [_expiry(now), *_claim(job)])
 
+    def renew_all(self, jobs: Sequence[BackgroundJob], *, now: datetime) -> set[int]:
+        """Renew the leases of `jobs` in one statement (a separate connection only); return the ids still held."""
+        return self._on_pipeline(lambda pipeline: pipeline.renew_all(jobs, expires=_expiry(now)))
+
+    def start_sent(self, job: BackgroundJob, *, now: datetime) -> None:
+        """Send the renewal and start stamp of `job` without waiting for its answer (jobs.lease_pipeline)."""
+        self._on_pipeline(lambda pipeline: pipeline.send(job, expires=_expiry(now), now=now))
+
+    def read_answers(self) -> None:
+        """Wait for the answers of the starts sent (keeping which matched nothing, for settle())."""
+        if self._pipeline is not None:
+            self._on_pipeline(lambda pipeline: pipeline.read_answers())
+
+    def settle(self) -> list[int]:
+        """Wait for the answers of the starts sent; return the ids of the jobs whose claim was gone."""
+        if self._pipeline is None:
+            return []
+        return self._on_pipeline(lambda pipeline: pipeline.settle())
+
     def close(self) -> None:
         """Close the separate connection, if one was opened."""
+        self._pipeline = None
         if self._own is not None:
             self._own.close()
             self._own = None
@@ -103,16 +127,26 @@ class LeaseConnection:
             with connection.cursor() as cursor:
                 cursor.execute(_STATEMENTS[False, name], params)
                 return bool(cursor.rowcount == 1)
+
+        # psycopg's own connection, under Django's error translation: a renewal runs once per
+        # job, and Django's cursor wrapper costs as much as the statement's round trip here.
+        def execute(pipeline: StampPipeline) -> bool:
+            pipeline.read_answers()
+            return bool(pipeline.connection.execute(_STATEMENTS[True, name], params).rowcount == 1)
+
+        return self._on_pipeline(execute)
+
+    def _on_pipeline(self, work: Callable[[StampPipeline], T]) -> T:
+        """Do `work` on the separate connection, its errors Django's; a broken connection is closed, to be reopened."""
         own = self._connection()
+        if self._pipeline is None or self._pipeline.connection is not own.connection:
+            self._pipeline = StampPipeline(own.connection)
         try:
-            # psycopg's own connection, under Django's error translation: a renewal runs once per
-            # job, and Django's cursor wrapper costs as much as the statement's round trip here.
             with own.wrap_database_errors:
-                rows: int = own.connection.execute(_STATEMENTS[True, name], params).rowcount
+                return work(self._pipeline)
         except Error:
             self.close()  # a broken connection (the server restarted): the next renewal opens a new one
             raise
-        return rows == 1
 
     def _connection(self) -> BaseDatabaseWrapper:
         if self._own is None:

@@ -215,7 +215,7 @@ class _Drain:
                         self._release(batch[index:], worker=worker)
                         summary.budget_exhausted = not self.stop.is_set()
                         break
-                    group.run(job)
+                    group.run(job, upcoming=batch[index + 1 :])
                 group.commit()  # the next claim commits on its own, and so must the group before it
 
     def run_in_thread(self) -> None:

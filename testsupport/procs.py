@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -65,6 +67,29 @@ def python_module(module: str, *args: str, env: dict[str, str] | None = None) ->
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def app_name() -> str:
+    """Return a new PGAPPNAME for a child process: its database sessions carry it as application_name."""
+    return f"child-{secrets.token_hex(4)}"
+
+
+def wait_until_disconnected(application_name: str, timeout: float = 60.0) -> None:
+    """Wait until no database session of `application_name` is left.
+
+    A killed process's sessions end once they have run what the process had sent
+    them (a job's start, sent just before its handler: jobs.lease_pipeline); only then
+    do its rows show everything it did.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [application_name])
+            [(sessions,)] = cursor.fetchall()
+        if sessions == 0:
+            return
+        assert time.monotonic() < deadline, f"{sessions} sessions of {application_name} still open"
+        time.sleep(0.05)  # readiness polling, not waiting for time to pass
 
 
 def read_until(stream: IO[str], marker: str) -> str:

@@ -101,12 +101,14 @@ def test_jobs_run__a_runner_killed_mid_group_loses_no_job_and_completes_none_wit
         kind="test.block", payload={"seconds": 3600}, priority=4, run_after=now, created_at=now
     )
     never_started = [BackgroundJob.objects.create(kind="test.record", run_after=now, created_at=now) for _ in range(3)]
-    runner = reap(drainer.start(at=now, JOBS_GROUP_MAX_MS="600000"))  # the whole batch in one group
+    name = procs.app_name()
+    runner = reap(drainer.start(at=now, JOBS_GROUP_MAX_MS="600000", PGAPPNAME=name))  # the whole batch in one group
     assert runner.stdout is not None
     procs.read_until(runner.stdout, f"STARTED job={stuck.pk} ")  # four handlers done, their group still open
 
     runner.send_signal(signal.SIGKILL)
     runner.communicate(timeout=60)
+    procs.wait_until_disconnected(name)
 
     # Nothing of the group committed: no writes, no success; every job is still claimed or was never started.
     assert not HandlerRun.objects.exists()

@@ -200,11 +200,13 @@ def test_jobs_run__a_killed_workers_job_is_recovered_by_maintenance_and_complete
     from django.utils import timezone
 
     job = make_job(kind="test.block", payload={"seconds": 3600}, run_after=timezone.now())
-    runner = procs.manage("run_jobs", "--budget", "30")
+    name = procs.app_name()
+    runner = procs.manage("run_jobs", "--budget", "30", env=procs.child_env(PGAPPNAME=name))
     assert runner.stdout is not None
     procs.read_until(runner.stdout, "STARTED")
     runner.send_signal(signal.SIGKILL)
     runner.communicate(timeout=30)
+    procs.wait_until_disconnected(name)
 
     job.refresh_from_db()
     assert (job.status, job.attempts) == ("running", 1)

@@ -24,9 +24,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 Reap = Callable[[subprocess.Popen[str]], subprocess.Popen[str]]
 
 
-def worker(reap: Reap, *args: str) -> subprocess.Popen[str]:
+def worker(reap: Reap, *args: str, **env: str) -> subprocess.Popen[str]:
     """Start `run_jobs --loop` with INFO logs on stdout and stdin open (for test.gate)."""
-    return reap(procs.manage("run_jobs", "--loop", *args, env=procs.child_env(LOG_LEVEL="INFO"), stdin=subprocess.PIPE))
+    env_ = procs.child_env(LOG_LEVEL="INFO", **env)
+    return reap(procs.manage("run_jobs", "--loop", *args, env=env_, stdin=subprocess.PIPE))
 
 
 def read_until_logged(process: subprocess.Popen[str], message: str) -> dict[str, Any]:
@@ -120,7 +121,8 @@ def test_run_jobs__gives_up_on_a_handler_still_running_after_the_grace(
         kind="test.block", payload={"seconds": 3600}, priority=10, run_after=now, created_at=now
     )
     waiting = queue_of(now, stuck, 2)
-    process = worker(reap, "--batch-size", "10", *args)
+    name = procs.app_name()
+    process = worker(reap, "--batch-size", "10", *args, PGAPPNAME=name)
     assert process.stdout is not None
     procs.read_until(process.stdout, "STARTED")
 
@@ -129,6 +131,7 @@ def test_run_jobs__gives_up_on_a_handler_still_running_after_the_grace(
     for again in signals[1:]:
         process.send_signal(again)
     output, errors = process.communicate(timeout=60)
+    procs.wait_until_disconnected(name)
 
     assert process.returncode == 0, errors
     assert "Traceback" not in errors and "KeyboardInterrupt" not in errors
