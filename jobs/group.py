@@ -58,6 +58,7 @@ from jobs.lease import LeaseConnection
 from jobs.models import BackgroundJob
 from jobs.outcome import return_value_stored
 from jobs.registry import resolve_handler
+from jobs.savepoint import LazySavepoint
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class JobGroup:
         )
         handler = resolve_handler(job.kind)
         try:
-            with _LazySavepoint():
+            with LazySavepoint():
                 if handler is None:
                     raise LookupError(f"no handler for kind {job.kind!r}; is its module in JOB_HANDLER_MODULES?")
                 returned = return_value_stored(handler(context))
@@ -284,44 +285,3 @@ def _mark_succeeded(successes: list[_Success]) -> int:
             )
             matched += cursor.rowcount
         return matched
-
-
-class _LazySavepoint:
-    """While in use, take a savepoint just before the first statement on the thread's connection; undo to it on error.
-
-    The savepoint joins Django's savepoint stack, so that `transaction.on_commit`
-    callbacks a failing handler registered are dropped with its writes.
-    """
-
-    def __init__(self) -> None:
-        self.sid: str | None = None
-        self._taking = False
-        self._wrapping: Any = None
-
-    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        if self.sid is None and not self._taking:
-            self._taking = True  # the SAVEPOINT statement itself passes through this wrapper
-            try:
-                sid = connection.savepoint()
-            finally:
-                self._taking = False
-            assert sid is not None, "the group's transaction is open, so a savepoint is allowed"
-            self.sid = sid
-            connection.savepoint_ids.append(sid)
-        return execute(sql, params, many, context)
-
-    def __enter__(self) -> _LazySavepoint:
-        self._wrapping = connection.execute_wrapper(self)
-        self._wrapping.__enter__()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
-        self._wrapping.__exit__(None, None, None)
-        if self.sid is not None:
-            assert connection.savepoint_ids[-1] == self.sid, "a handler left a transaction.atomic() block open"
-            connection.savepoint_ids.pop()
-        if kind is None:
-            return
-        if self.sid is not None:
-            connection.savepoint_rollback(self.sid)
-        connection.needs_rollback = False
