@@ -17,7 +17,9 @@ guarantees do not change.
   the enqueue never waits for the event API.
 - At most one request per process per second: every enqueue in the second after
   the first is covered by that drain (and processes that request the same second
-  send the same event id, which Inngest deduplicates).
+  send the same event id, which Inngest deduplicates). While the event API hangs,
+  the requests wait one a second, and those older than a minute when their turn
+  comes are dropped: the thread's backlog stays bounded, and enqueue stays fast.
 - A publish that fails is logged (a warning, `drain_request`) and not retried: the
   next window's drain runs the job.
 - Only when the built-in job dispatches to Inngest (its flag, or publishing
@@ -39,6 +41,7 @@ from typing import Any
 import inngest
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from core.inngest import InngestConfig, client_for, current_config
 from core.timefmt import iso_utc
@@ -53,6 +56,8 @@ DRAIN_EVENT = "background/drain.requested"
 DRAIN_UNIT = WorkUnit(DRAIN_FUNCTION, DRAIN_EVENT, "runs.units.process_jobs")
 SOURCE = "enqueue"
 _KEY_RE = re.compile(rf"drain:{BACKGROUND_JOBS}:([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}})")
+# A request older than this when its turn comes is dropped: the window's own drain has run since.
+STALE = timedelta(seconds=60)
 # A drain key may name a second this far ahead of the function's clock (the enqueuing host's may run ahead).
 MAX_AHEAD = timedelta(seconds=60)
 
@@ -107,19 +112,25 @@ class _Publisher:
 
     def __init__(self) -> None:
         self._seconds: queue.SimpleQueue[tuple[datetime, InngestConfig]] = queue.SimpleQueue()
+        self._queued: datetime | None = None  # the last second queued: one entry a second at most
         self._last: datetime | None = None
+        self._lock = threading.Lock()
         self.published = 0  # requests sent and accepted (for tests and the log)
         self._thread = threading.Thread(target=self._run, name="drain-requests", daemon=True)
         self._thread.start()
 
     def submit(self, second: datetime, config: InngestConfig) -> None:
+        with self._lock:
+            if second == self._queued:
+                return
+            self._queued = second
         self._seconds.put((second, config))
 
     def _run(self) -> None:
         while True:
             second, config = self._seconds.get()
-            if second == self._last:
-                continue
+            if second == self._last or second < timezone.now() - STALE:
+                continue  # asked for already, or so long ago (the event API hung) that a window has drained since
             self._last = second
             try:
                 self._publish(second, config)

@@ -1,4 +1,4 @@
-"""System checks for the queue: `manage.py check` validates TASKS before a task is enqueued.
+"""System checks for the queue: `manage.py check` validates TASKS before a task is enqueued, and the runner's settings.
 
 django_tasks' own check then asks each backend to check itself (OrchestratorBackend.check:
 its QUEUES and OPTIONS); this one catches what would stop the backends from being built.
@@ -16,6 +16,7 @@ from django_tasks import DEFAULT_TASK_BACKEND_ALIAS
 from django_tasks.backends.base import BaseTaskBackend
 
 HINT = "See docs/tasks.md, 'Settings'."
+MAX_GROUP_JOBS = 64  # the subtransactions PostgreSQL caches per session (jobs.group)
 BACKEND = "jobs.backend.OrchestratorBackend"
 
 
@@ -30,6 +31,41 @@ def check_tasks_setting(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     ]
     if not apps.is_installed("django_tasks"):
         errors.append(_error("'django_tasks' is not in INSTALLED_APPS: its checks of each backend do not run", "E003"))
+    return errors
+
+
+@register()
+def check_runner_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report group-commit and polling settings the runner cannot work with (docs/jobs.md)."""
+    errors: list[CheckMessage] = []
+    group = settings.JOBS_GROUP_MAX_JOBS
+    if isinstance(group, bool) or not isinstance(group, int) or not 1 <= group <= MAX_GROUP_JOBS:
+        errors.append(
+            Error(
+                f"JOBS_GROUP_MAX_JOBS must be an integer from 1 to {MAX_GROUP_JOBS}, got {group!r}: above "
+                f"{MAX_GROUP_JOBS} a group's subtransactions overflow PostgreSQL's per-session cache",
+                hint="See docs/jobs.md, 'Group commit'.",
+                id="jobs.E004",
+            )
+        )
+    longest_ms = settings.JOBS_LEASE_SECONDS * 1000 / 2
+    if not 0 < settings.JOBS_GROUP_MAX_MS <= longest_ms:
+        errors.append(
+            Error(
+                f"JOBS_GROUP_MAX_MS must be more than 0 and at most half of JOBS_LEASE_SECONDS ({longest_ms:g} ms), "
+                f"got {settings.JOBS_GROUP_MAX_MS!r}: a group's leases are renewed when it opens",
+                hint="See docs/jobs.md, 'Group commit'.",
+                id="jobs.E005",
+            )
+        )
+    if not settings.JOBS_POLL_SECONDS > 0:
+        errors.append(
+            Error(
+                f"JOBS_POLL_SECONDS must be more than 0, got {settings.JOBS_POLL_SECONDS!r}",
+                hint="See docs/jobs.md, 'Running a worker'.",
+                id="jobs.E006",
+            )
+        )
     return errors
 
 

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from dispatch.drain import drain_key, drain_key_problem
 from jobs.services import job_enqueue
@@ -20,10 +21,13 @@ def drain_id(second: datetime) -> str:
     return f"{EVENT}:{drain_key(second)}"
 
 
-def test_job_enqueue__asks_for_one_drain_per_second_after_the_enqueue_commits(
-    event_api: EventAPI, now: datetime
-) -> None:
-    second = now.replace(microsecond=0) + timedelta(seconds=11)
+def a_second(offset: int) -> datetime:
+    """Return a whole second `offset` seconds from now: each test asks for seconds no other test asks for."""
+    return timezone.now().replace(microsecond=0) + timedelta(seconds=offset)
+
+
+def test_job_enqueue__asks_for_one_drain_per_second_after_the_enqueue_commits(event_api: EventAPI) -> None:
+    second = a_second(11)
     for _ in range(3):
         job_enqueue(kind="test.record", now=second + timedelta(milliseconds=100))
     job_enqueue(kind="test.record", now=second + timedelta(seconds=1))
@@ -35,12 +39,12 @@ def test_job_enqueue__asks_for_one_drain_per_second_after_the_enqueue_commits(
     assert event_api.event_ids() == [drain_id(second), drain_id(second + timedelta(seconds=1))]
     [first, _] = event_api.events
     assert first["name"] == EVENT
-    assert first["data"]["dispatchKey"] == "drain:background-jobs:2026-03-14T15:09:37"
+    assert first["data"]["dispatchKey"] == f"drain:background-jobs:{second:%Y-%m-%dT%H:%M:%S}"
     assert (first["data"]["source"], first["data"]["dispatchWindowSeconds"]) == ("enqueue", 1)
 
 
-def test_job_enqueue__a_rolled_back_enqueue_asks_for_nothing(event_api: EventAPI, now: datetime) -> None:
-    rolled_back, committed = now + timedelta(seconds=21), now + timedelta(seconds=22)
+def test_job_enqueue__a_rolled_back_enqueue_asks_for_nothing(event_api: EventAPI) -> None:
+    rolled_back, committed = a_second(21), a_second(22)
     with pytest.raises(RuntimeError), transaction.atomic():
         job_enqueue(kind="test.record", now=rolled_back)
         raise RuntimeError("the caller's transaction fails")
@@ -48,7 +52,7 @@ def test_job_enqueue__a_rolled_back_enqueue_asks_for_nothing(event_api: EventAPI
 
     assert event_api.wait_for_events(1)
 
-    assert event_api.event_ids() == [drain_id(committed.replace(microsecond=0))]
+    assert event_api.event_ids() == [drain_id(committed)]
 
 
 @pytest.mark.parametrize(

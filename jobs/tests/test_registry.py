@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs import demo, registry
-from jobs.checks import check_tasks_setting
+from jobs.checks import check_runner_settings, check_tasks_setting
 from jobs.registry import KIND_RE, get_handler, job_handler, resolve_handler, task_kind
 from jobs.taskcall import TaskHandler
 from runs.status import status_key
@@ -126,3 +126,24 @@ def test_checks__manage_py_check_refuses_a_bad_orchestrator_backend(
         call_command("check")
 
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "check_id", "message"),
+    [
+        ("JOBS_GROUP_MAX_JOBS", 0, "jobs.E004", "JOBS_GROUP_MAX_JOBS must be an integer from 1 to 64, got 0"),
+        ("JOBS_GROUP_MAX_JOBS", 65, "jobs.E004", "JOBS_GROUP_MAX_JOBS must be an integer from 1 to 64, got 65"),
+        ("JOBS_GROUP_MAX_MS", 0.0, "jobs.E005", "JOBS_GROUP_MAX_MS must be more than 0 and at most half"),
+        ("JOBS_GROUP_MAX_MS", 30_001.0, "jobs.E005", "JOBS_GROUP_MAX_MS must be more than 0 and at most half"),
+        ("JOBS_POLL_SECONDS", 0.0, "jobs.E006", "JOBS_POLL_SECONDS must be more than 0, got 0.0"),
+    ],
+)
+def test_check_runner_settings__refuses_what_the_runner_cannot_work_with(
+    settings: Any, setting: str, value: object, check_id: str, message: str
+) -> None:
+    assert check_runner_settings() == []
+    setattr(settings, setting, value)
+
+    [error] = check_runner_settings()
+
+    assert (error.id, error.msg.startswith(message)) == (check_id, True)

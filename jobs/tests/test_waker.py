@@ -1,7 +1,9 @@
 """An idle `run_jobs --loop` worker: woken by NOTIFY when a job becomes pending, by polling when none comes.
 
 Each test reads the worker's output (its drain summaries and its `worker woke` debug
-lines) to know what happened; none waits for time to pass or measures it.
+lines) to know what happened; none waits for time to pass or measures it. Where a
+notification must wake the worker, its poll comes a minute later: a worker that missed
+the notification still ends the test, which then fails on the reason it woke.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 
 def test_run_jobs__an_idle_worker_starts_a_job_as_its_enqueue_commits_without_polling(reap: Reap) -> None:
-    worker = idle_worker(reap, poll_seconds="3600")  # a poll would come an hour later
+    worker = idle_worker(reap, poll_seconds="60")  # a poll would come a minute later
 
     job = job_enqueue(kind="test.record", now=timezone.now()).job
     summary, wakes = read_until_succeeded(worker, 1)
@@ -69,7 +71,7 @@ def test_run_jobs__an_idle_worker_starts_a_job_as_its_enqueue_commits_without_po
 
 
 def test_run_jobs__a_delayed_job_wakes_the_worker_when_it_is_due(reap: Reap) -> None:
-    worker = idle_worker(reap, poll_seconds="3600")
+    worker = idle_worker(reap, poll_seconds="60")
 
     job = job_enqueue(kind="test.record", now=timezone.now(), run_after=timezone.now() + timedelta(seconds=1)).job
     summary, wakes = read_until_succeeded(worker, 1)
@@ -96,5 +98,29 @@ def test_run_jobs__a_job_whose_notification_was_lost_is_found_by_the_poll(reap: 
 
     assert summary["succeeded"] == 1
     assert wakes and set(wakes) == {"poll"}
+    stop(worker)
+    assert list(HandlerRun.objects.values_list("job_id", flat=True)) == [job.pk]
+
+
+def test_run_jobs__a_worker_listens_again_after_its_database_connections_were_terminated(reap: Reap) -> None:
+    name = procs.app_name()  # the worker's connections, the listening one included, carry it
+    env = procs.child_env(LOG_LEVEL="DEBUG", JOBS_POLL_SECONDS="60", PGAPPNAME=name)
+    worker = reap(procs.manage("run_jobs", "--loop", env=env, stdin=subprocess.DEVNULL))
+    read_until_succeeded(worker, 0)
+
+    # What a database restart does to the worker's sessions; it reconnects and drains (nothing), then waits.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [name]
+        )
+    assert worker.stdout is not None
+    for line in worker.stdout:
+        if line.startswith("{") and json.loads(line).get("action") == "worker_reconnect":
+            break
+    read_until_succeeded(worker, 0)
+    job = job_enqueue(kind="test.record", now=timezone.now()).job
+    summary, wakes = read_until_succeeded(worker, 1)
+
+    assert (summary["succeeded"], wakes[-1]) == (1, "notified")  # woken by the new LISTEN, not a poll
     stop(worker)
     assert list(HandlerRun.objects.values_list("job_id", flat=True)) == [job.pk]
