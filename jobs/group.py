@@ -64,12 +64,13 @@ logger = logging.getLogger(__name__)
 
 # The success marks of a group, one statement (PostgreSQL): each job's row matches only
 # through its own claim (attempt number and worker name), as every update after the claim.
+# The group's records travel as one JSON document: one parameter to send, not five arrays.
 _TABLE = BackgroundJob._meta.db_table
 _SUCCEED_MANY_SQL = (
     f"UPDATE {_TABLE} AS job SET status = %s, finished_at = done.finished_at, "  # noqa: S608 (constants only)
-    "lease_expires_at = NULL, last_error = '', return_value = done.return_value::jsonb "
-    "FROM unnest(%s::bigint[], %s::integer[], %s::text[], %s::timestamptz[], %s::text[]) "
-    "AS done(id, attempts, locked_by, finished_at, return_value) "
+    "lease_expires_at = NULL, last_error = '', return_value = done.return_value "
+    "FROM jsonb_to_recordset(%s::jsonb) "
+    "AS done(id bigint, attempts integer, locked_by text, finished_at timestamptz, return_value jsonb) "
     "WHERE job.id = done.id AND job.status = %s AND job.attempts = done.attempts AND job.locked_by = done.locked_by"
 )
 # One job's mark (a group of one, and SQLite, which has no arrays).
@@ -256,6 +257,20 @@ def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin, lease: Lease
     return outcome
 
 
+def _done_record(done: _Success) -> dict[str, Any]:
+    """Return one success as the marks' JSON record; a job that returned nothing keeps a NULL return value."""
+    job = done.job
+    record = {
+        "id": job.pk,
+        "attempts": job.attempts,
+        "locked_by": job.locked_by,
+        "finished_at": done.finished_at.isoformat(),
+    }
+    if done.return_value is not None:
+        record["return_value"] = done.return_value
+    return record
+
+
 def _mark_succeeded(successes: list[_Success]) -> int:
     """Mark `successes` succeeded through their claims; return how many matched."""
     if not successes:
@@ -264,15 +279,7 @@ def _mark_succeeded(successes: list[_Success]) -> int:
         if connection.vendor == "postgresql" and len(successes) > 1:
             cursor.execute(
                 _SUCCEED_MANY_SQL,
-                [
-                    SUCCEEDED,
-                    [done.job.pk for done in successes],
-                    [done.job.attempts for done in successes],
-                    [done.job.locked_by for done in successes],
-                    [done.finished_at for done in successes],
-                    [None if done.return_value is None else json.dumps(done.return_value) for done in successes],
-                    RUNNING,
-                ],
+                [SUCCEEDED, json.dumps([_done_record(done) for done in successes]), RUNNING],
             )
             matched: int = cursor.rowcount
             return matched

@@ -40,6 +40,12 @@ def write_then_fail(ctx: JobContext) -> None:
         raise ValueError(f"test.write_then_fail fails attempt {ctx.attempt} after writing")
 
 
+@job_handler("test.returns")
+def returns(ctx: JobContext) -> Any:
+    """Return the payload's `value` (None without one): what the job row keeps."""
+    return _get(ctx.payload, "value", None)
+
+
 @job_handler("test.heartbeat")
 def heartbeat(ctx: JobContext) -> None:
     """Extend the lease once, and record the run only if the lease was still ours."""

@@ -59,7 +59,7 @@ def test_jobs_run__a_failing_job_mid_group_loses_its_writes_and_its_neighbours_k
         assert (job.status, job.finished_at) == ("succeeded", now)
     # Both successes were marked by one statement, in the group's one transaction.
     [mark] = success_marks(queries)
-    assert "unnest(" in mark
+    assert "jsonb_to_recordset(" in mark
 
 
 def test_jobs_run__a_group_whose_lease_was_lost_is_run_again_one_job_at_a_time(now: datetime, reap: Reap) -> None:
@@ -128,3 +128,21 @@ def test_jobs_run__a_runner_killed_mid_group_loses_no_job_and_completes_none_wit
     expected = [(job.pk, 2) for job in [*done_first, stuck]] + [(job.pk, 1) for job in never_started]
     assert sorted(HandlerRun.objects.values_list("job_id", "attempt")) == sorted(expected)
     assert BackgroundJob.objects.filter(status="succeeded").count() == 8
+
+
+def test_jobs_run__a_group_keeps_each_jobs_return_value(make_job: Job, now: datetime, settings: object) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000  # type: ignore[attr-defined]
+    value = {"total": 3, "items": ["a", None, 1.5], "nested": {"ok": True}}
+    returning = make_job(kind="test.returns", payload={"value": value}, priority=2)
+    silent = make_job(kind="test.returns", priority=1)
+
+    with CaptureQueriesContext(connection) as queries:
+        summary = jobs_run(budget_seconds=30, clock=at(now))
+
+    assert (summary.claimed, summary.succeeded) == (2, 2)
+    assert len(success_marks(queries)) == 1  # one group, one statement
+    returning.refresh_from_db()
+    silent.refresh_from_db()
+    assert (returning.status, returning.return_value) == ("succeeded", value)
+    assert (silent.status, silent.return_value) == ("succeeded", None)
+    assert BackgroundJob.objects.filter(pk=silent.pk, return_value__isnull=True).exists()  # SQL NULL, not JSON null
