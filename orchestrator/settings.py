@@ -15,6 +15,8 @@ from typing import Any
 import django_stubs_ext
 import environ
 
+from core.logs import json_formatter
+
 # Let annotations such as admin.ModelAdmin[Model] work at run time.
 django_stubs_ext.monkeypatch()
 
@@ -158,29 +160,19 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
 
-# --- Logging: one JSON object per line on stdout ------------------------------
+# --- Logging: one JSON object per line -----------------------------------------
+# On stdout in the web process; on stderr in a management command, whose stdout is its
+# result (manage.py routes them: core.logs).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(levelname)s %(name)s %(message)s",
-            "rename_fields": {"levelname": "level", "name": "logger"},
-            "timestamp": "time",
-        },
-    },
+    "formatters": {"json": json_formatter()},
     "filters": {"context": {"()": "core.logcontext.ContextFilter"}},
     "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "json",
-            "filters": ["context"],
-        },
+        "console": {"()": "core.logs.ConsoleHandler", "formatter": "json", "filters": ["context"]},
     },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"level": env.str("DJANGO_LOG_LEVEL", default="WARNING")},
         "inngest": {"level": env.str("INNGEST_LOG_LEVEL", default="WARNING")},

@@ -42,15 +42,11 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def manage(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[str]:
-    """Start `manage.py <args>` as a child process with text pipes."""
+    """Start `manage.py <args>` as a child process with text pipes (its result on stdout, its logs on stderr)."""
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        env=env or child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
+        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env or child_env(), text=True, **popen
     )
 
 
