@@ -19,4 +19,10 @@ def registry_messages(problem: str) -> list[CheckMessage]:
     """Return the error for a registry problem ("" for none)."""
     if not problem:
         return []
-    return [Error(f"Invalid cron registry: {problem}", hint="Fix settings.CRON_JOBS (SPEC §3).", id="dispatch.E001")]
+    return [
+        Error(
+            f"Invalid cron registry: {problem}",
+            hint="Fix CRON_JOBS (see docs/cron.md, 'Registering cron jobs').",
+            id="dispatch.E001",
+        )
+    ]
