@@ -98,7 +98,7 @@ def make_job(now: datetime) -> Callable[..., BackgroundJob]:
     return make
 
 
-# --- Inngest on loopback (SPEC §9) ------------------------------------------------
+# --- Inngest on loopback (docs/inngest.md, "How the Inngest side is tested") -------
 
 EVENT_KEY = "test-event-key"
 SIGNING_KEY = "signkey-test-" + "5e" * 32

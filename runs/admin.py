@@ -1,4 +1,4 @@
-"""The run ledger and the dead-letter triage queue in the admin (SPEC §6)."""
+"""The run ledger and the dead-letter triage queue in the admin (docs/admin.md)."""
 
 from __future__ import annotations
 

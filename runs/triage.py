@@ -1,4 +1,4 @@
-"""Dead-letter triage (SPEC §6): requeue a terminal failure, or resolve it with a note.
+"""Dead-letter triage (docs/admin.md): requeue a terminal failure, or resolve it with a note.
 
 Both record who acted and when on the letter. Each letter is judged on its own: a
 letter that is already resolved, or that cannot be requeued any more, is skipped

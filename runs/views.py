@@ -1,4 +1,4 @@
-"""`/api/inngest`: the Inngest SDK's Django integration, serving the functions (SPEC §4).
+"""`/api/inngest`: the Inngest SDK's Django integration, serving the functions (docs/inngest.md).
 
 The serve handler is built lazily from the current settings (and rebuilt when
 they change), so the URLconf never needs Inngest to be configured: without a

@@ -1,4 +1,4 @@
-"""The cron endpoint against an event API that is down, hangs, is slow or answers garbage: the SPEC's modes.
+"""The cron endpoint against an event API that is down, hangs, is slow or answers garbage: the modes of docs/cron.md.
 
 Every answer reports its `latencyMs`; these tests assert modes and states, not
 durations (the bound's timing is measured by the benchmarks, not asserted here).

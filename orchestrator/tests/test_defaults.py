@@ -1,4 +1,4 @@
-"""The embedded defaults (SPEC §8): nothing configured still runs end to end."""
+"""The embedded defaults (docs/configuration.md): nothing configured still runs end to end."""
 
 from __future__ import annotations
 
