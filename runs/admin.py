@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin import helpers
 from django.db.models import F, QuerySet
@@ -20,7 +20,8 @@ from core.display import EMPTY, age, badge, change_url, changelist_url, duration
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
-from runs.triage import MAX_NOTE_LENGTH, dead_letter_requeue, dead_letter_resolve
+from runs.triage import dead_letter_requeue, dead_letter_resolve
+from runs.triage_admin import CauseFilter, LetterStateFilter, ResolveForm, TriagePages
 
 ERROR_PREVIEW = 80
 
@@ -122,29 +123,8 @@ class FunctionRunAdmin(ReadOnlyAdmin):
         return pretty_json(run.output)
 
 
-class LetterStateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
-        return [("unresolved", "Unresolved"), ("requeued", "Requeued"), ("resolved", "Resolved")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        # `resolution` is "" exactly while `resolved_at` is NULL (a check constraint): one index serves all three.
-        resolution = {"unresolved": "", "requeued": "requeued", "resolved": "resolved"}.get(self.value() or "")
-        return queryset if resolution is None else queryset.filter(resolution=resolution)
-
-
-class ResolveForm(forms.Form):
-    note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
-        max_length=MAX_NOTE_LENGTH,
-        help_text="Required: why these failures need no requeue (kept on each letter).",
-    )
-
-
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ReadOnlyAdmin):
+class DeadLetterAdmin(TriagePages):
     list_display = (
         "letter",
         "kind",
@@ -162,6 +142,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         "source",
         ("kind", DistinctValuesFilter),
         ("scope", DistinctValuesFilter),
+        CauseFilter,
     )
     search_fields = ("dispatch_key__exact", "correlation_id__exact", "run_id__exact")
     search_help_text = "An exact dispatch key, correlation id or run id."
@@ -170,6 +151,8 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     ordering = (F("resolved_at").desc(nulls_first=True), "-created_at", "-id")
     sortable_by = ("created",)
     actions = ("requeue", "resolve")
+    change_list_template = "admin/runs/deadletter/change_list.html"
+    change_form_template = "admin/runs/deadletter/change_form.html"
     fields = (
         "letter",
         "state_badge",
@@ -183,17 +166,20 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         "run_id",
         "attempts",
         "created_at",
+        "cause",
         "error",
         "payload_json",
-        "resolved_at",
-        "resolved_by",
-        "note",
-        "requeued_link",
     )
-    readonly_fields = fields
+    # What a letter's page says of its triage, by its state: a requeued letter was never "resolved".
+    TRIAGE_FIELDS = {
+        "": (),
+        DeadLetter.Resolution.REQUEUED: ("requeued_at", "requeued_by", "requeued_link"),
+        DeadLetter.Resolution.RESOLVED: ("resolved_at", "resolved_by", "note"),
+    }
+    readonly_fields = (*fields, "requeued_at", "requeued_by", "requeued_link", "resolved_at", "resolved_by", "note")
 
-    def has_triage_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("runs.triage_deadletter")
+    def get_fields(self, request: HttpRequest, obj: DeadLetter | None = None) -> tuple[str, ...]:
+        return (*self.fields, *self.TRIAGE_FIELDS.get(obj.resolution if obj else "", ()))
 
     @admin.action(description="Requeue selected dead letters", permissions=["triage"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
@@ -216,17 +202,31 @@ class DeadLetterAdmin(ReadOnlyAdmin):
             self.report(request, report, verb="Resolved", change_message="Resolved (admin action).")
             return None
         letters = list(queryset.order_by("pk"))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Resolve dead letters",
-            "opts": self.model._meta,
-            "form": form,
-            "letters": letters,
-            "open_count": sum(1 for letter in letters if not letter.resolution),
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "media": self.media,
-        }
-        return TemplateResponse(request, "admin/runs/deadletter/resolve_confirmation.html", context)
+        open_count = sum(1 for letter in letters if not letter.resolution)
+        selected = len(letters)
+        intro = (
+            f"{open_count:,} of the {selected:,} selected dead letter{'' if selected == 1 else 's'} "
+            f"{'is' if open_count == 1 else 'are'} unresolved and will be resolved with this note (nothing is run "
+            "again)."
+        )
+        if open_count != selected:
+            intro += " The others were already requeued or resolved: they are skipped."
+        return self.resolve_page(
+            request,
+            form=form,
+            intro=intro,
+            items=[
+                f"#{letter.pk} {letter.kind} ({letter.get_source_display()})"
+                + (f": already {letter.resolution}, skipped" if letter.resolution else "")
+                for letter in letters
+            ],
+            hidden=[
+                *((helpers.ACTION_CHECKBOX_NAME, letter.pk) for letter in letters),
+                ("action", "resolve"),
+                ("post", "yes"),
+            ],
+            open_count=open_count,
+        )
 
     @admin.display(description="letter", ordering="pk")
     def letter(self, letter: DeadLetter) -> str:
@@ -244,6 +244,20 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     @admin.display(description="created", ordering="created_at")
     def created(self, letter: DeadLetter) -> str:
         return f"{age(letter.created_at)} ago"
+
+    @admin.display(description="cause")
+    def cause(self, letter: DeadLetter) -> SafeString | str:
+        if not letter.fingerprint:
+            return EMPTY
+        return link(changelist_url(DeadLetter, cause=letter.fingerprint, group="cause"), letter.fingerprint)
+
+    @admin.display(description="requeued at")
+    def requeued_at(self, letter: DeadLetter) -> datetime | None:
+        return letter.resolved_at
+
+    @admin.display(description="requeued by")
+    def requeued_by(self, letter: DeadLetter) -> object:
+        return letter.resolved_by
 
     @admin.display(description="from")
     def origin_link(self, letter: DeadLetter) -> SafeString | str:
