@@ -16,14 +16,12 @@ from django.utils.safestring import SafeString
 
 from core.admin import ReadOnlyAdmin, acting_user
 from core.admin_filters import DistinctValuesFilter
-from core.display import EMPTY, age, badge, change_url, changelist_url, duration, link, pretty_json
+from core.display import EMPTY, age, badge, change_url, changelist_url, clipped, duration, first_line, link, pretty_json
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.triage import dead_letter_requeue, dead_letter_resolve
 from runs.triage_admin import CauseFilter, LetterStateFilter, ResolveForm, TriagePages
-
-ERROR_PREVIEW = 80
 
 
 class AttemptInline(admin.TabularInline[FunctionRunAttempt, FunctionRun]):
@@ -50,13 +48,13 @@ class AttemptInline(admin.TabularInline[FunctionRunAttempt, FunctionRun]):
 @admin.register(FunctionRun)
 class FunctionRunAdmin(ReadOnlyAdmin):
     list_display = (
-        "function_id",
-        "dispatch_key",
+        "function",
+        "key",
         "status_badge",
         "attempts",
         "run_duration",
         "source",
-        "scope",
+        "tenant",
         "started",
         "dead_letter_link",
     )
@@ -93,6 +91,18 @@ class FunctionRunAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
+    @admin.display(description="function")
+    def function(self, run: FunctionRun) -> SafeString | str:
+        return clipped(run.function_id)
+
+    @admin.display(description="dispatch key")
+    def key(self, run: FunctionRun) -> SafeString | str:
+        return clipped(run.dispatch_key, "wide")
+
+    @admin.display(description="tenant")
+    def tenant(self, run: FunctionRun) -> SafeString | str:
+        return clipped(run.scope, "narrow")
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, run: FunctionRun) -> SafeString:
         return badge(run.status)
@@ -127,10 +137,10 @@ class FunctionRunAdmin(ReadOnlyAdmin):
 class DeadLetterAdmin(TriagePages):
     list_display = (
         "letter",
-        "kind",
-        "source",
+        "kind_clipped",
+        "origin",
         "state_badge",
-        "scope",
+        "tenant",
         "attempts",
         "error_preview",
         "created",
@@ -236,10 +246,21 @@ class DeadLetterAdmin(TriagePages):
     def state_badge(self, letter: DeadLetter) -> SafeString:
         return badge(letter.resolution or "unresolved")
 
+    @admin.display(description="kind")
+    def kind_clipped(self, letter: DeadLetter) -> SafeString | str:
+        return clipped(letter.kind)
+
+    @admin.display(description="source")
+    def origin(self, letter: DeadLetter) -> str:
+        return "run" if letter.source == DeadLetter.Source.FUNCTION_RUN else "job"
+
+    @admin.display(description="tenant")
+    def tenant(self, letter: DeadLetter) -> SafeString | str:
+        return clipped(letter.scope, "narrow")
+
     @admin.display(description="error")
-    def error_preview(self, letter: DeadLetter) -> str:
-        text = letter.error.splitlines()[0] if letter.error else EMPTY
-        return text if len(text) <= ERROR_PREVIEW else text[: ERROR_PREVIEW - 1] + "…"
+    def error_preview(self, letter: DeadLetter) -> SafeString | str:
+        return clipped(first_line(letter.error), "wide")
 
     @admin.display(description="created", ordering="created_at")
     def created(self, letter: DeadLetter) -> str:

@@ -194,7 +194,9 @@ class TriagePages(ReadOnlyAdmin):
             cl = response.context_data["cl"]
             response.template_name = CAUSES_TEMPLATE
             response.context_data.update(
+                title="Dead letters by cause",
                 groups=[(group, cl.cause_url(group.fingerprint)) for group in cause_groups(cl.queryset)],
+                now=timezone.now(),
                 can_triage=self.has_triage_permission(request),
                 action_limit=ACTION_LIMIT,
             )
