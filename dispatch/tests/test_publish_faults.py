@@ -53,7 +53,7 @@ def tick() -> Any:
         ("error500", 0.5, "publish timed out after 0.5 s"),
         ("truncated", 0.5, ""),
         ("reset", 0.5, ""),
-        ("refused", 0.5, ""),
+        ("refused", 0.5, "connection refused by the event API at http://127.0.0.1:"),
         # Shapes answered at once keep their own error, given a bound a loaded machine cannot miss.
         ("html", BOUND, "event API answered with an unreadable body: JSONDecodeError"),
         ("badjson", BOUND, "event API answered with an unreadable body: ValidationError"),

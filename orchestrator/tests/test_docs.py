@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
+import sys
 
 from testsupport.procs import ROOT
 
@@ -51,3 +54,46 @@ def test_docs__every_relative_link_resolves() -> None:
     ]
 
     assert broken == []
+
+
+# Read by the processes around the settings (the Procfile, gunicorn, the Inngest SDK), documented with them.
+NOT_SETTINGS = {"PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "INNGEST_SIGNING_KEY_FALLBACK"}
+# Found by listing the environment (settings.DISPATCH_FLAGS), not read by name.
+PATTERNS = {"BACKGROUND_JOBS_USE_INNGEST", "CRON_<NAME>_USE_INNGEST"}
+READ_VARIABLES = """
+import json, os, sys
+seen = set()
+class Recording(dict):
+    def get(self, key, default=None):
+        seen.add(key)
+        return super().get(key, default)
+from core import environment
+environment.Env.ENVIRON = Recording(os.environ)
+import orchestrator.settings
+print(json.dumps(sorted(seen)))
+"""
+
+
+def variables_settings_read() -> set[str]:
+    """Return the names of the variables orchestrator/settings.py reads, watched as it is imported."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    # A PostgreSQL database and a Redis cache: the settings read their variables too (nothing connects).
+    env.update(DATABASE_URL="postgres://u@db.invalid:5432/d", REDIS_URL="redis://cache.invalid:6379/0")
+    done = subprocess.run(
+        [sys.executable, "-c", READ_VARIABLES], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return set(json.loads(done.stdout))
+
+
+def variables_documented() -> set[str]:
+    """Return the variables named in the first column of docs/configuration.md's tables."""
+    rows = [line for line in (ROOT / "docs/configuration.md").read_text().splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_<>]*)`", row.split(" | ")[0])}
+
+
+def test_configuration_page__documents_every_variable_the_settings_read_and_no_other() -> None:
+    read, documented = variables_settings_read(), variables_documented()
+
+    assert len(read) > 60
+    assert sorted(read - documented) == []
+    assert sorted(documented - read - NOT_SETTINGS - PATTERNS) == []
