@@ -98,3 +98,30 @@ def test_defaults__orchestrator_report_runs_on_sqlite(tmp_path: Path) -> None:
     metrics = body["metrics"]
     assert [metrics[f"dispatchLatencyP{p}Ms"]["value"] for p in (50, 95, 99)] == [100, 190, 200]
     assert (metrics["duplicateRuns"]["value"], body["failed"]) == (1, ["duplicateRuns"])
+
+
+COUNT_ON_SQLITE = """
+import re
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+from core.paging import LedgerPaginator
+from jobs.models import BackgroundJob
+LedgerPaginator.exact_limit = 1000  # past it, PostgreSQL would estimate
+now = timezone.now()
+BackgroundJob.objects.bulk_create([BackgroundJob(kind="demo.noop", run_after=now, created_at=now) for _ in range(1234)])
+client = Client()
+client.force_login(User.objects.create_superuser("root", "root@example.com", "a-long-password-0"))
+page = client.get("/admin/jobs/backgroundjob/").content.decode()
+print(" ".join(re.search(r'<p class="paginator">(.*?)</p>', page, re.S)[1].split()[-3:]))
+"""
+
+
+def test_defaults__the_admin_counts_exactly_on_sqlite(tmp_path: Path) -> None:
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", ALLOWED_HOSTS="testserver")
+    manage = str(ROOT / "manage.py")
+    run(manage, "migrate", "--noinput", env=env)
+
+    paginator = run(manage, "shell", "-v", "0", "-c", COUNT_ON_SQLITE, env=env).strip()
+
+    assert paginator == "1,234 background jobs"  # not "about 1,001 (an estimate)"
