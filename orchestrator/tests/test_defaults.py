@@ -125,3 +125,82 @@ def test_defaults__the_admin_counts_exactly_on_sqlite(tmp_path: Path) -> None:
     paginator = run(manage, "shell", "-v", "0", "-c", COUNT_ON_SQLITE, env=env).strip()
 
     assert paginator == "1,234 background jobs"  # not "about 1,001 (an estimate)"
+
+
+def make_venv(tmp_path: Path) -> Path:
+    """Return a stand-in for `.venv` whose python is this one, installed already (make builds nothing)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    (venv / ".installed").touch()
+    return venv
+
+
+def make(target: str, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", **extra)
+    env.pop("LOG_LEVEL")  # as a newcomer's shell has it
+    return subprocess.run(
+        ["make", "-s", target, f"VENV={make_venv(tmp_path)}"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,  # no terminal: nothing may be asked
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_make_demo__shows_the_duplicate_guard_and_names_the_expected_error(tmp_path: Path) -> None:
+    done = make("demo", tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "The one ERROR line, 'job dead-lettered' of demo.fail, is that failing demo job: expected." in out
+    assert '"claimed": 5' in out and '"succeeded": 4' in out and '"dead": 1' in out
+    assert 'Tick 2 of the same window: answered "duplicate": true' in out
+    second = json.loads(next(line for line in out.splitlines() if line.startswith('{"mode"')))
+    assert (second["duplicate"], second["summary"]) == (True, None)
+    assert "Done: 4 of the 5 jobs succeeded; 1 became a dead letter (demo.fail)" in out
+    errors = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [(line["level"], line["message"], line["kind"]) for line in errors] == [
+        ("ERROR", "job dead-lettered", "demo.fail")
+    ]
+
+
+def test_demo__run_again_in_the_same_window_still_runs_its_jobs_and_leaves_none_pending(tmp_path: Path) -> None:
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    manage = str(ROOT / "manage.py")
+    run(manage, "migrate", "--noinput", env=env)
+
+    first = run(manage, "demo", "--at", "2026-03-14T15:09:26Z", env=env)
+    again = run(manage, "demo", "--at", "2026-03-14T15:09:40Z", env=env)
+
+    assert "ticked already" not in first
+    assert (
+        "That window was ticked already (make demo ran earlier in this minute): ticking it again with --force" in again
+    )
+    for out in (first, again):
+        assert "Done: 4 of the 5 jobs succeeded; 1 became a dead letter (demo.fail)" in out
+        assert "pending" not in out.split("Done:")[1]  # nothing left waiting, unexplained or not
+
+
+def test_make_superuser__asks_nothing_with_the_django_superuser_variables(tmp_path: Path) -> None:
+    done = make(
+        "superuser",
+        tmp_path,
+        DJANGO_SUPERUSER_USERNAME="root",
+        DJANGO_SUPERUSER_EMAIL="root@example.com",
+        DJANGO_SUPERUSER_PASSWORD="a-long-password-0",
+    )
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    check = (
+        "from django.contrib.auth import authenticate; "
+        "print(authenticate(username='root', password='a-long-password-0').is_superuser)"
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Superuser created successfully." in done.stdout
+    assert run(str(ROOT / "manage.py"), "shell", "-v", "0", "-c", check, env=env).strip() == "True"
