@@ -15,18 +15,20 @@ from django.utils.timesince import timesince
 
 EMPTY = "—"
 
-# One tone per status, mode or resolution value, across every ledger.
+# One tone per outcome (a status or a resolution) across every ledger: a failure is never in a healthy colour.
 TONES = {
-    "good": {"succeeded", "enqueued", "dispatch", "requeued", "resolved"},
-    "bad": {"failed", "dead", "dispatch_failed", "dispatch-failed", "unresolved"},
-    "warn": {"pending", "inline-fallback", "inline-forced", "running", "emergency"},
+    "good": {"succeeded", "enqueued", "requeued", "resolved"},
+    "bad": {"failed", "dead", "dispatch_failed", "missed", "abandoned", "unresolved"},
+    "warn": {"pending", "running", "paused", "emergency"},
     "calm": {"inline", "cancelled", "manual", "cron"},
 }
 TONE_OF = {value: tone for tone, values in TONES.items() for value in values}
+# A mode says how a tick handled its window, not how it went: neutral, but for the emergency levers.
+MODE_TONES = {"inline-forced": "warn", "inline-fallback": "warn", "paused": "warn", "dispatch-failed": "bad"}
 
 
 def badge(value: str, label: str | None = None) -> SafeString:
-    """Return `value` as a coloured badge (its tone says good, bad, pending or neutral)."""
+    """Return an outcome as a coloured badge (its tone says good, bad, pending or neutral)."""
     return format_html(
         '<span class="orch-badge orch-badge--{}">{}</span>', TONE_OF.get(value, "calm"), label or value or EMPTY
     )
@@ -53,6 +55,13 @@ def clipped(text: str, size: str = "medium") -> SafeString | str:
 def first_line(text: str) -> str:
     """Return the first line of `text` ("" for none): an error's `Type: message`."""
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def mode_badge(value: str) -> SafeString:
+    """Return a mode as a neutral badge (its window's outcome badge carries the colour); "" is shown as —."""
+    return format_html(
+        '<span class="orch-badge orch-badge--{}">{}</span>', MODE_TONES.get(value, "mode"), value or EMPTY
+    )
 
 
 def duration(milliseconds: float | None) -> str:

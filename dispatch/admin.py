@@ -1,18 +1,59 @@
-"""Dispatch windows in the admin: one row per cron job per window, and the runs each one caused."""
+"""Dispatch windows in the admin: one row per cron job per window, and the runs each one caused.
+
+A window's outcome (its status: enqueued, inline, dispatch_failed, missed, paused,
+abandoned, pending) and its mode (how its tick handled it) are told apart: the
+outcome filter and badge say how it ended, in colour; the mode filter and badge say
+how, neutrally. A failed publish keeps mode `dispatch`: only its outcome says it failed.
+
+The Cron jobs page (pause, resume, trigger now) is dispatch.cron_admin.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.utils.safestring import SafeString
 
 from core.admin import ReadOnlyAdmin
 from core.admin_filters import DistinctValuesFilter
-from core.display import age, badge, changelist_url, clipped, duration, link, pretty_json
-from dispatch.models import DispatchWindow
+from core.display import age, badge, changelist_url, clipped, duration, link, mode_badge, pretty_json
+from dispatch import cron_admin  # noqa: F401  (registers the Cron jobs page)
+from dispatch.models import STORED_MODES, DispatchWindow
+
+if TYPE_CHECKING:
+    from django.contrib.admin.filters import _ListFilterChoices
 
 # The run ledger sits above dispatch: its rows are linked by admin URL name, never by importing the model.
 FUNCTION_RUN = "runs.FunctionRun"
 DEAD_LETTER = "runs.DeadLetter"
+
+
+class OutcomeFilter(admin.ChoicesFieldListFilter):
+    """The window's status, under the name of what it says: how the window ended."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "outcome"
+
+
+class ModeFilter(admin.ChoicesFieldListFilter):
+    """The modes a window records (a tick's `dispatch-failed` answer is the outcome dispatch_failed), and none."""
+
+    def choices(self, changelist: ChangeList) -> Iterator[_ListFilterChoices]:
+        yield {
+            "selected": self.lookup_val is None,
+            "query_string": changelist.get_query_string(remove=[self.lookup_kwarg, self.lookup_kwarg_isnull]),
+            "display": "All",
+        }
+        for mode in [*STORED_MODES, ""]:
+            yield {
+                "selected": self.lookup_val is not None and mode in self.lookup_val,
+                "query_string": changelist.get_query_string({self.lookup_kwarg: mode}, [self.lookup_kwarg_isnull]),
+                "display": mode or "(none: missed)",
+            }
 
 
 @admin.register(DispatchWindow)
@@ -29,7 +70,7 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
         "created",
         "runs_link",
     )
-    list_filter = ("status", "mode", ("job", DistinctValuesFilter), "source")
+    list_filter = (("status", OutcomeFilter), ("mode", ModeFilter), ("job", DistinctValuesFilter), "source")
     search_fields = ("dispatch_key__exact", "correlation_id__exact")
     search_help_text = "An exact dispatch key or correlation id."
     date_hierarchy = "created_at"
@@ -66,13 +107,13 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
     def cron_job(self, window: DispatchWindow) -> SafeString | str:
         return clipped(window.job)
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description="outcome", ordering="status")
     def status_badge(self, window: DispatchWindow) -> SafeString:
         return badge(window.status)
 
     @admin.display(description="mode", ordering="mode")
     def mode_badge(self, window: DispatchWindow) -> SafeString:
-        return badge(window.mode)
+        return mode_badge(window.mode)
 
     @admin.display(description="publishes")
     def publishes(self, window: DispatchWindow) -> int:

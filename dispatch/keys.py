@@ -39,19 +39,28 @@ def window_problem(key: str, *, job: str, window_seconds: int, now: datetime) ->
     runs ahead): a window further ahead does not exist yet, and claiming it now
     would make its real run a duplicate.
     """
-    prefix = f"cron:{job}:"
-    if not key.startswith(prefix):
+    if not key.startswith(f"cron:{job}:"):
         return f"is not a key of cron job {job!r}"
-    stamp, suffix = key[len(prefix) : len(prefix) + 16], key[len(prefix) + 16 :]
-    try:
-        if not _STAMP_RE.fullmatch(stamp) or (suffix and not suffix.startswith(":")):
-            raise ValueError(stamp)
-        start = datetime.strptime(stamp, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
-    except ValueError:
+    start = key_window_start(key, job=job)
+    if start is None:
         return "names no window (expected cron:<job>:YYYY-MM-DDTHH:MM in UTC)"
     if ahead_of_next_window(start, window_seconds=window_seconds, now=now):
         return "names a window that has not started yet (more than one window ahead)"
     return ""
+
+
+def key_window_start(key: str, *, job: str) -> datetime | None:
+    """Return the start of the window `key` names (`cron:<job>:<window>`, perhaps with a suffix), or None."""
+    prefix = f"cron:{job}:"
+    if not key.startswith(prefix):
+        return None
+    stamp, suffix = key[len(prefix) : len(prefix) + 16], key[len(prefix) + 16 :]
+    if not _STAMP_RE.fullmatch(stamp) or (suffix and not suffix.startswith(":")):
+        return None
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def ahead_of_next_window(start: datetime, *, window_seconds: int, now: datetime) -> bool:

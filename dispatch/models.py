@@ -1,31 +1,49 @@
-"""Dispatch windows: one row per cron job per window, the guard against double runs."""
+"""Dispatch windows: one row per cron job per window, the guard against double runs; and each cron job's state."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 
 class WindowStatus(models.TextChoices):
+    """A window's outcome."""
+
     PENDING = "pending"
     ENQUEUED = "enqueued"
     DISPATCH_FAILED = "dispatch_failed"
     INLINE = "inline"
+    # No tick came for the window (the reconciler records it): nothing ran.
+    MISSED = "missed"
+    # The job was paused when its tick came (or while no tick came): nothing ran, by intent.
+    PAUSED = "paused"
+    # An inline window whose tick died after its claim; its error says what the run ledger knows.
+    ABANDONED = "abandoned"
 
 
 class WindowMode(models.TextChoices):
+    """How a tick handled its window. A missed window had no tick, so it has no mode ("")."""
+
     DISPATCH = "dispatch"
     INLINE = "inline"
     INLINE_FORCED = "inline-forced"
     INLINE_FALLBACK = "inline-fallback"
+    # A tick's answer only: a window whose publish failed keeps mode `dispatch` (its status says the outcome).
     DISPATCH_FAILED = "dispatch-failed"
+    PAUSED = "paused"
+
+
+# The modes a window row records (the admin's mode filter offers these).
+STORED_MODES = tuple(mode for mode in WindowMode if mode != WindowMode.DISPATCH_FAILED)
 
 
 class WindowSource(models.TextChoices):
     CRON = "cron"
     MANUAL = "manual"
     EMERGENCY = "emergency"
+    RECONCILER = "reconciler"
 
 
 class DispatchWindow(models.Model):
@@ -36,7 +54,7 @@ class DispatchWindow(models.Model):
     dispatch_key = models.CharField(max_length=200)
     job = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    mode = models.CharField(max_length=16, choices=Mode.choices)
+    mode = models.CharField(max_length=16, choices=Mode.choices, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices)
     correlation_id = models.CharField(max_length=64)
     window_start = models.DateTimeField()
@@ -63,8 +81,14 @@ class DispatchWindow(models.Model):
                 name="%(app_label)s_%(class)s_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(mode__in=[m.value for m in WindowMode]),
+                condition=Q(mode__in=[m.value for m in WindowMode]) | Q(mode="", status=WindowStatus.MISSED),
                 name="%(app_label)s_%(class)s_mode_valid",
+            ),
+            # A paused window is paused in both: its tick did nothing, whatever the mode would have been.
+            models.CheckConstraint(
+                condition=Q(status=WindowStatus.PAUSED, mode=WindowMode.PAUSED)
+                | (~Q(status=WindowStatus.PAUSED) & ~Q(mode=WindowMode.PAUSED)),
+                name="%(app_label)s_%(class)s_paused_in_both",
             ),
             models.CheckConstraint(
                 condition=Q(source__in=[s.value for s in WindowSource]),
@@ -93,3 +117,44 @@ class DispatchWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dispatch_key} ({self.status})"
+
+
+class CronJobState(models.Model):
+    """What the schedule knows of one registered cron job: paused or not, and how far it is reconciled.
+
+    One row per job, created on demand. Every change is a conditional update; the
+    watermark only moves forward.
+    """
+
+    job = models.CharField(max_length=64)
+    paused = models.BooleanField(default=False)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    pause_note = models.TextField(blank=True, default="")
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    resumed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reconciled_through = models.DateTimeField(
+        null=True, blank=True, help_text="The start of the last window the reconciler has accounted for."
+    )
+    first_cron_window = models.DateTimeField(
+        null=True, blank=True, help_text="The start of the job's first cron-sourced window: nothing before it is due."
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "cron job"
+        verbose_name_plural = "cron jobs"
+        constraints = [
+            models.UniqueConstraint(fields=["job"], name="%(app_label)s_%(class)s_one_per_job"),
+            models.CheckConstraint(
+                condition=Q(paused=False) | Q(paused_at__isnull=False),
+                name="%(app_label)s_%(class)s_paused_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} ({'paused' if self.paused else 'running'})"

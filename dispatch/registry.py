@@ -20,6 +20,11 @@ PARAM_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 PARAM_TYPES = ("str", "int", "bool")
 SECONDS_PER_DAY = 86_400
 MAX_PARAM_LENGTH = 200
+CatchUp = Literal["skip", "latest", "all"]
+CATCH_UP_POLICIES: tuple[CatchUp, ...] = ("skip", "latest", "all")
+DEFAULT_CATCH_UP_MAX = 10
+MAX_CATCH_UP_MAX = 1000
+ENTRY_KEYS = ("name", "window_seconds", "callable", "params", "catch_up", "catch_up_max")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -94,6 +99,10 @@ class CronJob:
     window_seconds: int
     units: tuple[WorkUnit, ...]
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
+    # What the reconciler does with windows no tick came for: record them `missed` (skip), or
+    # dispatch the most recent one (latest), or the most recent `catch_up_max` of them (all).
+    catch_up: CatchUp = "skip"
+    catch_up_max: int = DEFAULT_CATCH_UP_MAX
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -222,10 +231,12 @@ def job_of_function(function_id: str) -> CronJob | None:
 
 def _parse_entry(entry: object) -> CronJob:
     if not isinstance(entry, Mapping):
-        raise RegistryError("must be a dict with name, window_seconds, callable and optional params")
-    unknown = set(entry) - {"name", "window_seconds", "callable", "params"}
+        raise RegistryError(
+            "must be a dict with name, window_seconds, callable and optional params, catch_up, catch_up_max"
+        )
+    unknown = set(entry) - set(ENTRY_KEYS)
     if unknown:
-        raise RegistryError(f"unknown keys {sorted(unknown)}; allowed: name, window_seconds, callable, params")
+        raise RegistryError(f"unknown keys {sorted(unknown)}; allowed: {', '.join(ENTRY_KEYS)}")
     name = entry.get("name")
     if not isinstance(name, str) or not JOB_NAME_RE.fullmatch(name):
         raise RegistryError(f"name {name!r} must match {JOB_NAME_RE.pattern}")
@@ -243,11 +254,19 @@ def _parse_entry(entry: object) -> CronJob:
         raise RegistryError(f"{name}: cannot import callable {path!r}: {exc}") from exc
     if not callable(target):
         raise RegistryError(f"{name}: {path!r} is not callable")
+    catch_up = entry.get("catch_up", "skip")
+    if catch_up not in CATCH_UP_POLICIES:
+        raise RegistryError(f"{name}: catch_up={catch_up!r} must be one of {', '.join(CATCH_UP_POLICIES)}")
+    catch_up_max = entry.get("catch_up_max", DEFAULT_CATCH_UP_MAX)
+    if type(catch_up_max) is not int or not 1 <= catch_up_max <= MAX_CATCH_UP_MAX:
+        raise RegistryError(f"{name}: catch_up_max={catch_up_max!r} must be a whole number, 1 to {MAX_CATCH_UP_MAX}")
     return CronJob(
         name=name,
         window_seconds=window,
         units=(WorkUnit(f"cron-{name}", f"cron/{name}.requested", path),),
         params=_parse_params(name, entry.get("params", {})),
+        catch_up=catch_up,
+        catch_up_max=catch_up_max,
     )
 
 

@@ -97,13 +97,18 @@ def dispatch_tick(
     inline: bool = False,
     force: bool = False,
     started: float | None = None,
+    dispatch_key: str | None = None,
 ) -> TickResult:
     """Run one tick of `job`: claim its window once, then dispatch to Inngest or run inline.
 
     `at` picks the window (default: `now`); `inline` forces an inline run (an
-    operator's emergency tick); `force` bypasses the window with a one-off key.
+    operator's emergency tick); `force` bypasses the window with a one-off key;
+    `dispatch_key` ticks that very key of the window (the reconciler, re-publishing
+    an orphaned one-off window).
     """
     start = keys.window_start(at or now, job.window_seconds)
+    if dispatch_key is None:
+        dispatch_key = keys.manual_dispatch_key(job.name, start) if force else keys.dispatch_key(job.name, start)
     tick = Tick(
         job=job,
         now=now,
@@ -111,7 +116,7 @@ def dispatch_tick(
         correlation_id=correlation_id,
         params=params or {},
         window_start=start,
-        dispatch_key=keys.manual_dispatch_key(job.name, start) if force else keys.dispatch_key(job.name, start),
+        dispatch_key=dispatch_key,
         started=time.perf_counter() if started is None else started,
     )
     with log_context(correlationId=correlation_id, dispatchKey=tick.dispatch_key, job=job.name):
@@ -147,6 +152,8 @@ def _tick(tick: Tick, *, mode: str) -> TickResult:
     )
     if not claim.won:
         return _duplicate(tick, claim.window)
+    if claim.paused:
+        return _paused(tick)
     try:
         if client is not None:
             return _dispatch(tick, claim.window, event_ids, client=client)
@@ -184,6 +191,12 @@ def _dispatch(tick: Tick, window: DispatchWindow, event_ids: list[str], *, clien
     return TickResult(status_code=202, body=body)
 
 
+def _paused(tick: Tick) -> TickResult:
+    body = tick.body(mode=Mode.PAUSED)
+    logger.info("tick of a paused job: window recorded as paused", extra={"action": "dispatch", **_log_fields(body)})
+    return TickResult(status_code=200, body=body)
+
+
 def _duplicate(tick: Tick, window: DispatchWindow) -> TickResult:
     extra: dict[str, Any] = {
         "enqueued": window.status == Status.ENQUEUED,
@@ -191,7 +204,8 @@ def _duplicate(tick: Tick, window: DispatchWindow) -> TickResult:
     }
     if window.mode not in (Mode.DISPATCH, Mode.DISPATCH_FAILED):
         extra["summary"] = None  # This tick ran nothing; the window's own run answered earlier.
-    body = tick.body(mode=window.mode, duplicate=True, **extra)
+    # A missed window had no tick, hence no mode: the late tick is told it was missed.
+    body = tick.body(mode=window.mode or window.status, duplicate=True, **extra)
     logger.info("duplicate tick", extra={"action": "dispatch", **_log_fields(body)})
     return TickResult(status_code=200, body=body)
 

@@ -27,9 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import InterfaceError, OperationalError, connections
+from django.utils import timezone
 
 from core.errors import one_line
 from jobs.backoff import reconnect_delays
+from jobs.chores import WorkerChores
 from jobs.claim import release_unstarted
 from jobs.runner import Progress, RunSummary, jobs_run, process_prefix
 
@@ -53,6 +55,7 @@ class Worker:
     loop: bool
     grace_seconds: float
     emit: Callable[[RunSummary], None]
+    chores: WorkerChores | None = None  # with --loop: lease recovery and the reconciler, every few minutes
     stop: threading.Event = field(default_factory=threading.Event, init=False)
     _current: Progress | None = field(default=None, init=False)
     _ending: threading.Lock = field(default_factory=threading.Lock, init=False)  # emitting a summary, or giving up
@@ -67,6 +70,8 @@ class Worker:
                 try:
                     if lost:
                         release_unstarted(worker_prefix=process_prefix())
+                    if self.chores is not None:
+                        self.chores.run_if_due(now=timezone.now())
                     summary = self._drain()
                 except CONNECTION_ERRORS as exc:
                     if not self.loop:

@@ -1,7 +1,7 @@
 """An hourly bar chart as plain SVG geometry, drawn on the server: no JavaScript, nothing to download.
 
-Each hour has two stacked bars (dispatch windows by mode; function runs by outcome)
-on one count axis, and the backlog is a line on its own axis at the right.
+Each hour has two stacked bars (dispatch windows by outcome, i.e. their status; function
+runs by outcome) on one count axis, and the backlog is a line on its own axis at the right.
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-# Stacking order (bottom first) and colours: healthy hues at the bottom, trouble on top.
-MODE_COLOURS = {
-    "dispatch": "#2f7ebf",
+# Stacking order (bottom first) and colours: healthy hues at the bottom, trouble on top, each outcome its
+# own colour. A window's mode is not its outcome: a failed publish keeps mode `dispatch`, its status says it failed.
+OUTCOME_COLOURS = {
+    "enqueued": "#2f7ebf",
     "inline": "#8fb8de",
-    "inline-forced": "#b58ad6",
-    "inline-fallback": "#e0a030",
-    "dispatch-failed": "#d1453b",
+    "paused": "#9aa5b1",
+    "pending": "#e6c229",
+    "missed": "#e67e22",
+    "abandoned": "#8e44ad",
+    "dispatch_failed": "#d1453b",
 }
 RUN_COLOURS = {"succeeded": "#3a9b5c", "running": "#a8b3bd", "failed": "#d1453b"}
 BACKLOG_COLOUR = "#444f59"
@@ -25,7 +28,7 @@ LABEL_EVERY_HOURS = 3
 
 @dataclass(frozen=True)
 class Hour:
-    """One hour of the chart: windows by mode, runs by status, peak backlog (None without a snapshot)."""
+    """One hour of the chart: windows by outcome (status), runs by status, peak backlog (None without a snapshot)."""
 
     start: datetime
     windows: Mapping[str, int]
@@ -100,14 +103,14 @@ def hourly_chart(hours: Sequence[Hour], *, width: int = 720, height: int = 220) 
     for index, hour in enumerate(hours):
         x = left + index * slot + slot * 0.12
         stamp = f"{hour.start:%H:00}"
-        bars += _stack(x, bar_width, hour.windows, MODE_COLOURS, "windows", stamp, count_max, y_of)
+        bars += _stack(x, bar_width, hour.windows, OUTCOME_COLOURS, "windows", stamp, count_max, y_of)
         bars += _stack(x + bar_width, bar_width, hour.runs, RUN_COLOURS, "runs", stamp, count_max, y_of)
         if hour.backlog is not None:
             points.append(f"{x + bar_width:.1f},{y_of(hour.backlog, backlog_max):.1f}")
         if index % LABEL_EVERY_HOURS == 0:
             labels.append(Label(x + bar_width, bottom + 16, stamp))
     legend = (
-        *((f"windows: {mode}", colour) for mode, colour in MODE_COLOURS.items()),
+        *((f"windows: {outcome}", colour) for outcome, colour in OUTCOME_COLOURS.items()),
         *((f"runs: {status}", colour) for status, colour in RUN_COLOURS.items()),
         ("backlog (right axis)", BACKLOG_COLOUR),
     )

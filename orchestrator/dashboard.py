@@ -1,8 +1,9 @@
 """The health panel on the admin index: the SLO report's figures, the last windows, an hourly chart.
 
 The figures are `orchestrator.slo.slo_report_build` over the last 24 hours (the same
-numbers `orchestrator_report` prints); the chart counts windows by mode and runs by
-outcome per hour, with the backlog from the queue-health snapshots.
+numbers `orchestrator_report` prints); the chart counts windows and runs by outcome per
+hour (a window's status, never its mode: a failed publish keeps mode `dispatch`), with
+the backlog from the queue-health snapshots.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Max
 from django.db.models.functions import TruncHour
+from django.urls import reverse
 
 from core.display import changelist_url
 from dispatch.exceptions import RegistryError
@@ -37,7 +39,7 @@ class Tile:
     label: str
     value: str
     detail: str
-    tone: str  # good, bad or calm
+    tone: str  # good, bad, warn or calm
     url: str = ""
 
 
@@ -65,7 +67,10 @@ class Dashboard:
             {
                 "hour": hour.start,
                 "windows": sum(hour.windows.values()),
-                "failed_windows": hour.windows.get(DispatchWindow.Mode.DISPATCH_FAILED, 0),
+                "failed_windows": hour.windows.get(DispatchWindow.Status.DISPATCH_FAILED, 0),
+                "missed_windows": hour.windows.get(DispatchWindow.Status.MISSED, 0),
+                "abandoned_windows": hour.windows.get(DispatchWindow.Status.ABANDONED, 0),
+                "paused_windows": hour.windows.get(DispatchWindow.Status.PAUSED, 0),
                 "runs": sum(hour.runs.values()),
                 "failed_runs": hour.runs.get(FunctionRun.Status.FAILED, 0),
                 "backlog": hour.backlog,
@@ -110,13 +115,13 @@ def hourly_buckets(*, now: datetime, hours: int) -> list[Hour]:
     starts = [current - timedelta(hours=offset) for offset in range(hours - 1, -1, -1)]
     first = starts[0]
     windows: dict[datetime, dict[str, int]] = defaultdict(dict)
-    for hour, mode, count in (
+    for hour, outcome, count in (
         DispatchWindow.objects.filter(created_at__gte=first, created_at__lte=now)
         .annotate(hour=TruncHour("created_at", tzinfo=UTC))
-        .values_list("hour", "mode")
+        .values_list("hour", "status")
         .annotate(n=Count("pk"))
     ):
-        windows[hour][mode] = count
+        windows[hour][outcome] = count
     runs: dict[datetime, dict[str, int]] = defaultdict(dict)
     for hour, status, count in (
         FunctionRun.objects.filter(started_at__gte=first, started_at__lte=now)
@@ -146,47 +151,78 @@ def tiles(report: SloReport) -> list[Tile]:
         m["peakQueueLagSeconds"],
     )
     unresolved = m["unresolvedDeadLetters"]
+    missed, stale, abandoned = m["missedWindows"], m["stalePending"], m["abandonedRuns"]
+    paused_jobs: list[str] = missed.detail["pausedJobs"]
     return [
         Tile(
             "Dispatch latency p95",
-            "no dispatches" if p95.value is None else f"{p95.value:.0f} ms",
-            f"gate ≤ {settings.SLO_DISPATCH_P95_MS:.0f} ms · {p95.detail['windows']} dispatched windows",
+            "no dispatches" if p95.value is None else f"{p95.value:,.0f} ms",
+            f"gate ≤ {settings.SLO_DISPATCH_P95_MS:,.0f} ms · {_count(p95.detail['windows'], 'dispatched window')}",
             _tone(p95),
         ),
         Tile(
             "Enqueue failures",
             "no publishes" if failures.value is None else f"{failures.value:.2%}",
-            f"{failures.detail['failedAttempts']} of {failures.detail['publishAttempts']} publish attempts · "
+            f"{failures.detail['failedAttempts']:,} of "
+            f"{_count(failures.detail['publishAttempts'], 'publish attempt')} · "
             f"gate ≤ {settings.SLO_MAX_ENQUEUE_FAILURE_RATE:.2%}",
             _tone(failures),
             changelist_url(DispatchWindow, status=DispatchWindow.Status.DISPATCH_FAILED),
         ),
         Tile(
             "Suppressed duplicates",
-            f"{suppressed.value:.0f} runs · {suppressed.detail['duplicateTicks']} ticks",
-            f"duplicate runs: {duplicates.value:.0f} (gate ≤ {settings.SLO_MAX_DUPLICATE_RUNS})",
+            f"{_count(suppressed.value or 0, 'run')} · {_count(suppressed.detail['duplicateTicks'], 'tick')}",
+            f"duplicate runs: {duplicates.value:,.0f} (gate ≤ {settings.SLO_MAX_DUPLICATE_RUNS})",
             _tone(duplicates),
         ),
         Tile(
             "Backlog",
-            f"{backlog.value:.0f} due job{'' if backlog.value == 1 else 's'}",
-            f"{backlog.detail['pending']} pending · {backlog.detail['running']} running",
+            _count(backlog.value or 0, "due job"),
+            f"{backlog.detail['pending']:,} pending · {backlog.detail['running']:,} running",
             "calm",
         ),
         Tile(
             "Queue lag",
-            f"{lag.value:.0f} s",
-            f"peak {peak.value:.0f} s in 24 h · gate ≤ {settings.SLO_MAX_QUEUE_LAG_SECONDS:.0f} s",
+            f"{lag.value:,.0f} s",
+            f"peak {peak.value:,.0f} s in 24 h · gate ≤ {settings.SLO_MAX_QUEUE_LAG_SECONDS:,.0f} s",
             "bad" if lag.passed is False or peak.passed is False else "good",
         ),
         Tile(
             "Unresolved dead letters",
-            f"{unresolved.value:.0f}",
-            f"{unresolved.detail['createdInPeriod']} new in 24 h",
+            f"{unresolved.value:,.0f}",
+            f"{unresolved.detail['createdInPeriod']:,} new in 24 h",
             "bad" if unresolved.value else "good",
             changelist_url(DeadLetter, state="unresolved"),
         ),
+        Tile(
+            "Missed windows",
+            f"{missed.value:,.0f}",
+            f"no tick came; nothing ran · gate ≤ {settings.SLO_MAX_MISSED_WINDOWS}",
+            _tone(missed),
+            changelist_url(DispatchWindow, status__exact=DispatchWindow.Status.MISSED),
+        ),
+        Tile(
+            "Paused",
+            _count(len(paused_jobs), "job"),
+            f"{', '.join(paused_jobs) or 'none paused'} · {_count(missed.detail['pausedWindows'], 'paused window')} "
+            "in 24 h",
+            "warn" if paused_jobs else "calm",
+            reverse("admin:dispatch_cronjobstate_changelist"),
+        ),
+        Tile(
+            "Abandoned",
+            f"{_count(abandoned.detail['runs'], 'run')} · {_count(abandoned.detail['windows'], 'window')}",
+            f"{stale.value:,.0f} stale pending now · gates ≤ {settings.SLO_MAX_ABANDONED_RUNS} "
+            f"and ≤ {settings.SLO_MAX_STALE_PENDING}",
+            "bad" if abandoned.passed is False or stale.passed is False else "good",
+            changelist_url(DispatchWindow, status__exact=DispatchWindow.Status.ABANDONED),
+        ),
     ]
+
+
+def _count(number: float, noun: str) -> str:
+    """Return a count with its noun, singular for one, with thousands separators: "1 run", "12,345 runs"."""
+    return f"{number:,.0f} {noun}{'' if number == 1 else 's'}"
 
 
 def _tone(metric: Metric) -> str:

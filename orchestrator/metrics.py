@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, QuerySet
-from django.utils.dateparse import parse_datetime
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from dispatch.models import DispatchWindow
 from dispatch.registry import cron_jobs
+from dispatch.schedule import last_cron_ticks
 from jobs.health import queue_health_measure
 from jobs.models import BackgroundJob
 from orchestrator.slo import report_session
@@ -35,8 +35,6 @@ Status = BackgroundJob.Status
 HELD = (Status.PENDING, Status.RUNNING, Status.DEAD)
 FINISHED = (Status.SUCCEEDED, Status.DEAD, Status.CANCELLED)
 PREFIX = "orchestrator"
-# Jobs whose last tick is looked up per statement (one index probe each).
-LAST_TICK_CHUNK = 500
 
 
 class LedgerCollector(Collector):
@@ -132,37 +130,12 @@ def _window_metrics(now: datetime) -> Iterator[Metric]:
         value=duplicates.value or 0,
     )
 
-    ages = _gauge("cron_last_tick_age_seconds", "Seconds since the newest window of each cron job opened.", ["job"])
-    for job, opened in _last_windows(registered):
+    ages = _gauge(
+        "cron_last_tick_age_seconds", "Seconds since the cron service's newest window of each cron job opened.", ["job"]
+    )
+    for job, opened in last_cron_ticks(registered):
         ages.add_metric([job], max((now - opened).total_seconds(), 0.0))
     yield ages
-
-
-def _last_windows(jobs: Sequence[str]) -> Iterator[tuple[str, datetime]]:
-    """Yield (job, newest window's created_at) for each job with a window: one index probe per job."""
-    table = DispatchWindow._meta.db_table
-    for start in range(0, len(jobs), LAST_TICK_CHUNK):
-        names = jobs[start : start + LAST_TICK_CHUNK]
-        values = ", ".join(["(%s)"] * len(names))
-        # VALUES names its column column1 on PostgreSQL and SQLite alike.
-        sql = (
-            f"SELECT column1, (SELECT max(created_at) FROM {table} WHERE job = column1) "  # noqa: S608 (constant)
-            f"FROM (VALUES {values}) AS names"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, names)
-            rows = cursor.fetchall()
-        field = DispatchWindow._meta.get_field("created_at")
-        for job, opened in rows:
-            if opened is not None:
-                yield job, field.to_python(_converted(opened))
-
-
-def _converted(value: object) -> object:
-    """Return SQLite's text timestamp (naive UTC) as the ORM reads it; PostgreSQL's driver gives a datetime."""
-    if isinstance(value, str) and (parsed := parse_datetime(value)) is not None:
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    return value
 
 
 def _grouped(queryset: QuerySet[Any], first: str, second: str) -> list[tuple[str, str, int]]:

@@ -274,6 +274,24 @@ MAINTENANCE_PRUNE_BATCH_SIZE = env.int("MAINTENANCE_PRUNE_BATCH_SIZE", default=1
 MAINTENANCE_PRUNE_MAX_BATCHES = env.int("MAINTENANCE_PRUNE_MAX_BATCHES", default=10)
 STATUS_BLOB_TTL_SECONDS = env.int("STATUS_BLOB_TTL_SECONDS", default=7 * 24 * 3600)
 
+# --- Reconciliation: every window accounted for (docs/operations.md) ----------
+# How far back the reconciler looks for windows without a row (a period: 90m, 24h, 7d).
+RECONCILE_LOOKBACK = env.str("RECONCILE_LOOKBACK", default="24h")
+# How long after a window ends its tick may still come before the window is `missed`: this many
+# windows of the job (at least 60 s).
+RECONCILE_GRACE_WINDOWS = env.int("RECONCILE_GRACE_WINDOWS", default=1)
+# The reconciler's own Inngest function (`reconcile-windows`) runs on this cron schedule; empty: not served.
+RECONCILE_CRON = env.str("RECONCILE_CRON", default="*/5 * * * *")
+# A window whose publish failed is re-published by the reconciler after 60 s, 120 s, 240 s, ...
+# until it has made this many publish attempts in all; then it is left `dispatch_failed`.
+RECONCILE_REPUBLISH_MAX_ATTEMPTS = env.int("RECONCILE_REPUBLISH_MAX_ATTEMPTS", default=5)
+RECONCILE_REPUBLISH_BACKOFF_SECONDS = env.float("RECONCILE_REPUBLISH_BACKOFF_SECONDS", default=60.0)
+# A function run without progress for longer than its bound is abandoned. By default the bound is
+# INNGEST_STEP_BUDGET_SECONDS x its steps x its attempts; JSON {"cron-nightly-report": 7200} sets one.
+RECONCILE_RUN_BOUNDS = env.str("RECONCILE_RUN_BOUNDS", default="{}")
+# `run_jobs --loop` recovers expired leases and reconciles once at start, then this often.
+WORKER_CHORE_INTERVAL_SECONDS = env.float("WORKER_CHORE_INTERVAL_SECONDS", default=300.0)
+
 # --- Metrics (docs/operations.md, "Metrics") ------------------------------------
 # The bearer token a Prometheus scrape sends to GET /metrics; unset with DEBUG off, /metrics answers 503.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
@@ -283,3 +301,6 @@ SLO_DISPATCH_P95_MS = env.float("SLO_DISPATCH_P95_MS", default=2000.0)
 SLO_MAX_DUPLICATE_RUNS = env.int("SLO_MAX_DUPLICATE_RUNS", default=0)
 SLO_MAX_QUEUE_LAG_SECONDS = env.float("SLO_MAX_QUEUE_LAG_SECONDS", default=300.0)
 SLO_MAX_ENQUEUE_FAILURE_RATE = env.float("SLO_MAX_ENQUEUE_FAILURE_RATE", default=0.01)
+SLO_MAX_MISSED_WINDOWS = env.int("SLO_MAX_MISSED_WINDOWS", default=0)
+SLO_MAX_ABANDONED_RUNS = env.int("SLO_MAX_ABANDONED_RUNS", default=0)
+SLO_MAX_STALE_PENDING = env.int("SLO_MAX_STALE_PENDING", default=0)

@@ -10,16 +10,16 @@ measured now (and, for lag, judged over the period from the queue-health snapsho
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
 
 from core.timefmt import iso_utc
+from core.timefmt import parse_period as parse_period  # the report's `--since` and `?since=`
 from orchestrator.slo_metrics import (
     Metric,
     dead_letters_metric,
@@ -29,28 +29,12 @@ from orchestrator.slo_metrics import (
     queue_metrics,
     suppressed_duplicates_metric,
 )
-
-PERIOD_RE = re.compile(r"([0-9]{1,6})([smhd])")
-PERIOD_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-MAX_PERIOD = timedelta(days=366)
-
-
-def parse_period(text: str) -> timedelta:
-    """Return the period `text` names (`15m`, `24h`, `7d`); raise ValueError saying what to write."""
-    match = PERIOD_RE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(
-            f"{text!r} is not a period: write a whole number and a unit (s, m, h or d), e.g. 15m, 24h or 7d"
-        )
-    period = timedelta(**{PERIOD_UNITS[match[2]]: int(match[1])})
-    if not period:
-        raise ValueError(
-            f"{text!r} is an empty period: the report covers the time from now minus the period to now, "
-            "so write at least 1s, e.g. 15m, 24h or 7d"
-        )
-    if period > MAX_PERIOD:
-        raise ValueError(f"{text!r} is longer than {MAX_PERIOD.days}d; history is only kept for WINDOWS_RETENTION_DAYS")
-    return period
+from orchestrator.slo_schedule import (
+    abandoned_metric,
+    last_tick_metric,
+    missed_windows_metric,
+    stale_pending_metric,
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +77,10 @@ def slo_report_build(*, since: datetime, now: datetime) -> SloReport:
                 suppressed_duplicates_metric(since=since, now=now),
                 *queue_metrics(since=since, now=now),
                 dead_letters_metric(since=since, now=now),
+                missed_windows_metric(since=since, now=now),
+                stale_pending_metric(since=since, now=now),
+                abandoned_metric(since=since, now=now),
+                last_tick_metric(since=since, now=now),
             ),
         )
 

@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce
 
 from core.timefmt import iso_utc
 from dispatch.models import DispatchWindow
+from dispatch.windows import stale_pending
 from jobs.health import queue_health_measure
 from jobs.models import QueueHealthSnapshot
 from orchestrator.aggregates import percentiles
@@ -86,12 +87,13 @@ def enqueue_failure_metric(*, since: datetime, now: datetime) -> Metric:
     """Return failed publish attempts / publish attempts over the period's settled windows.
 
     An enqueued window made exactly one successful attempt, so all its others
-    failed; every attempt of any other settled window failed. Windows still
-    `pending` are publishing right now and are left out.
+    failed; every attempt of any other settled window failed. A window still
+    `pending` is publishing right now and is left out, unless it has been pending
+    past its stale bound: its tick died, and its attempts count as failed.
     """
     row = (
         DispatchWindow.objects.filter(created_at__gte=since, created_at__lte=now, publish_attempts__gt=0)
-        .exclude(status=DispatchWindow.Status.PENDING)
+        .filter(~Q(status=DispatchWindow.Status.PENDING) | stale_pending(now=now))
         .aggregate(
             attempts=Coalesce(Sum("publish_attempts"), 0),
             succeeded=Count("pk", filter=Q(status=DispatchWindow.Status.ENQUEUED)),

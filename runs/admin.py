@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -180,16 +179,7 @@ class DeadLetterAdmin(TriagePages):
         "error",
         "payload_json",
     )
-    # What a letter's page says of its triage, by its state: a requeued letter was never "resolved".
-    TRIAGE_FIELDS = {
-        "": (),
-        DeadLetter.Resolution.REQUEUED: ("requeued_at", "requeued_by", "requeued_link"),
-        DeadLetter.Resolution.RESOLVED: ("resolved_at", "resolved_by", "note"),
-    }
     readonly_fields = (*fields, "requeued_at", "requeued_by", "requeued_link", "resolved_at", "resolved_by", "note")
-
-    def get_fields(self, request: HttpRequest, obj: DeadLetter | None = None) -> tuple[str, ...]:
-        return (*self.fields, *self.TRIAGE_FIELDS.get(obj.resolution if obj else "", ()))
 
     @admin.action(description="Requeue selected dead letters", permissions=["triage"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
@@ -265,20 +255,6 @@ class DeadLetterAdmin(TriagePages):
     @admin.display(description="created", ordering="created_at")
     def created(self, letter: DeadLetter) -> str:
         return f"{age(letter.created_at)} ago"
-
-    @admin.display(description="cause")
-    def cause(self, letter: DeadLetter) -> SafeString | str:
-        if not letter.fingerprint:
-            return EMPTY
-        return link(changelist_url(DeadLetter, cause=letter.fingerprint, group="cause"), letter.fingerprint)
-
-    @admin.display(description="requeued at")
-    def requeued_at(self, letter: DeadLetter) -> datetime | None:
-        return letter.resolved_at
-
-    @admin.display(description="requeued by")
-    def requeued_by(self, letter: DeadLetter) -> object:
-        return letter.resolved_by
 
     @admin.display(description="from")
     def origin_link(self, letter: DeadLetter) -> SafeString | str:

@@ -44,6 +44,7 @@ from jobs.context import RunOrigin
 from jobs.runner import jobs_run, merge_summaries
 from runs import ledger
 from runs.inline import SKIPPED, to_json
+from runs.reconcile_function import reconcile_function
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,11 @@ def execution_request(*, max_attempts: int | None) -> Iterator[None]:
 
 
 def build_functions(client: inngest.Inngest) -> list[inngest.Function[Any]]:
-    """Return the Inngest function of every work unit of every registered cron job."""
-    return [_build(client, job, unit) for job in cron_jobs().values() for unit in job.units]
+    """Return the Inngest function of every work unit of every registered cron job, and the reconciler's."""
+    functions = [_build(client, job, unit) for job in cron_jobs().values() for unit in job.units]
+    if settings.RECONCILE_CRON.strip():
+        functions.append(reconcile_function(client))
+    return functions
 
 
 def _build(client: inngest.Inngest, job: CronJob, unit: WorkUnit) -> inngest.Function[Any]:

@@ -151,33 +151,79 @@ def run_fail(
         run = FunctionRun.objects.select_for_update().get(pk=run_pk)
         if run.status == Status.SUCCEEDED:
             return None
-        failed = {"status": Status.FAILED, "error": error, "finished_at": now}
-        attempts = FunctionRunAttempt.objects.filter(run=run)
-        if step is not None and attempt is not None:
-            row, created = attempts.get_or_create(step=step, attempt=attempt, defaults={"started_at": now, **failed})
-            if not created and row.status == Status.RUNNING:
-                attempts.filter(pk=row.pk).update(**failed)
-        else:
-            created = not attempts.exists()
-            if created:
-                FunctionRunAttempt.objects.create(run=run, step="", attempt=attempt or 1, started_at=now, **failed)
-            attempts.filter(status=Status.RUNNING).update(**failed)
+        letter = _fail_locked(
+            run, error=error, terminal_reason=terminal_reason, payload=payload, now=now, step=step, attempt=attempt
+        )
+    _failed(run, error=error, now=now)
+    return letter
+
+
+def run_abandon(*, run_pk: int, idle_since: datetime, payload: Any, now: datetime) -> DeadLetter | None:
+    """Mark a run that made no progress since `idle_since` failed for good, with its one dead letter.
+
+    Its terminal reason is `abandoned: no progress since <idle_since>`. Nothing
+    changes (None is returned) when the run is no longer running or has made progress
+    since (an attempt began or ended after `idle_since`): the reconciler never ends a
+    run that came back to life.
+    """
+    reason = f"abandoned: no progress since {iso_utc(idle_since)}"
+    with transaction.atomic():
+        run = FunctionRun.objects.select_for_update().filter(pk=run_pk).first()
+        if run is None or run.status != Status.RUNNING or last_progress(run) > idle_since:
+            return None
+        letter = _fail_locked(run, error=reason, terminal_reason=reason, payload=payload, now=now)
+    _failed(run, error=reason, now=now)
+    return letter
+
+
+def last_progress(run: FunctionRun) -> datetime:
+    """Return when the run last showed progress: its start, or an attempt of one of its steps starting or ending."""
+    moments = [run.started_at]
+    for started_at, finished_at in FunctionRunAttempt.objects.filter(run=run).values_list("started_at", "finished_at"):
+        moments += [started_at] if finished_at is None else [started_at, finished_at]
+    return max(moments)
+
+
+def _fail_locked(
+    run: FunctionRun,
+    *,
+    error: str,
+    terminal_reason: str,
+    payload: Any,
+    now: datetime,
+    step: str | None = None,
+    attempt: int | None = None,
+) -> DeadLetter:
+    """Fail `run` (locked by the caller's transaction) and its open attempt; return its dead letter."""
+    failed = {"status": Status.FAILED, "error": error, "finished_at": now}
+    attempts = FunctionRunAttempt.objects.filter(run=run)
+    if step is not None and attempt is not None:
+        row, created = attempts.get_or_create(step=step, attempt=attempt, defaults={"started_at": now, **failed})
+        if not created and row.status == Status.RUNNING:
+            attempts.filter(pk=row.pk).update(**failed)
+    else:
+        created = not attempts.exists()
         if created:
-            run.attempts += 1
-        if run.status == Status.RUNNING:
-            run.status = Status.FAILED
-            run.finished_at = now
-            run.duration_ms = _duration_ms(run, now)
-            run.last_error = error
-            run.terminal_reason = terminal_reason[:500]
-        run.save(update_fields=["status", "finished_at", "duration_ms", "last_error", "terminal_reason", "attempts"])
-        letter = dead_letter_for_run(run=run, error=error, payload=payload, now=now)
+            FunctionRunAttempt.objects.create(run=run, step="", attempt=attempt or 1, started_at=now, **failed)
+        attempts.filter(status=Status.RUNNING).update(**failed)
+    if created:
+        run.attempts += 1
+    if run.status == Status.RUNNING:
+        run.status = Status.FAILED
+        run.finished_at = now
+        run.duration_ms = _duration_ms(run, now)
+        run.last_error = error
+        run.terminal_reason = terminal_reason[:500]
+    run.save(update_fields=["status", "finished_at", "duration_ms", "last_error", "terminal_reason", "attempts"])
+    return dead_letter_for_run(run=run, error=error, payload=payload, now=now)
+
+
+def _failed(run: FunctionRun, *, error: str, now: datetime) -> None:
     _blob(run, now=now, status=Status.FAILED, finishedAt=iso_utc(now), durationMs=run.duration_ms, lastError=error)
     logger.error(
         "run failed",
         extra={"action": "dead_letter", "functionId": run.function_id, "terminalReason": run.terminal_reason},
     )
-    return letter
 
 
 def run_fail_reported(

@@ -1,4 +1,4 @@
-"""Maintenance, composed: recover lost leases, prune by retention, report queue health, run extra tasks.
+"""Maintenance, composed: recover lost leases, reconcile, prune by retention, report queue health, run extra tasks.
 
 The queue's own pieces (lease recovery, pruning finished jobs, the registry of the
 project's tasks) live in jobs.maintenance; this module adds the run ledger's and
@@ -20,6 +20,7 @@ from jobs.health import queue_health_measure, queue_health_snapshot_create
 from jobs.maintenance import delete_in_batches, maintenance_tasks, prune_finished_jobs, recover_expired_leases
 from jobs.models import QueueHealthSnapshot
 from runs.models import DeadLetter, FunctionRun
+from runs.reconcile import reconcile
 from runs.services import dead_letters_unresolved
 from runs.status import status_write
 
@@ -31,6 +32,7 @@ def run_maintenance(*, now: datetime) -> dict[str, Any]:
     started = time.monotonic()
     summary: dict[str, Any] = {
         "recovered": recover_expired_leases(now=now),
+        "reconciled": _reconcile(now=now),
         "pruned": prune(now=now),
         "health": queue_health(now=now),
     }
@@ -46,6 +48,15 @@ def run_maintenance(*, now: datetime) -> dict[str, Any]:
     summary["durationMs"] = round((time.monotonic() - started) * 1000)
     logger.info("maintenance finished", extra={"action": "maintenance", **summary})
     return summary
+
+
+def _reconcile(*, now: datetime) -> dict[str, Any]:
+    """Run the reconciler; its failure is reported in the summary and does not stop the rest of maintenance."""
+    try:
+        return reconcile(now=now)
+    except Exception as exc:  # The reconciler's failure must not cost the pruning and the health report.
+        logger.exception("reconcile failed", extra={"action": "maintenance", "task": "reconcile"})
+        return {"error": one_line(exc)}
 
 
 def prune(*, now: datetime) -> dict[str, int]:

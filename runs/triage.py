@@ -17,6 +17,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
 from core.actions import ActionReport
+from core.notes import note_clean
 from core.timefmt import parse_iso_utc
 from dispatch import keys
 from dispatch.registry import CronJob, job_of_function
@@ -35,7 +36,6 @@ NOT_ATTEMPTED = "not attempted: an earlier publish in this batch failed"
 # 202 dispatched, 200 ran inline; 503 (publish failed) and 500 (inline crash) leave the letter open.
 REQUEUED_STATUS_CODES = frozenset({200, 202})
 DISPATCH_FAILED_STATUS_CODE = 503
-MAX_NOTE_LENGTH = 2000
 
 
 def already(resolution: str) -> str:
@@ -229,11 +229,7 @@ def dead_letter_resolve(*, letter_ids: Sequence[int], user: AbstractBaseUser, no
     Raise ValueError when the note is empty or too long: a resolution must say why
     the failure needs no requeue.
     """
-    note = note.strip()
-    if not note:
-        raise ValueError("a note is required: say why these failures need no requeue")
-    if len(note) > MAX_NOTE_LENGTH:
-        raise ValueError(f"the note is {len(note)} characters long; at most {MAX_NOTE_LENGTH} are kept")
+    note = note_clean(note, missing="a note is required: say why these failures need no requeue")
     ids = sorted(set(letter_ids))
     resolutions = dict(
         DeadLetter.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "resolution")

@@ -8,6 +8,7 @@ same permission, and reports what it did and skipped in the message bar.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -21,12 +22,15 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
 from core.actions import ACTION_LIMIT
 from core.admin import ReadOnlyAdmin, acting_user
+from core.display import EMPTY, changelist_url, link
+from core.notes import note_field
 from runs.causes import cause_groups, open_letters_of
 from runs.models import DeadLetter
-from runs.triage import MAX_NOTE_LENGTH, dead_letter_requeue, dead_letter_resolve
+from runs.triage import dead_letter_requeue, dead_letter_resolve
 
 GROUP_VAR = "group"  # ?group=cause: the list grouped by cause
 CAUSE_VAR = "cause"  # ?cause=<fingerprint>: one cause's letters
@@ -37,11 +41,7 @@ CAUSES_TEMPLATE = "admin/runs/deadletter/cause_groups.html"
 
 
 class ResolveForm(forms.Form):
-    note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
-        max_length=MAX_NOTE_LENGTH,
-        help_text="Required: why these failures need no requeue (kept on each letter).",
-    )
+    note = note_field(help_text="Required: why these failures need no requeue (kept on each letter).")
 
 
 class LetterChangeList(ChangeList):
@@ -109,6 +109,30 @@ class TriagePages(ReadOnlyAdmin):
             path("<path:object_id>/resolve/", self.admin_site.admin_view(self.resolve_view), name=f"{name}_resolve"),
             *super().get_urls(),
         ]
+
+    # What a letter's page says of its triage, by its state: a requeued letter was never "resolved".
+    TRIAGE_FIELDS = {
+        "": (),
+        DeadLetter.Resolution.REQUEUED: ("requeued_at", "requeued_by", "requeued_link"),
+        DeadLetter.Resolution.RESOLVED: ("resolved_at", "resolved_by", "note"),
+    }
+
+    def get_fields(self, request: HttpRequest, obj: DeadLetter | None = None) -> tuple[str, ...]:
+        return (*(self.fields or ()), *self.TRIAGE_FIELDS.get(obj.resolution if obj else "", ()))
+
+    @admin.display(description="cause")
+    def cause(self, letter: DeadLetter) -> SafeString | str:
+        if not letter.fingerprint:
+            return EMPTY
+        return link(changelist_url(DeadLetter, cause=letter.fingerprint, group="cause"), letter.fingerprint)
+
+    @admin.display(description="requeued at")
+    def requeued_at(self, letter: DeadLetter) -> datetime | None:
+        return letter.resolved_at
+
+    @admin.display(description="requeued by")
+    def requeued_by(self, letter: DeadLetter) -> object:
+        return letter.resolved_by
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         letter = kwargs.get("obj")

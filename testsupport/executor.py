@@ -19,7 +19,10 @@ version 1), in cloud mode:
 - **deduplication**: an event id starts at most one run per function, and the
   function's idempotency key (`event.data.<path>`) at most one run per key;
   `deliver(..., force=True)` skips both, like a re-delivery under a new run id;
-- **concurrency 1**: runs of one function never overlap.
+- **concurrency 1**: runs of one function never overlap;
+- a function with a **cron trigger** is started by `fire_cron(function id)`, as
+  Inngest's scheduler starts it at each tick of its schedule: with an
+  `inngest/scheduled.timer` event carrying the schedule.
 
 Retries happen at once (no backoff waits): tests pass time in, they do not wait.
 """
@@ -48,6 +51,7 @@ from testsupport.protocol import (
 )
 
 FAILED_EVENT = "inngest/function.failed"
+SCHEDULED_EVENT = "inngest/scheduled.timer"
 _EXPRESSION_RE = re.compile(r"event\.data\.(\w+) == '([^']*)'")
 
 
@@ -84,7 +88,8 @@ class Executor:
             limits = config.get("concurrency") or [{}]
             self.functions[config["id"]] = Function(
                 id=config["id"],
-                trigger_event=trigger["event"],
+                trigger_event=trigger.get("event", ""),
+                cron=trigger.get("cron"),
                 expression=trigger.get("expression"),
                 max_attempts=(step.get("retries") or {"attempts": 3})["attempts"] + 1,
                 concurrency=limits[0].get("limit"),
@@ -129,6 +134,19 @@ class Executor:
                 continue
             runs.append(self._run(function, event))
         return runs
+
+    def fire_cron(self, function_id: str) -> Run:
+        """Run the cron-triggered function `function_id` once, to completion, as its schedule would."""
+        function = self.functions[function_id]
+        if function.cron is None:
+            raise ProtocolError(f"{function_id} has no cron trigger")
+        event = {
+            "name": SCHEDULED_EVENT,
+            "id": new_run_id(),
+            "ts": int(time.time() * 1000),
+            "data": {"cron": function.cron},
+        }
+        return self._run(function, event)
 
     def _work(self) -> None:
         while True:

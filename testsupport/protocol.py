@@ -43,12 +43,13 @@ class Run:
 @dataclass
 class Function:
     id: str
-    trigger_event: str
+    trigger_event: str  # "" for a function on a cron schedule
     expression: str | None
     max_attempts: int
     concurrency: int | None
     idempotency: str | None
     url: str
+    cron: str | None = None  # its schedule, when a cron trigger starts it
 
 
 def signed_headers(body: bytes, *, signing_key: str, signed_at: int | None = None) -> dict[str, str]:

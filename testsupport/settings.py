@@ -35,6 +35,8 @@ CRON_JOBS = [
     {"name": "flaky", "window_seconds": 60, "callable": "testsupport.crons.fail_first_attempt"},
     # For scenarios through a live server whose ticks, seconds apart in real time, must share a window.
     {"name": "daily", "window_seconds": 86400, "callable": "testsupport.crons.count_run"},
+    # A run that stops making progress until its process is killed (a requeue's manual run goes through).
+    {"name": "stall", "window_seconds": 60, "callable": "testsupport.crons.stall"},
 ]
 # Tests run with DEBUG=False (Django's test environment forces it), where the cron
 # view refuses to dispatch while a deploy check fails: the development key is one.

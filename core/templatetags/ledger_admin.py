@@ -15,6 +15,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
 from core.display import age, badge
+from core.display import mode_badge as mode_badge_html
 
 register = template.Library()
 
@@ -24,7 +25,7 @@ READ_ONCE_LIMIT = 1000
 
 @register.filter
 def status_badge(value: str) -> SafeString:
-    """Render a status, mode or resolution as a coloured badge."""
+    """Render an outcome (a status or a resolution) as a coloured badge."""
     return badge(value)
 
 
@@ -32,6 +33,12 @@ def status_badge(value: str) -> SafeString:
 def age_filter(moment: datetime | None, now: datetime | None = None) -> str:
     """Render how long ago `moment` was, to its largest unit ("3 hours"), as the changelists do."""
     return age(moment, now=now)
+
+
+@register.filter
+def mode_badge(value: str) -> SafeString:
+    """Render a mode as a neutral badge (the outcome badge beside it carries the colour)."""
+    return mode_badge_html(value)
 
 
 @register.inclusion_tag("admin/core/search_form.html")

@@ -22,6 +22,7 @@ def window(key: str, *, created_at: datetime, **fields: Any) -> DispatchWindow:
     fields.setdefault("status", "enqueued")
     fields.setdefault("mode", "dispatch")
     fields.setdefault("source", "cron")
+    fields.setdefault("latency_ms", 12)
     return DispatchWindow.objects.create(
         dispatch_key=key,
         correlation_id=f"c-{key}",
@@ -30,7 +31,6 @@ def window(key: str, *, created_at: datetime, **fields: Any) -> DispatchWindow:
         requested_at=created_at,
         created_at=created_at,
         updated_at=created_at,
-        latency_ms=12,
         **fields,
     )
 
@@ -47,10 +47,7 @@ def test_dispatch_window_changelist__filters_by_status_mode_job_and_source_and_s
     client: Client, now: datetime
 ) -> None:
     dispatched = window("cron:background-jobs:2026-03-14T15:09", created_at=now)
-    failed = window(
-        "cron:counter:2026-03-14T15:05", created_at=now - timedelta(minutes=1), status="dispatch_failed",
-        mode="dispatch-failed",
-    )  # fmt: skip
+    failed = window("cron:counter:2026-03-14T15:05", created_at=now - timedelta(minutes=1), status="dispatch_failed")
     manual = window(
         "cron:counter:2026-03-14T15:00:manual-0a1b2c3d", created_at=now - timedelta(minutes=2), status="inline",
         mode="inline", source="manual",
@@ -82,3 +79,37 @@ def test_dispatch_window_admin__links_a_window_to_its_runs(client: Client, now: 
 
     assert 'href="/admin/runs/functionrun/?dispatch_key=cron%3Abackground-jobs%3A2026-03-14T15%3A09"' in page
     assert [row.pk for row in runs.context["cl"].result_list] == [run.pk]
+
+
+def test_dispatch_window_changelist__outcome_and_mode_are_told_apart(client: Client, now: datetime) -> None:
+    """Issue 13: a failed publish (mode dispatch, status dispatch_failed) is red by its outcome, not green by mode."""
+    failed = window("cron:counter:2026-03-14T15:05", created_at=now, status="dispatch_failed")
+    missed = window(
+        "cron:counter:2026-03-14T15:00", created_at=now - timedelta(minutes=1), status="missed", mode="",
+        source="reconciler", latency_ms=None,
+    )  # fmt: skip
+
+    response = client.get(CHANGELIST)
+    page = response.content.decode()
+    specs = {str(spec.title): [choice["display"] for choice in spec.choices(response.context["cl"])]
+             for spec in response.context["cl"].filter_specs}  # fmt: skip
+
+    assert specs["outcome"] == ["All", *(label for _, label in DispatchWindow.Status.choices)]
+    assert specs["mode"] == [
+        "All",
+        "dispatch",
+        "inline",
+        "inline-forced",
+        "inline-fallback",
+        "paused",
+        "(none: missed)",
+    ]
+    rows = page.split('id="result_list"')[1]
+    assert '<span class="orch-badge orch-badge--bad">dispatch_failed</span>' in rows
+    assert '<span class="orch-badge orch-badge--mode">dispatch</span>' in rows
+    assert '<span class="orch-badge orch-badge--bad">missed</span>' in rows
+    assert '<span class="orch-badge orch-badge--mode">—</span>' in rows  # a missed window has no mode
+    assert "orch-badge--good" not in rows
+    listed = client.get(CHANGELIST, {"status__exact": "dispatch_failed"}).context["cl"].result_list
+    none = client.get(CHANGELIST, {"mode__exact": ""}).context["cl"].result_list
+    assert ([row.pk for row in listed], [row.pk for row in none]) == ([failed.pk], [missed.pk])

@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from freezegun import freeze_time
 
 from dispatch.models import DispatchWindow
 from testsupport.models import CronRun
@@ -72,3 +73,22 @@ def test_dispatch_tick__bad_arguments_say_what_to_type(args: list[str], message:
     with pytest.raises(CommandError, match=message):
         call_command("dispatch_tick", *args)
     assert not DispatchWindow.objects.exists()
+
+
+@freeze_time("2026-03-14T15:09:26Z")  # the command reads the clock itself: the next window of counter is 15:10
+def test_dispatch_tick__at_the_next_window_is_refused_unless_forced() -> None:
+    with pytest.raises(CommandError) as refused:
+        call_command("dispatch_tick", "counter", "--at", "2026-03-14T15:11:00Z")
+    assert not DispatchWindow.objects.exists()
+
+    forced = run("counter", "--at", "2026-03-14T15:11:00Z", "--force")
+    past = run("counter", "--at", "2026-03-14T13:00:00Z")
+
+    assert str(refused.value) == (
+        "--at: the window 2026-03-14T15:10 starts after the current one (2026-03-14T15:05): claimed now, its real "
+        "tick would run nothing. Tick the current or a past window, or add --force to run the next one now under a "
+        "one-off key"
+    )
+    assert str(forced["dispatchKey"]).startswith("cron:counter:2026-03-14T15:10:manual-")
+    assert past["dispatchKey"] == "cron:counter:2026-03-14T13:00"
+    assert CronRun.objects.count() == 2

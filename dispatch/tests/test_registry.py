@@ -51,6 +51,19 @@ def test_cron_jobs__extra_jobs_from_settings() -> None:
             "param n has type 'float'",
         ),
         ({"name": "x", "window_seconds": 60, "callable": COUNTER, "params": {"1n": {}}}, "param name '1n'"),
+        (
+            {"name": "x", "window_seconds": 60, "callable": COUNTER, "catch_up": "sometimes"},
+            "x: catch_up='sometimes' must be one of skip, latest, all",
+        ),
+        (
+            {"name": "x", "window_seconds": 60, "callable": COUNTER, "catch_up": "all", "catch_up_max": 0},
+            "x: catch_up_max=0 must be a whole number, 1 to 1000",
+        ),
+        (
+            {"name": "x", "window_seconds": 60, "callable": COUNTER, "catch_up_max": "10"},
+            "x: catch_up_max='10' must be a whole number",
+        ),
+        ({"name": "x", "window_seconds": 60, "callable": COUNTER, "catch_up_max": True}, "catch_up_max=True must be"),
     ],
 )
 def test_cron_jobs__a_bad_entry_fails_with_what_to_fix(settings: Any, entry: object, message: str) -> None:
@@ -64,6 +77,28 @@ def test_check__fails_on_a_bad_registry(settings: Any) -> None:
     settings.CRON_JOBS = [{"name": "x", "window_seconds": 90, "callable": COUNTER}]
 
     with pytest.raises(SystemCheckError, match="dispatch.E001"):
+        call_command("check")
+
+
+def test_cron_jobs__catch_up_is_skip_unless_set(settings: Any) -> None:
+    settings.CRON_JOBS = [
+        {"name": "hourly", "window_seconds": 3600, "callable": COUNTER, "catch_up": "all", "catch_up_max": 3},
+        {"name": "plain", "window_seconds": 60, "callable": COUNTER},
+    ]
+
+    jobs = cron_jobs()
+
+    assert [(name, job.catch_up, job.catch_up_max) for name, job in jobs.items()] == [
+        (BACKGROUND_JOBS, "skip", 10),
+        ("hourly", "all", 3),
+        ("plain", "skip", 10),
+    ]
+
+
+def test_check__names_the_entry_with_a_bad_catch_up_policy(settings: Any) -> None:
+    settings.CRON_JOBS = [{"name": "x", "window_seconds": 60, "callable": COUNTER, "catch_up": "everything"}]
+
+    with pytest.raises(SystemCheckError, match=r"dispatch.E001.*CRON_JOBS\[0\]: x: catch_up='everything'"):
         call_command("check")
 
 

@@ -6,10 +6,8 @@ quietly. `ORCHESTRATOR_SKIP_BROWSER=1` skips it on purpose. Playwright never dow
 a browser here: it drives the system's chromium through `executable_path`.
 
 Every page is seen at 1400 px wide. The screenshots land in `artefacts/`: the health panel
-(`admin-dashboard.png`, the picture in docs/admin.md), the dead letters after triage
-(`admin-dead-letters.png`), grouped by cause before and after a group's requeue
-(`admin-dead-letters-by-cause.png`, `admin-dead-letters-by-cause-requeued.png`), and every
-changelist (`admin-fit-<model>.png`).
+(`admin-dashboard.png`), the dead letters after triage (`admin-dead-letters.png`) and the Cron jobs
+page (`admin-cron-jobs.png`); test_browser_fit.py adds grouping by cause and every changelist.
 """
 
 from __future__ import annotations
@@ -22,15 +20,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from django.conf import settings
-from django.contrib import admin
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
-from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect, sync_playwright
 
-from dispatch.models import DispatchWindow
+from dispatch.models import CronJobState, DispatchWindow
 from jobs.models import BackgroundJob, QueueHealthSnapshot
 from runs.models import DeadLetter, FunctionRun
 from testsupport.admin import STAFF_PASSWORD
@@ -77,7 +75,7 @@ def a_day_of_history(now: datetime) -> None:
         at = now - timedelta(minutes=minute)
         failed = minute % 150 == 0
         inline = 600 <= minute < 720  # two hours of rollback: inline ticks
-        mode = "dispatch-failed" if failed else "inline" if inline else "dispatch"
+        mode = "inline" if inline else "dispatch"  # a failed publish keeps mode dispatch
         key = f"cron:background-jobs:{at:%Y-%m-%dT%H:%M}"
         windows.append(
             DispatchWindow(
@@ -199,143 +197,51 @@ def test_admin_triage_walkthrough__requeue_two_resolve_one_then_the_dashboard(
     assert BackgroundJob.objects.filter(status="pending").count() == 1
 
 
-# --- Grouping by cause, and every changelist at 1400 px ---------------------------------------------------------
-
-CAUSES = {
-    "refused": "ConnectionError: HTTPSConnectionPool(host='api.payments.example.com', port=443): Max retries exceeded "
-    "with url: /v2/invoices/{n}/send (Caused by NewConnectionError('Failed to establish a new connection: [Errno "
-    "111] Connection refused'))",
-    "timeout": "TimeoutError: read timed out after {n}.5 s talking to 10.0.{n}.7:5432",
-    "missing": "LookupError: invoice 3f2a9c1d-0b4e-4c7a-9e1f-{n:012d} of tenant acme-corporation-emea not found",
-}
-LONG_KIND = "billing.tasks.send_invoice_reminder_email_to_the_accounts_payable_contact"
-LONG_TENANT = "acme-corporation-emea-north"
-# Which rows fit: the page and every table's scroll box no wider than their box, each row one line high.
-FIT = """() => {
-  const over = [];
-  if (document.documentElement.scrollWidth > window.innerWidth) over.push("page");
-  for (const box of document.querySelectorAll("#content .results")) {
-    if (box.scrollWidth > box.clientWidth + 1) over.push(box.parentElement.id || "results");
-  }
-  const tall = Array.from(document.querySelectorAll("#result_list tbody tr, #orch-causes tbody tr"))
-    .filter(row => row.getBoundingClientRect().height > 44).length;
-  return {over, tall};
-}"""
-
-
-def an_incident(now: datetime, make_job_letter: Callable[..., DeadLetter]) -> dict[str, list[DeadLetter]]:
-    """Twelve letters of three causes, long kinds, tenants and errors: what an incident leaves."""
-    return {
-        cause: [
-            make_job_letter(
-                "test.record" if cause == "refused" else LONG_KIND,  # the cause requeued must be runnable
-                tenant=LONG_TENANT,
-                payload={"invoice": 100 * index + n},
-                error=template.format(n=n),
-                created_at=now - timedelta(minutes=10 * n + index),
-            )
-            for n in range(1, 5)
-        ]
-        for index, (cause, template) in enumerate(CAUSES.items())
-    }
-
-
-def long_rows(now: datetime) -> None:
-    """A row of every ledger whose text is as long as it gets: a manual key, a long kind, tenant and error."""
-    key = f"cron:background-jobs:{now:%Y-%m-%dT%H:%M}:manual-0a1b2c3d"
-    DispatchWindow.objects.create(
-        dispatch_key=key, job="background-jobs", status="dispatch_failed", mode="inline-fallback", source="emergency",
-        correlation_id="c" * 64, window_start=now, window_seconds=60, requested_at=now, created_at=now,
-        updated_at=now, latency_ms=1499, publish_attempts=12, duplicate_ticks=1234, error=CAUSES["refused"],
-    )  # fmt: skip
-    FunctionRun.objects.create(
-        function_id="cron-nightly-invoice-reconciliation-report", dispatch_key=key, run_id="r" * 100,
-        scope=LONG_TENANT, source="emergency", status="failed", attempts=16, started_at=now, finished_at=now,
-        duration_ms=3_725_000, terminal_reason="retries exhausted", last_error=CAUSES["refused"],
-    )  # fmt: skip
-    BackgroundJob.objects.create(
-        kind=LONG_KIND, tenant=LONG_TENANT, queue="emails-transactional", status="dead", attempts=100,
-        max_attempts=100, priority=-100, run_after=now, created_at=now, started_at=now, finished_at=now,
-        last_error=CAUSES["refused"].format(n=1), dedupe_key="d" * 200,
-    )  # fmt: skip
-
-
-def sign_in(page: Page, url: str, username: str) -> None:
-    page.goto(f"{url}/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", STAFF_PASSWORD)
-    page.click("input[type=submit]")
-
-
-def test_admin_grouping_walkthrough__group_by_cause_then_requeue_a_whole_cause(
-    live_server: Any, make_staff: Callable[..., User], make_job_letter: Callable[..., DeadLetter]
+def test_cron_jobs_walkthrough__pause_a_job_with_a_note_its_tick_is_paused_then_resume_it(
+    live_server: Any, make_staff: Callable[..., User], settings: Any
 ) -> None:
-    now = timezone.now()
-    make_staff("operator", *OPERATOR_PERMISSIONS)
-    incident = an_incident(now, make_job_letter)
-    refused = incident["refused"][0].fingerprint
+    settings.CRON_SECRET = "browser-cron-secret"
+    make_staff("operator", "dispatch.view_cronjobstate", "dispatch.view_dispatchwindow", "runs.triage_deadletter")
     ARTEFACTS.mkdir(exist_ok=True)
+    note = "Supplier API down until 16:00 (INC-42)."
 
     with chromium() as page:
-        sign_in(page, live_server.url, "operator")
-        page.click("a:text-is('Dead letters')")
-        page.click("#changelist-filter a:text-is('Unresolved')")
-        expect(page.locator("#result_list tbody tr")).to_have_count(12)
-        page.click("a:text-is('Group by cause')")
-        expect(page.locator("h1")).to_have_text("Dead letters by cause")
-        causes = page.locator("#orch-causes tbody tr")
-        expect(causes).to_have_count(3)
-        expect(causes.first).to_contain_text("4")
-        first_fit = page.evaluate(FIT)
-        page.screenshot(path=str(ARTEFACTS / "admin-dead-letters-by-cause.png"), full_page=True)
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+        page.fill("#id_username", "operator")
+        page.fill("#id_password", STAFF_PASSWORD)
+        page.click("input[type=submit]")
+        page.click("a:text-is('Cron jobs')")
+        expect(page.locator("h1")).to_have_text("Cron jobs")
+        row = page.locator("#cron-job-counter")
+        expect(row).to_contain_text("active")
 
-        page.check(f'#orch-causes input[name=_selected_cause][value="{refused}"]')
-        page.select_option("select[name=cause_action]", "requeue")
-        page.click("#orch-causes-form button[name=index]")
-        expect(page.locator("ul.messagelist li")).to_have_text("Requeued 4 dead letters.")
-        expect(causes).to_have_count(2)  # still the unresolved letters, by cause: that cause is gone
-        page.screenshot(path=str(ARTEFACTS / "admin-dead-letters-by-cause-requeued.png"), full_page=True)
-
-        causes.first.locator("td.orch-cause a").click()
-        expect(page.locator("#result_list tbody tr")).to_have_count(4)  # one cause's letters
-        expect(page.locator("#changelist-filter")).to_contain_text("By cause")
-
-    assert first_fit == {"over": [], "tall": 0}
-    requeued = DeadLetter.objects.filter(fingerprint=refused)
-    assert [letter.resolution for letter in requeued] == ["requeued"] * 4
-    assert all(letter.requeued_job is not None for letter in requeued)
-    assert BackgroundJob.objects.filter(status="pending", kind="test.record").count() == 4
-    assert DeadLetter.objects.filter(resolution="").count() == 8
-
-
-def test_admin_changelists__every_one_fits_1400_px_one_line_a_row(
-    live_server: Any, make_staff: Callable[..., User], make_job_letter: Callable[..., DeadLetter]
-) -> None:
-    now = timezone.now()
-    make_staff("root", superuser=True)
-    a_day_of_history(now)
-    an_incident(now, make_job_letter)
-    long_rows(now)
-    letter = DeadLetter.objects.order_by("pk").first()
-    assert letter is not None
-    pages = {
-        f"{model._meta.app_label}-{model._meta.model_name}": reverse(
-            f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"
+        row.locator("a:text-is('Pause…')").click()
+        expect(page.locator("h1")).to_have_text("Pause counter")
+        page.fill("#id_note", note)
+        page.click("input[type=submit][value='Pause counter']")
+        expect(page.locator("ul.messagelist li")).to_have_text(
+            "Paused counter: its ticks record their windows as paused until it is resumed."
         )
-        for model in admin.site._registry
-        if model._meta.app_label in ("dispatch", "jobs", "runs")
-    }
-    pages["runs-deadletter-by-cause"] = f"{pages['runs-deadletter']}?group=cause"
-    pages["runs-deadletter-page"] = reverse("admin:runs_deadletter_change", args=[letter.pk])
-    ARTEFACTS.mkdir(exist_ok=True)
-    fits = {}
+        expect(row).to_contain_text("paused by operator")
+        expect(row).to_contain_text(note)
 
-    with chromium() as page:
-        sign_in(page, live_server.url, "root")
-        for name, path in pages.items():
-            page.goto(f"{live_server.url}{path}")
-            fits[name] = page.evaluate(FIT)
-            page.screenshot(path=str(ARTEFACTS / f"admin-fit-{name}.png"), full_page=True)
+        tick = httpx.get(
+            f"{live_server.url}/api/cron/counter", headers={"Authorization": "Bearer browser-cron-secret"}, timeout=30
+        )
+        page.reload()
+        expect(row.locator(".orch-badge--warn").first).to_have_text("paused")  # the last window's outcome
+        page.screenshot(path=str(ARTEFACTS / "admin-cron-jobs.png"), full_page=True)
 
-    assert {name for name in pages} >= {"dispatch-dispatchwindow", "jobs-backgroundjob", "runs-functionrun"}
-    assert {name: fit for name, fit in fits.items() if fit != {"over": [], "tall": 0}} == {}
+        row.locator("button:text-is('Resume')").click()
+        expect(page.locator("ul.messagelist li")).to_have_text("Resumed counter: its next tick runs.")
+        expect(row).to_contain_text("active")
+        expect(row).to_contain_text("resumed by operator")
+
+    assert (tick.status_code, tick.json()["mode"]) == (200, "paused")
+    window = DispatchWindow.objects.get(job="counter")
+    assert (window.status, window.mode, window.source) == ("paused", "paused", "cron")
+    state = CronJobState.objects.get(job="counter")
+    assert (state.paused, state.pause_note) == (False, note)
+    assert state.paused_by is not None and state.resumed_by is not None
+    assert (state.paused_by.get_username(), state.resumed_by.get_username()) == ("operator", "operator")
+    assert [entry.change_message for entry in LogEntry.objects.order_by("pk")] == [f"Paused: {note}", "Resumed."]

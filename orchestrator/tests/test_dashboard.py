@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -7,12 +8,17 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from dispatch.models import DispatchWindow
+from dispatch.registry import get_cron_job
+from dispatch.schedule import cron_job_pause
+from dispatch.services import dispatch_tick
 from jobs.models import QueueHealthSnapshot
-from orchestrator.chart import Hour, hourly_chart, nice_ceiling
-from orchestrator.dashboard import dashboard_build
+from orchestrator.chart import OUTCOME_COLOURS, RUN_COLOURS, Hour, hourly_chart, nice_ceiling
+from orchestrator.dashboard import _count, dashboard_build
 from runs.models import DeadLetter, FunctionRun
+from testsupport.event_api import EventAPI
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +29,7 @@ def snapshot(at: datetime, *, ready: int, lag: float = 0.0) -> QueueHealthSnapsh
     )
 
 
-def test_dashboard_build__counts_windows_by_mode_and_runs_by_outcome_per_hour(
+def test_dashboard_build__counts_windows_and_runs_by_outcome_per_hour(
     make_window: Callable[..., DispatchWindow],
     make_run: Callable[..., FunctionRun],
     now: datetime,
@@ -31,7 +37,7 @@ def test_dashboard_build__counts_windows_by_mode_and_runs_by_outcome_per_hour(
     # now is 15:09:26; the current hour is 15:00 and the oldest one shown is 16:00 yesterday.
     make_window(created_at=now - timedelta(minutes=5), latency_ms=40)
     make_window(created_at=now - timedelta(minutes=8), latency_ms=60)
-    make_window(created_at=now - timedelta(minutes=62), mode="dispatch-failed", status="dispatch_failed")
+    make_window(created_at=now - timedelta(minutes=62), status="dispatch_failed")  # keeps mode dispatch
     make_window(created_at=now - timedelta(minutes=64), mode="inline", status="inline", job="counter")
     make_window(created_at=now - timedelta(hours=30))  # outside the 24 hours
     make_run(started_at=now - timedelta(minutes=4))
@@ -48,9 +54,9 @@ def test_dashboard_build__counts_windows_by_mode_and_runs_by_outcome_per_hour(
         "2026-03-14T15:00:00+00:00",
     )
     current, previous = dashboard.hours[-1], dashboard.hours[-2]
-    assert (dict(current.windows), dict(current.runs), current.backlog) == ({"dispatch": 2}, {"succeeded": 1}, 4)
+    assert (dict(current.windows), dict(current.runs), current.backlog) == ({"enqueued": 2}, {"succeeded": 1}, 4)
     assert (dict(previous.windows), dict(previous.runs), previous.backlog) == (
-        {"dispatch-failed": 1, "inline": 1},
+        {"dispatch_failed": 1, "inline": 1},
         {"failed": 1},
         9,
     )
@@ -59,6 +65,9 @@ def test_dashboard_build__counts_windows_by_mode_and_runs_by_outcome_per_hour(
         "hour": previous.start,
         "windows": 2,
         "failed_windows": 1,
+        "missed_windows": 0,
+        "abandoned_windows": 0,
+        "paused_windows": 0,
         "runs": 1,
         "failed_runs": 1,
         "backlog": 9,
@@ -71,7 +80,7 @@ def test_dashboard_build__tiles_carry_the_slo_report_figures(
     now: datetime,
 ) -> None:
     make_window(created_at=now - timedelta(minutes=5), latency_ms=40, duplicate_ticks=3)
-    make_window(created_at=now - timedelta(minutes=6), mode="dispatch-failed", status="dispatch_failed", latency_ms=900)
+    make_window(created_at=now - timedelta(minutes=6), status="dispatch_failed", latency_ms=900)
     make_job_letter()
     make_job_letter(resolution="resolved", resolved_at=now, note="n")
     snapshot(now - timedelta(minutes=30), ready=2, lag=400.0)
@@ -79,7 +88,7 @@ def test_dashboard_build__tiles_carry_the_slo_report_figures(
     tiles = {tile.label: tile for tile in dashboard_build(now=now).tiles}
 
     assert (tiles["Dispatch latency p95"].value, tiles["Dispatch latency p95"].tone) == ("900 ms", "good")
-    assert tiles["Dispatch latency p95"].detail == "gate ≤ 2000 ms · 2 dispatched windows"
+    assert tiles["Dispatch latency p95"].detail == "gate ≤ 2,000 ms · 2 dispatched windows"
     assert (tiles["Enqueue failures"].value, tiles["Enqueue failures"].tone) == ("50.00%", "bad")
     assert tiles["Enqueue failures"].detail == "1 of 2 publish attempts · gate ≤ 1.00%"
     assert tiles["Suppressed duplicates"].value == "0 runs · 3 ticks"
@@ -112,7 +121,7 @@ def test_nice_ceiling__rounds_up_to_1_2_or_5_times_a_power_of_ten(value: int, ce
 
 def test_hourly_chart__stacks_each_hour_on_a_shared_axis(now: datetime) -> None:
     hours = [
-        Hour(start=now, windows={"dispatch": 6, "dispatch-failed": 2}, runs={"succeeded": 10}, backlog=3),
+        Hour(start=now, windows={"enqueued": 6, "dispatch_failed": 2}, runs={"succeeded": 10}, backlog=3),
         Hour(start=now + timedelta(hours=1), windows={}, runs={}, backlog=None),
     ]
 
@@ -122,12 +131,12 @@ def test_hourly_chart__stacks_each_hour_on_a_shared_axis(now: datetime) -> None:
     plot = chart.plot_bottom - chart.plot_top
     heights = {bar.title: round(bar.height / plot, 3) for bar in chart.bars}
     assert heights == {
-        f"{now:%H}:00 windows dispatch: 6": 0.6,
-        f"{now:%H}:00 windows dispatch-failed: 2": 0.2,
+        f"{now:%H}:00 windows enqueued: 6": 0.6,
+        f"{now:%H}:00 windows dispatch_failed: 2": 0.2,
         f"{now:%H}:00 runs succeeded: 10": 1.0,
     }
-    failed = next(bar for bar in chart.bars if "dispatch-failed" in bar.title)
-    dispatched = next(bar for bar in chart.bars if "dispatch: 6" in bar.title)
+    failed = next(bar for bar in chart.bars if "dispatch_failed" in bar.title)
+    dispatched = next(bar for bar in chart.bars if "enqueued: 6" in bar.title)
     assert failed.y + failed.height == pytest.approx(dispatched.y)  # stacked on top
     assert len(chart.backlog_points.split()) == 1  # the hour without a snapshot has no point
 
@@ -155,3 +164,81 @@ def test_admin_index__shows_the_health_panel_to_those_who_may_see_the_windows(
         '<div class="orch-tile__value"><a href="/admin/runs/deadletter/?state=unresolved">2</a></div>'
     ) in shown
     assert "Health: the last 24 hours" not in hidden
+
+
+def test_dashboard__a_failed_publish_is_counted_and_coloured_as_a_failure_not_by_its_mode(
+    event_api: EventAPI, make_staff: Callable[..., User]
+) -> None:
+    """Issue 13: a window whose publish failed keeps mode `dispatch`; the chart and the table go by its outcome."""
+    job = get_cron_job("counter")
+    assert job is not None
+    event_api.behave("error500")
+    failed = dispatch_tick(job=job, now=timezone.now(), source="cron", correlation_id="tick")
+    window = DispatchWindow.objects.get()
+    assert (failed.status_code, window.mode, window.status) == (503, "dispatch", "dispatch_failed")
+
+    dashboard = dashboard_build(now=timezone.now())
+    viewer = Client()
+    viewer.force_login(make_staff("viewer", "dispatch.view_dispatchwindow"))
+    panel = viewer.get("/admin/").content.decode()
+
+    counted: Counter[str] = Counter()
+    for hour in dashboard.hours:
+        counted.update(hour.windows)
+    assert counted == {"dispatch_failed": 1}
+    [bar] = [bar for bar in dashboard.chart.bars if " windows " in bar.title]
+    assert bar.colour == OUTCOME_COLOURS["dispatch_failed"] == RUN_COLOURS["failed"]
+    assert sum(row["failed_windows"] for row in dashboard.table) == 1
+    row = panel.split('id="orch-health"')[1].split("counter</th>")[1].split("</tr>")[0]
+    assert '<span class="orch-badge orch-badge--bad">dispatch_failed</span>' in row
+    assert '<span class="orch-badge orch-badge--mode">dispatch</span>' in row
+    assert "orch-badge--good" not in row
+
+
+def test_hourly_chart__every_outcome_has_its_own_colour() -> None:
+    assert set(OUTCOME_COLOURS) == set(DispatchWindow.Status.values)
+    assert len(set(OUTCOME_COLOURS.values())) == len(OUTCOME_COLOURS)
+    healthy = {OUTCOME_COLOURS["enqueued"], OUTCOME_COLOURS["inline"], RUN_COLOURS["succeeded"]}
+    for trouble in ("dispatch_failed", "missed", "abandoned", "pending"):
+        assert OUTCOME_COLOURS[trouble] not in healthy
+
+
+def test_dashboard_build__the_health_panel_shows_missed_paused_and_abandoned_windows(
+    make_window: Callable[..., DispatchWindow],
+    make_run: Callable[..., FunctionRun],
+    make_staff: Callable[..., User],
+    now: datetime,
+) -> None:
+    for minutes in (3, 4):
+        make_window(created_at=now - timedelta(minutes=minutes), status="missed", mode="", source="reconciler")
+    make_window(created_at=now - timedelta(minutes=5), status="paused", mode="paused", job="counter")
+    make_window(created_at=now - timedelta(minutes=6), status="abandoned", mode="inline", publish_attempts=0)
+    make_run(status="failed", terminal_reason="abandoned: no progress since …", finished_at=now)
+    cron_job_pause(job="counter", user=make_staff("operator"), note="supplier down", now=now)
+
+    dashboard = dashboard_build(now=now)
+
+    tiles = {tile.label: tile for tile in dashboard.tiles}
+    assert (tiles["Missed windows"].value, tiles["Missed windows"].tone) == ("2", "bad")
+    assert tiles["Missed windows"].url == "/admin/dispatch/dispatchwindow/?status__exact=missed"
+    assert (tiles["Paused"].value, tiles["Paused"].tone, tiles["Paused"].detail) == (
+        "1 job",
+        "warn",
+        "counter · 1 paused window in 24 h",
+    )
+    assert tiles["Paused"].url == "/admin/dispatch/cronjobstate/"
+    assert (tiles["Abandoned"].value, tiles["Abandoned"].tone) == ("1 run · 1 window", "bad")
+    assert dict(dashboard.hours[-1].windows) == {"missed": 2, "paused": 1, "abandoned": 1}
+    assert {bar.colour for bar in dashboard.chart.bars if " windows " in bar.title} == {
+        OUTCOME_COLOURS["missed"],
+        OUTCOME_COLOURS["paused"],
+        OUTCOME_COLOURS["abandoned"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("number", "noun", "text"),
+    [(1, "run", "1 run"), (0, "tick", "0 ticks"), (1.0, "due job", "1 due job"), (12_345, "run", "12,345 runs")],
+)
+def test_tile_counts__singular_for_one_with_thousands_separators(number: float, noun: str, text: str) -> None:
+    assert _count(number, noun) == text

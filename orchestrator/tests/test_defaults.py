@@ -204,3 +204,36 @@ def test_make_superuser__asks_nothing_with_the_django_superuser_variables(tmp_pa
     assert done.returncode == 0, done.stderr
     assert "Superuser created successfully." in done.stdout
     assert run(str(ROOT / "manage.py"), "shell", "-v", "0", "-c", check, env=env).strip() == "True"
+
+
+TICK_A_PAUSED_JOB = """
+import json
+from datetime import timedelta
+from django.contrib.auth.models import User
+from django.utils import timezone
+from dispatch.registry import get_cron_job
+from dispatch.schedule import cron_job_pause
+from dispatch.services import dispatch_tick
+job = get_cron_job("counter")
+now = timezone.now()
+first = dispatch_tick(job=job, now=now, source="cron", correlation_id="c", at=now - timedelta(hours=1))
+cron_job_pause(job="counter", user=User.objects.create_user("op"), note="on SQLite", now=now)
+paused = dispatch_tick(job=job, now=now, source="cron", correlation_id="c")
+again = dispatch_tick(job=job, now=now, source="cron", correlation_id="c")
+print(json.dumps([first.body["mode"], paused.status_code, paused.body["mode"], again.body["duplicate"]]))
+"""
+
+
+def test_defaults__a_paused_jobs_tick_and_the_reconciler_on_sqlite(tmp_path: Path) -> None:
+    env = bare_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        CRON_JOBS='[{"name": "counter", "window_seconds": 300, "callable": "builtins.id"}]',
+    )
+    manage = str(ROOT / "manage.py")
+    run(manage, "migrate", "--noinput", env=env)
+
+    modes = json.loads(run(manage, "shell", "-c", TICK_A_PAUSED_JOB, env=env).splitlines()[-1])
+    summary = json.loads(run(manage, "reconcile", "--json", env=env))
+
+    assert modes == ["inline", 200, "paused", True]
+    assert summary["jobs"]["counter"]["missed"] + summary["jobs"]["counter"]["paused"] >= 9

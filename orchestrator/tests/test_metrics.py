@@ -122,6 +122,21 @@ def test_metrics__the_values_of_a_known_ledger(client: Client, ledger: None) -> 
     assert ("orchestrator_cron_last_tick_age_seconds", frozenset({("job", "crash")})) not in samples  # never ticked
 
 
+def test_metrics__the_reconcilers_rows_do_not_make_a_silent_cron_service_look_alive(
+    client: Client, now: datetime
+) -> None:
+    window(now, "counter", "enqueued", minutes_ago=90)  # the cron service's last tick
+    DispatchWindow.objects.create(
+        dispatch_key="cron:counter:missed", job="counter", status="missed", mode="", source="reconciler",
+        correlation_id="r", window_start=now, window_seconds=300, requested_at=now, created_at=now,
+    )  # fmt: skip
+
+    samples = scrape(client)
+
+    assert value(samples, "cron_last_tick_age_seconds", job="counter") == 5400
+    assert value(samples, "windows_last_hour", job="counter", outcome="missed") == 1
+
+
 def test_metrics__every_outcome_the_window_ledger_defines_is_counted_for_every_cron_job(client: Client) -> None:
     samples = scrape(client)
 
@@ -131,7 +146,7 @@ def test_metrics__every_outcome_the_window_ledger_defines_is_counted_for_every_c
         if name == "orchestrator_windows_last_hour"
     }
     assert {outcome for job, outcome in outcomes if job == "background-jobs"} == set(DispatchWindow.Status.values)
-    assert {job for job, _ in outcomes} == {"background-jobs", "counter", "crash", "flaky", "daily"}
+    assert {job for job, _ in outcomes} == {"background-jobs", "counter", "crash", "flaky", "daily", "stall"}
     assert all(value == 0 for (name, _), value in samples.items() if name == "orchestrator_windows_last_hour")
     assert math.isnan(value(samples, "dispatch_latency_seconds", quantile="0.5"))  # no dispatch in the hour
 

@@ -45,6 +45,10 @@ def test_slo_report__an_empty_period_passes_with_no_data(now: datetime) -> None:
         "peakQueueLagSeconds",
         "queueLagGrowthSeconds",
         "unresolvedDeadLetters",
+        "missedWindows",
+        "stalePending",
+        "abandonedRuns",
+        "lastTickAgeSeconds",
     ]
     assert metrics["dispatchLatencyP95Ms"]["value"] is None
     assert metrics["enqueueFailureRate"]["value"] is None
@@ -56,7 +60,7 @@ def test_slo_report__dispatch_latency_percentiles_over_the_periods_dispatches(
 ) -> None:
     for latency in range(10, 201, 10):  # 20 dispatches: 10, 20, ... 200 ms
         make_window(latency_ms=latency, created_at=now - timedelta(hours=1))
-    make_window(latency_ms=150, mode="dispatch-failed", status="dispatch_failed")  # A failed dispatch counts too.
+    make_window(latency_ms=150, status="dispatch_failed")  # A failed dispatch counts too.
     make_window(latency_ms=9000, mode="inline", status="inline")  # Inline runs are not dispatch latency.
     make_window(latency_ms=9000, mode="inline-fallback", status="inline")
     make_window(latency_ms=9000, created_at=now - DAY - timedelta(seconds=1))  # Before the period.
@@ -85,7 +89,7 @@ def test_slo_report__enqueue_failure_rate_counts_failed_attempts(now: datetime, 
     make_window(publish_attempts=1)  # 1 attempt, it succeeded.
     make_window(publish_attempts=1)
     make_window(publish_attempts=2)  # The second attempt succeeded: 1 failure.
-    make_window(publish_attempts=3, status="dispatch_failed", mode="dispatch-failed")  # 3 failures.
+    make_window(publish_attempts=3, status="dispatch_failed")  # 3 failures (a failed publish keeps mode dispatch).
     make_window(publish_attempts=2, status="inline", mode="inline-fallback")  # 2 failures, then inline.
     make_window(publish_attempts=1, status="pending")  # Publishing right now: left out.
     make_window(publish_attempts=0, status="inline", mode="inline")  # Never published.

@@ -154,8 +154,7 @@ def test_status__an_empty_period_is_explained(client: Client, settings: Any) -> 
     response = client.get("/api/status?since=0m", headers={"Authorization": "Bearer secret"})
 
     assert response.json()["error"] == (
-        "since: '0m' is an empty period: the report covers the time from now minus the period to now, "
-        "so write at least 1s, e.g. 15m, 24h or 7d"
+        "since: '0m' is an empty period (it covers no time at all): write at least 1s, e.g. 15m, 24h or 7d"
     )
 
 

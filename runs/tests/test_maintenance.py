@@ -158,3 +158,32 @@ def test_run_maintenance__runs_registered_tasks_and_survives_a_broken_one(now: d
     assert calls == [now]
     assert summary["tasks"] == {"broken": {"error": "KeyError: 'boom'"}, "good": {"touched": 3}}
     assert set(summary) >= {"recovered", "pruned", "health", "durationMs"}
+
+
+def test_run_maintenance__reconciles_every_cron_jobs_windows(now: datetime) -> None:
+    start = now.replace(minute=0, second=0, microsecond=0)
+    DispatchWindow.objects.create(
+        dispatch_key=f"cron:counter:{start:%Y-%m-%dT%H:%M}", job="counter", status="enqueued", mode="dispatch",
+        source="cron", correlation_id="c", window_start=start, window_seconds=300, requested_at=start,
+    )  # fmt: skip
+
+    summary = run_maintenance(now=now)
+
+    # 15:09:26: 15:05 has ended, but is inside its grace (one window): 15:00 is the last window due.
+    assert (summary["reconciled"]["missed"], summary["reconciled"]["jobs"]) == (0, {})
+    later = run_maintenance(now=now + timedelta(minutes=20))
+    assert later["reconciled"]["jobs"]["counter"]["missed"] == 3  # 15:05, 15:10, 15:15 (15:20 is in its grace)
+
+
+def test_run_maintenance__a_failing_reconciler_is_reported_and_the_rest_runs(
+    now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*, now: datetime) -> dict[str, Any]:
+        raise RuntimeError("registry on fire")
+
+    monkeypatch.setattr("runs.maintenance.reconcile", broken)
+
+    summary = run_maintenance(now=now)
+
+    assert summary["reconciled"] == {"error": "RuntimeError: registry on fire"}
+    assert set(summary) >= {"recovered", "pruned", "health", "durationMs"}

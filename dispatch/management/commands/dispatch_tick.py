@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -26,7 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("job", nargs="?", default=BACKGROUND_JOBS, help="cron job name (default: %(default)s)")
         parser.add_argument(
             "--at",
-            help="tick the window of this ISO-8601 instant (past, current or next), e.g. 2026-01-31T09:30:00Z",
+            help="tick the window of this ISO-8601 instant, e.g. 2026-01-31T09:30:00Z: the current window or a past "
+            "one (a back-fill); the next window only with --force",
         )
         parser.add_argument("--inline", action="store_true", help="emergency tick: run the work inline in this process")
         parser.add_argument(
@@ -45,13 +47,9 @@ class Command(BaseCommand):
             at = parse_iso_utc(options["at"]) if options["at"] else None
         except ValueError as exc:
             raise CommandError(f"--at: {exc}") from exc
-        if at is not None and keys.ahead_of_next_window(
-            start := keys.window_start(at, job.window_seconds), window_seconds=job.window_seconds, now=now
-        ):
-            # Its events would be refused, and an inline run would take the window from its real tick.
-            raise CommandError(
-                f"--at: the window {start:%Y-%m-%dT%H:%M} has not started yet; "
-                "tick a window that has started, or the next one"
+        if at is not None:
+            _refuse_a_future_window(
+                keys.window_start(at, job.window_seconds), job.window_seconds, now=now, force=options["force"]
             )
         try:
             params = job.parse_params(dict(_split_param(text) for text in options["param"]))
@@ -73,6 +71,29 @@ class Command(BaseCommand):
             self.stderr.write(f"HTTP-equivalent status {result.status_code}, mode {result.body['mode']}")
         if result.status_code >= 500:
             raise SystemExit(1)
+
+
+def _refuse_a_future_window(start: datetime, window_seconds: int, *, now: datetime, force: bool) -> None:
+    """Refuse a window that starts after the current one (the next one is allowed with --force).
+
+    Claimed now, a future window would make its real tick a duplicate that runs
+    nothing; a window further ahead than the next is refused even with --force, as
+    the functions refuse its events.
+    """
+    current = keys.window_start(now, window_seconds)
+    if start <= current:
+        return
+    if keys.ahead_of_next_window(start, window_seconds=window_seconds, now=now):
+        raise CommandError(
+            f"--at: the window {start:%Y-%m-%dT%H:%M} has not started yet; "
+            "tick a window that has started (the current one, or a past one)"
+        )
+    if not force:
+        raise CommandError(
+            f"--at: the window {start:%Y-%m-%dT%H:%M} starts after the current one ({current:%Y-%m-%dT%H:%M}): "
+            "claimed now, its real tick would run nothing. Tick the current or a past window, or add --force "
+            "to run the next one now under a one-off key"
+        )
 
 
 def _split_param(text: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.backend import configured_queues
+from jobs.chores import WorkerChores
 from jobs.lease import longest_safe_budget
 from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS, RunSummary
 from jobs.worker import DEFAULT_GRACE_SECONDS, Worker
@@ -40,7 +41,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency", type=int, default=None, help="threads draining at once (default JOBS_CONCURRENCY)"
         )
-        parser.add_argument("--loop", action="store_true", help="keep draining; idle 1 s when empty")
+        parser.add_argument(
+            "--loop",
+            action="store_true",
+            help="keep draining; idle 1 s when empty; recover expired leases and reconcile at start and every "
+            "WORKER_CHORE_INTERVAL_SECONDS",
+        )
         parser.add_argument("--queue", default=None, help="claim only this Tasks queue's jobs (default: every queue)")
         parser.add_argument(
             "--grace",
@@ -78,6 +84,7 @@ class Command(BaseCommand):
             loop=options["loop"],
             grace_seconds=options["grace"],
             emit=self._print,
+            chores=WorkerChores() if options["loop"] else None,
         )
         self.worker.run()
 

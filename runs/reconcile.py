@@ -1,0 +1,152 @@
+"""The reconciler: every window of every registered cron job accounted for, and what went astray recovered.
+
+For each job, from its watermark: every window that has ended (plus the grace) gets a
+row. A window no tick came for is recorded `missed` (or `paused`, when the job was
+paused then), or, as the job's catch-up policy says, claimed and dispatched exactly
+like a tick (same key, same event ids, source `reconciler`). Then the orphans
+(runs.orphans): windows left `pending` by a dead tick, windows whose publish failed,
+runs that stopped making progress.
+
+It runs from maintenance, `manage.py reconcile`, standing workers (`run_jobs --loop`)
+and, in dispatch mode, its own Inngest function on a cron schedule; any number at
+once. The database decides: rows are written with `INSERT ... ON CONFLICT DO NOTHING`,
+windows claimed through the dispatcher's one-winner claim, every transition is a
+conditional update, and each run counts only what it wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+from core.errors import one_line
+from core.logcontext import bound_fields, log_context
+from core.timefmt import iso_utc
+from dispatch import keys, schedule
+from dispatch.exceptions import RegistryError
+from dispatch.models import DispatchWindow
+from dispatch.registry import CronJob, cron_jobs
+from dispatch.services import dispatch_tick
+from runs import orphans
+from runs.reconcile_settings import lookback
+
+logger = logging.getLogger(__name__)
+
+Status = DispatchWindow.Status
+RECONCILER = DispatchWindow.Source.RECONCILER
+
+
+@dataclass
+class JobReport:
+    """What one run did for one cron job."""
+
+    missed: int = 0
+    paused: int = 0
+    caught_up: list[str] = field(default_factory=list)
+    through: datetime | None = None
+    error: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.missed or self.paused or self.caught_up or self.error)
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"missed": self.missed, "paused": self.paused, "caughtUp": self.caught_up}
+        if self.through is not None:
+            body["through"] = iso_utc(self.through)
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+def reconcile(*, now: datetime) -> dict[str, Any]:
+    """Account for every due window of every registered cron job, recover orphans; return a compact summary."""
+    started = time.monotonic()
+    # Inside a tick (maintenance run inline) its lines carry the tick's correlation id, like every other line.
+    correlation_id = bound_fields().get("correlationId") or keys.correlation_id(None)
+    with log_context(correlationId=correlation_id):
+        jobs: dict[str, JobReport] = {}
+        try:
+            registered = list(cron_jobs().values())
+        except RegistryError as exc:
+            logger.error("reconcile: the cron registry is invalid", extra={"action": "reconcile", "error": str(exc)})
+            registered = []
+        for job in registered:
+            jobs[job.name] = _reconcile_job(job, now=now, correlation_id=correlation_id)
+        recovered = orphans.recover(now=now)
+        summary: dict[str, Any] = {
+            "missed": sum(report.missed for report in jobs.values()),
+            "paused": sum(report.paused for report in jobs.values()),
+            "caughtUp": sum(len(report.caught_up) for report in jobs.values()),
+            **recovered,
+            "jobs": {name: report.as_json() for name, report in jobs.items() if report},
+            "correlationId": correlation_id,
+            "durationMs": round((time.monotonic() - started) * 1000),
+        }
+        trouble = any(summary[name] for name in ("missed", "abandonedWindows", "abandonedRuns", "gaveUp"))
+        logger.log(logging.WARNING if trouble else logging.INFO, "reconciled", extra={"action": "reconcile", **summary})
+    return summary
+
+
+def _reconcile_job(job: CronJob, *, now: datetime, correlation_id: str) -> JobReport:
+    """Record or catch up the job's due windows that have no row, then move its watermark past them."""
+    report = JobReport()
+    try:
+        state = schedule.job_state(job.name, now=now)
+        if schedule.first_cron_window(job, state) is None:
+            return report  # the cron service never called it: nothing is due yet
+        due = schedule.due_windows(
+            job,
+            state,
+            now=now,
+            lookback=lookback(),
+            grace=schedule.grace(job, windows=settings.RECONCILE_GRACE_WINDOWS),
+        )
+        if due.through is None:
+            return report
+        found = schedule.gaps(job, due)
+        paused = [start for start in found if schedule.paused_between(state, start, window_seconds=job.window_seconds)]
+        open_ = [start for start in found if start not in paused]
+        catch_up = [] if state.paused else _to_catch_up(job, open_)
+        missed = [start for start in open_ if start not in catch_up]
+        report.paused = schedule.windows_record(
+            job, paused, status=Status.PAUSED, correlation_id=correlation_id, now=now
+        )
+        report.missed = schedule.windows_record(
+            job, missed, status=Status.MISSED, correlation_id=correlation_id, now=now
+        )
+        report.caught_up = [
+            key for start in catch_up if (key := _catch_up(job, start, correlation_id=correlation_id, now=now))
+        ]
+        schedule.watermark_advance(job.name, through=due.through, now=now)
+        report.through = due.through
+    except Exception as exc:  # One job's failure (a crashing catch-up, a bad setting) must not stop the others.
+        logger.exception("reconcile of a cron job failed", extra={"action": "reconcile", "job": job.name})
+        report.error = one_line(exc)
+    return report
+
+
+def _to_catch_up(job: CronJob, starts: list[datetime]) -> list[datetime]:
+    """Return the windows the job's catch-up policy dispatches, oldest first."""
+    if job.catch_up == "latest":
+        return starts[-1:]
+    if job.catch_up == "all":
+        return starts[-job.catch_up_max :]
+    return []
+
+
+def _catch_up(job: CronJob, start: datetime, *, correlation_id: str, now: datetime) -> str:
+    """Claim and dispatch the window as a tick would; return its key, or "" when a tick had it first."""
+    result = dispatch_tick(job=job, now=now, source=RECONCILER, correlation_id=correlation_id, at=start)
+    body = result.body
+    if body["duplicate"]:
+        return ""
+    logger.warning(
+        "missed window caught up",
+        extra={"action": "reconcile", "dispatchKey": body["dispatchKey"], "mode": body["mode"]},
+    )
+    return str(body["dispatchKey"])

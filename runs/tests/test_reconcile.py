@@ -1,0 +1,192 @@
+"""The reconciler's schedule ledger: every window that has ended has a row; catch-up as each job's policy says.
+
+`counter` has 5-minute windows, so its grace is one window (5 minutes). Its first
+cron-sourced window starts at T0; with no tick after it, `now` = T0 + 12 windows + 30 s
+leaves ten windows (T0+5m … T0+50m) ended past their grace and without a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from dispatch.models import CronJobState, DispatchWindow
+from dispatch.registry import get_cron_job
+from dispatch.schedule import cron_job_pause, cron_job_resume
+from dispatch.services import dispatch_tick
+from runs.reconcile import reconcile
+from testsupport.event_api import EventAPI
+from testsupport.models import CronRun
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime.fromisoformat("2026-03-14T12:00:00+00:00")
+WINDOW = timedelta(minutes=5)
+NOW = T0 + 12 * WINDOW + timedelta(seconds=30)
+MISSING = [T0 + n * WINDOW for n in range(1, 11)]
+COUNT_RUN = "testsupport.crons.count_run"
+
+
+def key(start: datetime) -> str:
+    return f"cron:counter:{start:%Y-%m-%dT%H:%M}"
+
+
+def cron_window(start: datetime, *, job: str = "counter", source: str = "cron", seconds: int = 300) -> DispatchWindow:
+    """A window a tick handled: enqueued, as the cron service's tick left it."""
+    return DispatchWindow.objects.create(
+        dispatch_key=f"cron:{job}:{start:%Y-%m-%dT%H:%M}", job=job, status="enqueued", mode="dispatch",
+        source=source, correlation_id="tick", window_start=start, window_seconds=seconds, requested_at=start,
+        created_at=start, updated_at=start,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def counter_catches_up(settings: Any) -> Callable[..., None]:
+    """Register `counter` with a catch-up policy (and nothing else beside background-jobs)."""
+
+    def register(policy: str, **extra: Any) -> None:
+        entry = {"name": "counter", "window_seconds": 300, "callable": COUNT_RUN, "catch_up": policy, **extra}
+        settings.CRON_JOBS = [entry]
+
+    return register
+
+
+def rows(**filters: Any) -> list[tuple[str, str, str, str]]:
+    windows = DispatchWindow.objects.filter(job="counter", **filters).order_by("window_start")
+    return list(windows.values_list("dispatch_key", "status", "mode", "source"))
+
+
+def test_reconcile__under_skip_ten_windows_without_a_tick_are_ten_missed_rows() -> None:
+    cron_window(T0)
+
+    summary = reconcile(now=NOW)
+    again = reconcile(now=NOW + timedelta(seconds=10))
+
+    assert rows(source="reconciler") == [(key(start), "missed", "", "reconciler") for start in MISSING]
+    assert (summary["missed"], summary["caughtUp"], summary["jobs"]["counter"]) == (
+        10,
+        0,
+        {"missed": 10, "paused": 0, "caughtUp": [], "through": "2026-03-14T12:50:00.000Z"},
+    )
+    assert set(DispatchWindow.objects.filter(status="missed").values_list("correlation_id", flat=True)) == {
+        summary["correlationId"]
+    }
+    assert (again["missed"], again["jobs"]) == (0, {})  # the watermark moved: nothing is counted twice
+    assert CronJobState.objects.get(job="counter").reconciled_through == MISSING[-1]
+    assert not CronRun.objects.exists()
+
+
+def test_reconcile__under_latest_the_most_recent_window_is_dispatched_like_a_tick_and_a_late_tick_is_a_duplicate(
+    event_api: EventAPI, counter_catches_up: Callable[..., None]
+) -> None:
+    counter_catches_up("latest")
+    cron_window(T0)
+
+    summary = reconcile(now=NOW)
+    job = get_cron_job("counter")
+    assert job is not None
+    late = dispatch_tick(job=job, now=NOW, at=MISSING[-1], source="cron", correlation_id="late-tick")
+
+    caught = key(MISSING[-1])
+    assert (summary["missed"], summary["caughtUp"], summary["jobs"]["counter"]["caughtUp"]) == (9, 1, [caught])
+    assert rows(source="reconciler") == [
+        *((key(start), "missed", "", "reconciler") for start in MISSING[:-1]),
+        (caught, "enqueued", "dispatch", "reconciler"),
+    ]
+    assert event_api.event_ids() == [f"cron/counter.requested:{caught}"]  # the tick's own deterministic id
+    [event] = event_api.events
+    assert (event["data"]["dispatchKey"], event["data"]["source"], event["data"]["dispatchWindowStart"]) == (
+        caught,
+        "reconciler",
+        "2026-03-14T12:50:00.000Z",
+    )
+    assert (late.status_code, late.body["duplicate"], late.body["eventIds"]) == (
+        200,
+        True,
+        [f"cron/counter.requested:{caught}"],
+    )
+    assert len(event_api.events) == 1  # the late tick published nothing
+
+
+def test_reconcile__under_all_the_most_recent_catch_up_max_windows_run(counter_catches_up: Callable[..., None]) -> None:
+    counter_catches_up("all", catch_up_max=3)
+    cron_window(T0)
+
+    summary = reconcile(now=NOW)
+
+    assert (summary["missed"], summary["caughtUp"]) == (7, 3)
+    assert rows(source="reconciler") == [
+        *((key(start), "missed", "", "reconciler") for start in MISSING[:7]),
+        *((key(start), "inline", "inline", "reconciler") for start in MISSING[7:]),
+    ]
+    assert sorted(CronRun.objects.values_list("dispatch_key", "source")) == [
+        (key(start), "reconciler") for start in MISSING[7:]
+    ]
+
+
+def test_reconcile__a_window_inside_its_grace_is_not_missed_yet_and_a_ticked_one_never() -> None:
+    cron_window(T0)
+    cron_window(MISSING[4])  # the cron service called for T0+25m
+
+    summary = reconcile(now=T0 + 3 * WINDOW - timedelta(seconds=1))  # T0+5m ended 4m59s ago: inside its grace
+    later = reconcile(now=NOW)
+
+    assert (summary["missed"], later["missed"]) == (0, 9)
+    assert key(MISSING[4]) not in {row[0] for row in rows(source="reconciler")}
+
+
+def test_reconcile__never_looks_before_the_lookback_nor_the_first_cron_window(settings: Any) -> None:
+    settings.RECONCILE_LOOKBACK = "30m"
+    cron_window(T0 - timedelta(days=3), source="manual")  # an old manual back-fill starts nothing
+    cron_window(T0)
+
+    summary = reconcile(now=NOW)
+
+    # Only windows starting in the last 30 minutes (from T0+35m) are looked at.
+    assert rows(source="reconciler") == [(key(start), "missed", "", "reconciler") for start in MISSING[6:]]
+    assert summary["missed"] == 4
+
+
+def test_reconcile__a_job_the_cron_service_never_called_has_no_windows_due() -> None:
+    cron_window(T0, source="manual")
+
+    summary = reconcile(now=NOW)
+
+    assert (summary["missed"], summary["jobs"]) == (0, {})
+    assert CronJobState.objects.get(job="counter").first_cron_window is None
+
+
+def test_reconcile__a_paused_jobs_windows_are_paused_not_missed_nor_caught_up(
+    make_staff: Callable[..., User], counter_catches_up: Callable[..., None]
+) -> None:
+    counter_catches_up("all")
+    operator = make_staff("operator")
+    cron_window(T0)
+    cron_job_pause(job="counter", user=operator, note="supplier API down", now=T0 + 5 * WINDOW + timedelta(seconds=5))
+
+    paused = reconcile(now=NOW)
+    cron_job_resume(job="counter", user=operator, now=NOW)
+    cron_window(T0 + 13 * WINDOW)
+    resumed = reconcile(now=T0 + 16 * WINDOW)
+
+    assert (paused["missed"], paused["paused"], paused["caughtUp"]) == (4, 6, 0)  # T0+5m..20m missed, then paused
+    assert rows(source="reconciler", status="paused") == [
+        (key(start), "paused", "paused", "reconciler") for start in [*MISSING[4:], T0 + 11 * WINDOW, T0 + 12 * WINDOW]
+    ]
+    # Resumed at T0+60m30s: T0+55m and T0+60m fell in the pause; T0+70m has no tick and is caught up.
+    assert (resumed["missed"], resumed["paused"], resumed["caughtUp"]) == (0, 2, 1)
+    assert not CronRun.objects.exclude(dispatch_key=key(T0 + 14 * WINDOW)).exists()
+
+
+def test_reconcile__background_jobs_skips_by_default(now: datetime) -> None:
+    start = now.replace(second=0, microsecond=0)
+    cron_window(start, job="background-jobs", seconds=60)
+
+    summary = reconcile(now=start + timedelta(minutes=5, seconds=1))
+
+    assert summary["jobs"]["background-jobs"]["missed"] == 3  # +1m, +2m, +3m; +4m is inside its 60 s grace
+    assert DispatchWindow.objects.filter(job="background-jobs", status="missed").count() == 3
