@@ -187,9 +187,7 @@ class DeadLetter(models.Model):
             models.Index(fields=["scope", *TRIAGE_ORDER], name="runs_dl_scope_triage_idx"),
             # Grouping by cause (count, first and last seen) with the state filter or without it: an
             # index-only scan, never a read of every letter; and one cause's letters in triage order.
-            models.Index(
-                fields=["resolution", "fingerprint", "created_at"], include=["kind"], name="runs_dl_state_cause_idx"
-            ),
+            models.Index(fields=["resolution", "fingerprint", "created_at", "kind"], name="runs_dl_state_cause_idx"),
             models.Index(fields=["fingerprint", *TRIAGE_ORDER], name="runs_dl_cause_triage_idx"),
             models.Index(fields=["dispatch_key"], name="runs_dl_dispatch_key_idx"),
             models.Index(fields=["run_id"], name="runs_dl_run_id_idx"),

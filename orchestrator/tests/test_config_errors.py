@@ -18,12 +18,12 @@ BARE = ("DATABASE_URL", "REDIS_URL", "INNGEST_EVENT_KEY", "INNGEST_DEV", "DEBUG"
 
 
 def manage_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
-    """Run `manage.py check` on the embedded defaults with `variables` set."""
+    """Run `manage.py check` (with the database's checks, as migrate runs them) on the defaults with `variables` set."""
     env = {key: value for key, value in os.environ.items() if key not in BARE}
     env.update(DJANGO_SETTINGS_MODULE="orchestrator.settings", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     env.update(variables)  # (this may name another DATABASE_URL)
     return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "check"],
+        [sys.executable, str(ROOT / "manage.py"), "check", "--database", "default"],
         cwd=ROOT,
         env=env,
         capture_output=True,

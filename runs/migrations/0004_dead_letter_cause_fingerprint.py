@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
         migrations.RunPython(fingerprint_existing_letters, migrations.RunPython.noop, elidable=True),
         migrations.AddIndex(
             model_name='deadletter',
-            index=models.Index(fields=['resolution', 'fingerprint', 'created_at'], include=('kind',), name='runs_dl_state_cause_idx'),
+            index=models.Index(fields=['resolution', 'fingerprint', 'created_at', 'kind'], name='runs_dl_state_cause_idx'),
         ),
         migrations.AddIndex(
             model_name='deadletter',
