@@ -178,13 +178,26 @@ def test_demo__run_again_in_the_same_window_still_runs_its_jobs_and_leaves_none_
     first = run(manage, "demo", "--at", "2026-03-14T15:09:26Z", env=env)
     again = run(manage, "demo", "--at", "2026-03-14T15:09:40Z", env=env)
 
+    report = subprocess.run(
+        [sys.executable, manage, "orchestrator_report", "--json", "--since", "366d"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
     assert "ticked already" not in first
     assert (
-        "That window was ticked already (make demo ran earlier in this minute): ticking it again with --force" in again
+        "That window was ticked already (make demo ran earlier in this minute), so this tick ran nothing; "
+        "draining the new jobs directly instead" in again
     )
     for out in (first, again):
         assert "Done: 4 of the 5 jobs succeeded; 1 became a dead letter (demo.fail)" in out
         assert "pending" not in out.split("Done:")[1]  # nothing left waiting, unexplained or not
+    # Nothing ran twice: a rerun of the demo never crosses the duplicate-runs gate.
+    assert json.loads(report.stdout)["metrics"]["duplicateRuns"]["value"] == 0
 
 
 def test_make_superuser__asks_nothing_with_the_django_superuser_variables(tmp_path: Path) -> None:
