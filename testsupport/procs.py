@@ -50,6 +50,19 @@ def manage(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subpr
     )
 
 
+def run_manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `manage.py <args>` to its end, its output captured as text; its exit code is the caller's to judge."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def python_module(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start `python -m <module> <args>` as a child process with text pipes (stdin open)."""
     return subprocess.Popen(

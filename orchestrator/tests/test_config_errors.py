@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from django.test import Client
 
 from core.environment import Env
-from testsupport.procs import ROOT
+from testsupport.procs import run_manage
 
 BARE = ("DATABASE_URL", "REDIS_URL", "INNGEST_EVENT_KEY", "INNGEST_DEV", "DEBUG", "CRON_SECRET", "SECRET_KEY")
 
@@ -22,15 +21,7 @@ def manage_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProces
     env = {key: value for key, value in os.environ.items() if key not in BARE}
     env.update(DJANGO_SETTINGS_MODULE="orchestrator.settings", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     env.update(variables)  # (this may name another DATABASE_URL)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "check", "--database", "default"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_manage("check", "--database", "default", env=env)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from testsupport.procs import ROOT
+from testsupport.procs import ROOT, run_manage
 
 PRODUCTION_VARIABLES = ("DATABASE_URL", "REDIS_URL", "INNGEST_EVENT_KEY", "INNGEST_DEV", "DEBUG", "CRON_SECRET")
 
@@ -83,15 +83,7 @@ def test_defaults__orchestrator_report_runs_on_sqlite(tmp_path: Path) -> None:
     run(manage, "migrate", "--noinput", env=env)
     run(manage, "shell", "-c", SEED_REPORT_DATA, env=env)
 
-    done = subprocess.run(
-        [sys.executable, manage, "orchestrator_report", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_manage("orchestrator_report", "--json", env=env)
 
     assert done.returncode == 1, done.stderr
     body = json.loads(done.stdout)
@@ -178,15 +170,7 @@ def test_demo__run_again_in_the_same_window_still_runs_its_jobs_and_leaves_none_
     first = run(manage, "demo", "--at", "2026-03-14T15:09:26Z", env=env)
     again = run(manage, "demo", "--at", "2026-03-14T15:09:40Z", env=env)
 
-    report = subprocess.run(
-        [sys.executable, manage, "orchestrator_report", "--json", "--since", "366d"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    report = run_manage("orchestrator_report", "--json", "--since", "366d", env=env)
 
     assert "ticked already" not in first
     assert (

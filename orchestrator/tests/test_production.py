@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from django.test import Client
 
 from testsupport.live import Gunicorn
-from testsupport.procs import ROOT
+from testsupport.procs import run_manage
 
 PRODUCTION = {
     "DEBUG": "false",
@@ -54,15 +53,7 @@ def deploy_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProces
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DJANGO_SETTINGS_MODULE="orchestrator.settings", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     env.update(variables)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
 
 
 def test_check_deploy__comes_out_clean_with_https_configured(tmp_path: Path) -> None:

@@ -8,16 +8,15 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count
-from django.test import Client
 
 from jobs.models import BackgroundJob
 from jobs.runner import jobs_run
 from runs.causes import cause_groups
 from runs.models import DeadLetter
+from testsupport.admin import messages_of, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -47,16 +46,6 @@ def incident(make_job_letter: Callable[..., DeadLetter], now: datetime) -> dict[
             letter("LookupError: invoice 9 not found", hours=2),
         ],
     }
-
-
-def signed_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [message.message for message in get_messages(response.wsgi_request)]
 
 
 def test_dead_letter__a_dead_job_leaves_a_letter_carrying_its_cause(make_job: Callable[..., BackgroundJob]) -> None:

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
-from django.test import Client
 from django.urls import reverse
 
 from jobs.models import BackgroundJob
 from runs.models import DeadLetter
+from testsupport.admin import messages_of, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -26,22 +25,12 @@ def operator(make_staff: Callable[..., User]) -> User:
     return make_staff("operator", *BROWSE, "runs.triage_deadletter")
 
 
-def signed_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def page_of(letter: DeadLetter) -> str:
     return reverse("admin:runs_deadletter_change", args=[letter.pk])
 
 
 def text(response: Any) -> str:
     return " ".join(response.content.decode().split())
-
-
-def messages_of(response: Any) -> list[str]:
-    return [message.message for message in get_messages(response.wsgi_request)]
 
 
 def test_letter_page__a_requeued_letter_says_requeued_by_never_resolved_by(
