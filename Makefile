@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
-#   make demo   - install, migrate, enqueue demo jobs, run one tick, print the summary
+#   make demo   - install, migrate, enqueue demo jobs, tick twice (the second a duplicate), say what happened
 #   make test   - install and run the test suite (needs PostgreSQL and Redis on 127.0.0.1)
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,19 +21,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: $(STAMP)
 	@$(BIN)/python manage.py migrate --noinput -v0
-	@$(BIN)/python manage.py enqueue_job demo.echo --count 3 --payload '{"kwargs": {"message": "hello from the demo"}}'
-	@$(BIN)/python manage.py enqueue_job demo.sleep --payload '{"kwargs": {"seconds": 0.2}}'
-	@$(BIN)/python manage.py enqueue_job demo.fail --max-attempts 1
-	@echo "--- one tick of background-jobs (inline mode: nothing is configured) ---"
-	@LOG_LEVEL=WARNING $(BIN)/python manage.py dispatch_tick background-jobs
-	@echo "--- done. Serve it with: make serve (admin: make superuser, then http://127.0.0.1:8000/admin/) ---"
+	@LOG_LEVEL=WARNING $(BIN)/python manage.py demo
 
 serve: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
+# Asks for a username, an email and a password; with DJANGO_SUPERUSER_USERNAME, DJANGO_SUPERUSER_EMAIL and
+# DJANGO_SUPERUSER_PASSWORD set, asks nothing (Django's createsuperuser --noinput).
 superuser: $(STAMP)
-	$(BIN)/python manage.py createsuperuser
+	@$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py createsuperuser$(if $(DJANGO_SUPERUSER_USERNAME), --noinput)
 
 # The admin's browser test drives Debian's chromium (never a downloaded browser).
 test: $(STAMP)

@@ -12,6 +12,7 @@ import pytest
 from django.core.cache import cache, caches
 from hypothesis import settings as hypothesis_settings
 
+from core.errors import error_fingerprint
 from jobs.models import BackgroundJob
 from testsupport.admin import STAFF_PASSWORD
 from testsupport.event_api import EventAPI
@@ -98,7 +99,7 @@ def make_job(now: datetime) -> Callable[..., BackgroundJob]:
     return make
 
 
-# --- Inngest on loopback (SPEC §9) ------------------------------------------------
+# --- Inngest on loopback (docs/inngest.md, "How the Inngest side is tested") -------
 
 EVENT_KEY = "test-event-key"
 SIGNING_KEY = "signkey-test-" + "5e" * 32
@@ -171,12 +172,13 @@ def make_job_letter(now: datetime) -> Callable[..., Any]:
         fields.setdefault("dispatch_key", "cron:background-jobs:2026-03-14T15:09")
         fields.setdefault("correlation_id", "tick-42")
         fields.setdefault("created_at", now)
+        fields.setdefault("error", "ValueError: boom")
         return DeadLetter.objects.create(
             source=DeadLetter.Source.JOB,
             job=job,
             kind=kind,
             scope=job.scope,
-            error="ValueError: boom",
+            fingerprint=error_fingerprint(fields["error"]),
             payload=job.payload,
             attempts=job.attempts,
             **fields,
@@ -233,6 +235,7 @@ def make_run_letter(now: datetime) -> Callable[..., Any]:
             correlation_id="tick-7",
             run_id=run.run_id,
             error="ConnectionError: upstream down",
+            fingerprint="ConnectionError: upstream down",
             payload=payload,
             attempts=4,
             **fields,

@@ -9,8 +9,18 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
-    from django.core.management import execute_from_command_line
+    try:
+        from django.core.management import execute_from_command_line
+    except ImportError as exc:
+        raise ImportError(
+            "Couldn't import Django. Are you sure it's installed and available on your PYTHONPATH environment "
+            "variable? Did you forget to activate a virtual environment? `make demo` creates one in .venv: "
+            "run `. .venv/bin/activate` first (README, 'A five-minute tour')."
+        ) from exc
+    from core.logs import route_command_logs
 
+    # A command's stdout is its result: its log lines go to stderr (servers keep stdout).
+    route_command_logs(sys.argv)
     execute_from_command_line(sys.argv)
 
 

@@ -103,14 +103,15 @@ def measure(system: str, url: str) -> list[float]:
 def start_worker(system: str, url: str, *, stamps: Path, log: Path) -> subprocess.Popen[bytes]:
     """Start `system`'s standing worker and return once it is up (its first output line)."""
     if system == "orchestrator":
-        args, env = worker_command(), worker_env(url)
+        # INFO, as an operator runs it: the worker says `worker listening for jobs` once it is up.
+        args, env = worker_command(), {**worker_env(url), "LOG_LEVEL": "INFO"}
     else:
         args, env = command(system, "listen", url), dict(os.environ)
     env["BENCH_STAMPS"] = str(stamps)
     with log.open("wb") as out:
         worker = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 60
-    while not log.read_bytes().strip():  # run_jobs prints its first (empty) drain's summary; peers say READY
+    while not log.read_bytes().strip():  # run_jobs logs that it listens (or its chores); peers say READY
         if worker.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{system} worker did not start: {log.read_text()[-2000:]}")
         time.sleep(0.05)

@@ -26,11 +26,11 @@ class ActionReport:
     def message(self, *, verb: str, singular: str, plural: str) -> str:
         """Return the message-bar text, e.g. "Requeued 2 dead letters. Skipped 1: already resolved."."""
         noun = singular if len(self.done) == 1 else plural
-        text = f"{verb} {len(self.done)} {noun}."
+        text = f"{verb} {len(self.done):,} {noun}."
         if self.skipped:
             if len(self.skipped) == 1:
                 reasons = next(iter(self.skipped))
             else:
-                reasons = "; ".join(f"{len(pks)} {reason}" for reason, pks in self.skipped.items())
-            text += f" Skipped {self.skipped_count}: {reasons}."
+                reasons = "; ".join(f"{len(pks):,} {reason}" for reason, pks in self.skipped.items())
+            text += f" Skipped {self.skipped_count:,}: {reasons}."
         return text

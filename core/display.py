@@ -34,6 +34,29 @@ def badge(value: str, label: str | None = None) -> SafeString:
     )
 
 
+CLIP_SIZES = ("narrow", "medium", "wide")
+CLIP_TITLE_LIMIT = 1000  # characters of the whole text kept on hover; the detail page has all of it
+
+
+def clipped(text: str, size: str = "medium") -> SafeString | str:
+    """Return `text` on one line cut to a column's width with an ellipsis, the whole of it on hover (title).
+
+    A changelist then fits its screen (1400 px) whatever a kind, key or error holds.
+    """
+    if not text:
+        return EMPTY
+    if size not in CLIP_SIZES:
+        raise ValueError(f"size must be one of {', '.join(CLIP_SIZES)}; got {size!r}")
+    return format_html(
+        '<span class="orch-clip orch-clip--{}" title="{}">{}</span>', size, text[:CLIP_TITLE_LIMIT], text
+    )
+
+
+def first_line(text: str) -> str:
+    """Return the first line of `text` ("" for none): an error's `Type: message`."""
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
 def mode_badge(value: str) -> SafeString:
     """Return a mode as a neutral badge (its window's outcome badge carries the colour); "" is shown as —."""
     return format_html(

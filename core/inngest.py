@@ -1,4 +1,4 @@
-"""The Inngest client, built from settings (SPEC §8: the SDK's variables keep their meaning).
+"""The Inngest client, built from settings (docs/inngest.md: the SDK's variables keep their meaning).
 
 `INNGEST_DEV` ("1", "true", or the dev server's URL) selects the dev server;
 otherwise the client runs in cloud mode (signed requests, INNGEST_SIGNING_KEY).

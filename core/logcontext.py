@@ -10,7 +10,6 @@ so code deep inside a tick or a run logs them without passing them around.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -42,20 +41,3 @@ class ContextFilter(logging.Filter):
             if not hasattr(record, name):
                 setattr(record, name, value)
         return True
-
-
-@contextmanager
-def logs_to_stderr() -> Iterator[None]:
-    """Send the log lines the block writes to stdout to stderr instead: a command's stdout is its result only."""
-    moved = [
-        handler
-        for handler in logging.getLogger().handlers
-        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout
-    ]
-    for handler in moved:
-        handler.setStream(sys.stderr)
-    try:
-        yield
-    finally:
-        for handler in moved:
-            handler.setStream(sys.stdout)

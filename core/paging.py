@@ -2,7 +2,8 @@
 
 Up to `exact_limit` matching rows are counted exactly, with a count that stops at the
 limit (`SELECT COUNT(*) FROM (... LIMIT n)`). Past it, the count is PostgreSQL's
-planner estimate for the same query (the changelist says "about"), and only the first
+planner estimate for the same query (the changelist says "about … (an estimate)"; SQLite, the
+embedded local database, has none and counts exactly), and only the first
 `max_pages` pages can be opened: a deeper OFFSET would scan what the count avoided.
 Narrow the list with a filter, a date or a search instead.
 """
@@ -31,6 +32,9 @@ class LedgerPaginator(Paginator[Any]):
         bounded: int = queryset.order_by()[: self.exact_limit + 1].count()
         if bounded <= self.exact_limit:
             return bounded
+        if connections[queryset.db].vendor != "postgresql":
+            # No planner estimate to give (SQLite: the local, embedded database): count them all.
+            return queryset.order_by().count()
         self.estimated = True
         return max(bounded, planner_estimate(queryset))
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.utils.dateparse import parse_datetime
 
-PERIOD_RE = re.compile(r"([1-9][0-9]{0,5})([smhd])")
+PERIOD_RE = re.compile(r"([0-9]{1,6})([smhd])")
 PERIOD_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_PERIOD = timedelta(days=366)
 
@@ -20,6 +20,10 @@ def parse_period(text: str) -> timedelta:
             f"{text!r} is not a period: write a whole number and a unit (s, m, h or d), e.g. 15m, 24h or 7d"
         )
     period = timedelta(**{PERIOD_UNITS[match[2]]: int(match[1])})
+    if not period:
+        raise ValueError(
+            f"{text!r} is an empty period (it covers no time at all): write at least 1s, e.g. 15m, 24h or 7d"
+        )
     if period > MAX_PERIOD:
         raise ValueError(f"{text!r} is longer than {MAX_PERIOD.days}d; history is only kept for WINDOWS_RETENTION_DAYS")
     return period

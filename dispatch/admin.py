@@ -19,7 +19,7 @@ from django.utils.safestring import SafeString
 
 from core.admin import ReadOnlyAdmin
 from core.admin_filters import DistinctValuesFilter
-from core.display import age, badge, changelist_url, duration, link, mode_badge, pretty_json
+from core.display import age, badge, changelist_url, clipped, duration, link, mode_badge, pretty_json
 from dispatch import cron_admin  # noqa: F401  (registers the Cron jobs page)
 from dispatch.models import STORED_MODES, DispatchWindow
 
@@ -59,14 +59,14 @@ class ModeFilter(admin.ChoicesFieldListFilter):
 @admin.register(DispatchWindow)
 class DispatchWindowAdmin(ReadOnlyAdmin):
     list_display = (
-        "dispatch_key",
-        "job",
+        "key",
+        "cron_job",
         "status_badge",
         "mode_badge",
         "source",
         "latency",
-        "publish_attempts",
-        "duplicate_ticks",
+        "publishes",
+        "duplicates",
         "created",
         "runs_link",
     )
@@ -99,6 +99,14 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
+    @admin.display(description="dispatch key")
+    def key(self, window: DispatchWindow) -> SafeString | str:
+        return clipped(window.dispatch_key, "wide")
+
+    @admin.display(description="job")
+    def cron_job(self, window: DispatchWindow) -> SafeString | str:
+        return clipped(window.job)
+
     @admin.display(description="outcome", ordering="status")
     def status_badge(self, window: DispatchWindow) -> SafeString:
         return badge(window.status)
@@ -106,6 +114,16 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
     @admin.display(description="mode", ordering="mode")
     def mode_badge(self, window: DispatchWindow) -> SafeString:
         return mode_badge(window.mode)
+
+    @admin.display(description="publishes")
+    def publishes(self, window: DispatchWindow) -> int:
+        """The publish attempts (the column's header stays short: the page says "publish attempts")."""
+        return window.publish_attempts
+
+    @admin.display(description="duplicates")
+    def duplicates(self, window: DispatchWindow) -> int:
+        """The ticks of this window answered as duplicates."""
+        return window.duplicate_ticks
 
     @admin.display(description="latency")
     def latency(self, window: DispatchWindow) -> str:

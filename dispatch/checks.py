@@ -22,7 +22,7 @@ def registry_messages(problem: str) -> list[CheckMessage]:
     return [
         Error(
             f"Invalid cron registry: {problem}",
-            hint="Fix settings.CRON_JOBS (see docs/cron.md, 'Registering cron jobs').",
+            hint="Fix CRON_JOBS (see docs/cron.md, 'Registering cron jobs').",
             id="dispatch.E001",
         )
     ]

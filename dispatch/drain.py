@@ -149,7 +149,7 @@ class _Publisher:
             )
             return
         self.published += 1
-        logger.info("drain requested", extra={"action": "drain_request", "dispatchKey": event.data["dispatchKey"]})
+        logger.debug("drain requested", extra={"action": "drain_request", "dispatchKey": event.data["dispatchKey"]})
 
 
 _publishers: dict[int, _Publisher] = {}

@@ -1,4 +1,4 @@
-"""The events of one window: deterministic ids and the payload contract (SPEC §3)."""
+"""The events of one window: deterministic ids and the payload contract (docs/inngest.md)."""
 
 from __future__ import annotations
 

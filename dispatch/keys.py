@@ -1,4 +1,4 @@
-"""Dispatch keys, windows, event ids and correlation ids (SPEC §3), all pure."""
+"""Dispatch keys, windows, event ids and correlation ids (docs/cron.md), all pure."""
 
 from __future__ import annotations
 

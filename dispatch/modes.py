@@ -1,4 +1,4 @@
-"""Mode resolution (SPEC §3): which ticks dispatch to Inngest and which run inline."""
+"""Mode resolution (docs/cron.md): which ticks dispatch to Inngest and which run inline."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ dispatch/tests/test_publish*.py hold the publish to every failure shape.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 import httpx
@@ -36,6 +37,9 @@ from inngest._internal.client_lib.models import SendEventsResult
 from core.errors import one_line
 
 logger = logging.getLogger(__name__)
+
+# How long the failure path waits to learn whether anything listens at the event API.
+PROBE_SECONDS = 0.2
 
 
 class PublishError(Exception):
@@ -51,15 +55,37 @@ def publish_events(events: list[inngest.Event], *, client: inngest.Inngest, time
     try:
         return _send(events, client=client, deadline=deadline)
     except _TimedOut:
-        raise PublishError(f"publish timed out after {timeout:g} s") from None
+        raise PublishError(_refused(client) or f"publish timed out after {timeout:g} s") from None
     except inngest_errors.EventKeyUnspecifiedError as exc:
         raise PublishError("no event key: set INNGEST_EVENT_KEY (or INNGEST_DEV for the dev server)") from exc
-    except inngest_errors.Error as exc:  # SendEventsError and the SDK's other errors
+    except inngest_errors.SendEventsError as exc:
+        # "never received response" when every try failed to connect.
+        raise PublishError(_refused(client) or f"event API refused the events: {one_line(exc, 300)}") from exc
+    except inngest_errors.Error as exc:  # the SDK's other errors
         raise PublishError(f"event API refused the events: {one_line(exc, 300)}") from exc
     except ValueError as exc:  # a body that is not JSON, or JSON of the wrong shape
         raise PublishError(f"event API answered with an unreadable body: {one_line(exc, 200)}") from exc
     except (httpx.HTTPError, OSError) as exc:
         raise PublishError(f"event API unreachable: {one_line(exc, 200)}") from exc
+
+
+def _refused(client: inngest.Inngest) -> str:
+    """Return why a failed publish failed when nothing listens at the event API ("" otherwise).
+
+    A refused connection is tried again until the bound, which would then read as a
+    timeout: one connection attempt, on the failure path only, tells the two apart.
+    """
+    origin = str(getattr(client, "_event_api_origin", ""))
+    if not origin:
+        return ""
+    url = httpx.URL(origin)
+    try:
+        with socket.create_connection((url.host, url.port or (443 if url.scheme == "https" else 80)), PROBE_SECONDS):
+            return ""
+    except ConnectionRefusedError:
+        return f"connection refused by the event API at {origin}: is it running? (docs/inngest.md, 'Connecting')"
+    except OSError:  # unreachable or slow: the bound's own error says enough
+        return ""
 
 
 class _TimedOut(Exception):

@@ -181,7 +181,11 @@ class _Parsed:
 _parsed = _Parsed()
 
 
-def _parse_registry(entries: list[Any]) -> Mapping[str, CronJob]:
+def _parse_registry(entries: object) -> Mapping[str, CronJob]:
+    if not isinstance(entries, list | tuple):
+        raise RegistryError(
+            f'CRON_JOBS must be a list of cron jobs, e.g. [{{"name": ...}}]; got {type(entries).__name__}'
+        )
     jobs = {BUILTIN.name: BUILTIN}
     problems: list[str] = []
     for index, entry in enumerate(entries):
@@ -201,6 +205,10 @@ def _parse_registry(entries: list[Any]) -> Mapping[str, CronJob]:
 
 def registry_problem() -> str:
     """Return why the registry is invalid, or "" when it is valid."""
+    unreadable = getattr(settings, "ENVIRONMENT_ERRORS", {}).get("CRON_JOBS")
+    if unreadable:
+        # Settings kept no extra cron job: say why, rather than serve the built-in job alone quietly.
+        return f"{unreadable}; no cron job of CRON_JOBS is registered until it is fixed"
     try:
         cron_jobs()
     except RegistryError as exc:

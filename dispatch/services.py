@@ -126,7 +126,7 @@ def dispatch_tick(
 
 
 def resolve_mode(tick: Tick, *, inline_requested: bool) -> str:
-    """Return the mode for this tick, in the order SPEC §3 gives."""
+    """Return the mode for this tick, in the order of docs/cron.md: forced inline, the job's flag, the canary."""
     if inline_requested or settings.BACKGROUND_JOBS_FORCE_INLINE:
         return Mode.INLINE_FORCED
     if not modes.dispatch_enabled(tick.job) or not modes.canary_selected(tick.dispatch_key):

@@ -1,4 +1,4 @@
-"""`GET|POST /api/cron/<job>`: the authenticated dispatcher endpoint (SPEC §3).
+"""`GET|POST /api/cron/<job>`: the authenticated dispatcher endpoint (docs/cron.md).
 
 The site's URLconf passes in `deploy_errors`: what makes a deployment unfit to
 dispatch is the site's to judge (its deploy checks), above this layer.

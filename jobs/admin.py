@@ -14,11 +14,10 @@ from django.utils.safestring import SafeString
 from core.actions import ACTION_LIMIT
 from core.admin import ReadOnlyAdmin
 from core.admin_filters import DistinctValuesFilter
-from core.display import EMPTY, age, badge, change_url, duration, link, pretty_json
+from core.display import EMPTY, age, badge, change_url, clipped, duration, first_line, link, pretty_json
 from jobs.models import BackgroundJob, QueueHealthSnapshot
 from jobs.triage import job_cancel, job_retry_now
 
-ERROR_PREVIEW = 80
 # The run ledger sits above the queue: its rows are linked by admin URL name and reached
 # through their reverse relations (dead_letter, requeued_from), never by importing the model.
 DEAD_LETTER = "runs.DeadLetter"
@@ -28,12 +27,11 @@ DEAD_LETTER = "runs.DeadLetter"
 class BackgroundJobAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
-        "kind",
-        "queue",
-        "tenant",
+        "kind_clipped",
+        "queue_clipped",
+        "tenant_clipped",
         "status_badge",
         "attempts_of",
-        "priority",
         "due",
         "created",
         "run_duration",
@@ -142,10 +140,21 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
             return EMPTY
         return duration((job.finished_at - job.started_at).total_seconds() * 1000)
 
+    @admin.display(description="kind")
+    def kind_clipped(self, job: BackgroundJob) -> SafeString | str:
+        return clipped(job.kind)
+
+    @admin.display(description="queue")
+    def queue_clipped(self, job: BackgroundJob) -> SafeString | str:
+        return clipped(job.queue, "narrow")
+
+    @admin.display(description="tenant")
+    def tenant_clipped(self, job: BackgroundJob) -> SafeString | str:
+        return clipped(job.tenant, "narrow")
+
     @admin.display(description="last error")
-    def error_preview(self, job: BackgroundJob) -> str:
-        text = job.last_error.splitlines()[0] if job.last_error else EMPTY
-        return text if len(text) <= ERROR_PREVIEW else text[: ERROR_PREVIEW - 1] + "…"
+    def error_preview(self, job: BackgroundJob) -> SafeString | str:
+        return clipped(first_line(job.last_error), "wide")
 
     @admin.display(description="dead letter")
     def dead_letter_link(self, job: BackgroundJob) -> SafeString | str:

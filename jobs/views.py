@@ -1,4 +1,4 @@
-"""`POST /api/jobs`: enqueue a background job over HTTP (SPEC §5)."""
+"""`POST /api/jobs`: enqueue a background job over HTTP (docs/jobs.md)."""
 
 from __future__ import annotations
 

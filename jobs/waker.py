@@ -62,6 +62,7 @@ class Waker:
             own.close()
             raise
         self._own = own
+        logger.info("worker listening for jobs", extra={"action": "worker_listen", "channel": CHANNEL})
 
     def wait(self, *, stop: threading.Event, now: datetime) -> Wake:
         """Return when a job may be due (and why), or "stopped" as soon as `stop` is set."""
@@ -70,6 +71,7 @@ class Waker:
         if earliest is not None and (earliest - now).total_seconds() < timeout:
             timeout, reason = max(0.0, (earliest - now).total_seconds()), "due"
         deadline = time.monotonic() + timeout
+        logger.debug("worker idle", extra={"action": "worker_wait", "seconds": round(timeout, 3), "until": reason})
         while not stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:

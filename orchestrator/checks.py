@@ -1,4 +1,4 @@
-"""Configuration checks (SPEC §7): `manage.py check --deploy` says what to set before going live.
+"""Configuration checks: `manage.py check --deploy` says what to set before going live (docs/operations.md).
 
 Each check is a pure function of a `DeployConfig` read from settings, so the
 cron view can ask for the standing errors on every call (`deploy_errors()`)
@@ -20,6 +20,7 @@ from core.inngest import current_config
 from dispatch.checks import registry_messages
 from dispatch.modes import emergency_fallback, publishing_configured
 from dispatch.registry import registry_problem
+from orchestrator.environment_checks import empty_secret_key_messages, unreadable_messages, unreadable_variables
 
 TAG = "orchestrator"
 ROLLOUT_HINT = "See docs/operations.md, 'Rolling out and rolling back'."
@@ -39,6 +40,7 @@ class DeployConfig:
     inngest_env: str
     canary_percent: int
     registry_problem: str  # why settings.CRON_JOBS is invalid, or ""
+    unreadable: tuple[tuple[str, str], ...] = ()  # (variable, why) for each value settings could not read
 
 
 def read_config() -> DeployConfig:
@@ -55,6 +57,7 @@ def read_config() -> DeployConfig:
         inngest_env=settings.INNGEST_ENV.strip(),
         canary_percent=settings.BACKGROUND_JOBS_INNGEST_PERCENT,
         registry_problem=registry_problem(),
+        unreadable=unreadable_variables(),
     )
 
 
@@ -138,19 +141,24 @@ def secret_key_messages(config: DeployConfig) -> list[CheckMessage]:
 
 
 def canary_range_messages(config: DeployConfig) -> list[CheckMessage]:
-    if 0 <= config.canary_percent <= 100:
+    unreadable = dict(config.unreadable).get("BACKGROUND_JOBS_INNGEST_PERCENT")
+    if unreadable:
+        problem = f"{unreadable}: no window dispatches to Inngest until it is fixed."
+    elif 0 <= config.canary_percent <= 100:
         return []
+    else:
+        problem = f"BACKGROUND_JOBS_INNGEST_PERCENT={config.canary_percent} is outside 0–100."
     return [
         Error(
-            f"BACKGROUND_JOBS_INNGEST_PERCENT={config.canary_percent} is outside 0–100.",
-            hint="Set BACKGROUND_JOBS_INNGEST_PERCENT to a whole number from 0 to 100 (default 100).",
+            problem,
+            hint=f"Set BACKGROUND_JOBS_INNGEST_PERCENT to a whole number from 0 to 100 (default 100). {ROLLOUT_HINT}",
             id="orchestrator.E005",
         )
     ]
 
 
 def canary_messages(config: DeployConfig) -> list[CheckMessage]:
-    if not 0 <= config.canary_percent < 100:
+    if not 0 <= config.canary_percent < 100 or "BACKGROUND_JOBS_INNGEST_PERCENT" in dict(config.unreadable):
         return []
     return [
         Warning(
@@ -262,5 +270,7 @@ def _errors_for(config: DeployConfig) -> tuple[CheckMessage, ...]:
         *secret_key_messages(config),
         *canary_range_messages(config),
         *registry_messages(config.registry_problem),
+        *empty_secret_key_messages(config.unreadable),
+        *unreadable_messages(config.unreadable),
     ]
     return tuple(message for message in messages if message.is_serious())

@@ -156,46 +156,47 @@ def tiles(report: SloReport) -> list[Tile]:
     return [
         Tile(
             "Dispatch latency p95",
-            "no dispatches" if p95.value is None else f"{p95.value:.0f} ms",
-            f"gate ≤ {settings.SLO_DISPATCH_P95_MS:.0f} ms · {p95.detail['windows']} dispatched windows",
+            "no dispatches" if p95.value is None else f"{p95.value:,.0f} ms",
+            f"gate ≤ {settings.SLO_DISPATCH_P95_MS:,.0f} ms · {_count(p95.detail['windows'], 'dispatched window')}",
             _tone(p95),
         ),
         Tile(
             "Enqueue failures",
             "no publishes" if failures.value is None else f"{failures.value:.2%}",
-            f"{failures.detail['failedAttempts']} of {failures.detail['publishAttempts']} publish attempts · "
+            f"{failures.detail['failedAttempts']:,} of "
+            f"{_count(failures.detail['publishAttempts'], 'publish attempt')} · "
             f"gate ≤ {settings.SLO_MAX_ENQUEUE_FAILURE_RATE:.2%}",
             _tone(failures),
             changelist_url(DispatchWindow, status=DispatchWindow.Status.DISPATCH_FAILED),
         ),
         Tile(
             "Suppressed duplicates",
-            f"{suppressed.value:.0f} runs · {suppressed.detail['duplicateTicks']} ticks",
-            f"duplicate runs: {duplicates.value:.0f} (gate ≤ {settings.SLO_MAX_DUPLICATE_RUNS})",
+            f"{_count(suppressed.value or 0, 'run')} · {_count(suppressed.detail['duplicateTicks'], 'tick')}",
+            f"duplicate runs: {duplicates.value:,.0f} (gate ≤ {settings.SLO_MAX_DUPLICATE_RUNS})",
             _tone(duplicates),
         ),
         Tile(
             "Backlog",
-            f"{backlog.value:.0f} due job{'' if backlog.value == 1 else 's'}",
-            f"{backlog.detail['pending']} pending · {backlog.detail['running']} running",
+            _count(backlog.value or 0, "due job"),
+            f"{backlog.detail['pending']:,} pending · {backlog.detail['running']:,} running",
             "calm",
         ),
         Tile(
             "Queue lag",
-            f"{lag.value:.0f} s",
-            f"peak {peak.value:.0f} s in 24 h · gate ≤ {settings.SLO_MAX_QUEUE_LAG_SECONDS:.0f} s",
+            f"{lag.value:,.0f} s",
+            f"peak {peak.value:,.0f} s in 24 h · gate ≤ {settings.SLO_MAX_QUEUE_LAG_SECONDS:,.0f} s",
             "bad" if lag.passed is False or peak.passed is False else "good",
         ),
         Tile(
             "Unresolved dead letters",
-            f"{unresolved.value:.0f}",
-            f"{unresolved.detail['createdInPeriod']} new in 24 h",
+            f"{unresolved.value:,.0f}",
+            f"{unresolved.detail['createdInPeriod']:,} new in 24 h",
             "bad" if unresolved.value else "good",
             changelist_url(DeadLetter, state="unresolved"),
         ),
         Tile(
             "Missed windows",
-            f"{missed.value:.0f}",
+            f"{missed.value:,.0f}",
             f"no tick came; nothing ran · gate ≤ {settings.SLO_MAX_MISSED_WINDOWS}",
             _tone(missed),
             changelist_url(DispatchWindow, status__exact=DispatchWindow.Status.MISSED),
@@ -211,7 +212,7 @@ def tiles(report: SloReport) -> list[Tile]:
         Tile(
             "Abandoned",
             f"{_count(abandoned.detail['runs'], 'run')} · {_count(abandoned.detail['windows'], 'window')}",
-            f"{stale.value:.0f} stale pending now · gates ≤ {settings.SLO_MAX_ABANDONED_RUNS} "
+            f"{stale.value:,.0f} stale pending now · gates ≤ {settings.SLO_MAX_ABANDONED_RUNS} "
             f"and ≤ {settings.SLO_MAX_STALE_PENDING}",
             "bad" if abandoned.passed is False or stale.passed is False else "good",
             changelist_url(DispatchWindow, status__exact=DispatchWindow.Status.ABANDONED),
@@ -219,8 +220,9 @@ def tiles(report: SloReport) -> list[Tile]:
     ]
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+def _count(number: float, noun: str) -> str:
+    """Return a count with its noun, singular for one, with thousands separators: "1 run", "12,345 runs"."""
+    return f"{number:,.0f} {noun}{'' if number == 1 else 's'}"
 
 
 def _tone(metric: Metric) -> str:

@@ -1,30 +1,43 @@
-"""Settings for Orchestrator: the one place that reads the environment.
+"""Settings for Orchestrator: the one place that reads the environment (every variable: docs/configuration.md).
 
 With nothing set, the service runs on embedded defaults (SQLite file, local-memory
 cache, inline mode, DEBUG on). Production sets DATABASE_URL, REDIS_URL, SECRET_KEY,
 DEBUG=false, CRON_SECRET, JOBS_API_TOKEN, INNGEST_EVENT_KEY and INNGEST_SIGNING_KEY.
+Nothing here raises on a bad value: it keeps a safe value, and a configuration check
+says what is wrong and what to set (core.environment).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
 import django_stubs_ext
-import environ
+
+from core.environment import Env
+from core.logs import json_formatter
 
 # Let annotations such as admin.ModelAdmin[Model] work at run time.
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+env = Env()
+# The variables whose value could not be read, and why (filled as they are read below):
+# each kept its default, and a configuration check reports it (orchestrator.checks).
+ENVIRONMENT_ERRORS: dict[str, str] = env.unreadable
 
 # The development key is public: `manage.py check --deploy` refuses it.
 DEV_SECRET_KEY = "django-insecure-orchestrator-development-key-do-not-deploy"
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+if not SECRET_KEY.strip():
+    # Set but empty: not the public key (anyone could sign a session), but one of this process's own,
+    # so sign-ins last until a restart. `manage.py check` says so (orchestrator.E007).
+    ENVIRONMENT_ERRORS["SECRET_KEY"] = "SECRET_KEY is set but empty"
+    SECRET_KEY = secrets.token_urlsafe(50)
 DEBUG = env.bool("DEBUG", default=True)
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -148,39 +161,38 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-# Serve the admin's assets from the installed apps: no collectstatic step to forget.
+# Serve the admin's assets from the installed apps: no collectstatic step to forget. STATIC_ROOT
+# is set only to serve collected files instead (whitenoise warns in every worker when it is missing).
+STATIC_ROOT = env.str("STATIC_ROOT", default="") or None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# --- HTTPS (production: docs/configuration.md, "HTTPS") -----------------------------
 if not DEBUG:
+    # Behind a proxy that terminates TLS and says so: the request counts as HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
-    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# A load balancer's health check may come in plain HTTP: /api/health answers it rather than redirect.
+SECURE_REDIRECT_EXEMPT = [r"^api/health$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 
-# --- Logging: one JSON object per line on stdout ------------------------------
+# --- Logging: one JSON object per line -----------------------------------------
+# On stdout in the web process; on stderr in a management command, whose stdout is its
+# result (manage.py routes them: core.logs).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(levelname)s %(name)s %(message)s",
-            "rename_fields": {"levelname": "level", "name": "logger"},
-            "timestamp": "time",
-        },
-    },
+    "formatters": {"json": json_formatter()},
     "filters": {"context": {"()": "core.logcontext.ContextFilter"}},
     "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "json",
-            "filters": ["context"],
-        },
+        "console": {"()": "core.logs.ConsoleHandler", "formatter": "json", "filters": ["context"]},
     },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"level": env.str("DJANGO_LOG_LEVEL", default="WARNING")},
         "inngest": {"level": env.str("INNGEST_LOG_LEVEL", default="WARNING")},
@@ -188,7 +200,7 @@ LOGGING: dict[str, Any] = {
     },
 }
 
-# --- Cron dispatch (SPEC §3) --------------------------------------------------
+# --- Cron dispatch (docs/cron.md) ---------------------------------------------
 CRON_SECRET = env.str("CRON_SECRET", default="")
 # Extra cron jobs, beside the built-in `background-jobs`. Each entry:
 #   {"name": "nightly-report", "window_seconds": 3600,
@@ -200,17 +212,20 @@ CRON_JOBS: list[dict[str, Any]] = env.json("CRON_JOBS", default=[])
 # Per-job dispatch flags, keyed by variable name: BACKGROUND_JOBS_USE_INNGEST for
 # `background-jobs`, CRON_<NAME>_USE_INNGEST for the others. Unset means "auto".
 DISPATCH_FLAGS: dict[str, bool] = {
-    name: env.bool(name)
+    name: flag
     for name in os.environ
-    if name == "BACKGROUND_JOBS_USE_INNGEST" or re.fullmatch(r"CRON_[A-Z0-9_]+_USE_INNGEST", name)
+    if (name == "BACKGROUND_JOBS_USE_INNGEST" or re.fullmatch(r"CRON_[A-Z0-9_]+_USE_INNGEST", name))
+    and (flag := env.bool(name, default=None)) is not None  # unreadable: left unset, and reported
 }
 BACKGROUND_JOBS_FORCE_INLINE = env.bool("BACKGROUND_JOBS_FORCE_INLINE", default=False)
 BACKGROUND_JOBS_INNGEST_PERCENT = env.int("BACKGROUND_JOBS_INNGEST_PERCENT", default=100)
+if "BACKGROUND_JOBS_INNGEST_PERCENT" in ENVIRONMENT_ERRORS:
+    BACKGROUND_JOBS_INNGEST_PERCENT = 0  # unreadable: no window dispatches until it is fixed (orchestrator.E005)
 BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK = env.bool("BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK", default=False)
 BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL = env.str("BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL", default="")
 INLINE_TIME_BUDGET_SECONDS = env.float("INLINE_TIME_BUDGET_SECONDS", default=10.0)
 
-# --- Inngest (SPEC §3, §4) ----------------------------------------------------
+# --- Inngest (docs/inngest.md) ------------------------------------------------
 INNGEST_APP_ID = env.str("INNGEST_APP_ID", default="orchestrator")
 INNGEST_EVENT_KEY = env.str("INNGEST_EVENT_KEY", default="")
 INNGEST_SIGNING_KEY = env.str("INNGEST_SIGNING_KEY", default="")
@@ -231,7 +246,7 @@ INNGEST_STEP_BUDGET_SECONDS = env.float("INNGEST_STEP_BUDGET_SECONDS", default=2
 INNGEST_STEP_MAX_JOBS = env.int("INNGEST_STEP_MAX_JOBS", default=10_000)
 INNGEST_MAX_DRAIN_STEPS = env.int("INNGEST_MAX_DRAIN_STEPS", default=30)
 
-# --- Background-job queue (SPEC §5) -------------------------------------------
+# --- Background-job queue (docs/jobs.md) --------------------------------------
 JOBS_API_TOKEN = env.str("JOBS_API_TOKEN", default="")
 # Modules imported at start-up so that their @job_handler kinds and @task tasks are registered.
 JOB_HANDLER_MODULES: list[str] = env.list("JOB_HANDLER_MODULES", default=["jobs.demo"])
@@ -289,7 +304,7 @@ WORKER_CHORE_INTERVAL_SECONDS = env.float("WORKER_CHORE_INTERVAL_SECONDS", defau
 # The bearer token a Prometheus scrape sends to GET /metrics; unset with DEBUG off, /metrics answers 503.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
-# --- SLO stop-gates (SPEC §7) -------------------------------------------------
+# --- SLO stop-gates (docs/operations.md) --------------------------------------
 SLO_DISPATCH_P95_MS = env.float("SLO_DISPATCH_P95_MS", default=2000.0)
 SLO_MAX_DUPLICATE_RUNS = env.int("SLO_MAX_DUPLICATE_RUNS", default=0)
 SLO_MAX_QUEUE_LAG_SECONDS = env.float("SLO_MAX_QUEUE_LAG_SECONDS", default=300.0)

@@ -1,4 +1,4 @@
-"""The SLO report (SPEC §7): each figure beside its stop-gate, computed with SQL aggregates.
+"""The SLO report (docs/operations.md): each figure beside its stop-gate, computed with SQL aggregates.
 
 The figures themselves are orchestrator.slo_metrics; this module reads the period,
 takes the database snapshot they are computed in, and judges the gates.

@@ -8,6 +8,7 @@ import logging
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client.exposition import choose_encoder
 
 from core.auth import BearerGate
@@ -25,6 +26,9 @@ METRICS_GATE = BearerGate(
 DEFAULT_PERIOD = "24h"
 
 
+# The three read-only endpoints take no cookie and change nothing: a POST (or any other method) is answered
+# with a JSON 405 by the view, not with the CSRF middleware's HTML 403.
+@csrf_exempt
 @never_cache
 def health(request: HttpRequest) -> JsonResponse:
     """Answer 200 when the database and the cache are reachable, else 503; the body says which."""
@@ -34,11 +38,19 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
 
 
+@csrf_exempt
 @never_cache
 def status(request: HttpRequest) -> JsonResponse:
     """Answer the SLO report for `?since=24h` (default) as JSON; `pass` says whether every gate holds."""
     if (refusal := _refusal(request, gate=STATUS_GATE)) is not None:
         return refusal
+    for name, values in request.GET.lists():
+        # Refused as the cron view refuses them: a typo must not quietly report on the default period.
+        if name != "since":
+            error = f"param {name!r} is not accepted by /api/status (accepted: since)"
+            return JsonResponse({"error": error, "param": name}, status=400)
+        if len(values) > 1:
+            return JsonResponse({"error": "param 'since' is given more than once", "param": "since"}, status=400)
     since_text = request.GET.get("since", DEFAULT_PERIOD)
     try:
         period = parse_period(since_text)
@@ -49,6 +61,7 @@ def status(request: HttpRequest) -> JsonResponse:
     return JsonResponse(report.as_json() | {"period": since_text.strip()})
 
 
+@csrf_exempt
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
     """Answer the Prometheus metrics, read from the ledgers now (docs/operations.md, "Metrics")."""

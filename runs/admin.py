@@ -1,10 +1,9 @@
-"""The run ledger and the dead-letter triage queue in the admin (SPEC §6)."""
+"""The run ledger and the dead-letter triage queue in the admin (docs/admin.md)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin import helpers
 from django.db.models import F, QuerySet
@@ -16,14 +15,12 @@ from django.utils.safestring import SafeString
 
 from core.admin import ReadOnlyAdmin, acting_user
 from core.admin_filters import DistinctValuesFilter
-from core.display import EMPTY, age, badge, change_url, changelist_url, duration, link, pretty_json
-from core.notes import note_field
+from core.display import EMPTY, age, badge, change_url, changelist_url, clipped, duration, first_line, link, pretty_json
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.triage import dead_letter_requeue, dead_letter_resolve
-
-ERROR_PREVIEW = 80
+from runs.triage_admin import CauseFilter, LetterStateFilter, ResolveForm, TriagePages
 
 
 class AttemptInline(admin.TabularInline[FunctionRunAttempt, FunctionRun]):
@@ -50,13 +47,13 @@ class AttemptInline(admin.TabularInline[FunctionRunAttempt, FunctionRun]):
 @admin.register(FunctionRun)
 class FunctionRunAdmin(ReadOnlyAdmin):
     list_display = (
-        "function_id",
-        "dispatch_key",
+        "function",
+        "key",
         "status_badge",
         "attempts",
         "run_duration",
         "source",
-        "scope",
+        "tenant",
         "started",
         "dead_letter_link",
     )
@@ -93,6 +90,18 @@ class FunctionRunAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
+    @admin.display(description="function")
+    def function(self, run: FunctionRun) -> SafeString | str:
+        return clipped(run.function_id)
+
+    @admin.display(description="dispatch key")
+    def key(self, run: FunctionRun) -> SafeString | str:
+        return clipped(run.dispatch_key, "wide")
+
+    @admin.display(description="tenant")
+    def tenant(self, run: FunctionRun) -> SafeString | str:
+        return clipped(run.scope, "narrow")
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, run: FunctionRun) -> SafeString:
         return badge(run.status)
@@ -123,31 +132,14 @@ class FunctionRunAdmin(ReadOnlyAdmin):
         return pretty_json(run.output)
 
 
-class LetterStateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
-        return [("unresolved", "Unresolved"), ("requeued", "Requeued"), ("resolved", "Resolved")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        # `resolution` is "" exactly while `resolved_at` is NULL (a check constraint): one index serves all three.
-        resolution = {"unresolved": "", "requeued": "requeued", "resolved": "resolved"}.get(self.value() or "")
-        return queryset if resolution is None else queryset.filter(resolution=resolution)
-
-
-class ResolveForm(forms.Form):
-    note = note_field(help_text="Required: why these failures need no requeue (kept on each letter).")
-
-
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ReadOnlyAdmin):
+class DeadLetterAdmin(TriagePages):
     list_display = (
         "letter",
-        "kind",
-        "source",
+        "kind_clipped",
+        "origin",
         "state_badge",
-        "scope",
+        "tenant",
         "attempts",
         "error_preview",
         "created",
@@ -159,6 +151,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         "source",
         ("kind", DistinctValuesFilter),
         ("scope", DistinctValuesFilter),
+        CauseFilter,
     )
     search_fields = ("dispatch_key__exact", "correlation_id__exact", "run_id__exact")
     search_help_text = "An exact dispatch key, correlation id or run id."
@@ -167,6 +160,8 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     ordering = (F("resolved_at").desc(nulls_first=True), "-created_at", "-id")
     sortable_by = ("created",)
     actions = ("requeue", "resolve")
+    change_list_template = "admin/runs/deadletter/change_list.html"
+    change_form_template = "admin/runs/deadletter/change_form.html"
     fields = (
         "letter",
         "state_badge",
@@ -180,17 +175,11 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         "run_id",
         "attempts",
         "created_at",
+        "cause",
         "error",
         "payload_json",
-        "resolved_at",
-        "resolved_by",
-        "note",
-        "requeued_link",
     )
-    readonly_fields = fields
-
-    def has_triage_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("runs.triage_deadletter")
+    readonly_fields = (*fields, "requeued_at", "requeued_by", "requeued_link", "resolved_at", "resolved_by", "note")
 
     @admin.action(description="Requeue selected dead letters", permissions=["triage"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
@@ -213,17 +202,31 @@ class DeadLetterAdmin(ReadOnlyAdmin):
             self.report(request, report, verb="Resolved", change_message="Resolved (admin action).")
             return None
         letters = list(queryset.order_by("pk"))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Resolve dead letters",
-            "opts": self.model._meta,
-            "form": form,
-            "letters": letters,
-            "open_count": sum(1 for letter in letters if not letter.resolution),
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "media": self.media,
-        }
-        return TemplateResponse(request, "admin/runs/deadletter/resolve_confirmation.html", context)
+        open_count = sum(1 for letter in letters if not letter.resolution)
+        selected = len(letters)
+        intro = (
+            f"{open_count:,} of the {selected:,} selected dead letter{'' if selected == 1 else 's'} "
+            f"{'is' if open_count == 1 else 'are'} unresolved and will be resolved with this note (nothing is run "
+            "again)."
+        )
+        if open_count != selected:
+            intro += " The others were already requeued or resolved: they are skipped."
+        return self.resolve_page(
+            request,
+            form=form,
+            intro=intro,
+            items=[
+                f"#{letter.pk} {letter.kind} ({letter.get_source_display()})"
+                + (f": already {letter.resolution}, skipped" if letter.resolution else "")
+                for letter in letters
+            ],
+            hidden=[
+                *((helpers.ACTION_CHECKBOX_NAME, letter.pk) for letter in letters),
+                ("action", "resolve"),
+                ("post", "yes"),
+            ],
+            open_count=open_count,
+        )
 
     @admin.display(description="letter", ordering="pk")
     def letter(self, letter: DeadLetter) -> str:
@@ -233,10 +236,21 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     def state_badge(self, letter: DeadLetter) -> SafeString:
         return badge(letter.resolution or "unresolved")
 
+    @admin.display(description="kind")
+    def kind_clipped(self, letter: DeadLetter) -> SafeString | str:
+        return clipped(letter.kind)
+
+    @admin.display(description="source")
+    def origin(self, letter: DeadLetter) -> str:
+        return "run" if letter.source == DeadLetter.Source.FUNCTION_RUN else "job"
+
+    @admin.display(description="tenant")
+    def tenant(self, letter: DeadLetter) -> SafeString | str:
+        return clipped(letter.scope, "narrow")
+
     @admin.display(description="error")
-    def error_preview(self, letter: DeadLetter) -> str:
-        text = letter.error.splitlines()[0] if letter.error else EMPTY
-        return text if len(text) <= ERROR_PREVIEW else text[: ERROR_PREVIEW - 1] + "…"
+    def error_preview(self, letter: DeadLetter) -> SafeString | str:
+        return clipped(first_line(letter.error), "wide")
 
     @admin.display(description="created", ordering="created_at")
     def created(self, letter: DeadLetter) -> str:

@@ -1,4 +1,4 @@
-"""The Inngest functions (SPEC §4): one per work unit of every registered cron job.
+"""The Inngest functions (docs/inngest.md): one per work unit of every registered cron job.
 
 `process-background-jobs` drains the queue, `background-maintenance` runs
 maintenance, `cron-<name>` runs an extra cron job, and `drain-background-jobs`

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from core.errors import error_fingerprint
 from jobs.context import RunOrigin
 from runs.models import DeadLetter, FunctionRun
 
@@ -27,6 +28,7 @@ def dead_letter_for_job(*, job: BackgroundJob, error: str, now: datetime, origin
             "correlation_id": origin.correlation_id,
             "run_id": origin.run_id,
             "error": error,
+            "fingerprint": error_fingerprint(error),
             "payload": job.payload,
             "attempts": job.attempts,
             "created_at": now,
@@ -47,6 +49,7 @@ def dead_letter_for_run(*, run: FunctionRun, error: str, payload: Any, now: date
             "correlation_id": run.correlation_id,
             "run_id": run.run_id,
             "error": error,
+            "fingerprint": error_fingerprint(error),
             "payload": payload,
             "attempts": run.attempts,
             "created_at": now,

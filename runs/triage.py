@@ -1,4 +1,4 @@
-"""Dead-letter triage (SPEC §6): requeue a terminal failure, or resolve it with a note.
+"""Dead-letter triage (docs/admin.md): requeue a terminal failure, or resolve it with a note.
 
 Both record who acted and when on the letter. Each letter is judged on its own: a
 letter that is already resolved, or that cannot be requeued any more, is skipped
@@ -29,12 +29,18 @@ from runs.models import DeadLetter
 
 logger = logging.getLogger(__name__)
 
-ALREADY_RESOLVED = "already resolved"
+# A letter already handled is skipped, saying how: requeued is never called resolved.
+HANDLED_MEANWHILE = "requeued or resolved meanwhile"
 GONE = "deleted meanwhile"
 NOT_ATTEMPTED = "not attempted: an earlier publish in this batch failed"
 # 202 dispatched, 200 ran inline; 503 (publish failed) and 500 (inline crash) leave the letter open.
 REQUEUED_STATUS_CODES = frozenset({200, 202})
 DISPATCH_FAILED_STATUS_CODE = 503
+
+
+def already(resolution: str) -> str:
+    """Return why a letter already handled is skipped: "already requeued" or "already resolved"."""
+    return f"already {resolution}"
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def dead_letter_requeue(*, letter_ids: Sequence[int], user: AbstractBaseUser, no
         if letter is None:
             reason = GONE
         elif letter.resolved_at is not None:
-            reason = ALREADY_RESOLVED
+            reason = already(letter.resolution)
         elif letter.source == DeadLetter.Source.JOB:
             reason = _requeue_job_letter(pk, user=user, now=now)
         elif publish_failed:
@@ -98,7 +104,7 @@ def _requeue_job_letter(pk: int, *, user: AbstractBaseUser, now: datetime) -> st
     if letter is None:
         return GONE
     if letter.resolved_at is not None:
-        return ALREADY_RESOLVED
+        return already(letter.resolution)
     job = letter.job
     if job is None:  # The check constraint gives every job letter its job; keep mypy and a broken row honest.
         return "the letter has no job"
@@ -151,7 +157,7 @@ def _requeue_run_letter(letter: DeadLetter, *, user: AbstractBaseUser, now: date
         resolution=DeadLetter.Resolution.REQUEUED, resolved_at=now, resolved_by=user
     )
     if not claimed:
-        return ALREADY_RESOLVED, False
+        return HANDLED_MEANWHILE, False
     try:
         result = dispatch_tick(
             job=plan.job,
@@ -233,7 +239,7 @@ def dead_letter_resolve(*, letter_ids: Sequence[int], user: AbstractBaseUser, no
         if pk not in resolutions:
             report.skip(pk, GONE)
         elif resolutions[pk]:
-            report.skip(pk, ALREADY_RESOLVED)
+            report.skip(pk, already(resolutions[pk]))
         else:
             report.done.append(pk)
     DeadLetter.objects.filter(pk__in=report.done).update(

@@ -1,4 +1,4 @@
-"""`/api/inngest`: the Inngest SDK's Django integration, serving the functions (SPEC §4).
+"""`/api/inngest`: the Inngest SDK's Django integration, serving the functions (docs/inngest.md).
 
 The serve handler is built lazily from the current settings (and rebuilt when
 they change), so the URLconf never needs Inngest to be configured: without a
@@ -56,7 +56,31 @@ def serve(request: HttpRequest) -> HttpResponse:
         logger.warning("inngest call refused: signature timestamp too old", extra={"action": "inngest_auth"})
         return JsonResponse({"message": "Unauthorized"}, status=401)
     with execution_request(max_attempts=_max_attempts(request)):
-        return _handler(config)(request)
+        response = _handler(config)(request)
+    if response.status_code >= 500 and request.method == "POST":
+        _function_error_logged(request, response)
+    return response
+
+
+def _function_error_logged(request: HttpRequest, response: HttpResponse) -> None:
+    """Log a function's failed attempt, which the SDK answers 5xx so that Inngest retries it, as a warning.
+
+    Django would log every 5xx as "ERROR Internal Server Error": a retry is expected, and
+    a run's terminal failure is logged (with its dead letter) by the run ledger.
+    """
+    logger.warning(
+        "inngest function attempt failed: answered %s for Inngest to retry",
+        response.status_code,
+        extra={
+            "action": "inngest_call",
+            "status": response.status_code,
+            "function": request.GET.get("fnId", ""),
+            "step": request.GET.get("stepId", ""),
+            "retry": response.headers.get("X-Inngest-No-Retry") != "true",
+        },
+    )
+    # What django.utils.log.log_response checks, so that the answer is not logged twice.
+    setattr(response, "_has_been_logged", True)  # noqa: B010
 
 
 def _max_attempts(request: HttpRequest) -> int | None:

@@ -44,15 +44,24 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def manage(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[str]:
-    """Start `manage.py <args>` as a child process with text pipes."""
+    """Start `manage.py <args>` as a child process with text pipes (its result on stdout, its logs on stderr)."""
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env or child_env(), text=True, **popen
+    )
+
+
+def run_manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `manage.py <args>` to its end, its output captured as text; its exit code is the caller's to judge."""
+    return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
         cwd=ROOT,
-        env=env or child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        env=env,
+        capture_output=True,
         text=True,
-        **popen,
+        timeout=timeout,
+        check=False,
     )
 
 

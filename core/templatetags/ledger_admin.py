@@ -14,7 +14,7 @@ from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
-from core.display import badge
+from core.display import age, badge
 from core.display import mode_badge as mode_badge_html
 
 register = template.Library()
@@ -27,6 +27,12 @@ READ_ONCE_LIMIT = 1000
 def status_badge(value: str) -> SafeString:
     """Render an outcome (a status or a resolution) as a coloured badge."""
     return badge(value)
+
+
+@register.filter(name="age")
+def age_filter(moment: datetime | None, now: datetime | None = None) -> str:
+    """Render how long ago `moment` was, to its largest unit ("3 hours"), as the changelists do."""
+    return age(moment, now=now)
 
 
 @register.filter

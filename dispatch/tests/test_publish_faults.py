@@ -1,4 +1,4 @@
-"""The cron endpoint against an event API that is down, hangs, is slow or answers garbage: the SPEC's modes.
+"""The cron endpoint against an event API that is down, hangs, is slow or answers garbage: the modes of docs/cron.md.
 
 Every answer reports its `latencyMs`; these tests assert modes and states, not
 durations (the bound's timing is measured by the benchmarks, not asserted here).
@@ -53,7 +53,7 @@ def tick() -> Any:
         ("error500", 0.5, "publish timed out after 0.5 s"),
         ("truncated", 0.5, ""),
         ("reset", 0.5, ""),
-        ("refused", 0.5, ""),
+        ("refused", 0.5, "connection refused by the event API at http://127.0.0.1:"),
         # Shapes answered at once keep their own error, given a bound a loaded machine cannot miss.
         ("html", BOUND, "event API answered with an unreadable body: JSONDecodeError"),
         ("badjson", BOUND, "event API answered with an unreadable body: ValidationError"),
@@ -111,3 +111,29 @@ def test_cron__a_slow_event_api_just_past_the_bound_is_503_ended_by_the_bound(
     assert body["mode"] == "dispatch-failed"
     assert body["error"] == "publish timed out after 2 s"  # the dispatcher's bound ended it, not the SDK
     assert DispatchWindow.objects.get().status == "dispatch_failed"
+
+
+def test_cron__a_refused_connection_is_503_saying_so_and_naming_the_url(event_api: EventAPI, settings: Any) -> None:
+    settings.INNGEST_EVENT_API_BASE_URL = url = closed_port_url()
+
+    response = tick()
+
+    assert response.status_code == 503
+    assert response.json()["mode"] == "dispatch-failed"
+    assert response.json()["error"] == (
+        f"connection refused by the event API at {url}: is it running? (docs/inngest.md, 'Connecting')"
+    )
+
+
+def test_cron__the_dev_server_not_running_is_a_refused_connection_not_a_timeout(settings: Any) -> None:
+    settings.DEBUG = True  # the dev server is for local use
+    settings.INNGEST_EVENT_KEY = ""
+    settings.INNGEST_EVENT_API_BASE_URL = ""
+    settings.INNGEST_DEV = url = closed_port_url()  # INNGEST_DEV=1 is this on 127.0.0.1:8288
+    settings.INNGEST_PUBLISH_TIMEOUT_SECONDS = 0.5
+
+    response = tick()
+
+    assert (response.status_code, response.json()["mode"]) == (503, "dispatch-failed")
+    assert response.json()["error"].startswith(f"connection refused by the event API at {url}")
+    assert "timed out" not in response.json()["error"]

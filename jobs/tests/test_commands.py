@@ -25,12 +25,46 @@ def test_enqueue_job__enqueues_and_prints_the_id() -> None:
 
 
 def test_enqueue_job__count() -> None:
-    out = StringIO()
+    out, err = StringIO(), StringIO()
 
-    call_command("enqueue_job", "demo.echo", "--count", "5", stdout=out)
+    call_command("enqueue_job", "demo.echo", "--count", "5", stdout=out, stderr=err)
 
     assert BackgroundJob.objects.count() == 5
-    assert out.getvalue().strip() == "enqueued 5 demo.echo jobs"
+    assert out.getvalue() == "enqueued 5 demo.echo jobs\n"
+    assert err.getvalue() == ""  # a small count shows no progress
+
+
+def test_enqueue_job__a_large_count_shows_progress_on_stderr() -> None:
+    out, err = StringIO(), StringIO()
+
+    call_command("enqueue_job", "demo.noop", "--count", "2500", stdout=out, stderr=err)
+
+    assert BackgroundJob.objects.count() == 2500
+    assert out.getvalue() == "enqueued 2,500 demo.noop jobs\n"
+    assert err.getvalue().splitlines() == [
+        "enqueued 1,000 of 2,500 jobs",
+        "enqueued 2,000 of 2,500 jobs",
+        "enqueued 2,500 of 2,500 jobs",
+    ]
+
+
+def test_enqueue_job__count_with_a_dedupe_key_reports_the_deduplicated_ones() -> None:
+    out = StringIO()
+
+    call_command("enqueue_job", "demo.echo", "--count", "3", "--dedupe-key", "k", stdout=out)
+
+    job = BackgroundJob.objects.get()
+    assert out.getvalue() == f"enqueued 1 demo.echo job; 2 deduplicated onto live job {job.pk}\n"
+
+
+def test_enqueue_job__one_deduplicated_job_says_so() -> None:
+    call_command("enqueue_job", "demo.echo", "--dedupe-key", "k", stdout=StringIO())
+    out = StringIO()
+
+    call_command("enqueue_job", "demo.echo", "--dedupe-key", "k", stdout=out)
+
+    job = BackgroundJob.objects.get()
+    assert out.getvalue() == f"deduplicated onto live job {job.pk} (demo.echo): nothing enqueued\n"
 
 
 @pytest.mark.parametrize(
@@ -39,8 +73,12 @@ def test_enqueue_job__count() -> None:
         (["nope"], "unknown job kind 'nope'"),
         (["demo.echo", "--payload", "{bad"], "--payload is not JSON"),
         (["demo.echo", "--run-after", "soon"], "--run-after: 'soon' is not an ISO-8601 date-time"),
-        (["demo.echo", "--max-attempts", "0"], "maxAttempts: must be an integer from 1 to 100"),
-        (["demo.echo", "--count", "0"], "--count must be at least 1"),
+        (["demo.echo", "--max-attempts", "0"], "--max-attempts: must be an integer from 1 to 100"),
+        (["demo.echo", "--priority", "101"], "--priority: must be an integer from -100 to 100"),
+        (["demo.echo", "--dedupe-key", " \t"], "--dedupe-key: must be printable text of 1 to 200 characters"),
+        (["demo.echo", "--tenant", "a:b"], "--tenant: must be empty or match"),
+        (["demo.echo", "--payload", "[1]"], "--payload: "),
+        (["demo.echo", "--count", "0"], "--count must be a whole number of at least 1, got 0"),
     ],
 )
 def test_enqueue_job__bad_arguments_say_what_to_type(args: list[str], message: str) -> None:
@@ -60,8 +98,19 @@ def test_run_jobs__drains_and_prints_the_summary() -> None:
 
 
 def test_run_jobs__refuses_a_bad_concurrency() -> None:
-    with pytest.raises(CommandError, match="--concurrency must be from 1 to 64"):
+    with pytest.raises(CommandError, match="^--concurrency must be a whole number from 1 to 64, got 0$"):
         call_command("run_jobs", "--concurrency", "0")
+
+
+@pytest.mark.parametrize("size", ["-1", "0", "10001"])
+def test_run_jobs__refuses_a_batch_size_out_of_range_naming_the_flag(make_job: Any, size: str) -> None:
+    job = make_job(kind="test.record")
+
+    with pytest.raises(CommandError, match=rf"^--batch-size must be a whole number from 1 to 10,000, got {size}$"):
+        call_command("run_jobs", "--batch-size", size)
+
+    job.refresh_from_db()
+    assert job.status == "pending"  # refused before anything was claimed
 
 
 @pytest.mark.parametrize("budget", ["0", "-1", "31"])

@@ -28,17 +28,25 @@ pytestmark = pytest.mark.django_db(transaction=True)
 Reap = Callable[[subprocess.Popen[str]], subprocess.Popen[str]]
 
 
-def idle_worker(reap: Reap, *, poll_seconds: str) -> subprocess.Popen[str]:
-    """Start `run_jobs --loop` with debug logs and return once its first drain found nothing (it is listening)."""
-    env = procs.child_env(LOG_LEVEL="DEBUG", JOBS_POLL_SECONDS=poll_seconds)
-    process = reap(procs.manage("run_jobs", "--loop", env=env, stdin=subprocess.DEVNULL))
-    first, _ = read_until_succeeded(process, 0)
-    assert first["claimed"] == 0
+def idle_worker(reap: Reap, *, poll_seconds: str, **env: str) -> subprocess.Popen[str]:
+    """Start `run_jobs --loop` with debug logs (merged into stdout) and return once it waits, idle and listening."""
+    env = procs.child_env(LOG_LEVEL="DEBUG", JOBS_POLL_SECONDS=poll_seconds, **env)
+    process = reap(procs.manage("run_jobs", "--loop", env=env, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+    read_until_idle(process)
     return process
 
 
+def read_until_idle(process: subprocess.Popen[str]) -> None:
+    """Read the worker's output until it says it is waiting for work (`worker idle`)."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("{") and json.loads(line).get("action") == "worker_wait":
+            return
+    raise AssertionError("the worker exited before it waited for work")
+
+
 def read_until_succeeded(process: subprocess.Popen[str], jobs: int) -> tuple[dict[str, Any], list[str]]:
-    """Read until a drain summary adds up to `jobs` succeeded; return it and the wake reasons logged before it."""
+    """Read until a drain summary counts `jobs` succeeded; return it and the wake reasons logged before it."""
     assert process.stdout is not None
     wakes: list[str] = []
     for line in process.stdout:
@@ -104,9 +112,7 @@ def test_run_jobs__a_job_whose_notification_was_lost_is_found_by_the_poll(reap: 
 
 def test_run_jobs__a_worker_listens_again_after_its_database_connections_were_terminated(reap: Reap) -> None:
     name = procs.app_name()  # the worker's connections, the listening one included, carry it
-    env = procs.child_env(LOG_LEVEL="DEBUG", JOBS_POLL_SECONDS="60", PGAPPNAME=name)
-    worker = reap(procs.manage("run_jobs", "--loop", env=env, stdin=subprocess.DEVNULL))
-    read_until_succeeded(worker, 0)
+    worker = idle_worker(reap, poll_seconds="60", PGAPPNAME=name)
 
     # What a database restart does to the worker's sessions; it reconnects and drains (nothing), then waits.
     with connection.cursor() as cursor:
@@ -117,7 +123,7 @@ def test_run_jobs__a_worker_listens_again_after_its_database_connections_were_te
     for line in worker.stdout:
         if line.startswith("{") and json.loads(line).get("action") == "worker_reconnect":
             break
-    read_until_succeeded(worker, 0)
+    read_until_idle(worker)  # reconnected, drained (nothing), listening again
     job = job_enqueue(kind="test.record", now=timezone.now()).job
     summary, wakes = read_until_succeeded(worker, 1)
 

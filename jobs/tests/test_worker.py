@@ -25,9 +25,17 @@ Reap = Callable[[subprocess.Popen[str]], subprocess.Popen[str]]
 
 
 def worker(reap: Reap, *args: str, **env: str) -> subprocess.Popen[str]:
-    """Start `run_jobs --loop` with INFO logs on stdout and stdin open (for test.gate)."""
-    env_ = procs.child_env(LOG_LEVEL="INFO", **env)
-    return reap(procs.manage("run_jobs", "--loop", *args, env=env_, stdin=subprocess.PIPE))
+    """Start `run_jobs --loop` with INFO logs, stdin open (for test.gate), its logs (stderr) merged into stdout."""
+    return reap(
+        procs.manage(
+            "run_jobs",
+            "--loop",
+            *args,
+            env=procs.child_env(LOG_LEVEL="INFO", **env),
+            stdin=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    )
 
 
 def read_until_logged(process: subprocess.Popen[str], message: str) -> dict[str, Any]:
@@ -93,10 +101,10 @@ def test_run_jobs__sigterm_lets_the_running_job_finish_and_gives_the_others_back
 
     process.send_signal(signal.SIGTERM)
     stopping = read_until_logged(process, "worker stopping")
-    output, errors = process.communicate("finish\n", timeout=60)  # the handler may finish now
+    output, _ = process.communicate("finish\n", timeout=60)  # the handler may finish now
 
-    assert (process.returncode, stopping["signal"]) == (0, "SIGTERM"), errors
-    assert "Traceback" not in errors
+    assert (process.returncode, stopping["signal"]) == (0, "SIGTERM"), output
+    assert "Traceback" not in output
     [summary] = summaries(output)
     assert (summary["claimed"], summary["succeeded"]) == (1, 1)
     running.refresh_from_db()
@@ -130,11 +138,11 @@ def test_run_jobs__gives_up_on_a_handler_still_running_after_the_grace(
     read_until_logged(process, "worker stopping")
     for again in signals[1:]:
         process.send_signal(again)
-    output, errors = process.communicate(timeout=60)
+    output, _ = process.communicate(timeout=60)
     procs.wait_until_disconnected(name)
 
-    assert process.returncode == 0, errors
-    assert "Traceback" not in errors and "KeyboardInterrupt" not in errors
+    assert process.returncode == 0, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
     assert "worker gave up on its running job" in output
     [summary] = summaries(output)
     assert (summary["claimed"], summary["succeeded"]) == (0, 0)
@@ -155,9 +163,7 @@ def test_run_jobs__a_standing_worker_outlives_the_termination_of_its_database_co
     now: datetime, reap: Reap
 ) -> None:
     name = f"run-jobs-{secrets.token_hex(4)}"  # the worker's connections carry it as application_name
-    process = reap(
-        procs.manage("run_jobs", "--loop", env=procs.child_env(LOG_LEVEL="INFO", PGAPPNAME=name), stdin=subprocess.PIPE)
-    )
+    process = worker(reap, PGAPPNAME=name)
     BackgroundJob.objects.create(kind="test.record", run_after=now, created_at=now)
     read_until_drained(process, succeeded=1)
 
@@ -177,8 +183,8 @@ def test_run_jobs__a_standing_worker_outlives_the_termination_of_its_database_co
     assert (lost["level"], lost["message"]) == ("WARNING", "database connection lost: reconnecting")
     assert lost["error"].startswith("OperationalError: ")
     process.send_signal(signal.SIGTERM)
-    _, errors = process.communicate(timeout=60)
-    assert process.returncode == 0, errors
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
     for job in later:
         job.refresh_from_db()
         assert (job.status, job.attempts) == ("succeeded", 1)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from itertools import count
 from typing import Any
@@ -55,31 +53,15 @@ def make_run(now: datetime) -> Callable[..., FunctionRun]:
     return make
 
 
-class _CurrentStdout:
-    """A stream that writes to whatever sys.stdout is when a line is written (the test's capture)."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
 @pytest.fixture
-def stdout_log_lines(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """Return a reader of the JSON log lines the service printed on stdout.
+def stdout_log_lines(capsys: pytest.CaptureFixture[str]) -> Callable[[], list[dict[str, Any]]]:
+    """Return a reader of the JSON log lines the service printed on stdout (as a web process does).
 
-    The `stdout` handler of settings.LOGGING took hold of the sys.stdout of Django's
-    set-up; let that same handler (its JSON formatter, its context filter) write to
-    the stdout that capsys captures instead.
+    The log handler (core.logs.ConsoleHandler) writes to whatever sys.stdout is at each
+    line, so capsys captures it.
     """
-    handler = next(handler for handler in logging.getLogger().handlers if handler.name == "stdout")
-    assert isinstance(handler, logging.StreamHandler)
-    previous = handler.setStream(_CurrentStdout())
 
     def read() -> list[dict[str, Any]]:
         return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 
-    yield read
-    if previous is not None:
-        handler.setStream(previous)
+    return read

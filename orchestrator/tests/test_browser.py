@@ -5,8 +5,9 @@ it this test fails rather than skips, so a CI machine without a browser cannot p
 quietly. `ORCHESTRATOR_SKIP_BROWSER=1` skips it on purpose. Playwright never downloads
 a browser here: it drives the system's chromium through `executable_path`.
 
-The screenshot of the health panel lands in `artefacts/admin-dashboard.png`, the Cron jobs page's in
-`artefacts/admin-cron-jobs.png`.
+Every page is seen at 1400 px wide. The screenshots land in `artefacts/`: the health panel
+(`admin-dashboard.png`), the dead letters after triage (`admin-dead-letters.png`) and the Cron jobs
+page (`admin-cron-jobs.png`); test_browser_fit.py adds grouping by cause and every changelist.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from testsupport.admin import STAFF_PASSWORD
 CHROMIUM = Path(os.environ.get("ORCHESTRATOR_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTEFACTS = Path(settings.BASE_DIR) / "artefacts"
+WIDTH = 1400  # every changelist fits a 1400 px screen
 OPERATOR_PERMISSIONS = (
     "dispatch.view_dispatchwindow",
     "runs.view_functionrun",
@@ -59,7 +61,7 @@ def chromium() -> Iterator[Page]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page = browser.new_page(viewport={"width": WIDTH, "height": 900})
             page.set_default_timeout(30_000)
             yield page
         finally:

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from freezegun import freeze_time
 
 from dispatch.models import DispatchWindow
+from orchestrator.management.commands.orchestrator_report import _amount
 from runs.models import FunctionRun
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +39,7 @@ def test_orchestrator_report__exits_0_and_says_pass_when_every_gate_holds(
     assert lines[0] == "SLO report for 2026-03-13T15:09:26.500Z .. 2026-03-14T15:09:26.500Z (24h)"
     assert lines[-1] == "PASS: every gate holds."
     p95 = next(line for line in lines if line.startswith("dispatch latency p95"))
-    assert p95.split()[3:] == ["40", "ms", "<=", "2000", "ms", "pass"]
+    assert p95.split()[3:] == ["40", "ms", "<=", "2,000", "ms", "pass"]
 
 
 def test_orchestrator_report__exits_1_and_names_the_crossed_gate(
@@ -54,7 +55,7 @@ def test_orchestrator_report__exits_1_and_names_the_crossed_gate(
     lines = text.splitlines()
     duplicates = next(line for line in lines if line.startswith("duplicate runs per window"))
     failures = next(line for line in lines if line.startswith("enqueue-failure rate"))
-    assert duplicates.split()[4:] == ["1", "runs", "<=", "0", "runs", "FAIL"]
+    assert duplicates.split()[4:] == ["1", "run", "<=", "0", "runs", "FAIL"]
     assert failures.split()[2:] == ["50.00%", "<=", "1.00%", "FAIL"]
     assert text.splitlines()[-1].startswith("FAIL: enqueue-failure rate, duplicate runs per window crossed the gate.")
 
@@ -77,3 +78,21 @@ def test_orchestrator_report__json_and_since(now: datetime, make_window: Callabl
 def test_orchestrator_report__a_bad_since_says_what_to_type(since: str) -> None:
     with pytest.raises(CommandError, match=r"^--since: '.*' is "):
         call_command("orchestrator_report", "--since", since)
+
+
+@pytest.mark.parametrize(
+    ("number", "unit", "text"),
+    [
+        (1, "jobs", "1 job"),
+        (2, "jobs", "2 jobs"),
+        (1, "letters", "1 letter"),
+        (0, "runs", "0 runs"),
+        (12_345, "jobs", "12,345 jobs"),
+        (1_234.5, "s", "1,234.5 s"),
+        (0.496, "s", "0.496 s"),
+        (-1.3224, "s", "-1.322 s"),
+        (0.0377, "ratio", "3.77%"),
+    ],
+)
+def test_orchestrator_report__amounts_read_as_an_operator_writes_them(number: float, unit: str, text: str) -> None:
+    assert _amount(number, unit) == text

@@ -16,7 +16,7 @@ from dispatch.schedule import cron_job_pause
 from dispatch.services import dispatch_tick
 from jobs.models import QueueHealthSnapshot
 from orchestrator.chart import OUTCOME_COLOURS, RUN_COLOURS, Hour, hourly_chart, nice_ceiling
-from orchestrator.dashboard import dashboard_build
+from orchestrator.dashboard import _count, dashboard_build
 from runs.models import DeadLetter, FunctionRun
 from testsupport.event_api import EventAPI
 
@@ -88,7 +88,7 @@ def test_dashboard_build__tiles_carry_the_slo_report_figures(
     tiles = {tile.label: tile for tile in dashboard_build(now=now).tiles}
 
     assert (tiles["Dispatch latency p95"].value, tiles["Dispatch latency p95"].tone) == ("900 ms", "good")
-    assert tiles["Dispatch latency p95"].detail == "gate ≤ 2000 ms · 2 dispatched windows"
+    assert tiles["Dispatch latency p95"].detail == "gate ≤ 2,000 ms · 2 dispatched windows"
     assert (tiles["Enqueue failures"].value, tiles["Enqueue failures"].tone) == ("50.00%", "bad")
     assert tiles["Enqueue failures"].detail == "1 of 2 publish attempts · gate ≤ 1.00%"
     assert tiles["Suppressed duplicates"].value == "0 runs · 3 ticks"
@@ -234,3 +234,11 @@ def test_dashboard_build__the_health_panel_shows_missed_paused_and_abandoned_win
         OUTCOME_COLOURS["paused"],
         OUTCOME_COLOURS["abandoned"],
     }
+
+
+@pytest.mark.parametrize(
+    ("number", "noun", "text"),
+    [(1, "run", "1 run"), (0, "tick", "0 ticks"), (1.0, "due job", "1 due job"), (12_345, "run", "12,345 runs")],
+)
+def test_tile_counts__singular_for_one_with_thousands_separators(number: float, noun: str, text: str) -> None:
+    assert _count(number, noun) == text

@@ -1,4 +1,4 @@
-"""The embedded defaults (SPEC §8): nothing configured still runs end to end."""
+"""The embedded defaults (docs/configuration.md): nothing configured still runs end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from testsupport.procs import ROOT
+from testsupport.procs import ROOT, run_manage
 
 PRODUCTION_VARIABLES = ("DATABASE_URL", "REDIS_URL", "INNGEST_EVENT_KEY", "INNGEST_DEV", "DEBUG", "CRON_SECRET")
 
@@ -83,21 +83,124 @@ def test_defaults__orchestrator_report_runs_on_sqlite(tmp_path: Path) -> None:
     run(manage, "migrate", "--noinput", env=env)
     run(manage, "shell", "-c", SEED_REPORT_DATA, env=env)
 
-    done = subprocess.run(
-        [sys.executable, manage, "orchestrator_report", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_manage("orchestrator_report", "--json", env=env)
 
     assert done.returncode == 1, done.stderr
     body = json.loads(done.stdout)
     metrics = body["metrics"]
     assert [metrics[f"dispatchLatencyP{p}Ms"]["value"] for p in (50, 95, 99)] == [100, 190, 200]
     assert (metrics["duplicateRuns"]["value"], body["failed"]) == (1, ["duplicateRuns"])
+
+
+COUNT_ON_SQLITE = """
+import re
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+from core.paging import LedgerPaginator
+from jobs.models import BackgroundJob
+LedgerPaginator.exact_limit = 1000  # past it, PostgreSQL would estimate
+now = timezone.now()
+BackgroundJob.objects.bulk_create([BackgroundJob(kind="demo.noop", run_after=now, created_at=now) for _ in range(1234)])
+client = Client()
+client.force_login(User.objects.create_superuser("root", "root@example.com", "a-long-password-0"))
+page = client.get("/admin/jobs/backgroundjob/").content.decode()
+print(" ".join(re.search(r'<p class="paginator">(.*?)</p>', page, re.S)[1].split()[-3:]))
+"""
+
+
+def test_defaults__the_admin_counts_exactly_on_sqlite(tmp_path: Path) -> None:
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", ALLOWED_HOSTS="testserver")
+    manage = str(ROOT / "manage.py")
+    run(manage, "migrate", "--noinput", env=env)
+
+    paginator = run(manage, "shell", "-v", "0", "-c", COUNT_ON_SQLITE, env=env).strip()
+
+    assert paginator == "1,234 background jobs"  # not "about 1,001 (an estimate)"
+
+
+def make_venv(tmp_path: Path) -> Path:
+    """Return a stand-in for `.venv` whose python is this one, installed already (make builds nothing)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    (venv / ".installed").touch()
+    return venv
+
+
+def make(target: str, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", **extra)
+    env.pop("LOG_LEVEL")  # as a newcomer's shell has it
+    return subprocess.run(
+        ["make", "-s", target, f"VENV={make_venv(tmp_path)}"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,  # no terminal: nothing may be asked
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_make_demo__shows_the_duplicate_guard_and_names_the_expected_error(tmp_path: Path) -> None:
+    done = make("demo", tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "The one ERROR line, 'job dead-lettered' of demo.fail, is that failing demo job: expected." in out
+    assert '"claimed": 5' in out and '"succeeded": 4' in out and '"dead": 1' in out
+    assert 'Tick 2 of the same window: answered "duplicate": true' in out
+    second = json.loads(next(line for line in out.splitlines() if line.startswith('{"mode"')))
+    assert (second["duplicate"], second["summary"]) == (True, None)
+    assert "Done: 4 of the 5 jobs succeeded; 1 became a dead letter (demo.fail)" in out
+    errors = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [(line["level"], line["message"], line["kind"]) for line in errors] == [
+        ("ERROR", "job dead-lettered", "demo.fail")
+    ]
+
+
+def test_demo__run_again_in_the_same_window_still_runs_its_jobs_and_leaves_none_pending(tmp_path: Path) -> None:
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    manage = str(ROOT / "manage.py")
+    run(manage, "migrate", "--noinput", env=env)
+
+    first = run(manage, "demo", "--at", "2026-03-14T15:09:26Z", env=env)
+    again = run(manage, "demo", "--at", "2026-03-14T15:09:40Z", env=env)
+
+    report = run_manage("orchestrator_report", "--json", "--since", "366d", env=env)
+
+    assert "ticked already" not in first
+    assert (
+        "That window was ticked already (make demo ran earlier in this minute), so this tick ran nothing; "
+        "draining the new jobs directly instead" in again
+    )
+    for out in (first, again):
+        assert "Done: 4 of the 5 jobs succeeded; 1 became a dead letter (demo.fail)" in out
+        assert "pending" not in out.split("Done:")[1]  # nothing left waiting, unexplained or not
+    # Nothing ran twice: a rerun of the demo never crosses the duplicate-runs gate.
+    assert json.loads(report.stdout)["metrics"]["duplicateRuns"]["value"] == 0
+
+
+def test_make_superuser__asks_nothing_with_the_django_superuser_variables(tmp_path: Path) -> None:
+    done = make(
+        "superuser",
+        tmp_path,
+        DJANGO_SUPERUSER_USERNAME="root",
+        DJANGO_SUPERUSER_EMAIL="root@example.com",
+        DJANGO_SUPERUSER_PASSWORD="a-long-password-0",
+    )
+    env = bare_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    check = (
+        "from django.contrib.auth import authenticate; "
+        "print(authenticate(username='root', password='a-long-password-0').is_superuser)"
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Superuser created successfully." in done.stdout
+    assert run(str(ROOT / "manage.py"), "shell", "-v", "0", "-c", check, env=env).strip() == "True"
 
 
 TICK_A_PAUSED_JOB = """

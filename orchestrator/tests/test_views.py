@@ -130,3 +130,44 @@ def test_status__400_for_a_bad_since(client: Client, since: str) -> None:
     assert response.status_code == 400
     assert response.json()["param"] == "since"
     assert response.json()["error"].startswith("since: ")
+
+
+@pytest.mark.usefixtures("cron_secret")
+@pytest.mark.parametrize(
+    ("query", "error", "param"),
+    [
+        ("period=1h", "param 'period' is not accepted by /api/status (accepted: since)", "period"),
+        ("since=1h&since=2h", "param 'since' is given more than once", "since"),
+    ],
+)
+def test_status__refuses_an_unknown_or_repeated_parameter_as_the_cron_view_does(
+    client: Client, query: str, error: str, param: str
+) -> None:
+    response = client.get(f"/api/status?{query}", headers=AUTH)
+
+    assert (response.status_code, response.json()) == (400, {"error": error, "param": param})
+
+
+def test_status__an_empty_period_is_explained(client: Client, settings: Any) -> None:
+    settings.CRON_SECRET = "secret"
+
+    response = client.get("/api/status?since=0m", headers={"Authorization": "Bearer secret"})
+
+    assert response.json()["error"] == (
+        "since: '0m' is an empty period (it covers no time at all): write at least 1s, e.g. 15m, 24h or 7d"
+    )
+
+
+@pytest.mark.parametrize("path", ["/api/health", "/api/status", "/metrics"])
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_read_only_endpoints__any_other_method_is_a_json_405_not_a_csrf_page(
+    settings: Any, path: str, method: str
+) -> None:
+    settings.CRON_SECRET = settings.METRICS_TOKEN = "secret"
+    client = Client(enforce_csrf_checks=True)  # as a browser or curl meets them
+
+    response = getattr(client, method)(path, headers={"Authorization": "Bearer secret"})
+
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == f"method {method.upper()} not allowed; use GET"

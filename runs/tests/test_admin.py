@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
 from jobs.models import BackgroundJob
 from runs.models import DeadLetter, FunctionRun
+from testsupport.admin import messages_of, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -28,16 +28,6 @@ def operator(make_staff: Callable[..., User]) -> User:
 @pytest.fixture
 def viewer(make_staff: Callable[..., User]) -> User:
     return make_staff("viewer", *BROWSE)
-
-
-def signed_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [message.message for message in get_messages(response.wsgi_request)]
 
 
 def listed(response: Any) -> list[int]:

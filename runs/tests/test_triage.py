@@ -109,7 +109,7 @@ def test_dead_letter_requeue__twice_requeues_once(
 
     again = dead_letter_requeue(letter_ids=[letter.pk], user=operator, now=now)
 
-    assert (again.done, dict(again.skipped)) == ([], {"already resolved": [letter.pk]})
+    assert (again.done, dict(again.skipped)) == ([], {"already requeued": [letter.pk]})  # never "resolved"
     assert BackgroundJob.objects.filter(status="pending").count() == 1
 
 
@@ -263,7 +263,7 @@ def test_dead_letter_resolve__resolves_the_open_letters_with_the_note_and_skips_
     )
 
     assert report.message(verb="Resolved", singular="dead letter", plural="dead letters") == (
-        "Resolved 2 dead letters. Skipped 2: 1 already resolved; 1 deleted meanwhile."
+        "Resolved 2 dead letters. Skipped 2: 1 already requeued; 1 deleted meanwhile."
     )
     for letter in (job_letter, run_letter):
         letter = refreshed(letter)

@@ -14,11 +14,15 @@ from jobs.lease import longest_safe_budget
 from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS, RunSummary
 from jobs.worker import DEFAULT_GRACE_SECONDS, Worker
 
+MAX_BATCH_SIZE = 10_000
+MAX_CONCURRENCY = 64
+
 
 class Command(BaseCommand):
     help = (
         "Drain due background jobs for --budget seconds (or, with --loop, until SIGTERM/SIGINT) and print the "
-        "summary. On a signal the running job may finish within --grace seconds; the others go back unstarted."
+        "summary: with --loop, one line per drain that ran jobs (logs go to stderr). On a signal the running job "
+        "may finish within --grace seconds; the others go back unstarted."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -28,7 +32,12 @@ class Command(BaseCommand):
             default=DEFAULT_DRAIN_BUDGET_SECONDS,
             help=f"seconds per drain, at most half of JOBS_LEASE_SECONDS (default {DEFAULT_DRAIN_BUDGET_SECONDS:g})",
         )
-        parser.add_argument("--batch-size", type=int, default=None, help="jobs claimed per batch")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=None,
+            help=f"jobs claimed per batch, 1 to {MAX_BATCH_SIZE:,} (default JOBS_BATCH_SIZE)",
+        )
         parser.add_argument(
             "--concurrency", type=int, default=None, help="threads draining at once (default JOBS_CONCURRENCY)"
         )
@@ -54,14 +63,20 @@ class Command(BaseCommand):
                 f"{settings.JOBS_LEASE_SECONDS}), got {options['budget']:g}: a drain claims its batch at its start, "
                 "and its last jobs must still hold their lease when it reaches them"
             )
-        if options["concurrency"] is not None and not 1 <= options["concurrency"] <= 64:
-            raise CommandError("--concurrency must be from 1 to 64")
+        if options["batch_size"] is not None and not 1 <= options["batch_size"] <= MAX_BATCH_SIZE:
+            raise CommandError(
+                f"--batch-size must be a whole number from 1 to {MAX_BATCH_SIZE:,}, got {options['batch_size']}"
+            )
+        if options["concurrency"] is not None and not 1 <= options["concurrency"] <= MAX_CONCURRENCY:
+            raise CommandError(
+                f"--concurrency must be a whole number from 1 to {MAX_CONCURRENCY}, got {options['concurrency']}"
+            )
         queues = configured_queues()
         if options["queue"] is not None and queues and options["queue"] not in queues:
             raise CommandError(f"--queue {options['queue']!r} is not in TASKS' QUEUES: {', '.join(sorted(queues))}")
         if options["grace"] < 0:
             raise CommandError("--grace must be 0 or more seconds")
-        Worker(
+        self.worker = Worker(
             budget_seconds=options["budget"],
             batch_size=options["batch_size"],
             concurrency=options["concurrency"],
@@ -70,8 +85,12 @@ class Command(BaseCommand):
             grace_seconds=options["grace"],
             emit=self._print,
             chores=WorkerChores() if options["loop"] else None,
-        ).run()
+        )
+        self.worker.run()
 
     def _print(self, summary: RunSummary) -> None:
-        self.stdout.write(json.dumps(summary.as_json()))
-        self.stdout.flush()
+        """Print a drain's summary: each one that did work, and the last one (a standing worker idles quietly)."""
+        last = not self.worker.loop or self.worker.stop.is_set()
+        if summary.claimed or summary.lease_lost or last:
+            self.stdout.write(json.dumps(summary.as_json()))
+            self.stdout.flush()

@@ -67,10 +67,17 @@ def _gate(metric: Metric) -> str:
     return "-" if metric.threshold is None else f"<= {_amount(metric.threshold, metric.unit)}"
 
 
+# A count of one is written in the singular: "1 job", not "1 jobs".
+SINGULAR = {"jobs": "job", "runs": "run", "letters": "letter", "windows": "window", "ticks": "tick"}
+
+
 def _amount(number: float, unit: str) -> str:
     if unit == "ratio":
         return f"{number:.2%}"
-    return f"{number:g} {unit}".rstrip()
+    if number == 1:
+        unit = SINGULAR.get(unit, unit)
+    text = f"{int(number):,}" if float(number).is_integer() else f"{number:,.3f}".rstrip("0").rstrip(".")
+    return f"{text} {unit}".rstrip()
 
 
 def _result(metric: Metric) -> str:

@@ -8,7 +8,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from core.logcontext import logs_to_stderr
 from runs.reconcile import reconcile
 
 
@@ -23,6 +22,5 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the summary as one line of JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with logs_to_stderr():
-            summary = reconcile(now=timezone.now())
+        summary = reconcile(now=timezone.now())  # its log lines go to stderr, as every command's (manage.py)
         self.stdout.write(json.dumps(summary, indent=None if options["json"] else 2))

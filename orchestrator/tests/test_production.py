@@ -1,0 +1,77 @@
+"""The production set-up as docs/configuration.md gives it: gunicorn's lines and the app's all JSON, no warning per
+worker, and `check --deploy` clean once HTTPS is configured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.test import Client
+
+from testsupport.live import Gunicorn
+from testsupport.procs import run_manage
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "a-production-secret-key-that-is-long-and-random-enough-0123456789",
+    "ALLOWED_HOSTS": "orchestrator.example.com,127.0.0.1",
+    "CRON_SECRET": "cron-secret",
+    "JOBS_API_TOKEN": "jobs-token",
+    "METRICS_TOKEN": "metrics-token",
+}
+HTTPS = {
+    "SECURE_SSL_REDIRECT": "true",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+    "SECURE_HSTS_PRELOAD": "true",
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn__its_own_lines_and_the_apps_are_json_with_no_warning_per_worker() -> None:
+    with Gunicorn(workers=2, LOG_LEVEL="INFO", **PRODUCTION) as server:
+        httpx.get(f"{server.url}/api/health", timeout=30)
+        httpx.get(f"{server.url}/no-such-page", timeout=30)  # django.request logs it, with its request
+        output = server.stop()
+
+    lines = [line for line in output.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    assert not [line for line in lines if "No directory at" in line or "<WSGIRequest" in line or "<socket" in line]
+    booted = [r for r in records if r["logger"] == "gunicorn.error" and r["message"].startswith("Booting worker")]
+    assert len(booted) == 2
+    assert all({"level", "logger", "message", "time"} <= record.keys() for record in records)
+    [not_found] = [r for r in records if r["logger"] == "django.request" and r["status_code"] == 404]
+    assert (not_found["level"], not_found["request"]) == ("WARNING", "GET /no-such-page")
+
+
+def deploy_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DJANGO_SETTINGS_MODULE="orchestrator.settings", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    env.update(variables)
+    return run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+
+
+def test_check_deploy__comes_out_clean_with_https_configured(tmp_path: Path) -> None:
+    without = deploy_check(tmp_path, **PRODUCTION)
+    done = deploy_check(tmp_path, **PRODUCTION, **HTTPS)
+
+    assert "security.W004" in without.stderr and "security.W008" in without.stderr  # what HTTPS settings fix
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (
+        0,
+        "System check identified no issues (0 silenced).",
+        "",
+    )
+
+
+@pytest.mark.django_db
+def test_https_redirect__leaves_the_health_check_of_a_load_balancer_alone(settings: Any) -> None:
+    settings.SECURE_SSL_REDIRECT = True
+    http = Client()
+
+    assert http.get("/api/status").status_code == 301
+    assert http.get("/api/health").status_code == 200
