@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Collection
 from pathlib import Path
@@ -34,6 +35,8 @@ class Gunicorn:
         self.env = child_env(**env)
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
+        self._lines: list[str] = []
+        self._reader: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -47,6 +50,10 @@ class Gunicorn:
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        # Read the output as it comes: a pipe nobody reads fills (64 KiB) and then blocks every worker
+        # at its next log line, which looks like a hung server under load.
+        self._reader = threading.Thread(target=self._read_output, args=(self.process,), daemon=True)
+        self._reader.start()
         self._wait_until_serving()
         return self
 
@@ -57,9 +64,18 @@ class Gunicorn:
         """Stop the server (once) and return everything it printed."""
         if self.process is not None:
             self.process.terminate()
-            self.output, _ = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
+            assert self._reader is not None
+            self._reader.join(timeout=30)
+            self.output = "".join(self._lines)
             self.process = None
         return self.output
+
+    def _read_output(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        with process.stdout:
+            for line in process.stdout:
+                self._lines.append(line)
 
     def worker_pids(self) -> set[int]:
         """Return the pids of the master's live worker processes (read from /proc)."""
