@@ -2,7 +2,8 @@
 
 gunicorn reads this file from the directory it starts in. The app logs through settings.LOGGING
 on stdout; gunicorn's lines ("Booting worker", "Worker exiting", a worker's timeout) join them
-there, one JSON object per line, with the same fields (docs/operations.md, "Logs").
+there, one JSON object per line, with the same fields (docs/operations.md, "Logs"). A logging
+configuration turns gunicorn's access log on: one `gunicorn.access` INFO line per request.
 """
 
 from __future__ import annotations

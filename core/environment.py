@@ -5,12 +5,17 @@ A variable whose text cannot be read as its type (`JOBS_BATCH_SIZE=abc`, malform
 `Env.unreadable`; the configuration checks turn each into an error that says what
 to set (docs/operations.md, "Configuration checks"). Unlike django-environ's own
 reader, a value starting with `$` is taken as written (never as the name of another
-variable), and a boolean must say true or false.
+variable), a boolean must say true or false, a number must be finite, and a
+number below its `minimum` (or not above its `above`) is refused like text that is
+not a number.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
+import math
+import warnings
 from typing import Any
 
 import environ
@@ -46,17 +51,56 @@ class Env(environ.Env):  # type: ignore[misc]  # django-environ has no type hint
         except (TypeError, ValueError):
             return self._refuse(var, raw, _expected(cast), default)
 
+    def int(self, var: str, default: Any = NOTSET, *, minimum: builtins.int | None = None) -> Any:
+        """Return `var` as a whole number of at least `minimum`; otherwise its default, recorded."""
+        return self._bounded(var, super().int(var, default=default), default, minimum=minimum)
+
+    def float(
+        self,
+        var: str,
+        default: Any = NOTSET,
+        *,
+        minimum: builtins.float | None = None,
+        above: builtins.float | None = None,
+    ) -> Any:
+        """Return `var` as a finite number, at least `minimum`, more than `above`; else its default, recorded."""
+        return self._bounded(var, super().float(var, default=default), default, minimum=minimum, above=above)
+
     def db_url(self, var: str = "DATABASE_URL", default: Any = NOTSET, engine: str | None = None) -> dict[str, Any]:
         """Return the database settings of the URL in `var`; an unreadable URL gives a database that refuses use."""
         try:
-            config: dict[str, Any] = super().db_url(var, default=default, engine=engine)
-        except (KeyError, ValueError):
+            with warnings.catch_warnings():  # "Engine not recognized": refused below, in our own words
+                warnings.simplefilter("ignore")
+                config: dict[str, Any] = super().db_url(var, default=default, engine=engine)
+        except (KeyError, ValueError, environ.ImproperlyConfigured):
+            config = {}
+        if config.get("ENGINE") not in self.DB_SCHEMES.values():  # an empty value, or a scheme naming no database
             # The URL holds a password: never quote it.
             self.unreadable[var] = f"{var} is not a database URL such as postgres://user:password@host:5432/name"
             return {"ENGINE": "django.db.backends.dummy"}
         return config
 
     db = db_url
+
+    def _bounded(
+        self,
+        var: str,
+        value: Any,
+        default: Any,
+        *,
+        minimum: builtins.float | None = None,
+        above: builtins.float | None = None,
+    ) -> Any:
+        raw = self.ENVIRON.get(var)
+        if raw is None or var in self.unreadable:  # unset (its default stands), or refused already
+            return value
+        if not math.isfinite(value):
+            return self._refuse(var, raw, "is not a finite number", default)
+        if minimum is not None and value < minimum:
+            return self._refuse(var, raw, f"is less than {minimum:g}", default)
+        if above is not None and value <= above:
+            return self._refuse(var, raw, f"is not more than {above:g}", default)
+        return value
 
     def _refuse(self, var: str, raw: str, reason: str, default: Any) -> Any:
         shown = raw if len(raw) <= SHOWN else raw[: SHOWN - 1] + "…"

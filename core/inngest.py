@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import inngest
 from django.conf import settings
 
+from core.environment import FALSE
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,8 +40,8 @@ class InngestConfig:
 
     @property
     def dev_mode(self) -> bool:
-        """Return whether INNGEST_DEV selects the dev server ("1", "true", or its URL; not "", "0", "false")."""
-        return self.dev.strip().lower() not in ("", "0", "false")
+        """Return whether INNGEST_DEV selects the dev server ("1", "true", or its URL; not empty nor a false word)."""
+        return self.dev.strip().lower() not in FALSE
 
     @property
     def publishing_configured(self) -> bool:

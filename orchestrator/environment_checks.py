@@ -18,7 +18,10 @@ CONFIGURATION = "docs/configuration.md"
 # Unreadable variables reported by a check of their own.
 OWN_CHECKS = frozenset({"SECRET_KEY", "BACKGROUND_JOBS_INNGEST_PERCENT", "CRON_JOBS"})
 # What stands in for an unreadable value, where it is not the variable's default.
-STAND_INS = {"DATABASE_URL": "no database can be used until it is fixed"}
+STAND_INS = {
+    "DATABASE_URL": "no database can be used until it is fixed",
+    "REDIS_URL": "status blobs are kept in each process's memory until it is fixed",
+}
 
 
 def unreadable_variables() -> tuple[tuple[str, str], ...]:

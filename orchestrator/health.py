@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.exceptions import ImproperlyConfigured
 from django.db import Error as DatabaseError
 from django.db import connection
 from redis.exceptions import RedisError
@@ -38,7 +39,7 @@ def database_probe() -> dict[str, Any]:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-    except DatabaseError as exc:
+    except (DatabaseError, ImproperlyConfigured) as exc:  # the second: DATABASE_URL unreadable (orchestrator.E008)
         logger.error("health: database unreachable", extra={"action": "health", "error": one_line(exc)})
         return {"ok": False, "vendor": connection.vendor, "error": f"unreachable ({type(exc).__name__})"}
     return {"ok": True, "vendor": connection.vendor, "latencyMs": _ms_since(started)}

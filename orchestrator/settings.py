@@ -14,6 +14,7 @@ import re
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import django_stubs_ext
 
@@ -96,7 +97,7 @@ TEMPLATES = [
 DATABASES: dict[str, dict[str, Any]] = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60, minimum=0)
 # Off (Django's default): a health check is a round trip on every request. After a
 # database restart one request per process fails (the cron view answers 503 JSON)
 # and its connection is replaced.
@@ -112,7 +113,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     options = DATABASES["default"].setdefault("OPTIONS", {})
     # A database that is down must fail the request fast, not hang it.
-    options.setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
+    options.setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3, minimum=1))
     # psycopg 3 sends parameters apart from the SQL and prepares a statement once it
     # has run five times: the queue's and the dispatcher's hot statements are then
     # planned once per connection (BENCHMARKS.md has the figures). A pooler that
@@ -125,6 +126,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (status blobs) -----------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
+    # The URL may hold a password: never quote it. Status blobs stay in this process until it is fixed.
+    ENVIRONMENT_ERRORS["REDIS_URL"] = "REDIS_URL is not a Redis URL such as redis://host:6379/0"
+    REDIS_URL = ""
 _RAW_KEYS = "core.cache.raw_key"  # keys in Redis are exactly job:v1:...
 if REDIS_URL:
     CACHES: dict[str, dict[str, Any]] = {
@@ -135,8 +140,8 @@ if REDIS_URL:
             "OPTIONS": {
                 "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
                 # An unreachable Redis costs a run at most this, never the run.
-                "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.25),
-                "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
+                "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.25, above=0),
+                "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5, above=0),
             },
         }
     }
@@ -176,7 +181,7 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 # A load balancer's health check may come in plain HTTP: /api/health answers it rather than redirect.
 SECURE_REDIRECT_EXEMPT = [r"^api/health$"]
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 
@@ -210,11 +215,12 @@ CRON_SECRET = env.str("CRON_SECRET", default="")
 # budget_seconds, dispatch_key, correlation_id, ...) and returns a JSON summary.
 CRON_JOBS: list[dict[str, Any]] = env.json("CRON_JOBS", default=[])
 # Per-job dispatch flags, keyed by variable name: BACKGROUND_JOBS_USE_INNGEST for
-# `background-jobs`, CRON_<NAME>_USE_INNGEST for the others. Unset means "auto".
+# `background-jobs`, CRON_<NAME>_USE_INNGEST for the others. Unset or empty means "auto".
 DISPATCH_FLAGS: dict[str, bool] = {
     name: flag
-    for name in os.environ
+    for name, value in os.environ.items()
     if (name == "BACKGROUND_JOBS_USE_INNGEST" or re.fullmatch(r"CRON_[A-Z0-9_]+_USE_INNGEST", name))
+    and value.strip()
     and (flag := env.bool(name, default=None)) is not None  # unreadable: left unset, and reported
 }
 BACKGROUND_JOBS_FORCE_INLINE = env.bool("BACKGROUND_JOBS_FORCE_INLINE", default=False)
@@ -223,7 +229,7 @@ if "BACKGROUND_JOBS_INNGEST_PERCENT" in ENVIRONMENT_ERRORS:
     BACKGROUND_JOBS_INNGEST_PERCENT = 0  # unreadable: no window dispatches until it is fixed (orchestrator.E005)
 BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK = env.bool("BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK", default=False)
 BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL = env.str("BACKGROUND_JOBS_INLINE_EMERGENCY_FALLBACK_UNTIL", default="")
-INLINE_TIME_BUDGET_SECONDS = env.float("INLINE_TIME_BUDGET_SECONDS", default=10.0)
+INLINE_TIME_BUDGET_SECONDS = env.float("INLINE_TIME_BUDGET_SECONDS", default=10.0, above=0)
 
 # --- Inngest (docs/inngest.md) ------------------------------------------------
 INNGEST_APP_ID = env.str("INNGEST_APP_ID", default="orchestrator")
@@ -236,15 +242,15 @@ INNGEST_ENV = env.str("INNGEST_ENV", default="")
 INNGEST_BASE_URL = env.str("INNGEST_BASE_URL", default="")
 INNGEST_EVENT_API_BASE_URL = env.str("INNGEST_EVENT_API_BASE_URL", default="")
 INNGEST_API_BASE_URL = env.str("INNGEST_API_BASE_URL", default="")
-INNGEST_PUBLISH_TIMEOUT_SECONDS = env.float("INNGEST_PUBLISH_TIMEOUT_SECONDS", default=1.5)
-INNGEST_FUNCTION_RETRIES = env.int("INNGEST_FUNCTION_RETRIES", default=3)
+INNGEST_PUBLISH_TIMEOUT_SECONDS = env.float("INNGEST_PUBLISH_TIMEOUT_SECONDS", default=1.5, above=0)
+INNGEST_FUNCTION_RETRIES = env.int("INNGEST_FUNCTION_RETRIES", default=3, minimum=0)
 # A signed call to /api/inngest older than this (or this far in the future) is a replay: refused.
-INNGEST_SIGNATURE_MAX_AGE_SECONDS = env.int("INNGEST_SIGNATURE_MAX_AGE_SECONDS", default=300)
+INNGEST_SIGNATURE_MAX_AGE_SECONDS = env.int("INNGEST_SIGNATURE_MAX_AGE_SECONDS", default=300, minimum=1)
 # No single call from Inngest may outlive the platform's request timeout: each
 # step of a drain stops claiming jobs after this long.
-INNGEST_STEP_BUDGET_SECONDS = env.float("INNGEST_STEP_BUDGET_SECONDS", default=20.0)
-INNGEST_STEP_MAX_JOBS = env.int("INNGEST_STEP_MAX_JOBS", default=10_000)
-INNGEST_MAX_DRAIN_STEPS = env.int("INNGEST_MAX_DRAIN_STEPS", default=30)
+INNGEST_STEP_BUDGET_SECONDS = env.float("INNGEST_STEP_BUDGET_SECONDS", default=20.0, above=0)
+INNGEST_STEP_MAX_JOBS = env.int("INNGEST_STEP_MAX_JOBS", default=10_000, minimum=1)
+INNGEST_MAX_DRAIN_STEPS = env.int("INNGEST_MAX_DRAIN_STEPS", default=30, minimum=1)
 
 # --- Background-job queue (docs/jobs.md) --------------------------------------
 JOBS_API_TOKEN = env.str("JOBS_API_TOKEN", default="")
@@ -258,10 +264,10 @@ TASKS: dict[str, dict[str, Any]] = {
     }
 }
 # What a job's callable may return: JSON of at most this many bytes, kept on its row.
-JOBS_RETURN_VALUE_MAX_BYTES = env.int("JOBS_RETURN_VALUE_MAX_BYTES", default=64 * 1024)
+JOBS_RETURN_VALUE_MAX_BYTES = env.int("JOBS_RETURN_VALUE_MAX_BYTES", default=64 * 1024, minimum=0)
 # Modules imported at start-up so that their @maintenance_task tasks are registered.
 MAINTENANCE_TASK_MODULES: list[str] = env.list("MAINTENANCE_TASK_MODULES", default=[])
-JOBS_BATCH_SIZE = env.int("JOBS_BATCH_SIZE", default=100)
+JOBS_BATCH_SIZE = env.int("JOBS_BATCH_SIZE", default=100, minimum=1)
 # Group commit (docs/jobs.md, "Group commit"): jobs per transaction, and how long a group
 # may stay open before the next job starts (a success waits at most that for its commit).
 JOBS_GROUP_MAX_JOBS = env.int("JOBS_GROUP_MAX_JOBS", default=50)
@@ -271,16 +277,19 @@ JOBS_GROUP_MAX_MS = env.float("JOBS_GROUP_MAX_MS", default=20.0)
 JOBS_LISTEN = env.bool("JOBS_LISTEN", default=True)
 JOBS_POLL_SECONDS = env.float("JOBS_POLL_SECONDS", default=5.0)
 # Threads per drain, each with its own database connection (handlers must be thread-safe above 1).
-JOBS_CONCURRENCY = env.int("JOBS_CONCURRENCY", default=1)
-JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=60)
-JOBS_RETRY_BASE_SECONDS = env.float("JOBS_RETRY_BASE_SECONDS", default=5.0)
-JOBS_RETRY_MAX_SECONDS = env.float("JOBS_RETRY_MAX_SECONDS", default=3600.0)
-JOBS_RETENTION_DAYS = env.int("JOBS_RETENTION_DAYS", default=7)
-RUNS_RETENTION_DAYS = env.int("RUNS_RETENTION_DAYS", default=30)
-WINDOWS_RETENTION_DAYS = env.int("WINDOWS_RETENTION_DAYS", default=30)
-MAINTENANCE_PRUNE_BATCH_SIZE = env.int("MAINTENANCE_PRUNE_BATCH_SIZE", default=1000)
-MAINTENANCE_PRUNE_MAX_BATCHES = env.int("MAINTENANCE_PRUNE_MAX_BATCHES", default=10)
-STATUS_BLOB_TTL_SECONDS = env.int("STATUS_BLOB_TTL_SECONDS", default=7 * 24 * 3600)
+JOBS_CONCURRENCY = env.int("JOBS_CONCURRENCY", default=1, minimum=1)
+JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=60, minimum=1)
+JOBS_RETRY_BASE_SECONDS = env.float("JOBS_RETRY_BASE_SECONDS", default=5.0, minimum=0)
+JOBS_RETRY_MAX_SECONDS = env.float("JOBS_RETRY_MAX_SECONDS", default=3600.0, minimum=0)
+# A window's row and its runs' rows are what make a late tick, a redelivered event (Inngest keeps an
+# event id for 24 h) or a manual `dispatch_tick --at` of the window a duplicate: keep them two days at least.
+RETENTION_MIN_DAYS = 2
+JOBS_RETENTION_DAYS = env.int("JOBS_RETENTION_DAYS", default=7, minimum=1)
+RUNS_RETENTION_DAYS = env.int("RUNS_RETENTION_DAYS", default=30, minimum=RETENTION_MIN_DAYS)
+WINDOWS_RETENTION_DAYS = env.int("WINDOWS_RETENTION_DAYS", default=30, minimum=RETENTION_MIN_DAYS)
+MAINTENANCE_PRUNE_BATCH_SIZE = env.int("MAINTENANCE_PRUNE_BATCH_SIZE", default=1000, minimum=1)
+MAINTENANCE_PRUNE_MAX_BATCHES = env.int("MAINTENANCE_PRUNE_MAX_BATCHES", default=10, minimum=1)
+STATUS_BLOB_TTL_SECONDS = env.int("STATUS_BLOB_TTL_SECONDS", default=7 * 24 * 3600, minimum=1)
 
 # --- Reconciliation: every window accounted for (docs/operations.md) ----------
 # How far back the reconciler looks for windows without a row (a period: 90m, 24h, 7d).
@@ -298,17 +307,17 @@ RECONCILE_REPUBLISH_BACKOFF_SECONDS = env.float("RECONCILE_REPUBLISH_BACKOFF_SEC
 # INNGEST_STEP_BUDGET_SECONDS x its steps x its attempts; JSON {"cron-nightly-report": 7200} sets one.
 RECONCILE_RUN_BOUNDS = env.str("RECONCILE_RUN_BOUNDS", default="{}")
 # `run_jobs --loop` recovers expired leases and reconciles once at start, then this often.
-WORKER_CHORE_INTERVAL_SECONDS = env.float("WORKER_CHORE_INTERVAL_SECONDS", default=300.0)
+WORKER_CHORE_INTERVAL_SECONDS = env.float("WORKER_CHORE_INTERVAL_SECONDS", default=300.0, above=0)
 
 # --- Metrics (docs/operations.md, "Metrics") ------------------------------------
 # The bearer token a Prometheus scrape sends to GET /metrics; unset with DEBUG off, /metrics answers 503.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- SLO stop-gates (docs/operations.md) --------------------------------------
-SLO_DISPATCH_P95_MS = env.float("SLO_DISPATCH_P95_MS", default=2000.0)
-SLO_MAX_DUPLICATE_RUNS = env.int("SLO_MAX_DUPLICATE_RUNS", default=0)
-SLO_MAX_QUEUE_LAG_SECONDS = env.float("SLO_MAX_QUEUE_LAG_SECONDS", default=300.0)
-SLO_MAX_ENQUEUE_FAILURE_RATE = env.float("SLO_MAX_ENQUEUE_FAILURE_RATE", default=0.01)
-SLO_MAX_MISSED_WINDOWS = env.int("SLO_MAX_MISSED_WINDOWS", default=0)
-SLO_MAX_ABANDONED_RUNS = env.int("SLO_MAX_ABANDONED_RUNS", default=0)
-SLO_MAX_STALE_PENDING = env.int("SLO_MAX_STALE_PENDING", default=0)
+SLO_DISPATCH_P95_MS = env.float("SLO_DISPATCH_P95_MS", default=2000.0, above=0)
+SLO_MAX_DUPLICATE_RUNS = env.int("SLO_MAX_DUPLICATE_RUNS", default=0, minimum=0)
+SLO_MAX_QUEUE_LAG_SECONDS = env.float("SLO_MAX_QUEUE_LAG_SECONDS", default=300.0, minimum=0)
+SLO_MAX_ENQUEUE_FAILURE_RATE = env.float("SLO_MAX_ENQUEUE_FAILURE_RATE", default=0.01, minimum=0)
+SLO_MAX_MISSED_WINDOWS = env.int("SLO_MAX_MISSED_WINDOWS", default=0, minimum=0)
+SLO_MAX_ABANDONED_RUNS = env.int("SLO_MAX_ABANDONED_RUNS", default=0, minimum=0)
+SLO_MAX_STALE_PENDING = env.int("SLO_MAX_STALE_PENDING", default=0, minimum=0)

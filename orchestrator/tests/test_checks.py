@@ -227,3 +227,10 @@ def test_check_lease_budgets__a_lease_too_short_for_run_jobs_default_budget_is_a
 def check_ids() -> list[str]:
     """Return the ids of our messages from plain `manage.py check`."""
     return [str(m.id) for m in run_checks() if str(m.id).startswith(OURS)]
+
+
+@pytest.mark.parametrize("word", ["off", "no", "false", "0"])
+def test_check_dev_server__a_false_word_is_not_dev_mode(settings: Any, word: str) -> None:
+    settings.INNGEST_DEV = word
+
+    assert "orchestrator.E006" not in deploy_messages()

@@ -4,9 +4,11 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import DEFAULT_DB_ALIAS, connections
 from freezegun import freeze_time
 
 from dispatch.models import DispatchWindow
@@ -76,8 +78,25 @@ def test_orchestrator_report__json_and_since(now: datetime, make_window: Callabl
 
 @pytest.mark.parametrize("since", ["24", "yesterday", "15 m", "0d", "1000d"])
 def test_orchestrator_report__a_bad_since_says_what_to_type(since: str) -> None:
-    with pytest.raises(CommandError, match=r"^--since: '.*' is "):
+    with pytest.raises(CommandError, match=r"^--since: '.*' is ") as refused:
         call_command("orchestrator_report", "--since", since)
+
+    assert refused.value.returncode == 2  # not 1: a bad argument is no crossed gate
+
+
+def test_orchestrator_report__an_unreachable_database_exits_2_not_1(
+    closed_port: int, settings: Any, django_db_blocker: Any
+) -> None:
+    real = connections[DEFAULT_DB_ALIAS]
+    connections[DEFAULT_DB_ALIAS] = type(real)({**real.settings_dict, "PORT": str(closed_port)}, DEFAULT_DB_ALIAS)
+    try:
+        with pytest.raises(CommandError, match=r"^cannot read the ledger: ") as refused:
+            call_command("orchestrator_report")
+    finally:
+        connections[DEFAULT_DB_ALIAS].close()
+        connections[DEFAULT_DB_ALIAS] = real
+
+    assert refused.value.returncode == 2
 
 
 @pytest.mark.parametrize(

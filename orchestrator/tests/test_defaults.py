@@ -173,10 +173,13 @@ def test_demo__run_again_in_the_same_window_still_runs_its_jobs_and_leaves_none_
     report = run_manage("orchestrator_report", "--json", "--since", "366d", env=env)
 
     assert "ticked already" not in first
+    assert "Nothing is configured, so it runs inline" in first
     assert (
-        "That window was ticked already (make demo ran earlier in this minute), so this tick ran nothing; "
-        "draining the new jobs directly instead" in again
+        "That window was ticked already (make demo ran earlier in this minute), so this tick should run nothing"
+        in again
     )
+    assert "It ran nothing (a duplicate); draining the new jobs directly instead" in again
+    assert "so it runs inline" not in again  # it says what happens, not what happened the first time
     for out in (first, again):
         assert "Done: 4 of the 5 jobs succeeded; 1 became a dead letter (demo.fail)" in out
         assert "pending" not in out.split("Done:")[1]  # nothing left waiting, unexplained or not

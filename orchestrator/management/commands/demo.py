@@ -57,17 +57,23 @@ class Command(BaseCommand):
             "letter)."
         )
         window = keys.window_start(at, job.window_seconds)
+        ticked = DispatchWindow.objects.filter(dispatch_key=keys.dispatch_key(job.name, window)).exists()
         self.say(
-            f"\nTick 1 of background-jobs, window {window:%Y-%m-%dT%H:%M}. Nothing is configured, so it runs inline: "
-            "maintenance, then a drain. The one ERROR line, 'job dead-lettered' of demo.fail, is that failing demo "
-            "job: expected."
+            f"\nTick 1 of background-jobs, window {window:%Y-%m-%dT%H:%M}. "
+            + (
+                "That window was ticked already (make demo ran earlier in this minute), so this tick should run "
+                "nothing."
+                if ticked
+                else "Nothing is configured, so it runs inline: maintenance, then a drain."
+            )
+            + " The one ERROR line, 'job dead-lettered' of demo.fail, is that failing demo job: expected."
         )
         first = self.tick(at=at, now=now)
         if first.body["duplicate"]:
             # Not a forced tick: running the window's work twice would count as a duplicate run in the SLO report.
             self.say(
-                "That window was ticked already (make demo ran earlier in this minute), so this tick ran nothing; "
-                "draining the new jobs directly instead, as 'python manage.py run_jobs' does:"
+                "It ran nothing (a duplicate); draining the new jobs directly instead, as "
+                "'python manage.py run_jobs' does:"
             )
             self.say(json.dumps(jobs_run(budget_seconds=settings.INLINE_TIME_BUDGET_SECONDS).as_json(), indent=2))
         else:

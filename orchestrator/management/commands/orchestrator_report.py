@@ -6,17 +6,22 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.utils import timezone
 
+from core.errors import one_line
 from core.timefmt import iso_utc
 from orchestrator.slo import SloReport, parse_period, slo_report_build
 from orchestrator.slo_metrics import Metric
+
+NO_REPORT = 2  # the exit status when no report could be made; 1 is a crossed gate (argparse's own errors exit 2 too)
 
 
 class Command(BaseCommand):
     help = (
         "Print the SLO figures (dispatch latency, enqueue failures, duplicate runs, backlog and lag, dead letters) "
-        "beside their gates. Exits 1 when a gate is crossed, so a rollout can stop on it."
+        "beside their gates. Exits 1 when a gate is crossed, so a rollout can stop on it, and 2 when it cannot report "
+        "(a bad argument, the database unreachable)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -27,9 +32,12 @@ class Command(BaseCommand):
         try:
             period = parse_period(options["since"])
         except ValueError as exc:
-            raise CommandError(f"--since: {exc}") from exc
+            raise CommandError(f"--since: {exc}", returncode=NO_REPORT) from exc
         now = timezone.now()
-        report = slo_report_build(since=now - period, now=now)
+        try:
+            report = slo_report_build(since=now - period, now=now)
+        except DatabaseError as exc:
+            raise CommandError(f"cannot read the ledger: {one_line(exc)}", returncode=NO_REPORT) from exc
         if options["json"]:
             self.stdout.write(json.dumps(report.as_json() | {"period": options["since"].strip()}))
         else:
