@@ -8,11 +8,13 @@ with the reason, and the others go ahead.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 HANDLED_MEANWHILE = "requeued or resolved meanwhile"
 GONE = "deleted meanwhile"
 NOT_ATTEMPTED = "not attempted: an earlier publish in this batch failed"
+OUT_OF_TIME = "not attempted: the re-runs before it took this request's time (INLINE_TIME_BUDGET_SECONDS)"
 # 202 dispatched, 200 ran inline; 503 (publish failed) and 500 (inline crash) leave the letter open.
 REQUEUED_STATUS_CODES = frozenset({200, 202})
 DISPATCH_FAILED_STATUS_CODE = 503
@@ -63,11 +66,14 @@ def dead_letter_requeue(*, letter_ids: Sequence[int], user: AbstractBaseUser, no
     (`cron:<job>:<window>:manual-<8 hex>`) through the normal dispatcher, which
     publishes its event or runs it inline.
     After a failed publish, the batch's remaining run letters are not attempted: each
-    would most likely fail the same way, after waiting for the publish bound.
+    would most likely fail the same way, after waiting for the publish bound. Nor are
+    they once the batch has spent INLINE_TIME_BUDGET_SECONDS (inline re-runs each take
+    up to that): an admin request stays bounded, and the operator requeues the rest.
     """
     report = ActionReport()
     letters = {letter.pk: letter for letter in DeadLetter.objects.filter(pk__in=letter_ids)}
     publish_failed = False
+    deadline = time.monotonic() + settings.INLINE_TIME_BUDGET_SECONDS
     for pk in sorted(set(letter_ids)):
         letter = letters.get(pk)
         reason: str | None
@@ -79,6 +85,8 @@ def dead_letter_requeue(*, letter_ids: Sequence[int], user: AbstractBaseUser, no
             reason = _requeue_job_letter(pk, user=user, now=now)
         elif publish_failed:
             reason = NOT_ATTEMPTED
+        elif time.monotonic() >= deadline:
+            reason = OUT_OF_TIME
         else:
             reason, publish_failed = _requeue_run_letter(letter, user=user, now=now)
         if reason is None:

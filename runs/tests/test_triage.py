@@ -6,13 +6,16 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from freezegun import freeze_time
 
 from dispatch.models import DispatchWindow
+from dispatch.registry import CronContext
 from jobs.models import BackgroundJob
 from jobs.services import job_enqueue
 from orchestrator.slo import slo_report_build
 from runs.models import DeadLetter, FunctionRun
-from runs.triage import dead_letter_requeue, dead_letter_resolve
+from runs.triage import OUT_OF_TIME, dead_letter_requeue, dead_letter_resolve
+from testsupport.crons import count_run
 from testsupport.event_api import EventAPI
 from testsupport.models import CronRun
 
@@ -134,6 +137,37 @@ def test_dead_letter_requeue__a_run_letter_runs_its_function_again_inline_when_d
     # The re-run retried a failed window: the SLO report does not call it a duplicate.
     duplicates = slo_report_build(since=now - timedelta(days=1), now=now).as_json()["metrics"]["duplicateRuns"]
     assert (duplicates["value"], duplicates["pass"]) == (0, True)
+
+
+RERUN_SECONDS = 6.0
+_clock: list[Any] = []  # the test's frozen clock, which each slow re-run moves on
+
+
+def slow_count_run(ctx: CronContext) -> dict[str, Any]:
+    """The `counter` job, taking RERUN_SECONDS of the frozen clock."""
+    _clock[0].tick(RERUN_SECONDS)
+    return count_run(ctx)
+
+
+def test_dead_letter_requeue__stops_starting_re_runs_once_the_requests_time_is_spent(
+    make_run_letter: Callable[..., DeadLetter], operator: User, now: datetime, settings: Any
+) -> None:
+    settings.INLINE_TIME_BUDGET_SECONDS = 10.0
+    settings.CRON_JOBS = [
+        {**entry, "callable": f"{__name__}.slow_count_run"} if entry["name"] == "counter" else entry
+        for entry in settings.CRON_JOBS
+    ]
+    letters = [make_run_letter() for _ in range(4)]
+
+    with freeze_time(now) as frozen:
+        _clock[:] = [frozen]
+        report = dead_letter_requeue(letter_ids=[letter.pk for letter in letters], user=operator, now=now)
+
+    # 0 s and 6 s into the request: started; at 12 s the 10 s were spent: the rest wait for the next click.
+    assert report.done == [letters[0].pk, letters[1].pk]
+    assert dict(report.skipped) == {OUT_OF_TIME: [letters[2].pk, letters[3].pk]}
+    assert CronRun.objects.count() == 2
+    assert [refreshed(letter).resolved_at for letter in letters[2:]] == [None, None]  # still open
 
 
 def test_dead_letter_requeue__a_run_letter_is_republished_under_a_manual_key(
