@@ -28,3 +28,12 @@ class ClaimLost(Exception):
         super().__init__(f"window {window.dispatch_key} was re-claimed (claim {claim} → {window.claim})")
         self.claim = claim
         self.window = window
+
+
+class NotPublished(Exception):
+    """A publish-only tick (the reconciler's) found its job running inline now: it claimed nothing, ran nothing."""
+
+    def __init__(self, *, mode: str, reason: str) -> None:
+        super().__init__(f"the job runs inline now (mode {mode}): {reason}")
+        self.mode = mode
+        self.reason = reason

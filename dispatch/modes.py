@@ -29,6 +29,25 @@ def dispatch_enabled(job: CronJob) -> bool:
     return bool(flag)
 
 
+def inline_reason(job: CronJob, dispatch_key: str) -> str:
+    """Return why a tick of the window runs inline rather than dispatching, or "" when it dispatches.
+
+    The rule of docs/cron.md, past an operator's own --inline: force-inline, the job's
+    flag (or, unset, whether publishing is configured), the canary.
+    """
+    if settings.BACKGROUND_JOBS_FORCE_INLINE:
+        return "BACKGROUND_JOBS_FORCE_INLINE is on"
+    flag = settings.DISPATCH_FLAGS.get(job.flag_name)
+    if flag is None and not publishing_configured():
+        return f"{job.flag_name} is unset and Inngest publishing is not configured"
+    if flag is not None and not flag:
+        return f"{job.flag_name} is false (the rollback lever)"
+    if not canary_selected(dispatch_key):
+        percent = settings.BACKGROUND_JOBS_INNGEST_PERCENT
+        return f"the window is outside the BACKGROUND_JOBS_INNGEST_PERCENT={percent} share"
+    return ""
+
+
 def canary_selected(dispatch_key: str) -> bool:
     """Return whether this window falls in the dispatched share (BACKGROUND_JOBS_INNGEST_PERCENT)."""
     percent: int = settings.BACKGROUND_JOBS_INNGEST_PERCENT

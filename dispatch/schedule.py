@@ -128,8 +128,10 @@ def gaps(job: CronJob, due: Due) -> list[datetime]:
     return [start for start in due.starts if keys.dispatch_key(job.name, start) not in held]
 
 
-def windows_record(job: CronJob, starts: list[datetime], *, status: str, correlation_id: str, now: datetime) -> int:
-    """Record each window of `starts` as `missed` or `paused` (source reconciler) unless it has a row.
+def windows_record(
+    job: CronJob, starts: list[datetime], *, status: str, correlation_id: str, now: datetime, error: str = ""
+) -> int:
+    """Record each window of `starts` as `missed` or `paused` (source reconciler, with `error`) unless it has a row.
 
     Return how many this call wrote: a window a late tick (or another reconciler)
     wrote first is left as it is and not counted.
@@ -148,6 +150,7 @@ def windows_record(job: CronJob, starts: list[datetime], *, status: str, correla
             window_start=start,
             window_seconds=job.window_seconds,
             requested_at=now,
+            error=error,
             created_at=now,
             updated_at=now,
         )

@@ -19,7 +19,7 @@ from core.logcontext import log_context
 from core.timefmt import iso_utc
 from dispatch import keys, modes
 from dispatch.events import event_data, window_events
-from dispatch.exceptions import ClaimLost
+from dispatch.exceptions import ClaimLost, NotPublished
 from dispatch.hooks import inline_run
 from dispatch.models import DispatchWindow
 from dispatch.publish import PublishError, publish_events
@@ -52,6 +52,7 @@ class Tick:
     window_start: datetime
     dispatch_key: str
     started: float
+    publish_only: bool = False
 
     def elapsed_ms(self) -> int:
         return round((time.perf_counter() - self.started) * 1000)
@@ -98,13 +99,17 @@ def dispatch_tick(
     force: bool = False,
     started: float | None = None,
     dispatch_key: str | None = None,
+    publish_only: bool = False,
 ) -> TickResult:
     """Run one tick of `job`: claim its window once, then dispatch to Inngest or run inline.
 
     `at` picks the window (default: `now`); `inline` forces an inline run (an
     operator's emergency tick); `force` bypasses the window with a one-off key;
     `dispatch_key` ticks that very key of the window (the reconciler, re-publishing
-    an orphaned one-off window).
+    an orphaned one-off window). `publish_only` (the reconciler) never runs the
+    window inline: when the job's mode resolves to an inline one, NotPublished is
+    raised before the claim (the window is left as it is), and a failed publish does
+    not fall back to inline under the emergency switch.
     """
     start = keys.window_start(at or now, job.window_seconds)
     if dispatch_key is None:
@@ -118,9 +123,14 @@ def dispatch_tick(
         window_start=start,
         dispatch_key=dispatch_key,
         started=time.perf_counter() if started is None else started,
+        publish_only=publish_only,
     )
     with log_context(correlationId=correlation_id, dispatchKey=tick.dispatch_key, job=job.name):
         mode = resolve_mode(tick, inline_requested=inline)
+        if publish_only and mode != Mode.DISPATCH:
+            raise NotPublished(
+                mode=mode, reason=modes.inline_reason(job, tick.dispatch_key) or "an inline tick was asked for"
+            )
         with log_context(mode=mode):
             return _tick(tick, mode=mode)
 
@@ -129,9 +139,7 @@ def resolve_mode(tick: Tick, *, inline_requested: bool) -> str:
     """Return the mode for this tick, in the order of docs/cron.md: forced inline, the job's flag, the canary."""
     if inline_requested or settings.BACKGROUND_JOBS_FORCE_INLINE:
         return Mode.INLINE_FORCED
-    if not modes.dispatch_enabled(tick.job) or not modes.canary_selected(tick.dispatch_key):
-        return Mode.INLINE
-    return Mode.DISPATCH
+    return Mode.INLINE if modes.inline_reason(tick.job, tick.dispatch_key) else Mode.DISPATCH
 
 
 def _tick(tick: Tick, *, mode: str) -> TickResult:
@@ -171,7 +179,7 @@ def _tick(tick: Tick, *, mode: str) -> TickResult:
 def _dispatch(tick: Tick, window: DispatchWindow, event_ids: list[str], *, client: inngest.Inngest) -> TickResult:
     # Checked on every dispatching tick, so a switch left on without a future
     # _UNTIL is logged as an error each time, not only when a publish fails.
-    fallback = modes.emergency_fallback_active(tick.now)
+    fallback = modes.emergency_fallback_active(tick.now) and not tick.publish_only
     events = window_events(tick.job, tick.data())
     try:
         publish_events(events, client=client, timeout=settings.INNGEST_PUBLISH_TIMEOUT_SECONDS)

@@ -47,6 +47,7 @@ from jobs.context import RunOrigin
 from jobs.runner import jobs_run, merge_summaries
 from runs import ledger
 from runs.inline import SKIPPED, to_json
+from runs.models import FunctionRun
 from runs.reconcile_function import reconcile_function
 
 logger = logging.getLogger(__name__)
@@ -160,6 +161,9 @@ def _drain(step: Callable[..., Any], base: CronContext) -> dict[str, Any]:
 def _stepper(ctx: inngest.ContextSync, run_pk: int, *, payload: dict[str, Any]) -> Callable[..., Any]:
     """Return step(name, work): run `work(now)` as an Inngest step that records each of its attempts.
 
+    A step of a run that is no longer `running` (abandoned by the reconciler) does
+    not do its work: it raises NonRetriableError, which stops the run.
+
     The last attempt is the one the request says (its `max_attempts`, which Inngest
     took from the function's config when it was synced), not the current setting.
     """
@@ -168,7 +172,11 @@ def _stepper(ctx: inngest.ContextSync, run_pk: int, *, payload: dict[str, Any]) 
     def step(name: str, work: Callable[[datetime], Any]) -> Any:
         def body() -> Any:
             now, attempt = timezone.now(), ctx.attempt + 1
-            ledger.attempt_begin(run_pk=run_pk, step=name, attempt=attempt, now=now)
+            status = ledger.attempt_begin(run_pk=run_pk, step=name, attempt=attempt, now=now)
+            if status != FunctionRun.Status.RUNNING:
+                # The reconciler abandoned the run (its dead letter is written): stop it, without doing the work
+                # or failing it a second time.
+                raise inngest.NonRetriableError(f"the run already ended as {status}: step {name} not run")
             try:
                 output = work(now)
             except Exception as exc:  # Any error of the work: record the attempt, let Inngest retry it.

@@ -86,14 +86,25 @@ def run_claim(
     return RunClaim(run=run, won=True)
 
 
-def attempt_begin(*, run_pk: int, step: str, attempt: int, now: datetime) -> None:
-    """Record that `step` is making its `attempt` (Inngest's ctx.attempt + 1, from 1 in each step)."""
+def attempt_begin(*, run_pk: int, step: str, attempt: int, now: datetime) -> str:
+    """Record that `step` is making its `attempt` (Inngest's ctx.attempt + 1, from 1 in each step); return the
+    run's status.
+
+    A run no longer `running` (the reconciler abandoned it, or it failed) records no
+    attempt: its status tells the caller not to do the step's work. The run's row is
+    locked meanwhile, so the reconciler either sees this attempt as progress or ends
+    the run before it begins.
+    """
     with transaction.atomic():
+        status = FunctionRun.objects.select_for_update().filter(pk=run_pk).values_list("status", flat=True).get()
+        if status != Status.RUNNING:
+            return status
         _, created = FunctionRunAttempt.objects.get_or_create(
             run_id=run_pk, step=step, attempt=attempt, defaults={"started_at": now}
         )
         if created:  # a repeated request of the same attempt is the same attempt
             FunctionRun.objects.filter(pk=run_pk).update(attempts=F("attempts") + 1)
+    return status
 
 
 def attempt_succeed(*, run_pk: int, step: str, attempt: int, now: datetime) -> None:
@@ -115,15 +126,28 @@ def attempt_fail(*, run_pk: int, step: str, attempt: int, error: str, now: datet
 
 
 def run_finish(*, run_pk: int, output: Any, now: datetime) -> None:
-    """Mark the run succeeded with its JSON output, and its open attempt with it."""
+    """Mark the run succeeded with its JSON output, and its open attempt with it.
+
+    A run that already ended (the reconciler abandoned it meanwhile) stays as it
+    ended: its status blob is left alone and a warning says so.
+    """
     run = FunctionRun.objects.get(pk=run_pk)
     duration_ms = _duration_ms(run, now)
-    FunctionRun.objects.filter(pk=run_pk, status=Status.RUNNING).update(
-        status=Status.SUCCEEDED, finished_at=now, duration_ms=duration_ms, output=output
-    )
-    FunctionRunAttempt.objects.filter(run_id=run_pk, status=Status.RUNNING).update(
-        status=Status.SUCCEEDED, finished_at=now
-    )
+    with transaction.atomic():
+        finished = FunctionRun.objects.filter(pk=run_pk, status=Status.RUNNING).update(
+            status=Status.SUCCEEDED, finished_at=now, duration_ms=duration_ms, output=output
+        )
+        if finished:
+            FunctionRunAttempt.objects.filter(run_id=run_pk, status=Status.RUNNING).update(
+                status=Status.SUCCEEDED, finished_at=now
+            )
+    if not finished:
+        ended = FunctionRun.objects.values_list("status", "terminal_reason").get(pk=run_pk)
+        logger.warning(
+            f"run finished after it had already ended as {ended[0]}: its output is not recorded",
+            extra={"action": "run_finish", "functionId": run.function_id, "terminalReason": ended[1]},
+        )
+        return
     _blob(run, now=now, status=Status.SUCCEEDED, finishedAt=iso_utc(now), durationMs=duration_ms, attempt=run.attempts)
     logger.info(
         "run finished", extra={"action": "run_finish", "functionId": run.function_id, "durationMs": duration_ms}

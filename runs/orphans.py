@@ -9,6 +9,12 @@
 - A `dispatch_failed` window is re-published after RECONCILE_REPUBLISH_BACKOFF_SECONDS,
   doubling each attempt, until it has made RECONCILE_REPUBLISH_MAX_ATTEMPTS; then it
   is left failed, with an error log line.
+- The reconciler only ever publishes: when a window's job runs inline now (the
+  rollback lever, force-inline, no event key, outside the canary), the window is
+  left as it is, counted `notRepublished` and logged with the reason; a failed
+  re-publish does not fall back to inline. Running it inline here would run old
+  windows inside whatever request runs the reconciler (an inline tick's
+  maintenance, which reconciles again: nested as deep as there are such windows).
 - A run `running` without progress for longer than its bound
   (runs.reconcile_settings.run_bound) fails with `abandoned: no progress since …` and
   one dead letter, which can be requeued.
@@ -29,6 +35,7 @@ from django.conf import settings
 from core.timefmt import iso_utc
 from dispatch import keys
 from dispatch.events import event_data
+from dispatch.exceptions import NotPublished
 from dispatch.models import DispatchWindow
 from dispatch.registry import CronJob, get_cron_job, job_of_function
 from dispatch.services import TickResult, dispatch_tick
@@ -47,12 +54,13 @@ PUBLISH_FAILED = 503
 
 
 def recover(*, now: datetime) -> dict[str, int]:
-    """Recover every orphan found now; return how many windows were re-published, abandoned, given up."""
+    """Recover every orphan found now; return how many windows were re-published (or not), abandoned, given up."""
     publishing = _Publishing()
     abandoned = _pending_windows(now=now, publishing=publishing)
     gave_up = _failed_windows(now=now, publishing=publishing)
     return {
         "republished": publishing.republished,
+        "notRepublished": publishing.not_republished,
         "abandonedWindows": abandoned,
         "gaveUp": gave_up,
         "abandonedRuns": _stuck_runs(now=now),
@@ -60,23 +68,43 @@ def recover(*, now: datetime) -> dict[str, int]:
 
 
 class _Publishing:
-    """The run's re-publishes: how many went through, and whether one failed (then no more are tried)."""
+    """The run's re-publishes: how many went through, how many were not tried (the job runs inline now), and
+    whether one failed (then no more are tried)."""
 
     republished = 0
+    not_republished = 0
     failed = False
 
     def tick(self, window: DispatchWindow, job: CronJob, *, now: datetime) -> TickResult | None:
-        """Tick the window's own key again, with the events it was claimed with; None once a publish failed."""
+        """Publish the window's own key again, with the events it was claimed with.
+
+        Return None, leaving the window as it is, once a publish failed or when its job runs inline now.
+        """
         if self.failed:
             return None
-        result = dispatch_tick(
-            job=_narrowed(job, window),
-            now=now,
-            source=RECONCILER,
-            correlation_id=window.correlation_id,
-            at=window.window_start,
-            dispatch_key=window.dispatch_key,
-        )
+        try:
+            result = dispatch_tick(
+                job=_narrowed(job, window),
+                now=now,
+                source=RECONCILER,
+                correlation_id=window.correlation_id,
+                at=window.window_start,
+                dispatch_key=window.dispatch_key,
+                publish_only=True,
+            )
+        except NotPublished as refused:
+            self.not_republished += 1
+            logger.warning(
+                "orphaned window not re-published: its job runs inline now, and the reconciler only publishes",
+                extra={
+                    "action": "reconcile",
+                    "dispatchKey": window.dispatch_key,
+                    "status": window.status,
+                    "mode": refused.mode,
+                    "reason": refused.reason,
+                },
+            )
+            return None
         self.failed = result.status_code == PUBLISH_FAILED
         if not self.failed and not result.body["duplicate"]:
             self.republished += 1
@@ -126,12 +154,14 @@ def _failed_windows(*, now: datetime, publishing: _Publishing) -> int:
     for window in DispatchWindow.objects.filter(
         status=Status.DISPATCH_FAILED, publish_attempts__lt=bound, window_start__gte=now - lookback()
     ).order_by("updated_at")[:BATCH]:
+        if publishing.failed:
+            break
         job = get_cron_job(window.job)
         if job is None or window.updated_at > now - backoff(window.publish_attempts):
             continue
         result = publishing.tick(window, job, now=now)
         if result is None:
-            break
+            continue
         attempts = DispatchWindow.objects.filter(pk=window.pk).values_list("publish_attempts", flat=True).first()
         if result.status_code == PUBLISH_FAILED and (attempts or 0) >= bound:
             gave_up += 1

@@ -7,6 +7,12 @@ like a tick (same key, same event ids, source `reconciler`). Then the orphans
 (runs.orphans): windows left `pending` by a dead tick, windows whose publish failed,
 runs that stopped making progress.
 
+The reconciler only ever publishes. It runs inside other work (an inline tick's
+maintenance, a worker's chores, a command), so it never runs a window inline: a
+window to catch up whose job runs inline now is recorded `missed`, its error saying
+why and what to run by hand. And a reconcile started inside a reconcile (in the same
+context) does nothing.
+
 It runs from maintenance, `manage.py reconcile`, standing workers (`run_jobs --loop`)
 and, in dispatch mode, its own Inngest function on a cron schedule; any number at
 once. The database decides: rows are written with `INSERT ... ON CONFLICT DO NOTHING`,
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,7 +35,7 @@ from core.errors import one_line
 from core.logcontext import bound_fields, log_context
 from core.timefmt import iso_utc
 from dispatch import keys, schedule
-from dispatch.exceptions import RegistryError
+from dispatch.exceptions import NotPublished, RegistryError
 from dispatch.models import DispatchWindow
 from dispatch.registry import CronJob, cron_jobs
 from dispatch.services import dispatch_tick
@@ -39,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 Status = DispatchWindow.Status
 RECONCILER = DispatchWindow.Source.RECONCILER
+NESTED = "nested: a reconcile is already running in this context"
+
+# Set while a reconcile runs: one started beneath it (through an inline run's maintenance) does nothing.
+_reconciling: ContextVar[bool] = ContextVar("reconciling", default=False)
 
 
 @dataclass
@@ -48,6 +59,7 @@ class JobReport:
     missed: int = 0
     paused: int = 0
     caught_up: list[str] = field(default_factory=list)
+    not_caught_up: int = 0  # of `missed`: windows the policy would catch up, recorded missed (the job runs inline)
     through: datetime | None = None
     error: str = ""
 
@@ -56,6 +68,8 @@ class JobReport:
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"missed": self.missed, "paused": self.paused, "caughtUp": self.caught_up}
+        if self.not_caught_up:
+            body["notCaughtUp"] = self.not_caught_up
         if self.through is not None:
             body["through"] = iso_utc(self.through)
         if self.error:
@@ -64,7 +78,23 @@ class JobReport:
 
 
 def reconcile(*, now: datetime) -> dict[str, Any]:
-    """Account for every due window of every registered cron job, recover orphans; return a compact summary."""
+    """Account for every due window of every registered cron job, recover orphans; return a compact summary.
+
+    Inside another reconcile (in the same context) do nothing: return {"skipped": NESTED}.
+    """
+    if _reconciling.get():
+        logger.warning(
+            "reconcile skipped: a reconcile is already running in this context", extra={"action": "reconcile"}
+        )
+        return {"skipped": NESTED}
+    token = _reconciling.set(True)
+    try:
+        return _reconcile(now=now)
+    finally:
+        _reconciling.reset(token)
+
+
+def _reconcile(*, now: datetime) -> dict[str, Any]:
     started = time.monotonic()
     # Inside a tick (maintenance run inline) its lines carry the tick's correlation id, like every other line.
     correlation_id = bound_fields().get("correlationId") or keys.correlation_id(None)
@@ -82,6 +112,7 @@ def reconcile(*, now: datetime) -> dict[str, Any]:
             "missed": sum(report.missed for report in jobs.values()),
             "paused": sum(report.paused for report in jobs.values()),
             "caughtUp": sum(len(report.caught_up) for report in jobs.values()),
+            "notCaughtUp": sum(report.not_caught_up for report in jobs.values()),
             **recovered,
             "jobs": {name: report.as_json() for name, report in jobs.items() if report},
             "correlationId": correlation_id,
@@ -119,9 +150,8 @@ def _reconcile_job(job: CronJob, *, now: datetime, correlation_id: str) -> JobRe
         report.missed = schedule.windows_record(
             job, missed, status=Status.MISSED, correlation_id=correlation_id, now=now
         )
-        report.caught_up = [
-            key for start in catch_up if (key := _catch_up(job, start, correlation_id=correlation_id, now=now))
-        ]
+        for start in catch_up:
+            _catch_up(job, start, report, correlation_id=correlation_id, now=now)
         schedule.watermark_advance(job.name, through=due.through, now=now)
         report.through = due.through
     except Exception as exc:  # One job's failure (a crashing catch-up, a bad setting) must not stop the others.
@@ -139,14 +169,32 @@ def _to_catch_up(job: CronJob, starts: list[datetime]) -> list[datetime]:
     return []
 
 
-def _catch_up(job: CronJob, start: datetime, *, correlation_id: str, now: datetime) -> str:
-    """Claim and dispatch the window as a tick would; return its key, or "" when a tick had it first."""
-    result = dispatch_tick(job=job, now=now, source=RECONCILER, correlation_id=correlation_id, at=start)
+def _catch_up(job: CronJob, start: datetime, report: JobReport, *, correlation_id: str, now: datetime) -> None:
+    """Claim and dispatch the window as a tick would, unless a tick had it first; when the job runs inline now,
+    record it `missed` instead, saying why."""
+    try:
+        result = dispatch_tick(
+            job=job, now=now, source=RECONCILER, correlation_id=correlation_id, at=start, publish_only=True
+        )
+    except NotPublished as refused:
+        error = (
+            f"not caught up: {job.name} runs inline ({refused.reason}); the reconciler only publishes. "
+            f"Run it by hand: python manage.py dispatch_tick {job.name} --at {iso_utc(start)}"
+        )
+        recorded = schedule.windows_record(
+            job, [start], status=Status.MISSED, correlation_id=correlation_id, now=now, error=error
+        )
+        report.missed += recorded
+        report.not_caught_up += recorded
+        if recorded:
+            extra = {"action": "reconcile", "dispatchKey": keys.dispatch_key(job.name, start), "error": error}
+            logger.warning("missed window not caught up: its job runs inline now", extra=extra)
+        return
     body = result.body
     if body["duplicate"]:
-        return ""
+        return
     logger.warning(
         "missed window caught up",
         extra={"action": "reconcile", "dispatchKey": body["dispatchKey"], "mode": body["mode"]},
     )
-    return str(body["dispatchKey"])
+    report.caught_up.append(str(body["dispatchKey"]))

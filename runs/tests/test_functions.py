@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from jobs.models import BackgroundJob
 from jobs.runner import jobs_run
-from runs import functions
+from runs import functions, ledger
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.status import status_read
 from testsupport.executor import Executor
@@ -268,3 +270,36 @@ def test_cron_function__the_last_attempt_is_the_one_inngest_says(executor: Execu
         (4, "failed"),
     ]
     assert DeadLetter.objects.get().attempts == 4
+
+
+def test_process_function__a_run_abandoned_meanwhile_does_no_more_work_and_does_not_report_success(
+    executor: Executor, settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.INNGEST_STEP_MAX_JOBS = 2
+    enqueue(3)  # two drain steps: 2 jobs, then 1
+    drain = jobs_run
+
+    def drain_then_abandoned(**kwargs: Any) -> Any:
+        summary = drain(**kwargs)
+        if not DeadLetter.objects.exists():  # the reconciler gave up on the run while this step was slow
+            run = FunctionRun.objects.get()
+            assert ledger.run_abandon(run_pk=run.pk, idle_since=timezone.now(), payload=None, now=timezone.now())
+        return summary
+
+    monkeypatch.setattr(functions, "jobs_run", drain_then_abandoned)
+
+    with caplog.at_level(logging.INFO, logger="runs.ledger"):
+        [run] = executor.deliver(event(PROCESS))
+
+    assert HandlerRun.objects.count() == 2  # drain-2 did not run: the third job waits for the next window
+    assert BackgroundJob.objects.filter(status="pending").count() == 1
+    assert run.status == "failed"
+    row = FunctionRun.objects.get()
+    assert (row.status, row.output) == ("failed", None)
+    assert row.terminal_reason.startswith("abandoned: no progress since ")
+    assert list(FunctionRunAttempt.objects.values_list("step", "attempt", "status")) == [("drain-1", 1, "failed")]
+    letter = DeadLetter.objects.get()  # one dead letter: the abandon's (on_failure found it)
+    assert letter.error == row.terminal_reason
+    blob = status_read(scope="global", job_name="process-background-jobs")
+    assert blob is not None and blob["status"] == "failed"
+    assert "run finished" not in [record.getMessage() for record in caplog.records]

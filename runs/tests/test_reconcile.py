@@ -112,20 +112,21 @@ def test_reconcile__under_latest_the_most_recent_window_is_dispatched_like_a_tic
     assert len(event_api.events) == 1  # the late tick published nothing
 
 
-def test_reconcile__under_all_the_most_recent_catch_up_max_windows_run(counter_catches_up: Callable[..., None]) -> None:
+def test_reconcile__under_all_the_most_recent_catch_up_max_windows_are_dispatched(
+    event_api: EventAPI, counter_catches_up: Callable[..., None]
+) -> None:
     counter_catches_up("all", catch_up_max=3)
     cron_window(T0)
 
     summary = reconcile(now=NOW)
 
-    assert (summary["missed"], summary["caughtUp"]) == (7, 3)
+    assert (summary["missed"], summary["caughtUp"], summary["notCaughtUp"]) == (7, 3, 0)
     assert rows(source="reconciler") == [
         *((key(start), "missed", "", "reconciler") for start in MISSING[:7]),
-        *((key(start), "inline", "inline", "reconciler") for start in MISSING[7:]),
+        *((key(start), "enqueued", "dispatch", "reconciler") for start in MISSING[7:]),
     ]
-    assert sorted(CronRun.objects.values_list("dispatch_key", "source")) == [
-        (key(start), "reconciler") for start in MISSING[7:]
-    ]
+    assert event_api.event_ids() == [f"cron/counter.requested:{key(start)}" for start in MISSING[7:]]  # oldest first
+    assert not CronRun.objects.exists()  # the work runs in Inngest, never inside the reconciler
 
 
 def test_reconcile__a_window_inside_its_grace_is_not_missed_yet_and_a_ticked_one_never() -> None:
@@ -161,7 +162,7 @@ def test_reconcile__a_job_the_cron_service_never_called_has_no_windows_due() -> 
 
 
 def test_reconcile__a_paused_jobs_windows_are_paused_not_missed_nor_caught_up(
-    make_staff: Callable[..., User], counter_catches_up: Callable[..., None]
+    event_api: EventAPI, make_staff: Callable[..., User], counter_catches_up: Callable[..., None]
 ) -> None:
     counter_catches_up("all")
     operator = make_staff("operator")
@@ -179,7 +180,7 @@ def test_reconcile__a_paused_jobs_windows_are_paused_not_missed_nor_caught_up(
     ]
     # Resumed at T0+60m30s: T0+55m and T0+60m fell in the pause; T0+70m has no tick and is caught up.
     assert (resumed["missed"], resumed["paused"], resumed["caughtUp"]) == (0, 2, 1)
-    assert not CronRun.objects.exclude(dispatch_key=key(T0 + 14 * WINDOW)).exists()
+    assert event_api.event_ids() == [f"cron/counter.requested:{key(T0 + 14 * WINDOW)}"]
 
 
 def test_reconcile__background_jobs_skips_by_default(now: datetime) -> None:
@@ -190,3 +191,37 @@ def test_reconcile__background_jobs_skips_by_default(now: datetime) -> None:
 
     assert summary["jobs"]["background-jobs"]["missed"] == 3  # +1m, +2m, +3m; +4m is inside its 60 s grace
     assert DispatchWindow.objects.filter(job="background-jobs", status="missed").count() == 3
+
+
+@pytest.mark.parametrize("flags", [{}, {"CRON_COUNTER_USE_INNGEST": False}], ids=["no-event-key", "rollback-lever"])
+def test_reconcile__a_window_to_catch_up_whose_job_runs_inline_is_recorded_missed_not_run(
+    event_api: EventAPI, settings: Any, counter_catches_up: Callable[..., None], flags: dict[str, bool]
+) -> None:
+    counter_catches_up("all", catch_up_max=3)
+    settings.DISPATCH_FLAGS = flags
+    if not flags:
+        settings.INNGEST_EVENT_KEY = ""
+    cron_window(T0)
+
+    summary = reconcile(now=NOW)
+
+    assert rows(source="reconciler") == [(key(start), "missed", "", "reconciler") for start in MISSING]
+    errors = dict(DispatchWindow.objects.filter(job="counter", error__gt="").values_list("dispatch_key", "error"))
+    assert sorted(errors) == [key(start) for start in MISSING[7:]]
+    assert errors[key(MISSING[-1])].startswith("not caught up: counter runs inline (")
+    assert errors[key(MISSING[-1])].endswith(
+        "); the reconciler only publishes. Run it by hand: python manage.py dispatch_tick counter --at "
+        "2026-03-14T12:50:00.000Z"
+    )
+    assert not CronRun.objects.exists()
+    assert (summary["missed"], summary["caughtUp"], summary["notCaughtUp"]) == (10, 0, 3)
+    assert summary["jobs"]["counter"] == {
+        "missed": 10,
+        "paused": 0,
+        "caughtUp": [],
+        "notCaughtUp": 3,
+        "through": "2026-03-14T12:50:00.000Z",
+    }
+    again = reconcile(now=NOW + WINDOW)
+    assert (again["missed"], again["notCaughtUp"]) == (1, 1)  # only T0+55m, whose grace has passed since
+    assert event_api.requests == 0
