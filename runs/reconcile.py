@@ -150,10 +150,16 @@ def _reconcile_job(job: CronJob, *, now: datetime, correlation_id: str) -> JobRe
         report.missed = schedule.windows_record(
             job, missed, status=Status.MISSED, correlation_id=correlation_id, now=now
         )
+        through = due.through
         for start in catch_up:
-            _catch_up(job, start, report, correlation_id=correlation_id, now=now)
-        schedule.watermark_advance(job.name, through=due.through, now=now)
-        report.through = due.through
+            if not _catch_up(job, start, report, correlation_id=correlation_id, now=now):
+                # The event API refused or timed out: the next windows would most likely wait out the publish
+                # bound and fail the same way. The failed one is `dispatch_failed` (re-published with backoff);
+                # the watermark stops at it, so the next pass catches up the rest.
+                through = start
+                break
+        schedule.watermark_advance(job.name, through=through, now=now)
+        report.through = through
     except Exception as exc:  # One job's failure (a crashing catch-up, a bad setting) must not stop the others.
         logger.exception("reconcile of a cron job failed", extra={"action": "reconcile", "job": job.name})
         report.error = one_line(exc)
@@ -169,9 +175,9 @@ def _to_catch_up(job: CronJob, starts: list[datetime]) -> list[datetime]:
     return []
 
 
-def _catch_up(job: CronJob, start: datetime, report: JobReport, *, correlation_id: str, now: datetime) -> None:
+def _catch_up(job: CronJob, start: datetime, report: JobReport, *, correlation_id: str, now: datetime) -> bool:
     """Claim and dispatch the window as a tick would, unless a tick had it first; when the job runs inline now,
-    record it `missed` instead, saying why."""
+    record it `missed` instead, saying why. Return False when its publish failed."""
     try:
         result = dispatch_tick(
             job=job, now=now, source=RECONCILER, correlation_id=correlation_id, at=start, publish_only=True
@@ -189,12 +195,17 @@ def _catch_up(job: CronJob, start: datetime, report: JobReport, *, correlation_i
         if recorded:
             extra = {"action": "reconcile", "dispatchKey": keys.dispatch_key(job.name, start), "error": error}
             logger.warning("missed window not caught up: its job runs inline now", extra=extra)
-        return
+        return True
     body = result.body
+    if result.status_code == orphans.PUBLISH_FAILED:
+        extra = {"action": "reconcile", "dispatchKey": body["dispatchKey"], "error": body.get("error", "")}
+        logger.warning("missed window's catch-up publish failed: it is re-published with backoff", extra=extra)
+        return False
     if body["duplicate"]:
-        return
+        return True
     logger.warning(
         "missed window caught up",
         extra={"action": "reconcile", "dispatchKey": body["dispatchKey"], "mode": body["mode"]},
     )
     report.caught_up.append(str(body["dispatchKey"]))
+    return True

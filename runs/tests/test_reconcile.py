@@ -129,6 +129,29 @@ def test_reconcile__under_all_the_most_recent_catch_up_max_windows_are_dispatche
     assert not CronRun.objects.exists()  # the work runs in Inngest, never inside the reconciler
 
 
+def test_reconcile__a_failed_catch_up_publish_stops_the_jobs_catch_up_until_the_next_pass(
+    event_api: EventAPI, counter_catches_up: Callable[..., None]
+) -> None:
+    counter_catches_up("all", catch_up_max=3)
+    cron_window(T0)
+    event_api.behave("unauthorized")
+
+    first = reconcile(now=NOW)
+    event_api.behave("ok")
+    second = reconcile(now=NOW + timedelta(seconds=1))
+
+    # The first pass tried one window: the next two would have waited out the publish bound to fail the same way.
+    assert first["jobs"]["counter"]["through"] == "2026-03-14T12:40:00.000Z"
+    assert (first["missed"], first["caughtUp"]) == (7, 0)
+    assert second["caughtUp"] == 2
+    assert rows(source="reconciler") == [
+        *((key(start), "missed", "", "reconciler") for start in MISSING[:7]),
+        (key(MISSING[7]), "dispatch_failed", "dispatch", "reconciler"),  # re-published with backoff, later
+        *((key(start), "enqueued", "dispatch", "reconciler") for start in MISSING[8:]),
+    ]
+    assert event_api.requests == 3
+
+
 def test_reconcile__a_window_inside_its_grace_is_not_missed_yet_and_a_ticked_one_never() -> None:
     cron_window(T0)
     cron_window(MISSING[4])  # the cron service called for T0+25m
