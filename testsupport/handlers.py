@@ -10,7 +10,7 @@ from typing import Any
 
 from jobs.context import JobContext
 from jobs.registry import job_handler
-from testsupport.models import HandlerRun
+from testsupport.models import HandlerNote, HandlerRun
 
 
 def _record(ctx: JobContext) -> None:
@@ -38,6 +38,17 @@ def write_then_fail(ctx: JobContext) -> None:
     _record(ctx)
     if ctx.attempt <= _get(ctx.payload, "failUntil", ctx.max_attempts):
         raise ValueError(f"test.write_then_fail fails attempt {ctx.attempt} after writing")
+
+
+@job_handler("test.dangling_reference")
+def dangling_reference(ctx: JobContext) -> None:
+    """Record the run, then note a run that does not exist: the handler returns, and the COMMIT refuses the note.
+
+    Django's foreign keys on PostgreSQL are DEFERRABLE INITIALLY DEFERRED: the
+    violation is found only when the transaction commits.
+    """
+    _record(ctx)
+    HandlerNote.objects.create(run_id=-ctx.job_id)
 
 
 @job_handler("test.returns")
