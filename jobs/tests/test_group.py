@@ -194,3 +194,22 @@ def test_jobs_run__a_job_whose_last_attempt_fails_at_commit_is_dead_lettered_wit
     [letter] = DeadLetter.objects.all()
     assert (letter.job_id, letter.error) == (guilty.pk, guilty.last_error)
     assert letter.error.startswith("IntegrityError: ")
+
+
+def test_jobs_run__a_job_run_again_after_its_group_was_rolled_back_keeps_nothing_of_the_lost_attempt(
+    make_job: Job, now: datetime, settings: object
+) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000  # type: ignore[attr-defined]
+    doomed = make_job(kind="test.fail", priority=2, max_attempts=1)  # buried in the group, then rolled back
+    make_job(kind="test.dangling_reference", priority=1, max_attempts=2)  # its writes fail the group's COMMIT
+
+    summary = jobs_run(budget_seconds=30, clock=at(now))
+
+    assert (summary.claimed, summary.retried, summary.dead) == (2, 1, 1)
+    doomed.refresh_from_db()
+    assert (doomed.status, doomed.attempts) == ("dead", 1)
+    # Its one attempt failed once as far as the row is concerned: the rolled-back burial left no error behind.
+    errors = [(error["attempt"], error["exception_class_path"]) for error in doomed.errors]
+    assert errors == [(1, "builtins.ValueError")]
+    [letter] = DeadLetter.objects.filter(job=doomed)
+    assert letter.error == "ValueError: test.fail failed attempt 1"
