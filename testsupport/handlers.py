@@ -8,9 +8,15 @@ import sys
 import time
 from typing import Any
 
+from django.db import transaction
+
 from jobs.context import JobContext
+from jobs.models import BackgroundJob
 from jobs.registry import job_handler
 from testsupport.models import HandlerNote, HandlerRun
+
+# What test.steps' commit callbacks saw, in the order they ran: (job id, the job's status then).
+committed_callbacks: list[tuple[int, str]] = []
 
 
 def _record(ctx: JobContext) -> None:
@@ -49,6 +55,25 @@ def dangling_reference(ctx: JobContext) -> None:
     """
     _record(ctx)
     HandlerNote.objects.create(run_id=-ctx.job_id)
+
+
+@job_handler("test.steps")
+def steps(ctx: JobContext) -> None:
+    """Do the payload's `steps` in order: "on_commit" registers a callback, "write" records the run, "fail" raises.
+
+    The callback notes, in committed_callbacks, the job and its status as committed when it runs.
+    """
+
+    def committed() -> None:
+        committed_callbacks.append((ctx.job_id, BackgroundJob.objects.get(pk=ctx.job_id).status))
+
+    for step in _get(ctx.payload, "steps", []):
+        if step == "on_commit":
+            transaction.on_commit(committed)
+        elif step == "write":
+            _record(ctx)
+        elif step == "fail":
+            raise ValueError(f"test.steps fails attempt {ctx.attempt}")
 
 
 @job_handler("test.returns")

@@ -22,7 +22,7 @@ from jobs.maintenance import recover_expired_leases
 from jobs.models import BackgroundJob
 from jobs.runner import jobs_run
 from runs.models import DeadLetter
-from testsupport import drainer, procs
+from testsupport import drainer, handlers, procs
 from testsupport.models import HandlerNote, HandlerRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -213,3 +213,26 @@ def test_jobs_run__a_job_run_again_after_its_group_was_rolled_back_keeps_nothing
     assert errors == [(1, "builtins.ValueError")]
     [letter] = DeadLetter.objects.filter(job=doomed)
     assert letter.error == "ValueError: test.fail failed attempt 1"
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [["on_commit", "fail"], ["on_commit", "write", "fail"], ["write", "on_commit", "fail"]],
+    ids=["before-any-statement", "before-its-write", "after-its-write"],
+)
+def test_jobs_run__a_failing_jobs_commit_callbacks_never_run_and_its_neighbours_run_once_after_the_commit(
+    make_job: Job, now: datetime, settings: object, steps: list[str]
+) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000  # type: ignore[attr-defined]
+    handlers.committed_callbacks.clear()
+    before = make_job(kind="test.steps", payload={"steps": ["on_commit", "write"]}, priority=3)
+    failing = make_job(kind="test.steps", payload={"steps": steps}, priority=2, max_attempts=2)
+    after = make_job(kind="test.steps", payload={"steps": ["on_commit"]}, priority=1)
+
+    summary = jobs_run(budget_seconds=30, clock=at(now))
+
+    assert (summary.claimed, summary.succeeded, summary.retried) == (3, 2, 1)
+    failing.refresh_from_db()
+    assert (failing.status, failing.last_error) == ("pending", "ValueError: test.steps fails attempt 1")
+    # The neighbours' callbacks ran once each, once their success had committed; the failing job's never.
+    assert handlers.committed_callbacks == [(before.pk, "succeeded"), (after.pk, "succeeded")]
