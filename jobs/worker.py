@@ -78,6 +78,7 @@ class Worker:
                 try:
                     if self.loop:
                         waker.listen()  # before the drain: a job enqueued after it looked is notified
+                        waker.read_notifications()  # of jobs the drain finds: read even when never idle
                     if lost:
                         release_unstarted(worker_prefix=process_prefix())
                     if self.chores is not None:
