@@ -271,21 +271,6 @@ class JobGroup:
             self.max_jobs = grouped
 
 
-def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin, lease: LeaseConnection | None = None) -> Outcome:
-    """Start one claimed job if its claim still holds, run it in a transaction of its own and return what happened.
-
-    `lease` is where the start and the handler's heartbeats are written (the
-    thread's own connection when none is given).
-    """
-    outcomes: list[Outcome] = []
-    with JobGroup(
-        clock=clock, origin=origin, lease=lease or LeaseConnection(separate=False), count=outcomes.append, max_jobs=1
-    ) as group:
-        group.run(job)
-    [outcome] = outcomes
-    return outcome
-
-
 def _still_connected() -> bool:
     """Return whether the thread's connection still answers (a refused COMMIT leaves it usable, a lost one not)."""
     return connection.connection is not None and connection.is_usable()
