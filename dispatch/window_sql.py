@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.sql import ASYNC_COMMIT
 from dispatch.models import CronJobState, DispatchWindow, WindowMode, WindowStatus
 
 TABLE = DispatchWindow._meta.db_table
@@ -80,10 +81,9 @@ _STATEMENTS = {
 }
 # PostgreSQL turns synchronous_commit off from within the statement: a FROM of the
 # UPDATE, a column of the row the INSERT takes its values from. SQLite has no such setting.
-_ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
 _VENDORS = {
     "postgresql": {
-        "async_commit": f" FROM {_ASYNC_COMMIT}",
+        "async_commit": f" FROM {ASYNC_COMMIT}",
         "async_commit_column": ", set_config('synchronous_commit', 'off', true) AS async_commit",
         "clock": "clock_timestamp()",
         "stale_before": "clock_timestamp() - make_interval(secs => %s)",

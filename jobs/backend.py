@@ -24,7 +24,7 @@ from typing_extensions import ParamSpec
 from jobs.exceptions import InvalidJob
 from jobs.models import BackgroundJob
 from jobs.registry import KIND_RE, get_handler, resolve_handler, task_kind, task_register
-from jobs.services import QUEUE_RE, job_enqueue, validate_payload
+from jobs.services import QUEUE_RE, job_enqueue
 from jobs.task_results import requeue_chain, task_result_of_job
 from jobs.taskcall import TaskHandler, task_payload
 
@@ -65,10 +65,6 @@ class OrchestratorBackend(BaseTaskBackend):
         self.validate_task(task)
         _check_importable(task)
         payload = task_payload(args, kwargs)
-        try:
-            validate_payload(payload)
-        except InvalidJob as exc:
-            raise ValueError(f"Unsupported value: the task's arguments {exc.reason}") from exc
         registered = _registered_task(task_kind(task), task)
         try:
             job = job_enqueue(
@@ -80,6 +76,8 @@ class OrchestratorBackend(BaseTaskBackend):
                 now=timezone.now(),
             ).job
         except InvalidJob as exc:
+            if exc.field == "payload":  # the arguments: refused as the framework refuses what JSON cannot keep
+                raise ValueError(f"Unsupported value: the task's arguments {exc.reason}") from exc
             raise InvalidTaskError(f"Task {task.module_path!r} cannot be enqueued: {exc} (see {DOCS}).") from exc
         result: TaskResult[T] = task_result_of_job(job, task=registered, backend=self.alias)
         task_enqueued.send(type(self), task_result=result)

@@ -11,6 +11,7 @@ is NULL, which is how shutdown and lease recovery tell a job that never started
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -99,7 +100,10 @@ def _fence(job: BackgroundJob) -> QuerySet[BackgroundJob]:
 
 
 def record_failure(job: BackgroundJob, *, exc: Exception, now: datetime, origin: RunOrigin) -> Outcome:
-    """Record a failed attempt through the claim: retry on the backoff schedule, or bury the job and tell the hook."""
+    """Record a failed attempt through the claim: retry on the backoff schedule, or bury the job and tell the hook.
+
+    The row is written, not `job`, which stays as claimed (a rolled-back group runs it again: jobs.group).
+    """
     error, errors = one_line(exc), errors_with(job, exc)
     extra = {"action": "job_run", "jobId": job.pk, "kind": job.kind, "attempt": job.attempts, "error": error}
     fence = _fence(job)
@@ -113,8 +117,11 @@ def record_failure(job: BackgroundJob, *, exc: Exception, now: datetime, origin:
                 errors=errors,
             ):
                 return "lease_lost"
-            job.status, job.finished_at, job.last_error, job.errors = BackgroundJob.Status.DEAD, now, error, errors
-            job_died(job=job, error=error, now=now, origin=origin)
+            # `job` stays as claimed: the caller's transaction may still roll this back (jobs.group then runs the
+            # job again), and the next failure must not find this one's error on it. The hook is told of a copy.
+            dead = copy.copy(job)
+            dead.status, dead.finished_at, dead.last_error, dead.errors = BackgroundJob.Status.DEAD, now, error, errors
+            job_died(job=dead, error=error, now=now, origin=origin)
             logger.error("job dead-lettered", extra={**extra, **origin.log_fields()})
             return "dead"
         run_after = now + retry_delay(

@@ -22,6 +22,12 @@ a commit is paid once per group instead of once per job.
   handler that outlived the lease without heartbeats) is rolled back whole and its
   jobs run again one at a time, each through a new start, so a job whose claim is
   gone is skipped then (`lease_lost`), and the others commit on their own.
+- A group whose COMMIT fails (a deferred constraint a handler's writes violate: Django's
+  foreign keys on PostgreSQL are checked at COMMIT) is rolled back whole and its jobs
+  run again the same way: the job whose writes are refused fails then, alone, with the
+  error (a group of one whose COMMIT fails records its job's failure in a transaction
+  of its own), and the others commit, their attempt not spent again. A COMMIT that
+  fails because the connection is gone is raised, as any lost connection.
 
 The savepoint is taken lazily, just before the handler's first statement on the
 thread's connection (an execute wrapper): a handler that never touches the database
@@ -49,9 +55,10 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.transaction import TransactionManagementError
 
+from core.errors import one_line
 from jobs.claim import Clock, Outcome, record_failure
 from jobs.context import JobContext, RunOrigin
 from jobs.lease import LeaseConnection
@@ -187,7 +194,13 @@ class JobGroup:
         except BaseException as exc:
             atomic.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        atomic.__exit__(None, None, None)
+        try:
+            atomic.__exit__(None, None, None)
+        except DatabaseError as exc:  # the COMMIT refused (a deferred constraint): the Atomic rolled the group back
+            if not _still_connected():
+                raise  # the connection is gone (a restart): the worker reconnects, leases bring the jobs back
+            self._run_again(ran, refused=exc)
+            return
         for _ in successes:
             self.count("succeeded")
         for outcome in failures:
@@ -223,16 +236,32 @@ class JobGroup:
         self._successes.append(_Success(job=job, finished_at=self.clock(), return_value=returned))
         logger.debug("job succeeded", extra={"action": "job_run", "jobId": job.pk, "kind": job.kind})
 
-    def _run_again(self, ran: list[BackgroundJob]) -> None:
-        """Run the jobs of a rolled-back group again, one group each; a group of one that fails so lost its lease."""
-        if self.max_jobs == 1:
+    def _run_again(self, ran: list[BackgroundJob], *, refused: DatabaseError | None = None) -> None:
+        """Run the jobs of a rolled-back group again, one group each, so that a failure falls on its own job.
+
+        Without `refused`, the group's marks did not all match: a group of one that
+        fails so lost its lease. With it, the group's COMMIT refused its writes: a group
+        of one that fails so has its job fail with that error (recorded in a transaction
+        of its own), and its neighbours, run again each in its own, are not charged for it.
+        """
+        if refused is not None and len(ran) == 1:
+            [job] = ran
+            self.count(record_failure(job, exc=refused, now=self.clock(), origin=self.origin))
+            return
+        if refused is None and self.max_jobs == 1:
             [job] = ran
             logger.warning("job lease lost", extra={"action": "job_run", "jobId": job.pk, **self.origin.log_fields()})
             self.count("lease_lost")
             return
+        why = "a lease was lost while the group ran" if refused is None else "its COMMIT failed"
         logger.warning(
-            "group commit: a lease was lost while the group ran; running its jobs again one at a time",
-            extra={"action": "job_run", "jobIds": [job.pk for job in ran], **self.origin.log_fields()},
+            f"group commit: {why}; running its jobs again one at a time",
+            extra={
+                "action": "job_run",
+                "jobIds": [job.pk for job in ran],
+                **({} if refused is None else {"error": one_line(refused)}),
+                **self.origin.log_fields(),
+            },
         )
         grouped, self.max_jobs = self.max_jobs, 1
         try:
@@ -242,19 +271,9 @@ class JobGroup:
             self.max_jobs = grouped
 
 
-def run_job(job: BackgroundJob, *, clock: Clock, origin: RunOrigin, lease: LeaseConnection | None = None) -> Outcome:
-    """Start one claimed job if its claim still holds, run it in a transaction of its own and return what happened.
-
-    `lease` is where the start and the handler's heartbeats are written (the
-    thread's own connection when none is given).
-    """
-    outcomes: list[Outcome] = []
-    with JobGroup(
-        clock=clock, origin=origin, lease=lease or LeaseConnection(separate=False), count=outcomes.append, max_jobs=1
-    ) as group:
-        group.run(job)
-    [outcome] = outcomes
-    return outcome
+def _still_connected() -> bool:
+    """Return whether the thread's connection still answers (a refused COMMIT leaves it usable, a lost one not)."""
+    return connection.connection is not None and connection.is_usable()
 
 
 def _done_record(done: _Success) -> dict[str, Any]:

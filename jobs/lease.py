@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, Error, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from core.sql import ASYNC_COMMIT
 from jobs.lease_pipeline import StampPipeline
 from jobs.models import BackgroundJob
 
@@ -40,11 +41,10 @@ T = TypeVar("T")
 # own included). The setting is made from within the statement (no round trip, and
 # nothing left on a pooled server connection); inside a caller's transaction it
 # would reach the handler's commit too, so there it is left out.
-_ASYNC_COMMIT = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
 _COLUMNS = {"start": "lease_expires_at = %s, started_at = %s", "renew": "lease_expires_at = %s"}
 _STATEMENTS = {  # by (separate connection?, renewal)
     (separate, name): f"UPDATE {BackgroundJob._meta.db_table} SET {columns}"  # noqa: S608 (constants only)
-    f"{_ASYNC_COMMIT if separate else ''} WHERE id = %s AND status = %s AND attempts = %s AND locked_by = %s"
+    f"{f' FROM {ASYNC_COMMIT}' if separate else ''} WHERE id = %s AND status = %s AND attempts = %s AND locked_by = %s"
     for separate in (True, False)
     for name, columns in _COLUMNS.items()
 }

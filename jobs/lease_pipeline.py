@@ -48,19 +48,19 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import generators, pq
 
+from core.sql import ASYNC_COMMIT
 from jobs.models import BackgroundJob
 
 _TABLE = BackgroundJob._meta.db_table
 _RUNNING = BackgroundJob.Status.RUNNING
-_ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
 _STAMP_NAME = b"orchestrator_job_start"
 _STAMP_SQL = (
-    f"UPDATE {_TABLE} AS job SET lease_expires_at = $1, started_at = $2 FROM {_ASYNC_COMMIT}, "  # noqa: S608
+    f"UPDATE {_TABLE} AS job SET lease_expires_at = $1, started_at = $2 FROM {ASYNC_COMMIT}, "  # noqa: S608
     f"(SELECT id FROM {_TABLE} WHERE id = $3 AND status = '{_RUNNING}' AND attempts = $4 AND locked_by = $5 "
     "FOR UPDATE SKIP LOCKED) AS mine WHERE job.id = mine.id"
 ).encode()
 _RENEW_ALL_SQL = (
-    f"UPDATE {_TABLE} AS job SET lease_expires_at = %s FROM {_ASYNC_COMMIT}, "  # noqa: S608 (constants only)
+    f"UPDATE {_TABLE} AS job SET lease_expires_at = %s FROM {ASYNC_COMMIT}, "  # noqa: S608 (constants only)
     "unnest(%s::bigint[], %s::integer[], %s::text[]) AS held(id, attempts, locked_by) "
     "WHERE job.id = held.id AND job.status = %s AND job.attempts = held.attempts AND job.locked_by = held.locked_by "
     "RETURNING job.id"

@@ -12,13 +12,16 @@ class LazySavepoint:
     """While in use, take a savepoint just before the first statement on the thread's connection; undo to it on error.
 
     The savepoint joins Django's savepoint stack, so that `transaction.on_commit`
-    callbacks a failing handler registered are dropped with its writes.
+    callbacks a failing handler registered are dropped with its writes; those it
+    registered before its first statement, when it had no savepoint yet, are dropped
+    too (every callback registered while in use).
     """
 
     def __init__(self) -> None:
         self.sid: str | None = None
         self._taking = False
         self._wrapping: Any = None
+        self._callbacks = 0  # how many commit callbacks the transaction had before the handler
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
         if self.sid is None and not self._taking:
@@ -33,6 +36,7 @@ class LazySavepoint:
         return execute(sql, params, many, context)
 
     def __enter__(self) -> LazySavepoint:
+        self._callbacks = len(connection.run_on_commit)
         self._wrapping = connection.execute_wrapper(self)
         self._wrapping.__enter__()
         return self
@@ -46,4 +50,5 @@ class LazySavepoint:
             return
         if self.sid is not None:
             connection.savepoint_rollback(self.sid)
+        del connection.run_on_commit[self._callbacks :]
         connection.needs_rollback = False

@@ -12,6 +12,10 @@ wakes without a notification:
   pooler in transaction mode, where LISTEN does not work: set JOBS_LISTEN=false
   there, and the worker polls).
 
+Before each drain the worker reads, without waiting, the notifications received so
+far: the drain finds the jobs they announce, and a worker kept busy still reads its
+connection (else they would pile up, and wake it for nothing once idle).
+
 The listening connection fails like any other when the database restarts (a
 Django OperationalError): the worker closes it with its other connections and
 LISTENs again once it reconnects, then drains before it waits, so nothing enqueued
@@ -63,6 +67,26 @@ class Waker:
             raise
         self._own = own
         logger.info("worker listening for jobs", extra={"action": "worker_listen", "channel": CHANNEL})
+
+    def read_notifications(self) -> int:
+        """Read the notifications received so far, without waiting; return how many (0 when not listening).
+
+        Call it just before a drain, which finds every job they announce. A busy worker
+        never waits, so without this it would never read them: they would pile up in
+        its connection's buffers, then in PostgreSQL's cluster-wide notification queue,
+        and wake it for nothing once it is idle.
+        """
+        if self._own is None:
+            return 0
+        own, read = self._own, 0
+        try:
+            with own.wrap_database_errors:
+                while received := list(own.connection.notifies(timeout=0)):
+                    read += len(received)
+        except Error:
+            self.close()
+            raise
+        return read
 
     def wait(self, *, stop: threading.Event, now: datetime) -> Wake:
         """Return when a job may be due (and why), or "stopped" as soon as `stop` is set."""

@@ -5,7 +5,9 @@ within a grace, gives every claimed-but-unstarted job back without spending its
 attempt, prints the drain's summary and exits 0. A handler still running when the
 grace ends (or at a second signal) is given up on: the process exits, the
 handler's transaction rolls back, and once its lease expires maintenance returns
-the job (the attempt is spent: the handler did start).
+the job (the attempt is spent: the handler did start). The process exits 0 then, or 1
+when the unstarted claims could not be given back (the database unreachable):
+maintenance returns those too, their attempt not spent.
 
 The drains run on the main thread; a watcher thread takes the signals and does
 the waiting, so a handler is never interrupted (mid-commit or anywhere else).
@@ -29,7 +31,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import Error, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
 from core.errors import one_line
@@ -78,6 +80,7 @@ class Worker:
                 try:
                     if self.loop:
                         waker.listen()  # before the drain: a job enqueued after it looked is notified
+                        waker.read_notifications()  # of jobs the drain finds: read even when never idle
                     if lost:
                         release_unstarted(worker_prefix=process_prefix())
                     if self.chores is not None:
@@ -116,20 +119,40 @@ class Worker:
         )
 
     def _give_up(self) -> None:
-        """Give back the unstarted claims, print what the drain did so far, and end the process now."""
+        """Give back the unstarted claims, print what the drain did so far, and end the process now.
+
+        The process ends whatever happens on the way: with status 0 once the claims
+        are given back, 1 when they could not be (lease recovery returns them later).
+        """
         with self._ending:
             if self._done:  # the drain finished as the grace ended: the main thread is exiting
                 return
+            status = 1
+            try:
+                status = 0 if self._give_back_claims() else 1
+                if self._current is not None:
+                    self.emit(self._current.summary())
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(status)
+
+    def _give_back_claims(self) -> bool:
+        """Give back this process's unstarted claims, logging the give-up; return False if the database refused."""
+        extra = {"action": "worker_stop", "graceSeconds": self.grace_seconds}
+        try:
             released = release_unstarted(worker_prefix=process_prefix())
-            logger.warning(
-                "worker gave up on its running job at the end of the grace",
-                extra={"action": "worker_stop", "graceSeconds": self.grace_seconds, "released": released},
+        except Error as exc:  # the database is unreachable (a connect_timeout at most), or refused the release
+            logger.error(
+                "worker gave up on its running job at the end of the grace; its unstarted claims could not be given "
+                "back: lease recovery returns them once their lease expires",
+                extra={**extra, "error": one_line(exc)},
             )
-            if self._current is not None:
-                self.emit(self._current.summary())
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
+            return False
+        logger.warning(
+            "worker gave up on its running job at the end of the grace", extra={**extra, "released": released}
+        )
+        return True
 
 
 class _SignalWatcher:

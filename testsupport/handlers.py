@@ -8,9 +8,15 @@ import sys
 import time
 from typing import Any
 
+from django.db import transaction
+
 from jobs.context import JobContext
+from jobs.models import BackgroundJob
 from jobs.registry import job_handler
-from testsupport.models import HandlerRun
+from testsupport.models import HandlerNote, HandlerRun
+
+# What test.steps' commit callbacks saw, in the order they ran: (job id, the job's status then).
+committed_callbacks: list[tuple[int, str]] = []
 
 
 def _record(ctx: JobContext) -> None:
@@ -38,6 +44,36 @@ def write_then_fail(ctx: JobContext) -> None:
     _record(ctx)
     if ctx.attempt <= _get(ctx.payload, "failUntil", ctx.max_attempts):
         raise ValueError(f"test.write_then_fail fails attempt {ctx.attempt} after writing")
+
+
+@job_handler("test.dangling_reference")
+def dangling_reference(ctx: JobContext) -> None:
+    """Record the run, then note a run that does not exist: the handler returns, and the COMMIT refuses the note.
+
+    Django's foreign keys on PostgreSQL are DEFERRABLE INITIALLY DEFERRED: the
+    violation is found only when the transaction commits.
+    """
+    _record(ctx)
+    HandlerNote.objects.create(run_id=-ctx.job_id)
+
+
+@job_handler("test.steps")
+def steps(ctx: JobContext) -> None:
+    """Do the payload's `steps` in order: "on_commit" registers a callback, "write" records the run, "fail" raises.
+
+    The callback notes, in committed_callbacks, the job and its status as committed when it runs.
+    """
+
+    def committed() -> None:
+        committed_callbacks.append((ctx.job_id, BackgroundJob.objects.get(pk=ctx.job_id).status))
+
+    for step in _get(ctx.payload, "steps", []):
+        if step == "on_commit":
+            transaction.on_commit(committed)
+        elif step == "write":
+            _record(ctx)
+        elif step == "fail":
+            raise ValueError(f"test.steps fails attempt {ctx.attempt}")
 
 
 @job_handler("test.returns")

@@ -28,3 +28,12 @@ class CronRun(models.Model):
 
     def __str__(self) -> str:
         return self.dispatch_key
+
+
+class HandlerNote(models.Model):
+    """A note a test handler leaves on a run: its foreign key, as every one on PostgreSQL, is checked at COMMIT."""
+
+    run = models.ForeignKey(HandlerRun, on_delete=models.CASCADE)
+
+    def __str__(self) -> str:
+        return f"note on run {self.run_id}"

@@ -18,15 +18,23 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def database_url() -> str:
-    """Return a DATABASE_URL naming the database this test run writes to."""
+def database_url(*, port: int | None = None) -> str:
+    """Return a DATABASE_URL naming the database this test run writes to (through another loopback `port`, if given)."""
     db = connection.settings_dict
     if db["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{db['NAME']}"
     credentials = quote(db["USER"] or "", safe="")
     if db.get("PASSWORD"):
         credentials += ":" + quote(db["PASSWORD"], safe="")
+    if port is not None:
+        return f"postgres://{credentials}@127.0.0.1:{port}/{db['NAME']}"
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def database_address() -> tuple[str, int]:
+    """Return the host and port of the test run's PostgreSQL."""
+    db = connection.settings_dict
+    return db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -24,13 +24,13 @@ from freezegun import freeze_time
 
 from jobs.claim import claim_batch, release
 from jobs.context import RunOrigin
-from jobs.group import run_job
 from jobs.models import MAX_ERRORS_KEPT, BackgroundJob
 from jobs.outcome import ReturnValueTooLarge
 from jobs.runner import jobs_run
 from runs.models import DeadLetter
 from testsupport import procs, tasks
 from testsupport.models import HandlerRun
+from testsupport.single_job import run_job
 
 pytestmark = pytest.mark.django_db
 

@@ -2,8 +2,8 @@
 
 A failing job in the middle of a group loses its writes and keeps its neighbours';
 a runner killed mid-group loses no job and completes none without its writes; a
-group whose success marks do not all match (a lease lost while it ran) is rolled
-back and run again one job at a time.
+group whose success marks do not all match (a lease lost while it ran), or whose
+COMMIT fails (a deferred constraint), is rolled back and run again one job at a time.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from django.test.utils import CaptureQueriesContext
 from jobs.maintenance import recover_expired_leases
 from jobs.models import BackgroundJob
 from jobs.runner import jobs_run
-from testsupport import drainer, procs
-from testsupport.models import HandlerRun
+from runs.models import DeadLetter
+from testsupport import drainer, handlers, procs
+from testsupport.models import HandlerNote, HandlerRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,3 +147,92 @@ def test_jobs_run__a_group_keeps_each_jobs_return_value(make_job: Job, now: date
     assert (returning.status, returning.return_value) == ("succeeded", value)
     assert (silent.status, silent.return_value) == ("succeeded", None)
     assert BackgroundJob.objects.filter(pk=silent.pk, return_value__isnull=True).exists()  # SQL NULL, not JSON null
+
+
+@pytest.mark.parametrize("group_max_jobs", [50, 1], ids=["grouped", "one-per-transaction"])
+def test_jobs_run__a_job_whose_writes_fail_at_commit_fails_alone_and_its_neighbours_succeed(
+    make_job: Job, now: datetime, settings: object, group_max_jobs: int
+) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000  # type: ignore[attr-defined]
+    settings.JOBS_GROUP_MAX_JOBS = group_max_jobs  # type: ignore[attr-defined]
+    before = make_job(priority=3, max_attempts=1)  # one attempt each: an attempt spent on them would bury them
+    guilty = make_job(kind="test.dangling_reference", priority=2, max_attempts=2)
+    after = make_job(priority=1, max_attempts=1)
+
+    summary = jobs_run(budget_seconds=30, clock=at(now))
+
+    assert (summary.claimed, summary.succeeded, summary.retried, summary.dead) == (3, 2, 1, 0)
+    # The neighbours succeeded in their one attempt, their writes committed once; the guilty job's are gone.
+    assert sorted(HandlerRun.objects.values_list("job_id", "attempt")) == sorted([(before.pk, 1), (after.pk, 1)])
+    assert not HandlerNote.objects.exists()
+    for job in (before, after):
+        job.refresh_from_db()
+        assert (job.status, job.attempts, job.finished_at) == ("succeeded", 1, now)
+    # The COMMIT's refusal is the guilty job's failure: retried on its backoff, the error kept once.
+    guilty.refresh_from_db()
+    assert (guilty.status, guilty.attempts, guilty.locked_by, guilty.started_at) == ("pending", 1, "", now)
+    assert guilty.last_error.startswith("IntegrityError: ")
+    assert "violates foreign key constraint" in guilty.last_error
+    assert [error["exception_class_path"] for error in guilty.errors] == ["django.db.utils.IntegrityError"]
+    assert not DeadLetter.objects.exists()
+
+
+def test_jobs_run__a_job_whose_last_attempt_fails_at_commit_is_dead_lettered_with_the_error(
+    make_job: Job, now: datetime, settings: object
+) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000  # type: ignore[attr-defined]
+    neighbour = make_job(priority=2)
+    guilty = make_job(kind="test.dangling_reference", priority=1, max_attempts=1)
+
+    summary = jobs_run(budget_seconds=30, clock=at(now))
+
+    assert (summary.claimed, summary.succeeded, summary.dead) == (2, 1, 1)
+    neighbour.refresh_from_db()
+    assert neighbour.status == "succeeded"
+    guilty.refresh_from_db()
+    assert (guilty.status, guilty.attempts) == ("dead", 1)
+    [letter] = DeadLetter.objects.all()
+    assert (letter.job_id, letter.error) == (guilty.pk, guilty.last_error)
+    assert letter.error.startswith("IntegrityError: ")
+
+
+def test_jobs_run__a_job_run_again_after_its_group_was_rolled_back_keeps_nothing_of_the_lost_attempt(
+    make_job: Job, now: datetime, settings: object
+) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000  # type: ignore[attr-defined]
+    doomed = make_job(kind="test.fail", priority=2, max_attempts=1)  # buried in the group, then rolled back
+    make_job(kind="test.dangling_reference", priority=1, max_attempts=2)  # its writes fail the group's COMMIT
+
+    summary = jobs_run(budget_seconds=30, clock=at(now))
+
+    assert (summary.claimed, summary.retried, summary.dead) == (2, 1, 1)
+    doomed.refresh_from_db()
+    assert (doomed.status, doomed.attempts) == ("dead", 1)
+    # Its one attempt failed once as far as the row is concerned: the rolled-back burial left no error behind.
+    errors = [(error["attempt"], error["exception_class_path"]) for error in doomed.errors]
+    assert errors == [(1, "builtins.ValueError")]
+    [letter] = DeadLetter.objects.filter(job=doomed)
+    assert letter.error == "ValueError: test.fail failed attempt 1"
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [["on_commit", "fail"], ["on_commit", "write", "fail"], ["write", "on_commit", "fail"]],
+    ids=["before-any-statement", "before-its-write", "after-its-write"],
+)
+def test_jobs_run__a_failing_jobs_commit_callbacks_never_run_and_its_neighbours_run_once_after_the_commit(
+    make_job: Job, now: datetime, settings: object, steps: list[str]
+) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000  # type: ignore[attr-defined]
+    handlers.committed_callbacks.clear()
+    before = make_job(kind="test.steps", payload={"steps": ["on_commit", "write"]}, priority=3)
+    failing = make_job(kind="test.steps", payload={"steps": steps}, priority=2, max_attempts=2)
+    after = make_job(kind="test.steps", payload={"steps": ["on_commit"]}, priority=1)
+
+    summary = jobs_run(budget_seconds=30, clock=at(now))
+
+    assert (summary.claimed, summary.succeeded, summary.retried) == (3, 2, 1)
+    failing.refresh_from_db()
+    assert (failing.status, failing.last_error) == ("pending", "ValueError: test.steps fails attempt 1")
+    # The neighbours' callbacks ran once each, once their success had committed; the failing job's never.
+    assert handlers.committed_callbacks == [(before.pk, "succeeded"), (after.pk, "succeeded")]

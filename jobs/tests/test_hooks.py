@@ -9,8 +9,8 @@ from django.core.exceptions import ImproperlyConfigured
 from jobs import hooks
 from jobs.claim import claim_batch
 from jobs.context import RunOrigin
-from jobs.group import run_job
 from jobs.models import BackgroundJob
+from testsupport.single_job import run_job
 
 pytestmark = pytest.mark.django_db
 

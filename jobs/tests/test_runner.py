@@ -17,6 +17,7 @@ from jobs.runner import jobs_run
 from runs.models import DeadLetter
 from testsupport import procs
 from testsupport.models import HandlerRun
+from testsupport.single_job import run_job
 
 pytestmark = pytest.mark.django_db
 
@@ -160,8 +161,6 @@ def test_claim_batch__claims_under_a_lease_and_skips_claimed_jobs(make_job: Job,
 
 
 def test_jobs_run__a_job_whose_lease_was_lost_commits_nothing(make_job: Job, now: datetime) -> None:
-    from jobs.group import run_job
-
     job = make_job()
     [claimed] = claim_batch(now=now, limit=1, worker="w1")
     # The lease expires, maintenance gives the unstarted job back (attempt unspent) and another
@@ -261,8 +260,6 @@ def test_recover_expired_leases__buries_a_started_job_out_of_attempts(make_job: 
 
 @override_settings(JOBS_LEASE_SECONDS=30)
 def test_heartbeat__extends_the_lease_of_the_current_claim(make_job: Job, now: datetime) -> None:
-    from jobs.group import run_job
-
     job = make_job(kind="test.heartbeat")
     [claimed] = claim_batch(now=now, limit=1, worker="w1")
 
@@ -273,8 +270,6 @@ def test_heartbeat__extends_the_lease_of_the_current_claim(make_job: Job, now: d
 
 
 def test_heartbeat__reports_a_lost_lease(make_job: Job, now: datetime) -> None:
-    from jobs.group import run_job
-
     make_job(kind="test.heartbeat")
     [claimed] = claim_batch(now=now, limit=1, worker="w1")
     recover_expired_leases(now=now + timedelta(seconds=61))

@@ -29,9 +29,12 @@ Reap = Callable[[subprocess.Popen[str]], subprocess.Popen[str]]
 
 
 def idle_worker(reap: Reap, *, poll_seconds: str, **env: str) -> subprocess.Popen[str]:
-    """Start `run_jobs --loop` with debug logs (merged into stdout) and return once it waits, idle and listening."""
+    """Start `run_jobs --loop` with debug logs (merged into stdout) and return once it waits, idle and listening.
+
+    Its stdin is open, for test.gate.
+    """
     env = procs.child_env(LOG_LEVEL="DEBUG", JOBS_POLL_SECONDS=poll_seconds, **env)
-    process = reap(procs.manage("run_jobs", "--loop", env=env, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+    process = reap(procs.manage("run_jobs", "--loop", env=env, stdin=subprocess.PIPE, stderr=subprocess.STDOUT))
     read_until_idle(process)
     return process
 
@@ -108,6 +111,31 @@ def test_run_jobs__a_job_whose_notification_was_lost_is_found_by_the_poll(reap: 
     assert wakes and set(wakes) == {"poll"}
     stop(worker)
     assert list(HandlerRun.objects.values_list("job_id", flat=True)) == [job.pk]
+
+
+def test_run_jobs__a_busy_worker_reads_the_notifications_of_the_jobs_it_ran_and_is_not_woken_by_them_later(
+    reap: Reap,
+) -> None:
+    worker = idle_worker(reap, poll_seconds="60")
+    assert worker.stdout is not None and worker.stdin is not None
+    gate = job_enqueue(kind="test.gate", now=timezone.now()).job
+    procs.read_until(worker.stdout, f"STARTED job={gate.pk} ")  # busy: the handler waits for a line on stdin
+
+    # Enqueued while the worker is busy: each notifies it; the drain under way runs the jobs due.
+    busy = [job_enqueue(kind="test.record", now=timezone.now()).job for _ in range(3)]
+    delayed = job_enqueue(kind="test.record", now=timezone.now(), run_after=timezone.now() + timedelta(seconds=1)).job
+    worker.stdin.write("go\n")
+    worker.stdin.flush()
+    summary, _ = read_until_succeeded(worker, 4)
+    assert summary["succeeded"] == 4  # the gate and the three: the delayed job is not due yet
+    summary, wakes = read_until_succeeded(worker, 1)
+
+    # The notifications that came while it was busy were read before its next drain: no wake for them
+    # once idle (it would find nothing to run), only the delayed job's run_after.
+    assert (summary["succeeded"], wakes) == (1, ["due"])
+    stop(worker)
+    ran = [gate.pk, *(job.pk for job in busy), delayed.pk]
+    assert sorted(HandlerRun.objects.values_list("job_id", flat=True)) == sorted(ran)
 
 
 def test_run_jobs__a_worker_listens_again_after_its_database_connections_were_terminated(reap: Reap) -> None:

@@ -18,6 +18,7 @@ from jobs.models import BackgroundJob
 from runs.models import DeadLetter
 from testsupport import procs
 from testsupport.models import HandlerRun
+from testsupport.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,6 +63,12 @@ def read_until_drained(process: subprocess.Popen[str], succeeded: int) -> list[d
         if succeeded <= 0:
             return logs
     raise AssertionError(f"the worker exited with {succeeded} jobs still to run")
+
+
+def logs(output: str) -> list[dict[str, Any]]:
+    """Return the log lines the worker wrote (merged into its stdout)."""
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [line for line in lines if "level" in line]
 
 
 def summaries(output: str) -> list[dict[str, Any]]:
@@ -157,6 +164,46 @@ def test_run_jobs__gives_up_on_a_handler_still_running_after_the_grace(
     assert recover_expired_leases(now=after_lease) == {"requeued": 1, "released": 0, "dead": 0}
     stuck.refresh_from_db()
     assert (stuck.status, stuck.attempts) == ("pending", 1)
+
+
+def test_run_jobs__exits_at_the_end_of_the_grace_even_when_the_database_is_unreachable(
+    now: datetime, reap: Reap
+) -> None:
+    stuck = BackgroundJob.objects.create(
+        kind="test.block", payload={"seconds": 3600}, priority=10, run_after=now, created_at=now
+    )
+    waiting = queue_of(now, stuck, 2)
+    name = procs.app_name()
+    with TcpProxy(procs.database_address()) as proxy:  # the worker reaches the database through it
+        url = procs.database_url(port=proxy.port)
+        process = worker(reap, "--batch-size", "10", "--grace", "0", DATABASE_URL=url, PGAPPNAME=name)
+        assert process.stdout is not None
+        procs.read_until(process.stdout, "STARTED")
+
+        proxy.cut()  # the database goes away for the worker: its sessions end, new ones are refused
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    procs.wait_until_disconnected(name)
+
+    # It could not give its claims back, and said so; it still printed its summary and ended, with status 1.
+    assert process.returncode == 1, output
+    assert "Traceback" not in output
+    [gave_up] = [log for log in logs(output) if log["message"].startswith("worker gave up")]
+    assert (gave_up["level"], gave_up["action"]) == ("ERROR", "worker_stop")
+    assert gave_up["message"].endswith("could not be given back: lease recovery returns them once their lease expires")
+    assert gave_up["error"].startswith("OperationalError: ")
+    [summary] = summaries(output)
+    assert (summary["claimed"], summary["succeeded"]) == (0, 0)
+    # Its unstarted claims come back once their lease expires (time passed in), their attempt not spent.
+    for job in waiting:
+        job.refresh_from_db()
+        assert (job.status, job.attempts, job.started_at) == ("running", 1, None)
+    stuck.refresh_from_db()
+    assert stuck.lease_expires_at is not None
+    after_lease = stuck.lease_expires_at + timedelta(seconds=1)
+    assert recover_expired_leases(now=after_lease) == {"requeued": 1, "released": 2, "dead": 0}
+    assert_given_back(waiting)
+    assert not DeadLetter.objects.exists()
 
 
 def test_run_jobs__a_standing_worker_outlives_the_termination_of_its_database_connections(
