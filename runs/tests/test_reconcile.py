@@ -144,11 +144,14 @@ def test_reconcile__a_failed_catch_up_publish_stops_the_jobs_catch_up_until_the_
     assert first["jobs"]["counter"]["through"] == "2026-03-14T12:40:00.000Z"
     assert (first["missed"], first["caughtUp"]) == (7, 0)
     assert second["caughtUp"] == 2
-    assert rows(source="reconciler") == [
-        *((key(start), "missed", "", "reconciler") for start in MISSING[:7]),
-        (key(MISSING[7]), "dispatch_failed", "dispatch", "reconciler"),  # re-published with backoff, later
-        *((key(start), "enqueued", "dispatch", "reconciler") for start in MISSING[8:]),
-    ]
+    assert (
+        rows(source="reconciler")
+        == [
+            *((key(start), "missed", "", "reconciler") for start in MISSING[:7]),
+            (key(MISSING[7]), "dispatch_failed", "dispatch", "reconciler"),  # re-published with backoff, later
+            *((key(start), "enqueued", "dispatch", "reconciler") for start in MISSING[8:]),
+        ]
+    )
     assert event_api.requests == 3
 
 
