@@ -31,6 +31,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Max
+from django.db.models.functions import Coalesce, Greatest
 
 from core.timefmt import iso_utc
 from dispatch import keys
@@ -186,9 +188,22 @@ def _narrowed(job: CronJob, window: DispatchWindow) -> CronJob:
 def _stuck_runs(*, now: datetime) -> int:
     """Fail each run that made no progress for longer than its bound, with its dead letter; return how many."""
     abandoned = 0
-    running = FunctionRun.objects.filter(status=FunctionRun.Status.RUNNING, started_at__lt=now - MIN_RUN_BOUND)
-    for run in running.order_by("started_at")[:BATCH]:
-        idle_since = ledger.last_progress(run)
+    # Each run's last progress (its start, an attempt starting or ending: ledger.last_progress) in one query,
+    # so that the longest idle come first and live runs, however old, never fill the batch.
+    idle = (
+        FunctionRun.objects.filter(status=FunctionRun.Status.RUNNING, started_at__lt=now - MIN_RUN_BOUND)
+        .annotate(
+            progress=Greatest(
+                "started_at",
+                Coalesce(Max("attempt_rows__started_at"), "started_at"),
+                Coalesce(Max("attempt_rows__finished_at"), "started_at"),
+            )
+        )
+        .filter(progress__lt=now - MIN_RUN_BOUND)
+        .order_by("progress")
+    )
+    for run in idle[:BATCH]:
+        idle_since = run.progress
         if idle_since >= now - run_bound(run.function_id):
             continue
         if ledger.run_abandon(run_pk=run.pk, idle_since=idle_since, payload=_event(run), now=now) is not None:

@@ -21,7 +21,7 @@ from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
 from dispatch.windows import stale_after, window_claim, window_close
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
-from runs.orphans import backoff
+from runs.orphans import BATCH, backoff
 from runs.reconcile import reconcile
 from runs.reconcile_settings import run_bound
 from runs.triage import dead_letter_requeue
@@ -196,6 +196,23 @@ def test_reconcile__a_run_that_made_progress_since_is_left_running() -> None:
     assert summary["abandonedRuns"] == 0
     assert FunctionRun.objects.get(pk=run.pk).status == "running"
     assert not DeadLetter.objects.exists()
+
+
+def test_reconcile__a_stuck_run_is_found_behind_a_full_batch_of_older_runs_that_are_alive() -> None:
+    bound = run_bound("cron-counter")
+    alive = [stuck_run(f"cron:counter:2026-03-13T{n // 12:02d}:{n % 12 * 5:02d}") for n in range(BATCH + 1)]
+    for run in alive:  # started long ago, and still making progress: a retry began just now
+        FunctionRunAttempt.objects.create(run=run, step="run", attempt=2)
+    back("run", 2 * bound + timedelta(minutes=5), pk__in=[run.pk for run in alive])
+    stuck = stuck_run("cron:counter:2026-03-14T14:05")
+    back("run", bound + timedelta(minutes=1), pk=stuck.pk)
+    back("attempt", bound + timedelta(seconds=30), run=stuck)
+
+    summary = reconcile(now=timezone.now())
+
+    assert summary["abandonedRuns"] == 1
+    assert FunctionRun.objects.get(pk=stuck.pk).status == "failed"
+    assert FunctionRun.objects.filter(status="running").count() == BATCH + 1
 
 
 def test_run_bound__derived_from_the_step_budget_or_set_per_function(settings: Any) -> None:
