@@ -164,6 +164,7 @@ def give_back_unstarted(jobs: QuerySet[BackgroundJob]) -> int:
     )
 
 
-def ready_backlog(*, now: datetime) -> int:
-    """Return how many pending jobs are due now."""
-    return BackgroundJob.objects.filter(status=BackgroundJob.Status.PENDING, run_after__lte=now).count()
+def ready_backlog(*, now: datetime, queue: str | None = None) -> int:
+    """Return how many pending jobs are due now (of `queue` only, when given)."""
+    due = BackgroundJob.objects.filter(status=BackgroundJob.Status.PENDING, run_after__lte=now)
+    return (due if queue is None else due.filter(queue=queue)).count()

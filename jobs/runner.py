@@ -118,7 +118,7 @@ def jobs_run(
         with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="jobs-runner") as pool:
             list(pool.map(lambda _: drain.run_in_thread(), range(lanes)))
     summary = progress.summary()
-    summary.remaining_backlog = ready_backlog(now=clock())
+    summary.remaining_backlog = ready_backlog(now=clock(), queue=queue)
     logger.info(
         "jobs drained",
         extra={"action": "jobs_run", "concurrency": lanes, **summary.as_json(), **drain.origin.log_fields()},

@@ -231,7 +231,8 @@ def test_run_jobs__a_queue_worker_claims_only_its_queue() -> None:
     email.refresh()
     plain.refresh()
     assert (email.status, plain.status) == (TaskResultStatus.SUCCESSFUL, TaskResultStatus.READY)
-    assert json.loads(out.text)["claimed"] == 1
+    summary = json.loads(out.text)
+    assert (summary["claimed"], summary["remainingBacklog"]) == (1, 0)  # its own queue's backlog: drained
     with pytest.raises(CommandError, match="--queue 'nope' is not in TASKS' QUEUES: default, emails"):
         call_command("run_jobs", "--queue", "nope")
 
