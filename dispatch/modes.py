@@ -37,10 +37,9 @@ def inline_reason(job: CronJob, dispatch_key: str) -> str:
     """
     if settings.BACKGROUND_JOBS_FORCE_INLINE:
         return "BACKGROUND_JOBS_FORCE_INLINE is on"
-    flag = settings.DISPATCH_FLAGS.get(job.flag_name)
-    if flag is None and not publishing_configured():
-        return f"{job.flag_name} is unset and Inngest publishing is not configured"
-    if flag is not None and not flag:
+    if not dispatch_enabled(job):
+        if settings.DISPATCH_FLAGS.get(job.flag_name) is None:
+            return f"{job.flag_name} is unset and Inngest publishing is not configured"
         return f"{job.flag_name} is false (the rollback lever)"
     if not canary_selected(dispatch_key):
         percent = settings.BACKGROUND_JOBS_INNGEST_PERCENT
