@@ -41,9 +41,9 @@ class InngestServer:
     def url(self) -> str:
         return self.api.url
 
-    def sync(self, app_url: str) -> Sync:
-        """Sync the app at `app_url` out of band, as the server does for each `--sdk-url`."""
-        return ping(self._http, app_url, signing_key=self.signing_key, server_kind=self.server_kind)
+    def sync(self, app_url: str, *, host: str | None = None) -> Sync:
+        """Sync the app at `app_url` out of band, as the server does for each `--sdk-url` (reaching it as `host`)."""
+        return ping(self._http, app_url, signing_key=self.signing_key, server_kind=self.server_kind, host=host)
 
     def __enter__(self) -> InngestServer:
         self.api.start()

@@ -47,14 +47,16 @@ def register(*, headers: dict[str, str], body: bytes, signing_key: str | None, s
     expected = headers.get("x-inngest-expected-server-kind", "")
     if expected and expected != server_kind:  # pkg/devserver/api.go, Register
         return _error(400, f"Expected server kind {server_kind}, got {expected}")
-    request = json.loads(body)
-    if not request.get("appName"):
+    # pkg/sdk/sdk.go, RegisterRequest: Go matches JSON keys without regard to case ("appname" is appName).
+    request = {key.lower(): value for key, value in json.loads(body).items()}
+    app = request.get("appname") or ""
+    if not app:
         return _error(400, "App ID required")
     functions = request.get("functions") or []
     if any(function_problem(config) for config in functions):
         return _error(400, REGISTERED)
     reply = {"ok": True, "modified": True, "sync_id": str(uuid.uuid4()), "app_id": str(uuid.uuid4())}
-    return Answer(200, "application/json", json.dumps(reply).encode(), request["appName"], functions)
+    return Answer(200, "application/json", json.dumps(reply).encode(), app, functions)
 
 
 def _error(status: int, message: str) -> Answer:
@@ -194,10 +196,15 @@ class Sync:
     body: Any
 
 
-def ping(http: httpx.Client, url: str, *, signing_key: str | None, server_kind: str) -> Sync:
-    """PUT `{"url": url}` to the app, as pkg/deploy/deploy.go, Ping, does; read the answer as GetDeployError does."""
+def ping(http: httpx.Client, url: str, *, signing_key: str | None, server_kind: str, host: str | None = None) -> Sync:
+    """PUT `{"url": url}` to the app, as pkg/deploy/deploy.go, Ping, does; read the answer as GetDeployError does.
+
+    `host` is the name the server reached the app by, when it is not the URL's (a container's host.docker.internal).
+    """
     body = jcs.canonicalize({"url": url})
     headers = {"Content-Type": "application/json", "X-Inngest-Server-Kind": server_kind}
+    if host is not None:
+        headers["Host"] = host
     if signing_key is not None:
         headers["X-Inngest-Signature"] = signed_headers(body, signing_key=signing_key)["X-Inngest-Signature"]
     try:
