@@ -32,6 +32,7 @@ stays far below the dispatcher's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -76,6 +77,7 @@ class EventAPI:
         self._release: asyncio.Event | None = None
         self._unhold: asyncio.Event | None = None
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()  # the connections being served
         self._thread = threading.Thread(target=self._loop.run_forever, name="event-api", daemon=True)
         self._port = 0
 
@@ -145,16 +147,25 @@ class EventAPI:
     async def _close(self) -> None:
         assert self._server is not None and self._release is not None
         self._release.set()  # let hanging requests go
+        # A connection accepted a moment ago (a probe's) reaches its handler before the server closes: asyncio
+        # cannot make its transport once the server is closed, and would never close its socket.
+        for _ in range(50):
+            if not asyncio.all_tasks(self._loop) - {asyncio.current_task()} - self._handlers:
+                break
+            await asyncio.sleep(0.01)  # readiness polling, not waiting for time to pass
         self._server.close()
-        connections = asyncio.all_tasks(self._loop) - {asyncio.current_task()}
-        for task in connections:
+        handlers = set(self._handlers)
+        for task in handlers:
             task.cancel()
-        await asyncio.gather(*connections, return_exceptions=True)
+        await asyncio.gather(*handlers, return_exceptions=True)
         await self._server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         try:
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 request_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -174,7 +185,10 @@ class EventAPI:
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, asyncio.CancelledError):
             pass
         finally:
+            self._handlers.discard(handler)
             writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()  # before the loop stops, or the socket is left open
 
     async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer | None:
         if method == "POST" and path.startswith("/e/"):
