@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +67,22 @@ class InngestConfig:
     def servable(self) -> bool:
         """Return whether /api/inngest can verify requests (a signing key, or the dev server)."""
         return self.dev_mode or bool(self.signing_key)
+
+    @property
+    def self_hosted(self) -> bool:
+        """Return whether the app talks to a self-hosted Inngest (its API's URL set), not the dev server nor Cloud."""
+        return not self.dev_mode and bool(self.base_url or self.api_base_url)
+
+    @property
+    def signing_key_usable(self) -> bool:
+        """Return whether the signing key (if any) is one Inngest can use: even-length hex after its optional
+        `signkey-<env>-` prefix (the SDK hashes its bytes to authenticate with Inngest's API)."""
+        key = _KEY_PREFIX.sub("", self.signing_key)
+        return self.dev_mode or not self.signing_key or _EVEN_HEX.fullmatch(key) is not None
+
+
+_KEY_PREFIX = re.compile(r"^signkey-\w+-")  # what the SDK and Inngest strip before using a key
+_EVEN_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
 def current_config() -> InngestConfig:

@@ -68,6 +68,18 @@ def longest_retry_wait() -> timedelta:
     return timedelta(seconds=backoff + RETRY_JITTER_SECONDS)
 
 
+def retry_after_problem(function_id: str, *, wait: timedelta) -> str:
+    """Return why a retry asked for in `wait` (a RetryAfterError) comes after the run's bound, or ""."""
+    bound = run_bound(function_id)
+    if wait <= bound:
+        return ""
+    return (
+        f"asks Inngest to wait {wait.total_seconds():.0f} s, more than the {bound.total_seconds():.0f} s a run of "
+        f"{function_id} may go without progress: the reconciler would abandon it first. Raise its bound in "
+        f"RECONCILE_RUN_BOUNDS ({SEE})"
+    )
+
+
 def shortest_bound() -> timedelta:
     """Return the least a bound set in RECONCILE_RUN_BOUNDS may be: the longest retry wait, then one other step."""
     return longest_retry_wait() + timedelta(seconds=settings.INNGEST_STEP_BUDGET_SECONDS)

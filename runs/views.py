@@ -25,7 +25,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.inngest import InngestConfig, client_for, current_config, registrations_seen
-from runs.functions import build_functions, execution_request
+from runs.functions import build_functions
+from runs.steps import execution_request
 from runs.sync import sync_answer
 
 logger = logging.getLogger(__name__)

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from conftest import EVENT_KEY, SELF_HOSTED_KEY
 from runs.models import FunctionRun
@@ -137,3 +139,11 @@ def test_sync__the_dev_server_from_a_container_registers_the_url_it_called(live_
         config["steps"]["step"]["runtime"]["url"].split("?")[0] for config in dev_server.api.registered("orchestrator")
     }
     assert url == f"http://host.docker.internal:{port}/api/inngest"
+
+
+def test_inngest_functions__says_when_inngest_cannot_say(settings: Any) -> None:
+    settings.INNGEST_SIGNING_KEY, settings.INNGEST_DEV = SELF_HOSTED_KEY, ""
+    settings.INNGEST_BASE_URL = unreachable = closed_port_url()
+
+    with pytest.raises(CommandError, match=f"Inngest's API at {unreachable}/v1/apps/orchestrator/functions cannot be"):
+        call_command("inngest_functions")
