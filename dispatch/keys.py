@@ -7,6 +7,10 @@ import re
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dispatch.timetable import Timetable
 
 CORRELATION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,7 +35,7 @@ def manual_dispatch_key(job: str, start: datetime) -> str:
     return f"{dispatch_key(job, start)}:manual-{secrets.token_hex(4)}"
 
 
-def window_problem(key: str, *, job: str, window_seconds: int, now: datetime) -> str:
+def window_problem(key: str, *, job: str, timetable: Timetable, now: datetime) -> str:
     """Return why `key` names no window of `job` that may run at `now`, or "" when it does.
 
     A key must be `job`'s (`cron:<job>:<window>`, perhaps with a one-off suffix) and
@@ -44,7 +48,7 @@ def window_problem(key: str, *, job: str, window_seconds: int, now: datetime) ->
     start = key_window_start(key, job=job)
     if start is None:
         return "names no window (expected cron:<job>:YYYY-MM-DDTHH:MM in UTC)"
-    if ahead_of_next_window(start, window_seconds=window_seconds, now=now):
+    if ahead_of_next_window(start, timetable=timetable, now=now):
         return "names a window that has not started yet (more than one window ahead)"
     return ""
 
@@ -63,9 +67,9 @@ def key_window_start(key: str, *, job: str) -> datetime | None:
         return None
 
 
-def ahead_of_next_window(start: datetime, *, window_seconds: int, now: datetime) -> bool:
-    """Return whether the window starting at `start` begins after the one that follows `now`'s."""
-    return start > window_start(now, window_seconds) + timedelta(seconds=window_seconds)
+def ahead_of_next_window(start: datetime, *, timetable: Timetable, now: datetime) -> bool:
+    """Return whether the window starting at `start` begins after the next one to start after `now`."""
+    return start > timetable.after(now)
 
 
 def event_id(event_name: str, key: str) -> str:

@@ -280,7 +280,7 @@ def _key_problem(job: CronJob, unit: WorkUnit, key: str, *, now: datetime) -> st
     """Return why `key` names no window of `job` (no second, for the drain on request) that may run now, or ""."""
     if unit.function_id == DRAIN_FUNCTION:
         return drain_key_problem(key, now=now)
-    return keys.window_problem(key, job=job.name, window_seconds=job.window_seconds, now=now)
+    return keys.window_problem(key, job=job.name, timetable=job.timetable, now=now)
 
 
 def _invalid_key(run_id: str) -> str:

@@ -58,7 +58,8 @@ def test_cron_jobs_page__lists_every_registered_job_with_its_last_window_and_wha
     assert list(rows) == ["background-jobs", *(entry["name"] for entry in settings.CRON_JOBS)]
     counter = rows["counter"]
     assert (counter.window, counter.catch_up, counter.missed, counter.paused) == ("5 min", "skip", 2, False)
-    assert counter.next_start == keys.window_start(now, 300) + timedelta(minutes=5)
+    first = keys.window_start(now, 300) + timedelta(minutes=5)
+    assert counter.next_starts == [first, first + timedelta(minutes=5), first + timedelta(minutes=10)]
     row = page.split('id="cron-job-counter"')[1].split("</tr>")[0]
     assert f"{start:%Y-%m-%d %H:%M}</a>" in row
     assert '<span class="orch-badge orch-badge--bad">dispatch_failed</span>' in row

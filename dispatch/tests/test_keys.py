@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from dispatch import keys
+from dispatch.timetable import FixedWindows
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ NOW = datetime(2026, 3, 14, 15, 9, 26, 500000, tzinfo=UTC)
     ],
 )
 def test_window_problem__accepts_the_jobs_windows_up_to_the_next_one(key: str, job: str, seconds: int) -> None:
-    assert keys.window_problem(key, job=job, window_seconds=seconds, now=NOW) == ""
+    assert keys.window_problem(key, job=job, timetable=FixedWindows(seconds=seconds), now=NOW) == ""
 
 
 @pytest.mark.parametrize(
@@ -104,4 +105,4 @@ def test_window_problem__accepts_the_jobs_windows_up_to_the_next_one(key: str, j
     ],
 )
 def test_window_problem__refuses_future_foreign_or_unreadable_keys(key: str, problem: str) -> None:
-    assert problem in keys.window_problem(key, job="counter", window_seconds=300, now=NOW)
+    assert problem in keys.window_problem(key, job="counter", timetable=FixedWindows(seconds=300), now=NOW)

@@ -8,6 +8,7 @@ from django.core.management.base import SystemCheckError
 
 from dispatch.exceptions import InvalidParam, RegistryError
 from dispatch.registry import BACKGROUND_JOBS, cron_jobs, get_cron_job
+from dispatch.timetable import FixedWindows
 
 COUNTER = "testsupport.crons.count_run"
 
@@ -17,7 +18,7 @@ def test_cron_jobs__background_jobs_is_built_in(settings: Any) -> None:
 
     job = cron_jobs()[BACKGROUND_JOBS]
 
-    assert job.window_seconds == 60
+    assert job.timetable == FixedWindows(seconds=60)
     assert set(job.events) == {"background/process.requested", "background/maintenance.requested"}
     assert [unit.function_id for unit in job.units] == ["background-maintenance", "process-background-jobs"]
     assert job.flag_name == "BACKGROUND_JOBS_USE_INNGEST"
@@ -27,7 +28,7 @@ def test_cron_jobs__extra_jobs_from_settings() -> None:
     job = get_cron_job("counter")
 
     assert job is not None
-    assert (job.window_seconds, job.events) == (300, ("cron/counter.requested",))
+    assert (job.timetable, job.events) == (FixedWindows(seconds=300), ("cron/counter.requested",))
     assert [unit.function_id for unit in job.units] == ["cron-counter"]
     assert job.flag_name == "CRON_COUNTER_USE_INNGEST"
     assert set(job.params) == {"tenant", "limit", "dry", "region"}

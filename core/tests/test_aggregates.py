@@ -4,8 +4,8 @@ from collections.abc import Callable
 
 import pytest
 
+from core.aggregates import PercentileDisc, percentiles, percentiles_by_offset
 from dispatch.models import DispatchWindow
-from orchestrator.aggregates import PercentileDisc, percentiles, percentiles_by_offset
 
 pytestmark = pytest.mark.django_db
 
