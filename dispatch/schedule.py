@@ -199,7 +199,7 @@ def paused_between(state: CronJobState, start: datetime, *, timetable: Timetable
     """Return whether the window starting at `start` fell in the job's (current or last) pause."""
     if state.paused_at is None:
         return False
-    paused_from = timetable.window_of(state.paused_at)
+    paused_from = timetable.due_from(state.paused_at)
     if state.paused:
         return start >= paused_from
     return state.resumed_at is not None and paused_from <= start < state.resumed_at

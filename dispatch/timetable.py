@@ -48,6 +48,10 @@ class FixedWindows:
         """Return the first window start strictly after `moment`."""
         return self.following(self.window_of(moment))
 
+    def due_from(self, moment: datetime) -> datetime:
+        """Return the first window whose tick is due at or after `moment`: its tick may come any time in it."""
+        return self.window_of(moment)
+
     def window_seconds(self, start: datetime) -> int:
         return self.seconds
 
@@ -111,6 +115,10 @@ class CalendarWindows:
 
     def after(self, moment: datetime) -> datetime:
         return self.calendar.after(moment)
+
+    def due_from(self, moment: datetime) -> datetime:
+        """Return the first window whose tick is due at or after `moment`: its tick is due at its fire time."""
+        return self.calendar.after(moment - timedelta(seconds=1))
 
     def window_seconds(self, start: datetime) -> int:
         return round((self.following(start) - start).total_seconds())

@@ -24,6 +24,7 @@ from dispatch.registry import cron_jobs
 from dispatch.schedule import last_cron_ticks
 from jobs.health import queue_health_measure
 from jobs.models import BackgroundJob
+from orchestrator.metrics_schedule import schedule_metrics
 from orchestrator.slo import report_session
 from orchestrator.slo_metrics import LATENCY_FRACTIONS, latency_metrics, suppressed_duplicates_metric
 from runs.models import DeadLetter
@@ -46,7 +47,7 @@ class LedgerCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         outermost = not connection.in_atomic_block
         with transaction.atomic(), report_session(snapshot=outermost):
-            return [*_job_metrics(self.now), *_window_metrics(self.now)]
+            return [*_job_metrics(self.now), *_window_metrics(self.now), *schedule_metrics(self.now)]
 
 
 def metrics_registry(*, now: datetime) -> CollectorRegistry:
