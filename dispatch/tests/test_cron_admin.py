@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -12,15 +13,25 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from core.timefmt import iso_utc
 from dispatch import keys
 from dispatch.models import CronJobState, DispatchWindow
+from dispatch.registry import get_cron_job
+from dispatch.timetable import next_starts
 from testsupport.models import CronRun
 
 pytestmark = pytest.mark.django_db
 
 PAGE = "/admin/dispatch/cronjobstate/"
+COUNT_RUN = "testsupport.crons.count_run"
 VIEW = "dispatch.view_cronjobstate"
 TRIAGE = "runs.triage_deadletter"
+
+
+def next_starts_of(job: str, now: datetime) -> list[datetime]:
+    cron_job = get_cron_job(job)
+    assert cron_job is not None
+    return next_starts(cron_job.timetable, now=now, count=4)
 
 
 def signed_in(make_staff: Callable[..., User], name: str, *perms: str) -> Client:
@@ -118,13 +129,88 @@ def test_cron_jobs_page__trigger_now_runs_a_one_off_window(make_staff: Callable[
     )
 
 
-@pytest.mark.parametrize(("method", "action"), [("post", "pause"), ("post", "resume"), ("post", "trigger")])
+def test_cron_jobs_page__a_calendar_job_in_words_its_zone_next_fire_times_and_lateness(
+    make_staff: Callable[..., User], settings: Any
+) -> None:
+    settings.CRON_JOBS = [
+        {"name": "report", "schedule": "0 9 * * 1-5", "timezone": "Europe/Berlin", "callable": COUNT_RUN}
+    ]
+    now = timezone.now()
+    fires = next_starts_of("report", now)
+    last = fires[0] - timedelta(days=7)  # a week ago, same weekday: a fire time
+    for days, lateness_ms in ((7, 2_500), (8, -400)):
+        start = fires[0] - timedelta(days=days)
+        DispatchWindow.objects.create(
+            dispatch_key=keys.dispatch_key("report", start), job="report", status="enqueued", mode="dispatch",
+            source="cron", correlation_id="c", window_start=start, window_seconds=86_400, requested_at=start,
+            lateness_ms=lateness_ms,
+        )  # fmt: skip
+    CronJobState.objects.create(job="report", drift_ticks=2)
+    viewer = signed_in(make_staff, "viewer", VIEW)
+
+    response = viewer.get(PAGE)
+
+    page = " ".join(response.content.decode().split())
+    row = page.split('id="cron-job-report"')[1].split("</tr>")[0]
+    assert "At 09:00, Monday through Friday, Europe/Berlin" in row and "<code>0 9 * * 1-5</code>" in row
+    assert "<td>Europe/Berlin</td>" in row
+    assert all(f"<div>{fire:%Y-%m-%d %H:%M}</div>" in row for fire in fires[:3])
+    assert f"<div>{fires[3]:%Y-%m-%d %H:%M}</div>" not in row
+    assert "last 2.5 s" in row and "drift</span> 2 ticks" in row
+    assert f"{last:%Y-%m-%d %H:%M}</a>" in row
+
+
+def test_cron_jobs_page__backfill_lists_the_windows_first_then_runs_those_not_handled(
+    make_staff: Callable[..., User],
+) -> None:
+    operator = signed_in(make_staff, "operator", VIEW, TRIAGE)
+    start = keys.window_start(timezone.now(), 300) - timedelta(minutes=30)
+    DispatchWindow.objects.create(
+        dispatch_key=keys.dispatch_key("counter", start), job="counter", status="enqueued", mode="dispatch",
+        source="cron", correlation_id="c", window_start=start, window_seconds=300, requested_at=start,
+    )  # fmt: skip
+    form = {"first": iso_utc(start), "last": iso_utc(start + timedelta(minutes=10))}
+
+    listed = operator.post(f"{PAGE}counter/backfill/", {**form, "preview": "1"})
+    listed_ran_nothing = not DispatchWindow.objects.filter(source="manual").exists()
+    ran = operator.post(f"{PAGE}counter/backfill/", {**form, "run": "1"}, follow=True)
+
+    plan = " ".join(listed.content.decode().split()).split('id="backfill-plan"')[1]
+    assert plan.count("skipped: handled") == 1 and plan.count("<td>runs</td>") == 2
+    assert 'value="Run 2 windows"' in listed.content.decode()
+    assert listed_ran_nothing
+    manual = sorted(DispatchWindow.objects.filter(source="manual").values_list("window_start", flat=True))
+    assert manual == [start + timedelta(minutes=5), start + timedelta(minutes=10)]
+    assert CronRun.objects.count() == 2
+    outcome = (
+        f"2 of 3 windows from {iso_utc(start)} to {iso_utc(start + timedelta(minutes=10))} ticked, 1 skipped "
+        "(already handled)"
+    )
+    assert messages_of(ran) == [f"Back-filled counter: {outcome}."]
+    assert LogEntry.objects.get().change_message == f"Back-filled: {outcome}."
+
+
+def test_cron_jobs_page__backfill_refuses_a_future_range_and_changes_nothing(make_staff: Callable[..., User]) -> None:
+    operator = signed_in(make_staff, "operator", VIEW, TRIAGE)
+    now = timezone.now()
+    form = {"first": iso_utc(now - timedelta(hours=1)), "last": iso_utc(now + timedelta(hours=1)), "run": "1"}
+
+    response = operator.post(f"{PAGE}counter/backfill/", form)
+
+    assert response.status_code == 200
+    assert "the range ends in the future" in response.content.decode()
+    assert not DispatchWindow.objects.exists() and not LogEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "action"), [("post", "pause"), ("post", "resume"), ("post", "trigger"), ("post", "backfill")]
+)
 def test_cron_jobs_page__actions_need_the_triage_permission(
     make_staff: Callable[..., User], method: str, action: str
 ) -> None:
     viewer = signed_in(make_staff, "viewer", VIEW)
 
-    response = getattr(viewer, method)(f"{PAGE}counter/{action}/", {"note": "why"})
+    response = getattr(viewer, method)(f"{PAGE}counter/{action}/", {"note": "why", "first": "2026-01-01T00:00Z"})
 
     assert response.status_code == 403
     assert not CronJobState.objects.filter(paused=True).exists()
