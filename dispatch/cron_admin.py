@@ -62,8 +62,17 @@ class InstantField(forms.CharField):
 
 
 class BackfillForm(forms.Form):
-    first = InstantField(label="From", help_text="The first window start to tick, in ISO-8601 with its offset.")
-    last = InstantField(label="To", required=False, help_text="The last window start to tick (empty: now).")
+    first = InstantField(
+        label="From",
+        widget=forms.TextInput(attrs={"size": 28, "placeholder": "2026-03-14T09:00:00Z"}),
+        help_text="The first window start to tick, in ISO-8601 with its offset.",
+    )
+    last = InstantField(
+        label="To",
+        required=False,
+        widget=forms.TextInput(attrs={"size": 28, "placeholder": "2026-03-14T18:00:00Z"}),
+        help_text="The last window start to tick (empty: now).",
+    )
 
 
 @admin.register(CronJobState)
