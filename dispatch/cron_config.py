@@ -90,7 +90,7 @@ def _kubernetes(jobs: list[CronJob], target: Target) -> str:
                         "kind: CronJob",
                         "metadata:",
                         f"  name: {name}",
-                        "  labels: {\"app.kubernetes.io/part-of\": orchestrator, \"orchestrator/cron-job\": "
+                        '  labels: {"app.kubernetes.io/part-of": orchestrator, "orchestrator/cron-job": '
                         f"{_quote(job.name)}}}",
                         "spec:",
                         f"  schedule: {_quote(calendar.expression)}",
@@ -108,8 +108,14 @@ def _kubernetes(jobs: list[CronJob], target: Target) -> str:
                         "              args: "
                         + _quote_list(
                             [
-                                "-fsS", "-m", str(CURL_TIMEOUT_SECONDS), "-X", "POST", "-H",
-                                f"Authorization: Bearer $({target.secret_env})", target.url(job),
+                                "-fsS",
+                                "-m",
+                                str(CURL_TIMEOUT_SECONDS),
+                                "-X",
+                                "POST",
+                                "-H",
+                                f"Authorization: Bearer $({target.secret_env})",
+                                target.url(job),
                             ]  # fmt: skip
                         ),
                         "              env:",

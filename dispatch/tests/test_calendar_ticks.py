@@ -16,6 +16,7 @@ import pytest
 from django.core.management import call_command
 from freezegun import freeze_time
 
+from dispatch import keys
 from dispatch.models import CronJobState, DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.services import TickResult, dispatch_tick
@@ -146,3 +147,20 @@ def test_dispatch_tick_command__at_follows_the_same_rule() -> None:
         "2026-03-27T08:00:00.000Z",
     )
     assert DispatchWindow.objects.values_list("source", "lateness_ms").get() == ("manual", None)
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("cron:report:2026-03-27T08:00", ""),  # Friday's window: the current one
+        ("cron:report:2026-03-30T07:00", ""),  # Monday's: the next one (a cron service's clock ahead)
+        ("cron:report:2026-03-31T07:00", "names a window that has not started yet (more than one window ahead)"),
+    ],
+)
+def test_window_problem__a_calendar_jobs_next_window_is_its_next_fire_time(key: str, problem: str) -> None:
+    job = get_cron_job("report")
+    assert job is not None
+
+    found = keys.window_problem(key, job="report", timetable=job.timetable, now=FRIDAY_FIRE + timedelta(hours=30))
+
+    assert found == problem

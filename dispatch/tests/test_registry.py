@@ -8,9 +8,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
+from dispatch.calendar import Calendar
 from dispatch.exceptions import InvalidParam, RegistryError
 from dispatch.registry import BACKGROUND_JOBS, cron_jobs, get_cron_job
-from dispatch.calendar import Calendar
 from dispatch.timetable import CalendarWindows, FixedWindows
 
 COUNTER = "testsupport.crons.count_run"
@@ -153,9 +153,7 @@ def test_check__a_bad_schedule_is_an_error_naming_the_job(
 
 def test_check__a_tolerance_up_to_half_the_shortest_interval_passes(settings: Any) -> None:
     # Fire times 10 minutes apart at the closest (02:50 and 03:00, any day): up to 300 s is fine.
-    settings.CRON_JOBS = [
-        {"name": "report", "callable": COUNTER, "schedule": "50 2,3 * * *", "tolerance_seconds": 300}
-    ]
+    settings.CRON_JOBS = [{"name": "report", "callable": COUNTER, "schedule": "50 2,3 * * *", "tolerance_seconds": 300}]
 
     call_command("check")
 

@@ -138,7 +138,7 @@ def test_reconcile__all_catches_up_at_most_catch_up_max_per_outage(
     assert (state.outage_from, state.outage_caught_up) == (FRI, 2)
 
 
-def test_reconcile__catch_up_all_on_a_fixed_window_outage_seen_by_three_passes(
+def test_reconcile__latest_on_a_fixed_window_outage_seen_by_three_passes_catches_up_one(
     event_api: EventAPI, settings: Any
 ) -> None:
     settings.CRON_JOBS = [{"name": "counter", "window_seconds": 300, "callable": COUNT_RUN, "catch_up": "latest"}]
