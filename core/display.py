@@ -80,6 +80,13 @@ def duration(milliseconds: float | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+def lateness(milliseconds: float | None) -> str:
+    """Return how late something came (`1.2 s`), or how early (`400 ms early`), as `duration` writes it."""
+    if milliseconds is not None and milliseconds < 0:
+        return f"{duration(-milliseconds)} early"
+    return duration(milliseconds)
+
+
 def age(moment: datetime | None, *, now: datetime | None = None) -> str:
     """Return how long ago `moment` was, to the largest unit (`3 minutes`)."""
     if moment is None:

@@ -32,7 +32,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cron_descriptor import ExpressionDescriptor, FormatException, Options
 from cronsim import CronSim, CronSimError
 
 # What cron(8) reads in a field: numbers, month and day names, and * - , /.
@@ -116,6 +115,10 @@ class Calendar:
 
     @cached_property
     def words(self) -> str:
+        # Imported here: cron-descriptor takes a tenth of a second to import, which every process
+        # would pay at start-up for the few that describe a schedule (the admin, `cron_jobs`).
+        from cron_descriptor import ExpressionDescriptor, FormatException, Options
+
         options = Options(locale_code="en_US", use_24hour_time_format=True)
         try:
             return str(ExpressionDescriptor(self.expression, options).get_description())

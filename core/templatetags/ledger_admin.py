@@ -14,7 +14,7 @@ from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
-from core.display import age, badge, duration
+from core.display import age, badge, lateness
 from core.display import mode_badge as mode_badge_html
 
 register = template.Library()
@@ -35,12 +35,10 @@ def age_filter(moment: datetime | None, now: datetime | None = None) -> str:
     return age(moment, now=now)
 
 
-@register.filter
-def lateness(milliseconds: float | None) -> str:
-    """Render how late something came (`1.2 s`), or how early (`400 ms early`), as the changelists' durations."""
-    if milliseconds is not None and milliseconds < 0:
-        return f"{duration(-milliseconds)} early"
-    return duration(milliseconds)
+@register.filter(name="lateness")
+def lateness_filter(milliseconds: float | None) -> str:
+    """Render how late something came (`1.2 s`), or how early (`400 ms early`)."""
+    return lateness(milliseconds)
 
 
 @register.filter
