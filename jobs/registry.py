@@ -37,23 +37,36 @@ MODULE_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"
 _handlers: dict[str, Handler] = {}
 # A task function -> the kind its jobs are enqueued under, when @job_handler named one.
 _task_kinds: dict[Callable[..., Any], str] = {}
+# The kinds whose @job_handler function runs in autocommit (a task's own option says it for a task).
+_autocommit_kinds: set[str] = set()
 
 
-def job_handler(kind: str) -> Callable[[Registrable], Registrable]:
+def job_handler(kind: str, *, autocommit: bool = False) -> Callable[[Registrable], Registrable]:
     """Register the decorated function as the handler of jobs of `kind`, or name a task's kind.
 
-    Over a function, jobs of `kind` call it with a JobContext. Over a `@task` (applied
-    after it), `.enqueue()` writes jobs of `kind`, and jobs of `kind` run the task.
+    Over a function, jobs of `kind` call it with a JobContext; with `autocommit`, outside
+    the worker's group transaction (docs/jobs.md#what-a-handler-may-do). Over a `@task`
+    (applied after it), `.enqueue()` writes jobs of `kind`, and jobs of `kind` run the
+    task (the task itself says `autocommit`: `@task(autocommit=True)`).
     """
     if not KIND_RE.fullmatch(kind):
         raise ImproperlyConfigured(f"job kind {kind!r} must match {KIND_RE.pattern}")
+    if not isinstance(autocommit, bool):
+        raise ImproperlyConfigured(f"@job_handler({kind!r}): autocommit must be True or False, got {autocommit!r}")
 
     def register(target: Registrable) -> Registrable:
         if isinstance(target, Task):
+            if autocommit:
+                raise ImproperlyConfigured(
+                    f"@job_handler({kind!r}, autocommit=True) over a task: give the task the option instead, "
+                    "@task(autocommit=True) (docs/tasks.md)"
+                )
             _register(kind, TaskHandler(target))
             _task_kinds[target.func] = kind
         else:
             _register(kind, target)
+            if autocommit:
+                _autocommit_kinds.add(kind)
         return target
 
     return register
@@ -97,6 +110,12 @@ def resolve_handler(kind: str) -> Handler | None:
     except InvalidTaskError:
         return None
     return _handlers.get(kind)
+
+
+def runs_in_autocommit(kind: str) -> bool:
+    """Return whether jobs of `kind` run outside the group transaction, in autocommit (a handler's or task's option)."""
+    handler = _handlers.get(kind)
+    return handler.autocommit if isinstance(handler, TaskHandler) else kind in _autocommit_kinds
 
 
 def registered_kinds() -> list[str]:

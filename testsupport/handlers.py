@@ -76,6 +76,13 @@ def steps(ctx: JobContext) -> None:
             raise ValueError(f"test.steps fails attempt {ctx.attempt}")
 
 
+@job_handler("test.autocommit_write_then_fail", autocommit=True)
+def autocommit_write_then_fail(ctx: JobContext) -> None:
+    """Record the run in autocommit (committed at once), then fail: the record stays."""
+    _record(ctx)
+    raise ValueError(f"test.autocommit_write_then_fail fails attempt {ctx.attempt} after writing")
+
+
 @job_handler("test.returns")
 def returns(ctx: JobContext) -> Any:
     """Return the payload's `value` (None without one): what the job row keeps."""
