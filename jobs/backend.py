@@ -26,7 +26,7 @@ from jobs.models import BackgroundJob
 from jobs.registry import KIND_RE, get_handler, resolve_handler, task_kind, task_register
 from jobs.services import QUEUE_RE, job_enqueue
 from jobs.task_results import requeue_chain, task_result_of_job
-from jobs.taskcall import OrchestratorTask, TaskHandler, task_payload
+from jobs.taskcall import TaskHandler, task_payload
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -36,7 +36,6 @@ DOCS = "docs/tasks.md"
 
 
 class OrchestratorBackend(BaseTaskBackend):
-    task_class = OrchestratorTask
     supports_defer = True
     supports_async_task = True
     supports_get_result = True
@@ -49,9 +48,6 @@ class OrchestratorBackend(BaseTaskBackend):
     def validate_task(self, task: Task[Any, Any]) -> None:
         """Check `task` as the framework does, and that its module path can be a job kind; then register it."""
         super().validate_task(task)
-        autocommit = getattr(task, "autocommit", False)
-        if not isinstance(autocommit, bool):
-            raise InvalidTaskError(f"Task {task.module_path!r}: autocommit must be True or False, got {autocommit!r}.")
         if not KIND_RE.fullmatch(task.module_path):
             raise InvalidTaskError(
                 f"Task module path {task.module_path!r} cannot be a job kind: it must match {KIND_RE.pattern} "

@@ -36,7 +36,7 @@ a commit is paid once per group instead of once per job.
 - A lost connection, and a signal turned into an exception on the main thread, roll
   the group back and are raised: a worker reconnects, lease recovery returns the jobs.
 
-A job whose task or handler asks for `autocommit=True` runs outside the group: the
+A job whose task or handler is marked `@autocommit` runs outside the group: the
 open group commits first, and its handler runs on the connection in autocommit, its
 success marked by a statement of its own (inside a caller's own transaction, where no
 autocommit can be had, it runs in the group as any job).

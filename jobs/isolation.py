@@ -19,7 +19,7 @@ no round trip), and judged:
   undoes that, so GroupLost is raised and jobs.group rolls the whole group back;
 - the connection was lost to the server: OperationalError, as any lost connection.
 
-Outside a group (a task with `autocommit=True`) there is no savepoint: its statements
+Outside a group (an `@autocommit` job) there is no savepoint: its statements
 commit as they run; a block left open or autocommit left off is rolled back and fails
 the job, and closing the connection is allowed. What a handler may do:
 docs/jobs.md#what-a-handler-may-do.
@@ -58,7 +58,7 @@ AUTOCOMMIT_OFF = f"the handler turned autocommit off and left its transaction op
 CLOSED = (
     "the handler closed the database connection (connection.close(), close_old_connections()) inside its job's "
     "transaction, which went with it, and so did the writes of the jobs before it in its group (they run again); "
-    f"close no connection in a handler, or run the task with autocommit=True ({DOCS})"
+    f"close no connection in a handler, or mark its task or handler @autocommit ({DOCS})"
 )
 LEFT_GROUP = (
     "the handler left its group's own transaction.atomic() block (it exited a block it had not entered): its "
@@ -176,8 +176,8 @@ class Isolation:
 
     def _judge_autocommit(self, raised: BaseException | None) -> BaseException | None:
         """Judge a handler run outside any transaction: a transaction it left open is rolled back and fails it."""
-        if self.db.connection is None or self.db.connection is not self._raw:
-            return raised  # it closed (or replaced) the connection: allowed outside a group
+        if self.db.connection is None:
+            return raised  # it closed the connection: allowed outside a group
         left = len(self.db.atomic_blocks) - self._blocks
         if left > 0:
             amiss: str | None = LEFT_OPEN.format(count=left, s="" if left == 1 else "s", docs=DOCS)

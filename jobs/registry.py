@@ -5,7 +5,8 @@ A task defined on an Orchestrator backend (`@task` with `TASKS` naming
 (`myapp.tasks.send_welcome`) when it is defined. `@job_handler("kind")` is the older
 spelling: over a plain function it registers a handler called with a JobContext; over a
 `@task` it names the kind the task's jobs are enqueued under (the demo tasks keep
-`demo.echo` so). Modules listed in JOB_HANDLER_MODULES are imported at start-up; the
+`demo.echo` so). `@autocommit` marks a task or handler whose jobs run outside the group
+transaction. Modules listed in JOB_HANDLER_MODULES are imported at start-up; the
 runner also imports a task it does not know yet by its module path (docs/tasks.md).
 """
 
@@ -37,39 +38,40 @@ MODULE_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"
 _handlers: dict[str, Handler] = {}
 # A task function -> the kind its jobs are enqueued under, when @job_handler named one.
 _task_kinds: dict[Callable[..., Any], str] = {}
-# The kinds whose @job_handler function runs in autocommit (a task's own option says it for a task).
-_autocommit_kinds: set[str] = set()
+# The functions (of a task, or a handler's) whose jobs run in autocommit, by id: a handler need not be hashable.
+_autocommit: dict[int, Callable[..., Any]] = {}
 
 
-def job_handler(kind: str, *, autocommit: bool = False) -> Callable[[Registrable], Registrable]:
+def job_handler(kind: str) -> Callable[[Registrable], Registrable]:
     """Register the decorated function as the handler of jobs of `kind`, or name a task's kind.
 
-    Over a function, jobs of `kind` call it with a JobContext; with `autocommit`, outside
-    the worker's group transaction (docs/jobs.md#what-a-handler-may-do). Over a `@task`
-    (applied after it), `.enqueue()` writes jobs of `kind`, and jobs of `kind` run the
-    task (the task itself says `autocommit`: `@task(autocommit=True)`).
+    Over a function, jobs of `kind` call it with a JobContext. Over a `@task` (applied
+    after it), `.enqueue()` writes jobs of `kind`, and jobs of `kind` run the task.
     """
     if not KIND_RE.fullmatch(kind):
         raise ImproperlyConfigured(f"job kind {kind!r} must match {KIND_RE.pattern}")
-    if not isinstance(autocommit, bool):
-        raise ImproperlyConfigured(f"@job_handler({kind!r}): autocommit must be True or False, got {autocommit!r}")
 
     def register(target: Registrable) -> Registrable:
         if isinstance(target, Task):
-            if autocommit:
-                raise ImproperlyConfigured(
-                    f"@job_handler({kind!r}, autocommit=True) over a task: give the task the option instead, "
-                    "@task(autocommit=True) (docs/tasks.md)"
-                )
             _register(kind, TaskHandler(target))
             _task_kinds[target.func] = kind
         else:
             _register(kind, target)
-            if autocommit:
-                _autocommit_kinds.add(kind)
         return target
 
     return register
+
+
+def autocommit(target: Registrable) -> Registrable:
+    """Run the jobs of the decorated `@task` or `@job_handler` function outside the group transaction, in autocommit.
+
+    Either side of the other decorator. Each statement of such a job commits as it
+    runs, so `transaction.atomic(durable=True)` works there (docs/jobs.md, "A job of
+    its own: autocommit").
+    """
+    func = target.func if isinstance(target, Task) else target
+    _autocommit[id(func)] = func
+    return target
 
 
 def task_register(task: Task[Any, Any]) -> None:
@@ -113,9 +115,9 @@ def resolve_handler(kind: str) -> Handler | None:
 
 
 def runs_in_autocommit(kind: str) -> bool:
-    """Return whether jobs of `kind` run outside the group transaction, in autocommit (a handler's or task's option)."""
+    """Return whether jobs of `kind` run outside the group transaction, in autocommit (@autocommit)."""
     handler = _handlers.get(kind)
-    return handler.autocommit if isinstance(handler, TaskHandler) else kind in _autocommit_kinds
+    return id(handler.task.func if isinstance(handler, TaskHandler) else handler) in _autocommit
 
 
 def registered_kinds() -> list[str]:

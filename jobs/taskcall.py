@@ -1,10 +1,7 @@
-"""A Django Task run as a job: its options, its arguments in the job's payload, its context from the job row.
+"""A Django Task run as a job: its arguments in the job's payload, its context from the job row.
 
 A task's payload is `{"args": [...], "kwargs": {...}}`: what the backend writes at
-enqueue, and what `POST /api/jobs` must send for a task's kind. Its options beside
-the framework's are fields of OrchestratorTask, which `@task(...)` builds on this
-backend (django-tasks passes the keywords it does not know to the backend's
-`task_class`).
+enqueue, and what `POST /api/jobs` must send for a task's kind.
 """
 
 from __future__ import annotations
@@ -12,12 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from django.utils.version import PY311
 from django_tasks.base import Task, TaskContext
 from django_tasks.utils import normalize_json
-from typing_extensions import ParamSpec
 
 from jobs.exceptions import InvalidJob
 from jobs.task_results import task_result_of_job
@@ -26,16 +22,6 @@ if TYPE_CHECKING:
     from jobs.context import JobContext
 
 PAYLOAD_KEYS = frozenset({"args", "kwargs"})
-T = TypeVar("T")
-P = ParamSpec("P")
-
-
-@dataclass(frozen=True, slots=PY311, kw_only=True)  # type: ignore[literal-required]  # as Task is
-class OrchestratorTask(Task[P, T]):
-    """A task on the Orchestrator backend: `@task(autocommit=True)` runs its jobs outside the group transaction."""
-
-    autocommit: bool = False
-    """Run each job in autocommit, outside the worker's group transaction (docs/tasks.md)."""
 
 
 @dataclass(frozen=True, slots=PY311, kw_only=True)  # type: ignore[literal-required]  # as TaskContext is
@@ -54,11 +40,6 @@ class TaskHandler:
     """The registry's entry for a task: called with a JobContext as any handler is."""
 
     task: Task[Any, Any]
-
-    @property
-    def autocommit(self) -> bool:
-        """Whether the task's jobs run in autocommit, outside the group transaction."""
-        return isinstance(self.task, OrchestratorTask) and self.task.autocommit
 
     def __call__(self, ctx: JobContext) -> Any:
         args, kwargs = task_arguments(ctx.payload)

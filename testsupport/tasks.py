@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django_tasks import TaskContext, task
 
+from jobs.registry import autocommit
 from testsupport.models import HandlerRun
 
 
@@ -120,7 +121,8 @@ def exits() -> None:
     sys.exit(0)
 
 
-@task(autocommit=True, takes_context=True)
+@autocommit
+@task(takes_context=True)
 def autocommit_writes(context: TaskContext) -> int:
     """Do what only autocommit allows: a durable block, insert or ignore by catching the error, close the connection."""
     with transaction.atomic(durable=True):
