@@ -139,6 +139,14 @@ def raw_statement_fails(ctx: JobContext) -> None:
     connection.connection.execute("SELECT 1 / 0")
 
 
+@job_handler("unruly.set_local_search_path")
+def set_local_search_path(ctx: JobContext) -> None:
+    """Leave a SET LOCAL behind that every later statement of the group trips on (its tables are no longer found)."""
+    _record(ctx)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL search_path TO pg_catalog")
+
+
 @job_handler("unruly.durable")
 def durable(ctx: JobContext) -> None:
     """Write in a durable atomic block (refused inside another transaction)."""
@@ -236,6 +244,13 @@ EXPECTED: dict[str, tuple[str, str, str, int]] = {
         0,
     ),
     "unruly.raw_statement_fails": ("pending", "psycopg.errors.DivisionByZero", "DivisionByZero: division by zero", 0),
+    # The group's own statements fail after it: its machinery meets the unexpected, and runs each job alone.
+    "unruly.set_local_search_path": (
+        "pending",
+        "django.db.utils.ProgrammingError",
+        'ProgrammingError: relation "jobs_backgroundjob" does not exist',
+        0,
+    ),
     "unruly.durable": (
         "pending",
         "builtins.RuntimeError",
