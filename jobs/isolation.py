@@ -41,6 +41,7 @@ from jobs.exceptions import HandlerTransactionError
 
 logger = logging.getLogger(__name__)
 
+IN_FAILED_TRANSACTION = "25P02"  # PostgreSQL's refusal of a statement after an error, until a rollback
 # What a lost or refused database connection raises (a restart, a failover, a terminated backend).
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 DOCS = "docs/jobs.md#what-a-handler-may-do"
@@ -86,7 +87,7 @@ class Isolation:
         self.grouped = grouped
         self.job_id = job_id
         self.sid: str | None = None
-        self.caught: DatabaseError | None = None  # the last error a statement of the handler raised
+        self.caught: DatabaseError | None = None  # the last error a statement of the handler caused
         self._taking = False
 
     def __enter__(self) -> Isolation:
@@ -113,7 +114,8 @@ class Isolation:
         try:
             return execute(sql, params, many, context)
         except DatabaseError as exc:
-            self.caught = exc
+            if getattr(exc.__cause__, "sqlstate", None) != IN_FAILED_TRANSACTION:  # not a consequence of an earlier one
+                self.caught = exc
             raise
 
     def judge(self, raised: BaseException | None) -> BaseException | None:

@@ -58,13 +58,14 @@ def swallowed_integrity_error(ctx: JobContext) -> None:
 
 @job_handler("unruly.swallowed_raw_error")
 def swallowed_raw_error(ctx: JobContext) -> None:
-    """Catch a failing raw statement (Django's cursor) and return: PostgreSQL's transaction is aborted underneath."""
+    """Catch failing raw statements (Django's cursor) and return: PostgreSQL's transaction is aborted underneath."""
     _record(ctx)
     with connection.cursor() as cursor:
-        try:  # noqa: SIM105 (as applications write it)
-            cursor.execute("SELECT 1 / 0")
-        except DatabaseError:
-            pass
+        for statement in ("SELECT 1 / 0", "SELECT 1"):  # the second is refused: the transaction is aborted
+            try:  # noqa: SIM105 (as applications write it)
+                cursor.execute(statement)
+            except DatabaseError:
+                pass
 
 
 @job_handler("unruly.set_rollback")
