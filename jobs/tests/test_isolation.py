@@ -73,7 +73,7 @@ def test_run_jobs__a_standing_worker_survives_a_mix_of_misbehaving_handlers(now:
     assert_each_outcome_is_its_own([*first[0], *second[0], later], {**first[1], **second[1]})
 
 
-def test_run_jobs__a_heartbeat_keeps_the_leases_of_the_jobs_waiting_in_its_group(now: datetime, reap: Reap) -> None:
+def test_jobs_run__a_heartbeat_keeps_the_leases_of_the_jobs_waiting_in_its_group(now: datetime, reap: Reap) -> None:
     quick = job_at(now, "test.record", 2, max_attempts=1)
     slow = job_at(now, "test.gate", 1, max_attempts=1, payload={"beats": 1})
     # A short lease, and a group that stays open while the slow job runs.
@@ -181,7 +181,7 @@ def test_jobs_run__a_failing_autocommit_handler_keeps_what_it_committed_and_is_r
     assert [runs[job.pk] for job in (before, failing, after)] == [1, 1, 1]
 
 
-def test_drain__a_real_sigint_still_stops_a_drain_on_the_main_thread_and_a_handlers_own_is_its_failure(
+def test_jobs_run__a_real_sigint_still_stops_a_drain_on_the_main_thread_and_a_handlers_own_is_its_failure(
     now: datetime, reap: Reap
 ) -> None:
     own = job_at(now, "unruly.keyboard_interrupt", 2, max_attempts=2)
