@@ -164,3 +164,12 @@ def test_window_problem__a_calendar_jobs_next_window_is_its_next_fire_time(key: 
     found = keys.window_problem(key, job="report", timetable=job.timetable, now=FRIDAY_FIRE + timedelta(hours=30))
 
     assert found == problem
+
+
+def test_dispatch_tick__trigger_now_on_a_calendar_job_runs_its_current_window_under_a_one_off_key() -> None:
+    result = tick("report", MONDAY_FIRE - timedelta(hours=2), source="manual", force=True)
+
+    body = result.body
+    assert body["dispatchKey"].startswith("cron:report:2026-03-27T08:00:manual-")  # Friday's window, still current
+    assert (body["dispatchWindowStart"], body["dispatchWindowSeconds"]) == ("2026-03-27T08:00:00.000Z", 71 * 3600)
+    assert DispatchWindow.objects.values_list("source", "lateness_ms").get() == ("manual", None)
