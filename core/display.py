@@ -82,11 +82,13 @@ def badge(value: str, label: str | None = None) -> SafeString:
     )
 
 
-def mode_badge(value: str) -> SafeString:
-    """Return a mode as an outlined badge (its window's outcome badge carries the colour); "" is shown as —."""
+def mode_badge(value: str) -> SafeString | str:
+    """Return a mode as an outlined badge (its window's outcome badge carries the colour); none (missed) as —."""
+    if not value:
+        return EMPTY
     outcome = MODE_OUTCOMES.get(value)
     if outcome is None:
-        return format_html('<span class="orch-badge orch-badge--mode">{}</span>', value or EMPTY)
+        return format_html('<span class="orch-badge orch-badge--mode">{}</span>', value)
     return badge(outcome, value)
 
 
@@ -139,15 +141,26 @@ def duration(milliseconds: float | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+# An age in a list's cell, to its largest unit: short, as a column of them is read (`3 min`, `2 h`, `5 d`).
+AGE_UNITS = {
+    "year": "%(num)d y",
+    "month": "%(num)d mo",
+    "week": "%(num)d wk",
+    "day": "%(num)d d",
+    "hour": "%(num)d h",
+    "minute": "%(num)d min",
+}
+
+
 def age(moment: datetime | None, *, now: datetime | None = None) -> str:
-    """Return how long ago `moment` was, to the largest unit (`3 minutes`)."""
+    """Return how long ago `moment` was, to its largest unit (`3 min`, `2 h`, `5 d`)."""
     if moment is None:
         return EMPTY
-    return timesince(moment, now=now, depth=1)
+    return timesince(moment, now=now, depth=1, time_strings=AGE_UNITS)
 
 
 def ago(moment: datetime | None, *, now: datetime | None = None) -> SafeString | str:
-    """Return `3 minutes ago`, the moment itself on hover (title)."""
+    """Return `3 min ago`, the moment itself on hover (title)."""
     if moment is None:
         return EMPTY
     return format_html('<span title="{}">{} ago</span>', when(moment), age(moment, now=now))
@@ -176,9 +189,7 @@ def _admin_url_name(model: type[Model] | str, view: str) -> str:
     return f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}"
 
 
-def link(url: str, text: object, *, title: str = "") -> SafeString:
-    if title:
-        return format_html('<a href="{}" title="{}">{}</a>', url, title, text)
+def link(url: str, text: object) -> SafeString:
     return format_html('<a href="{}">{}</a>', url, text)
 
 

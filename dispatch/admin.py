@@ -137,7 +137,7 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
         return badge(window.outcome)
 
     @admin.display(description="mode", ordering="mode")
-    def mode_badge(self, window: DispatchWindow) -> SafeString:
+    def mode_badge(self, window: DispatchWindow) -> SafeString | str:
         return mode_badge(window.mode)
 
     @admin.display(description="publishes")

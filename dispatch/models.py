@@ -124,7 +124,7 @@ class DispatchWindow(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.dispatch_key} ({self.status})"
+        return f"{self.dispatch_key} ({'inline crashed' if self.outcome == INLINE_CRASHED_OUTCOME else self.status})"
 
     @property
     def manual(self) -> bool:

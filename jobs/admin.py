@@ -47,7 +47,6 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
         "attempts_of",
         "due",
         "created",
-        "run_duration",
         "error_preview",
         "dead_letter_link",
     )
@@ -58,9 +57,10 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
         "dead-lettered it. Exact."
     )
     date_hierarchy = "created_at"
-    ordering = ("-created_at", "-id")
+    # Newest first (the id breaks ties: the list adds it, without marking the id column as sorted).
+    ordering = ("-created_at",)
     sortable_by = ("id", "created")
-    secondary_columns = ("queue_clipped", "attempts_of", "run_duration", "dead_letter_link")
+    secondary_columns = ("queue_clipped", "attempts_of", "dead_letter_link")
     list_select_related = ("dead_letter",)
     actions = ("retry_now", "cancel")
     fields = (
@@ -144,7 +144,7 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
         now = timezone.now()
         if job.run_after > now:
             return format_html('<span title="{}">in {}</span>', when(job.run_after), age(now, now=job.run_after))
-        return ago(job.run_after, now=now)
+        return format_html('<span title="due since {}">now</span>', when(job.run_after))
 
     @admin.display(description="created", ordering="created_at")
     def created(self, job: BackgroundJob) -> SafeString | str:

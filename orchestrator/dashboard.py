@@ -121,8 +121,8 @@ def hourly_buckets(*, now: datetime, hours: int) -> list[Hour]:
     windows: dict[datetime, dict[str, int]] = defaultdict(dict)
     for hour, outcome, count in (
         DispatchWindow.objects.filter(created_at__gte=first, created_at__lte=now)
-        .annotate(hour=TruncHour("created_at", tzinfo=UTC), outcome=WINDOW_OUTCOME)
-        .values_list("hour", "outcome")
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC), ended_as=WINDOW_OUTCOME)
+        .values_list("hour", "ended_as")
         .annotate(n=Count("pk"))
     ):
         windows[hour][outcome] = count

@@ -112,10 +112,11 @@ class FunctionRunAdmin(ReadOnlyAdmin):
         return clipped(run.function_id)
 
     @admin.display(description="window", ordering="window_start")
-    def window(self, run: FunctionRun) -> SafeString:
+    def window(self, run: FunctionRun) -> SafeString | str:
         # A refused payload's key (`invalid:<run id>`) names no window: the key itself, filed when it ran.
-        start = any_key_window_start(run.dispatch_key)
-        return window_cell(run.dispatch_key, start) if start else clipped(run.dispatch_key, "narrow")
+        if any_key_window_start(run.dispatch_key) is None:
+            return clipped(run.dispatch_key, "narrow")
+        return window_cell(run.dispatch_key, run.window_start)
 
     @admin.display(description="tenant")
     def tenant(self, run: FunctionRun) -> SafeString | str:

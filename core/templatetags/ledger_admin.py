@@ -48,7 +48,7 @@ def duration_filter(milliseconds: float | None) -> str:
 
 
 @register.filter
-def mode_badge(value: str) -> SafeString:
+def mode_badge(value: str) -> SafeString | str:
     """Render a mode as a neutral badge (the outcome badge beside it carries the colour)."""
     return mode_badge_html(value)
 

@@ -88,6 +88,7 @@ def ledgers(
             requested_at=at,
         )  # fmt: skip
     run_letter = make_run_letter(created_at=now - timedelta(hours=1))
+    assert run_letter.function_run is not None
     FunctionRunAttempt.objects.create(run=run_letter.function_run, step="run", attempt=1, status="failed", error="x")
     FunctionRun.objects.create(function_id="cron-counter", dispatch_key="cron:counter:2026-03-14T15:00", run_id="ok")
     make_job_letter(tenant="acme", created_at=now - timedelta(hours=2))
