@@ -31,7 +31,7 @@ def status_badge(value: str) -> SafeString:
 
 @register.filter(name="ago")
 def ago_filter(moment: datetime | None, now: datetime | None = None) -> SafeString | str:
-    """Render how long ago `moment` was ("3 hours ago"), the moment itself on hover, as the changelists do."""
+    """Render how long ago `moment` was ("3 h ago"), the moment itself on hover, as the changelists do."""
     return ago(moment, now=now)
 
 
@@ -49,7 +49,7 @@ def duration_filter(milliseconds: float | None) -> str:
 
 @register.filter
 def mode_badge(value: str) -> SafeString | str:
-    """Render a mode as a neutral badge (the outcome badge beside it carries the colour)."""
+    """Render a mode as an outlined badge (the outcome badge beside it carries the colour)."""
     return mode_badge_html(value)
 
 
