@@ -26,8 +26,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from core.admin import ReadOnlyAdmin, acting_user
+from core.display import when
 from core.notes import note_field
-from core.timefmt import iso_utc, parse_iso_utc
+from core.timefmt import parse_iso_utc
 from dispatch import keys
 from dispatch.backfill import MAX_WINDOWS, PlannedWindow, backfill_plan, backfill_run
 from dispatch.cron_rows import cron_job_rows
@@ -197,7 +198,7 @@ class CronJobStateAdmin(ReadOnlyAdmin):
         )
         failed = [result.body["dispatchKey"] for result in results if result.status_code >= 500]
         outcome = (
-            f"{len(results)} of {len(plan)} windows from {iso_utc(plan[0].start)} to {iso_utc(plan[-1].start)} "
+            f"{len(results)} of {len(plan)} windows from {when(plan[0].start)} to {when(plan[-1].start)} "
             f"ticked, {len(plan) - len(results)} skipped (already handled)"
         )
         self._record(request, job, f"Back-filled: {outcome}.")

@@ -37,19 +37,6 @@ class CronJobRow:
     lateness_p95_ms: int | None  # over the last 24 hours
 
     @property
-    def window(self) -> str:
-        """Return a fixed window as people say it (`1 min`, `90 min`, `1 h`, `1 d`); "" for a calendar job."""
-        timetable = self.job.timetable
-        if not isinstance(timetable, FixedWindows):
-            return ""
-        seconds = timetable.seconds
-        if seconds % 86_400 == 0:
-            return f"{seconds // 86_400} d"
-        if seconds % 3600 == 0:
-            return f"{seconds // 3600} h"
-        return f"{seconds // 60} min"
-
-    @property
     def description(self) -> str:
         return self.job.timetable.describe()
 

@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from core.display import when
 from core.timefmt import iso_utc
 from dispatch import keys
 from dispatch.models import CronJobState, DispatchWindow
@@ -68,18 +69,26 @@ def test_cron_jobs_page__lists_every_registered_job_with_its_last_window_and_wha
     rows = {row.job.name: row for row in response.context["rows"]}
     assert list(rows) == ["background-jobs", *(entry["name"] for entry in settings.CRON_JOBS)]
     counter = rows["counter"]
-    assert (counter.window, counter.catch_up, counter.missed, counter.paused) == ("5 min", "skip", 2, False)
+    assert (counter.description, counter.catch_up, counter.missed, counter.paused) == (
+        "Every 5 minutes, UTC",
+        "skip",
+        2,
+        False,
+    )
     first = keys.window_start(now, 300) + timedelta(minutes=5)
     assert counter.next_starts == [first, first + timedelta(minutes=5), first + timedelta(minutes=10)]
     row = page.split('id="cron-job-counter"')[1].split("</tr>")[0]
-    assert f"{start:%Y-%m-%d %H:%M}</a>" in row
-    assert '<span class="orch-badge orch-badge--bad">dispatch_failed</span>' in row
+    assert f"{start:%Y-%m-%d %H:%M}:00 UTC</a>" in row
+    assert 'orch-badge--bad" style="background-color: #c0392b">dispatch_failed</span>' in row
     assert '<span class="orch-badge orch-badge--mode">dispatch</span>' in row
     assert "?job=counter&amp;status__exact=missed" in row
     assert "no window yet" in page.split('id="cron-job-crash"')[1].split("</tr>")[0]
     # Viewing needs no more than the view permission; acting needs the triage permission.
     assert "Trigger now</button>" not in page and "Pause…</a>" not in page and '<th scope="col">Actions' not in page
-    assert (rows["background-jobs"].window, rows["daily"].window) == ("1 min", "1 d")
+    assert (rows["background-jobs"].description, rows["daily"].description) == (
+        "Every minute, UTC",
+        "Every day at 00:00, UTC",
+    )
 
 
 def test_cron_jobs_page__an_operator_pauses_with_a_note_and_resumes(make_staff: Callable[..., User]) -> None:
@@ -101,7 +110,8 @@ def test_cron_jobs_page__an_operator_pauses_with_a_note_and_resumes(make_staff: 
         "operator",
         "Supplier API down until 16:00",
     )
-    assert 'orch-badge--warn">paused</span> by operator' in row and "Supplier API down until 16:00" in row
+    assert 'orch-badge--warn" style="background-color: #a86200">paused</span> by operator' in row
+    assert "Supplier API down until 16:00" in row
     assert 'action="/admin/dispatch/cronjobstate/counter/resume/"' in row
     assert messages_of(resumed) == ["Resumed counter: its next tick runs."]
     assert messages_of(again) == ["counter was not paused: nothing changed."]
@@ -152,12 +162,12 @@ def test_cron_jobs_page__a_calendar_job_in_words_its_zone_next_fire_times_and_la
 
     page = " ".join(response.content.decode().split())
     row = page.split('id="cron-job-report"')[1].split("</tr>")[0]
-    assert "At 09:00, Monday through Friday, Europe/Berlin" in row and "<code>0 9 * * 1-5</code>" in row
-    assert "<td>Europe/Berlin</td>" in row
-    assert all(f"<div>{fire:%Y-%m-%d %H:%M}</div>" in row for fire in fires[:3])
-    assert f"<div>{fires[3]:%Y-%m-%d %H:%M}</div>" not in row
+    assert '<div class="orch-cron-schedule">At 09:00, Monday through Friday, Europe/Berlin</div>' in row
+    assert "<code>0 9 * * 1-5</code> · catch-up skip" in row
+    assert all(f'<div class="orch-time">{when(fire)}</div>' in row for fire in fires[:3])
+    assert when(fires[3]) not in row
     assert "last 2.5 s" in row and "drift</span> 2 ticks" in row
-    assert f"{last:%Y-%m-%d %H:%M}</a>" in row
+    assert f"{when(last)}</a>" in row
 
 
 def test_cron_jobs_page__backfill_lists_the_windows_first_then_runs_those_not_handled(
@@ -183,7 +193,7 @@ def test_cron_jobs_page__backfill_lists_the_windows_first_then_runs_those_not_ha
     assert manual == [start + timedelta(minutes=5), start + timedelta(minutes=10)]
     assert CronRun.objects.count() == 2
     outcome = (
-        f"2 of 3 windows from {iso_utc(start)} to {iso_utc(start + timedelta(minutes=10))} ticked, 1 skipped "
+        f"2 of 3 windows from {when(start)} to {when(start + timedelta(minutes=10))} ticked, 1 skipped "
         "(already handled)"
     )
     assert messages_of(ran) == [f"Back-filled counter: {outcome}."]

@@ -29,6 +29,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, expect, sync_playwright
 
+from core.display import when
 from core.timefmt import iso_utc
 from dispatch import keys
 from dispatch.models import CronJobState, DispatchWindow
@@ -78,7 +79,7 @@ def a_day_of_history(now: datetime) -> None:
     """Fill the last 24 hours with what a busy day looks like: a window a minute, runs, snapshots."""
     windows, runs, snapshots = [], [], []
     for minute in range(0, 24 * 60, 6):
-        at = now - timedelta(minutes=minute)
+        at = (now - timedelta(minutes=minute)).replace(second=0, microsecond=0)  # a window starts on its minute
         failed = minute % 150 == 0
         inline = 600 <= minute < 720  # two hours of rollback: inline ticks
         mode = "inline" if inline else "dispatch"  # a failed publish keeps mode dispatch
@@ -97,7 +98,7 @@ def a_day_of_history(now: datetime) -> None:
             runs.append(
                 FunctionRun(
                     function_id="process-background-jobs", dispatch_key=key, run_id=f"r{minute}", status=status,
-                    started_at=at, finished_at=at, duration_ms=40 + minute % 90,
+                    window_start=at, started_at=at, finished_at=at, duration_ms=40 + minute % 90,
                     terminal_reason="retries exhausted" if status == "failed" else "",
                 )
             )  # fmt: skip
@@ -280,7 +281,7 @@ def test_cron_jobs_walkthrough__a_calendar_job_in_words_then_a_backfill_listed_a
         page.click("input[type=submit]")
         row = page.locator("#cron-job-report")
         expect(row.locator(".orch-cron-schedule")).to_contain_text("At 09:00, Monday through Friday, Europe/Berlin")
-        expect(row.locator(".orch-cron-next div")).to_have_text([f"{fire:%Y-%m-%d %H:%M}" for fire in fires])
+        expect(row.locator(".orch-cron-next div")).to_have_text([when(fire) for fire in fires])
         expect(page.locator("#cron-job-counter .orch-cron-lateness")).to_contain_text("last 1.2 s")
         page.screenshot(path=str(ARTEFACTS / "admin-cron-jobs-calendar.png"), full_page=True)
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dispatch', '0005_schedule_ledger'),
+        ('dispatch', '0006_admin_window_order'),
     ]
 
     operations = [
