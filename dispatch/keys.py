@@ -43,6 +43,13 @@ def is_manual(key: str) -> bool:
     return MANUAL_SUFFIX_RE.search(key) is not None
 
 
+def window_key(key: str) -> str:
+    """Return `key` without what follows its window (`cron:<job>:<window>`): the key of the window it names."""
+    scheme, _, rest = key.partition(":")
+    job, _, stamp = rest.partition(":")
+    return f"{scheme}:{job}:{stamp[:STAMP_LENGTH]}"
+
+
 def key_problem(key: str, *, job: CronJob) -> str:
     """Return why `key` is no key a tick of `job` makes, or "" when it is one.
 

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import Client
 from freezegun import freeze_time
@@ -101,7 +104,7 @@ def test_status__answers_the_report_with_pass_or_fail(
     with freeze_time(now):
         passing = client.get("/api/status?since=15m", headers=AUTH)
     make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00")
-    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00:manual-0badcafe")
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00:again-1")  # a key no tick makes ran it again
     with freeze_time(now):
         failing = client.get("/api/status", headers=AUTH)
 
@@ -120,6 +123,26 @@ def test_status__answers_the_report_with_pass_or_fail(
         ["duplicateRuns"],
         "24h",
     )
+
+
+@pytest.mark.usefixtures("cron_secret")
+def test_status__trigger_now_on_a_window_that_ran_passes_and_is_reported(
+    client: Client, make_staff: Callable[..., User]
+) -> None:
+    call_command("dispatch_tick", "counter", "--json", stdout=StringIO())  # the window runs
+    operator = Client()
+    operator.force_login(make_staff("operator", "dispatch.view_cronjobstate", "runs.triage_deadletter"))
+    triggered = operator.post("/admin/dispatch/cronjobstate/counter/trigger/")  # and runs again, deliberately
+
+    response = client.get("/api/status", headers=AUTH)
+
+    assert triggered.status_code == 302
+    assert FunctionRun.objects.filter(function_id="cron-counter", status="succeeded").count() == 2
+    body = response.json()
+    assert (response.status_code, body["pass"], body["failed"]) == (200, True, [])
+    manual = body["metrics"]["manualReruns"]
+    assert manual == {"value": 1, "unit": "runs", "threshold": None, "pass": None, "windows": 1}
+    assert body["metrics"]["duplicateRuns"]["value"] == 0
 
 
 @pytest.mark.usefixtures("cron_secret")
