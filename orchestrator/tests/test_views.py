@@ -68,6 +68,34 @@ def test_health__503_when_the_cache_is_down(client: Client, closed_port: int) ->
     assert str(closed_port) not in response.content.decode()
 
 
+@pytest.mark.usefixtures("database_down")
+@pytest.mark.parametrize(
+    ("method", "path", "error"),
+    [
+        ("get", "/api/health", None),
+        ("get", "/api/status", "database unavailable (OperationalError)"),
+        ("get", "/metrics", "database unavailable (OperationalError)"),
+        ("post", "/api/jobs", "database unavailable (OperationalError)"),
+        ("get", "/api/cron/counter", "database unavailable (OperationalError)"),
+    ],
+)
+def test_json_endpoints__answer_503_json_when_the_database_is_down(
+    client: Client, settings: Any, closed_port: int, method: str, path: str, error: str | None
+) -> None:
+    settings.CRON_SECRET = settings.METRICS_TOKEN = settings.JOBS_API_TOKEN = SECRET
+    job = {"kind": "demo.echo", "payload": {"kwargs": {"message": "hi"}}}
+
+    if method == "post":
+        response = client.post(path, job, content_type="application/json", headers=AUTH)
+    else:
+        response = client.get(path, headers=AUTH)
+
+    assert (response.status_code, response["Content-Type"]) == (503, "application/json")
+    if error is not None:
+        assert response.json()["error"] == error
+    assert str(closed_port) not in response.content.decode()  # No connection details, no stack trace.
+
+
 def test_health__needs_no_auth_and_refuses_writes(client: Client, settings: Any) -> None:
     settings.CRON_SECRET = SECRET
 
