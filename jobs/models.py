@@ -84,6 +84,10 @@ class BackgroundJob(models.Model):
                 condition=Q(status="pending"),
                 name="jobs_claim_idx",
             ),
+            # What is due, however many jobs wait for later: the claim when fewer jobs are due than it asks
+            # for, the due count and the earliest run_after read only the due entries here. The claim index
+            # leads with priority, so a range on run_after cannot stop its scan: it reads every pending job.
+            models.Index(fields=["run_after"], condition=Q(status="pending"), name="jobs_due_idx"),
             # The claim of a worker that drains some queues only (run_jobs --queue).
             models.Index(
                 fields=["queue", "-priority", "run_after", "id"],
