@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString
 from core.actions import ACTION_LIMIT
 from core.admin import ReadOnlyAdmin
 from core.admin_filters import DistinctValuesFilter
-from core.display import EMPTY, age, badge, change_url, clipped, duration, first_line, link, pretty_json
+from core.display import EMPTY, age, badge, change_url, clipped, duration, first_line, link, pretty_json, utc_moment
 from jobs.models import BackgroundJob, QueueHealthSnapshot
 from jobs.triage import job_cancel, job_retry_now
 
@@ -193,6 +193,12 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
 
 @admin.register(QueueHealthSnapshot)
 class QueueHealthSnapshotAdmin(ReadOnlyAdmin):
-    list_display = ("taken_at", "ready", "pending", "running", "dead", "lag_seconds", "unresolved_dead_letters")
+    list_display = ("taken", "ready", "pending", "running", "dead", "lag_seconds", "unresolved_dead_letters")
     date_hierarchy = "taken_at"
     ordering = ("-taken_at",)
+    fields = ("taken", "ready", "pending", "running", "dead", "lag_seconds", "unresolved_dead_letters")
+    readonly_fields = fields
+
+    @admin.display(description="taken at", ordering="taken_at")
+    def taken(self, snapshot: QueueHealthSnapshot) -> str:
+        return utc_moment(snapshot.taken_at)

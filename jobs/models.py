@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models import Q, Value
 from django.utils import timezone
 
+from core.display import utc_moment
+
 
 class JobStatus(models.TextChoices):
     PENDING = "pending"
@@ -138,4 +140,4 @@ class QueueHealthSnapshot(models.Model):
         get_latest_by = "taken_at"
 
     def __str__(self) -> str:
-        return f"queue health at {self.taken_at:%Y-%m-%d %H:%M:%S}: {self.ready} ready, lag {self.lag_seconds:g} s"
+        return f"queue health at {utc_moment(self.taken_at)}: {self.ready} ready, lag {self.lag_seconds:g} s"
