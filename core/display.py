@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,13 +78,6 @@ def duration(milliseconds: float | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
-
-
-def utc_moment(moment: datetime | None) -> str:
-    """Return an instant to the second, its zone said: `2026-03-14 15:09:26 UTC`."""
-    if moment is None:
-        return EMPTY
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def age(moment: datetime | None, *, now: datetime | None = None) -> str:

@@ -17,7 +17,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}")
 STAMP_LENGTH = len("YYYY-MM-DDTHH:MM")
 # The one-off suffix of a forced tick (`dispatch_tick --force`, the admin's Trigger now, a requeued run).
-MANUAL_SUFFIX_RE = re.compile(r":manual-[0-9a-f]{8}\Z")
+MANUAL_SUFFIX_RE = re.compile(r":manual-[0-9a-f]{8}")
 
 
 def window_start(now: datetime, window_seconds: int) -> datetime:
@@ -39,8 +39,8 @@ def manual_dispatch_key(job: str, start: datetime) -> str:
 
 
 def is_manual(key: str) -> bool:
-    """Return whether `key` ends with the one-off suffix of `manual_dispatch_key`: a deliberate re-run."""
-    return MANUAL_SUFFIX_RE.search(key) is not None
+    """Return whether `key` is a window's key with the one-off suffix of `manual_dispatch_key`: a deliberate re-run."""
+    return MANUAL_SUFFIX_RE.fullmatch(key[len(window_key(key)) :]) is not None
 
 
 def window_key(key: str) -> str:

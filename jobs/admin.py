@@ -14,7 +14,8 @@ from django.utils.safestring import SafeString
 from core.actions import ACTION_LIMIT
 from core.admin import ReadOnlyAdmin
 from core.admin_filters import DistinctValuesFilter
-from core.display import EMPTY, age, badge, change_url, clipped, duration, first_line, link, pretty_json, utc_moment
+from core.display import EMPTY, age, badge, change_url, clipped, duration, first_line, link, pretty_json
+from core.timefmt import utc_moment
 from jobs.models import BackgroundJob, QueueHealthSnapshot
 from jobs.triage import job_cancel, job_retry_now
 

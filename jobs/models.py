@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q, Value
 from django.utils import timezone
 
-from core.display import utc_moment
+from core.timefmt import utc_moment
 
 
 class JobStatus(models.TextChoices):

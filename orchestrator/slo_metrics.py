@@ -158,8 +158,8 @@ def rerun_metrics(*, since: datetime, now: datetime) -> list[Metric]:
 
 
 def _runs_again(suffixed: list[tuple[str, str]], windowed: set[tuple[str, str]]) -> tuple[int, int]:
-    """Return (runs beyond each window's first, windows run more than once) of these suffixed runs and the
-    windows' own runs (`windowed`)."""
+    """Return (runs beyond each window's first, windows run more than once), counting these suffixed runs and
+    each window's own run, if it had one (`windowed`)."""
     per_window = Counter((function_id, keys.window_key(key)) for function_id, key in suffixed)
     again = [count + (window in windowed) - 1 for window, count in per_window.items()]
     return sum(again), sum(1 for count in again if count > 0)
