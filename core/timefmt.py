@@ -1,4 +1,4 @@
-"""ISO-8601 formatting and parsing of UTC instants, as the contracts spell them, and their text for people."""
+"""ISO-8601 formatting and parsing of UTC instants, as the contracts spell them."""
 
 from __future__ import annotations
 
@@ -32,11 +32,6 @@ def parse_period(text: str) -> timedelta:
 def iso_utc(value: datetime) -> str:
     """Return `value` as ISO-8601 in UTC with a `Z` suffix (millisecond precision)."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def utc_moment(value: datetime) -> str:
-    """Return an instant to the second, its zone said, as a page shows it: `2026-03-14 15:09:26 UTC`."""
-    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def parse_iso_utc(text: str) -> datetime:

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q, Value
 from django.utils import timezone
 
-from core.timefmt import utc_moment
+from core.display import when
 
 
 class JobStatus(models.TextChoices):
@@ -140,4 +140,4 @@ class QueueHealthSnapshot(models.Model):
         get_latest_by = "taken_at"
 
     def __str__(self) -> str:
-        return f"queue health at {utc_moment(self.taken_at)}: {self.ready} ready, lag {self.lag_seconds:g} s"
+        return f"queue health at {when(self.taken_at)}: {self.ready} ready, lag {self.lag_seconds:g} s"
