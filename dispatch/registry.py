@@ -113,6 +113,13 @@ class CronJob:
         """Return the names of the events one window publishes."""
         return tuple(unit.event for unit in self.units)
 
+    def is_window_start(self, start: datetime) -> bool:
+        """Return whether one of this job's windows starts at `start`: the one test of a window's start.
+
+        A fixed window starts on its boundary; a calendar window at a fire time.
+        """
+        return self.timetable.is_start(start)
+
     def only(self, function_id: str) -> CronJob:
         """Return this job narrowed to the one unit `function_id` (to re-run a single function)."""
         units = tuple(unit for unit in self.units if unit.function_id == function_id)

@@ -48,6 +48,10 @@ class FixedWindows:
         """Return the first window start strictly after `moment`."""
         return self.following(self.window_of(moment))
 
+    def is_start(self, moment: datetime) -> bool:
+        """Return whether a window starts at `moment` (on its boundary)."""
+        return self.window_of(moment) == moment
+
     def due_from(self, moment: datetime) -> datetime:
         """Return the first window whose tick is due at or after `moment`: its tick may come any time in it."""
         return self.window_of(moment)
@@ -115,6 +119,10 @@ class CalendarWindows:
 
     def after(self, moment: datetime) -> datetime:
         return self.calendar.after(moment)
+
+    def is_start(self, moment: datetime) -> bool:
+        """Return whether a window starts at `moment`: it is a fire time."""
+        return self.calendar.at_or_before(moment) == moment
 
     def due_from(self, moment: datetime) -> datetime:
         """Return the first window whose tick is due at or after `moment`: its tick is due at its fire time."""

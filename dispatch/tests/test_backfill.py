@@ -89,7 +89,8 @@ def test_dispatch_tick__an_operators_tick_runs_a_missed_window_a_late_cron_tick_
 
     late = dispatch_tick(job=job, now=datetime(2026, 3, 30, 9, tzinfo=UTC), source="cron", correlation_id="late")
     missed = DispatchWindow.objects.values_list("status", "reclaimed_by").get()
-    call_command("dispatch_tick", "report", "--at", "2026-03-30T07:00:00Z", stdout=StringIO(), stderr=StringIO())
+    with freeze_time("2026-03-30T09:00:00Z"):
+        call_command("dispatch_tick", "report", "--at", "2026-03-30T07:00:00Z", stdout=StringIO(), stderr=StringIO())
 
     assert (late.body["duplicate"], late.body["mode"], missed) == (True, "missed", ("missed", ""))
     assert DispatchWindow.objects.values_list("status", "source", "reclaimed_by").get() == (
@@ -107,6 +108,10 @@ def test_dispatch_tick__an_operators_tick_runs_a_missed_window_a_late_cron_tick_
         (["--from", "2026-04-02T11:00:00Z", "--to", "2026-04-01T11:00:00Z"], "starts after it ends"),
         (["--from", "2026-04-01T00:00:00Z"], f"more than {MAX_WINDOWS} windows of counter start in that range"),
         (["--from", "yesterday"], "--from: 'yesterday' is not an ISO-8601 date-time"),
+        (
+            ["--from", "2026-02-01T00:00:00Z", "--to", "2026-02-01T01:00:00Z"],
+            "the range starts more than WINDOWS_RETENTION_DAYS=30 days ago",
+        ),
         (["--to", "2026-04-01T00:00:00Z"], "give its first window with --from"),
         (["--from", "2026-04-02T11:00:00Z", "--force"], "leave out --at, --force and --inline"),
     ],

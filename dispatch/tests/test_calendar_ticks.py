@@ -154,16 +154,19 @@ def test_dispatch_tick_command__at_follows_the_same_rule() -> None:
     [
         ("cron:report:2026-03-27T08:00", ""),  # Friday's window: the current one
         ("cron:report:2026-03-30T07:00", ""),  # Monday's: the next one (a cron service's clock ahead)
+        ("cron:report:2026-03-27T08:00:manual-0a1b2c3d", ""),  # a forced tick of Friday's window
         ("cron:report:2026-03-31T07:00", "names a window that has not started yet (more than one window ahead)"),
+        # No fire time: a weekend day, a minute past, and Monday at 08:00 UTC (09:00 CET: the clocks changed).
+        ("cron:report:2026-03-28T08:00", "names 2026-03-28T08:00 UTC, where no window of cron job 'report' starts"),
+        ("cron:report:2026-03-27T08:01", "names 2026-03-27T08:01 UTC, where no window of cron job 'report' starts"),
+        ("cron:report:2026-03-30T08:00", "names 2026-03-30T08:00 UTC, where no window of cron job 'report' starts"),
     ],
 )
-def test_window_problem__a_calendar_jobs_next_window_is_its_next_fire_time(key: str, problem: str) -> None:
+def test_window_problem__a_calendar_jobs_windows_start_at_its_fire_times(key: str, problem: str) -> None:
     job = get_cron_job("report")
     assert job is not None
 
-    found = keys.window_problem(key, job="report", timetable=job.timetable, now=FRIDAY_FIRE + timedelta(hours=30))
-
-    assert found == problem
+    assert keys.window_problem(key, job=job, now=FRIDAY_FIRE + timedelta(hours=30)) == problem
 
 
 def test_dispatch_tick__trigger_now_on_a_calendar_job_runs_its_current_window_under_a_one_off_key() -> None:
