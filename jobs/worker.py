@@ -18,7 +18,9 @@ LISTEN/NOTIFY, the earliest delayed job, and a poll).
 With --loop the worker outlives its database's restarts and failovers: a lost
 connection costs a log line; the connections are closed and made again after a
 capped exponential backoff, and the claims the failed drain left unstarted are
-given back as soon as the database answers.
+given back as soon as the database answers. A database it cannot reach at its start
+ends it at once (manage.py says which database, and why, on one line): a wrong
+DATABASE_URL is not retried forever.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import Error, InterfaceError, OperationalError, connections
+from django.db import Error, connection, connections
 from django.utils import timezone
 
+from core.database import CONNECTION_ERRORS
 from core.errors import one_line
 from jobs.backoff import reconnect_delays
 from jobs.chores import WorkerChores
@@ -45,8 +48,6 @@ from jobs.waker import Waker
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# What a lost or refused database connection raises (a restart, a failover, a terminated backend).
-CONNECTION_ERRORS = (OperationalError, InterfaceError)
 DEFAULT_GRACE_SECONDS = 25.0  # below the 30 s most process managers wait before SIGKILL
 
 
@@ -68,7 +69,12 @@ class Worker:
     _done: bool = field(default=False, init=False)
 
     def run(self) -> None:
-        """Drain until done or stopped by SIGTERM/SIGINT (call it on the main thread)."""
+        """Drain until done or stopped by SIGTERM/SIGINT (call it on the main thread).
+
+        A database that cannot be reached at the start raises: the reconnects are for
+        one lost once the worker runs, not for a wrong DATABASE_URL.
+        """
+        connection.ensure_connection()
         delays = reconnect_delays()
         lost = False  # the last drain failed: its unstarted claims are still ours to give back
         with (
