@@ -10,6 +10,7 @@ whole registration. Each rule follows a file of the open-source server
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -173,14 +174,13 @@ def _number(text: str, names: dict[str, int]) -> int:
 
 
 def _zone_exists(name: str) -> bool:
-    """Go's time.LoadLocation: "UTC", "Local", or an IANA zone."""
-    if name in ("UTC", "Local", ""):
-        return True
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    """Go's time.LoadLocation: "UTC", "Local" (and "", UTC), or a zone of the IANA database."""
+    return name in ("UTC", "Local", "") or name in _iana_zones()
+
+
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
 
 
 # --- The sync: what the server sends the app, and how it reads the answer -------------------------
