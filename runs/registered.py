@@ -39,7 +39,7 @@ def functions_registered(*, config: InngestConfig) -> Registered:
         fn_id for function in build_functions(client) for fn_id in (function.id, function.on_failure_fn_id) if fn_id
     )
     url = f"{client.api_origin.rstrip('/')}/v1/apps/{config.app_id}/functions"
-    headers = {"X-Inngest-Env": config.env} if config.env else {}
+    headers = {"X-Inngest-Env": client.env} if client.env else {}  # INNGEST_ENV, or the platform's branch
     if config.signing_key and not config.dev_mode:
         headers["Authorization"] = f"Bearer {hash_signing_key(config.signing_key)}"
     try:

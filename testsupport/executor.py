@@ -1,47 +1,25 @@
 """A loopback Inngest executor for tests: it drives `/api/inngest` the way Inngest does.
 
-It follows the open-source Inngest server (github.com/inngest/inngest; each rule
-names the file it follows) and the SDK protocol of the pinned Python SDK (HTTP
-execution, request version 1), in cloud mode:
+It follows the open-source server (github.com/inngest/inngest; each rule names the
+file it follows) and the pinned SDK's protocol (HTTP execution, request version 1):
 
-- **sync**: in band (a signed `PUT` answered with the function configs, as Inngest
-  Cloud does: `sync()`), or out of band: the app registers its functions at the API's
-  `/fn/register` (testsupport.registration), which hands them to `learn()`;
-- **requests** are signed as Inngest signs them (`testsupport.protocol`) and carry
-  `ctx` (run id, attempt, max_attempts, stack), the event, the memoized steps;
-- **a queue**: every call of a run (its start, its next step, a retry) is an item
-  with a time on the executor's clock (`testsupport.protocol.Clock`). A failed
-  attempt is tried again after Inngest's backoff with its jitter, or when the
-  answer's `Retry-After` says (testsupport.retries); a test moves the clock
-  (`advance`), or lets the executor jump to each next item (`settle`, `deliver`);
-  nothing ever sleeps;
-- **concurrency 1 limits steps, not runs**: the SDK sends its concurrency as a list,
-  which Inngest reads as per-step limits (pkg/inngest/concurrency.go); calls run one
-  at a time, and of the items due the one of the oldest run goes first
-  (pkg/execution/queue/item.go, QueueItem.Score), so a run waiting out a retry lets a
-  newer run's steps go ahead, and takes its turn back when its retry is due;
-- the **step loop**: a 206 answer lists ops. `StepRun` with data is memoized and the
-  function called again; `StepError` is retried with `ctx.attempt` + 1 (each step has
-  its own attempts); `StepFailed` memoizes the error and calls again so the function
-  can see it; `StepPlanned` targets the step with `stepId`. A 200 from the SDK
-  completes the run; an answer the SDK did not give (no `X-Inngest-SDK` header),
-  even a 2xx, and a connection that fails, are failed attempts
-  (pkg/execution/driver/httpdriver/httpdriver.go); a non-2xx is retried until the
-  last attempt, or is at once terminal with `X-Inngest-No-Retry: true`;
-- a failed run publishes **`inngest/function.failed`** (pkg/execution/executor/finalize.go):
-  a new event, id = the run id, data `function_id`, `run_id`, `error`, `event`,
-  `events` and `_inngest.status`, received after the run has ended and queued like any
-  other (its handler's run is the newest, so it comes after the items already due);
-  the failure handler (`<fn id>-failure`, matched by its trigger expression) has no
-  retries;
-- **deduplication for 24 hours** of the clock: an event id starts at most one run per
-  function (pkg/execution/runner/runner.go, Initialize; pkg/consts/consts.go,
-  FunctionIdempotencyPeriod), and the function's idempotency key (`event.data.<path>`)
-  at most one (pkg/sdk/function.go: a rate limit of 1 per 24 h); `force=True` skips
-  both, like a re-delivery under a new run id;
-- a function with a **cron trigger** is started by `fire_cron(function id)`, as
-  Inngest's scheduler starts it at each tick of its schedule: with an
-  `inngest/scheduled.timer` event carrying the schedule.
+- **sync** in band (`sync()`, as Inngest Cloud does), or out of band: the app registers
+  at `/fn/register` (testsupport.registration), which hands its configs to `learn()`;
+- **calls** are signed (testsupport.protocol) and carry `ctx`, the event, the memoized
+  steps; the 206 step loop memoizes `StepRun`/`StepFailed`, retries `StepError` with
+  `ctx.attempt` + 1 (each step its own attempts), follows `StepPlanned`;
+- **a queue on a clock** (testsupport.run_queue): every call is an item due at a time
+  of the injected `Clock`; a failed attempt (a non-2xx, a failed connection, even a 2xx
+  the SDK did not give) comes back after the real backoff and jitter or `Retry-After`
+  (testsupport.retries), until the last attempt or `X-Inngest-No-Retry`; of the items
+  due, the oldest run's goes first, one call at a time: concurrency 1 per step, not per
+  run. Tests move the clock (`advance`) or let the executor jump to each next call
+  (`settle`, `deliver`): nothing sleeps;
+- a failed run **publishes `inngest/function.failed`** after it ended (its id the run
+  id), queued like any other event, for the failure handler (no retries);
+- an event id, and a function's idempotency key, start one run per function for 24
+  hours of the clock (`force=True` skips both: a re-delivery under a new run id);
+- `fire_cron(function id)` starts a cron-triggered function as Inngest's scheduler does.
 """
 
 from __future__ import annotations

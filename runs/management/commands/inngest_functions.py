@@ -32,6 +32,11 @@ class Command(BaseCommand):
                 "Inngest is not configured: set INNGEST_SIGNING_KEY (or INNGEST_DEV=1 for the dev server)",
                 returncode=UNKNOWN,
             )
+        if not config.signing_key_usable:
+            raise CommandError(
+                "INNGEST_SIGNING_KEY is not a key Inngest can use: run 'python manage.py check' (orchestrator.E013)",
+                returncode=UNKNOWN,
+            )
         try:
             registered = functions_registered(config=config)
         except RegistryUnknown as exc:
