@@ -2,10 +2,15 @@
 
 Each system has a script with the same commands (`install`, `seed`, `drain`, and for
 bench/pickup_latency.py `listen`/`enqueue`) and its own tables. A drain run is the same
-for all: empty the system's tables, seed JOBS no-op jobs with its own bulk insert,
-VACUUM ANALYZE its tables and CHECKPOINT (common.prepare_tables), start its worker
-processes, wait until each has said READY (set up and connected), say "go" to all, and
-count from the first "go" to the last job done.
+for all: empty the system's tables, seed JOBS jobs with its own bulk insert, VACUUM
+ANALYZE its tables and CHECKPOINT (common.prepare_tables), start its worker processes,
+wait until each has said READY (set up and connected), say "go" to all, and count from
+the first "go" to the last job done.
+
+The jobs are no-ops, or (`shape="write"`) each inserts one row into the same table
+(common.WRITES_TABLE), which the run empties first and counts after: one row per job.
+The `baseline` system is Orchestrator at another commit, checked out beside this one
+(common.checkout): its own product code and its own peer script.
 """
 
 from __future__ import annotations
@@ -16,16 +21,18 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import product
-from common import ROOT, prepare_tables, run_psql, scratch_database
+from common import ROOT, WRITES_DDL, WRITES_TABLE, prepare_tables, run_psql, scratch_database
 
 
 @dataclass(frozen=True)
 class Peer:
     script: str
     tables: tuple[str, ...]
+    root: Path = ROOT  # the checkout whose bench/ holds the script (and, for Orchestrator, whose code it runs)
 
 
 PEERS = {
@@ -35,21 +42,28 @@ PEERS = {
 }
 
 
+def add_baseline(root: Path) -> None:
+    """Make `baseline` a system: Orchestrator as checked out at `root` (common.checkout)."""
+    PEERS["baseline"] = Peer("orchestrator_peer.py", (product.JOBS_TABLE,), root=root)
+
+
 def command(system: str, *args: object) -> list[str]:
     """Return the command line of `system`'s bench script with `args`."""
-    return [sys.executable, str(ROOT / "bench" / PEERS[system].script), *(str(arg) for arg in args)]
+    return [sys.executable, str(PEERS[system].root / "bench" / PEERS[system].script), *(str(arg) for arg in args)]
 
 
 def install(system: str, database: str) -> str:
-    """(Re)create scratch database `database` with `system`'s schema; return its URL."""
+    """(Re)create scratch database `database` with `system`'s schema and the write jobs' table; return its URL."""
     url = scratch_database(database)
-    if system == "orchestrator":
+    peer = PEERS[system]
+    if peer.script == "orchestrator_peer.py":
         from orchestrator_peer import worker_env
 
-        migrate = [sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"]
-        subprocess.run(migrate, env=worker_env(url), check=True, cwd=ROOT)
+        migrate = [sys.executable, str(peer.root / "manage.py"), "migrate", "-v0"]
+        subprocess.run(migrate, env=worker_env(url, root=peer.root), check=True, cwd=peer.root)
     else:
         subprocess.run(command(system, "install", url), check=True, cwd=ROOT, capture_output=True)
+    run_psql(url, WRITES_DDL)
     return url
 
 
@@ -61,20 +75,27 @@ def drain_once(
     args: tuple[object, ...],
     processes: int = 1,
     during: Callable[[], contextlib.AbstractContextManager[dict[str, Any]]] | None = None,
+    shape: Literal["noop", "write"] = "noop",
 ) -> dict[str, Any]:
-    """Seed `jobs` jobs, drain them with `processes` workers of `system`; return the figures.
+    """Seed `jobs` jobs of `shape`, drain them with `processes` workers of `system`; return the figures.
 
     The figures: `rate` (jobs/s), `seconds`, `cpu` (the workers' CPU seconds during the
     drain), and whatever `during` (entered at "go", left when the last worker is done)
     put in its dict.
     """
     peer = PEERS[system]
-    run_psql(url, f"TRUNCATE {', '.join(peer.tables)} CASCADE")
-    subprocess.run(command(system, "seed", url, jobs), check=True, cwd=ROOT, capture_output=True)
-    prepare_tables(url, peer.tables)
+    tables = (*peer.tables, WRITES_TABLE) if shape == "write" else peer.tables
+    shaped = ("write",) if shape == "write" else ()  # the no-op drain's command line stays what every commit knows
+    run_psql(url, f"TRUNCATE {', '.join(tables)} CASCADE")
+    subprocess.run(command(system, "seed", url, jobs, *shaped), check=True, cwd=ROOT, capture_output=True)
+    prepare_tables(url, tables)
     workers = [
         subprocess.Popen(
-            command(system, "drain", url, *args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+            command(system, "drain", url, *args, *shaped),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         )
         for _ in range(processes)
     ]
@@ -93,6 +114,9 @@ def drain_once(
     done = sum(result["done"] for result in results)
     if done != jobs:
         raise RuntimeError(f"{system}: expected {jobs} jobs done, got {done}")
+    written = int(run_psql(url, f"SELECT count(*) FROM {WRITES_TABLE}"))
+    if written != (jobs if shape == "write" else 0):
+        raise RuntimeError(f"{system}: {jobs} {shape} jobs wrote {written} rows")
     seconds = max(r["finished"] for r in results) - min(r["started"] for r in results)
     return {**observed, "rate": jobs / seconds, "seconds": seconds, "cpu": sum(r["cpu"] for r in results)}
 

@@ -15,13 +15,18 @@ round after round, REPEAT rounds; each figure is the median and range of its rou
   --dequeue-batch-size 10`), and batches of 100 with one and with five managers: the
   best of these is "pgqueuer's best one-process configuration";
 - Procrastinate: one worker, concurrency 8 (its better one-process shape: concurrency 1
-  drains about a third slower, and each of its runs is the longest here).
+  drains about a third slower, and each of its runs is the longest here);
+- with BENCH_BASELINE_REF=<git ref>, Orchestrator at that commit too (1 process × 1
+  thread), checked out into a temporary `git worktree` (common.checkout) and run with
+  its own code, interleaved with the rest: a change's cost to the drain, measured in
+  one run.
 
 Prints `RESULT {...}` and writes its section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -31,11 +36,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import drop_database, interleaved, load, machine, median, spread, today, write_section  # noqa: E402
-from peers import drain_once, install  # noqa: E402
+from common import (  # noqa: E402
+    checkout,
+    drop_database,
+    interleaved,
+    load,
+    machine,
+    median,
+    spread,
+    today,
+    write_section,
+)
+from peers import add_baseline, drain_once, install  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+BASELINE_REF = os.environ.get("BENCH_BASELINE_REF", "")
 BATCH_SIZE = 100
 # (key, system, worker arguments, how the section names it)
 CONFIGS: tuple[tuple[str, str, tuple[object, ...], str], ...] = (
@@ -57,21 +73,27 @@ NAMES = {
 
 def main() -> dict[str, Any]:
     load_before = load()
-    databases = {system: f"orch_bench_drain_{system}" for system in NAMES}
-    urls = {system: install(system, database) for system, database in databases.items()}
+    with checkout(BASELINE_REF) if BASELINE_REF else contextlib.nullcontext() as baseline:
+        configs = CONFIGS
+        if baseline is not None:
+            add_baseline(baseline)
+            NAMES["baseline"] = f"Orchestrator runner at {BASELINE_REF}"
+            configs += (("baseline1x1", "baseline", (BATCH_SIZE, 1), "1 process × 1 thread"),)
+        databases = {system: f"orch_bench_drain_{system}" for system in NAMES}
+        urls = {system: install(system, database) for system, database in databases.items()}
 
-    def measure(config: tuple[str, str, tuple[object, ...], str]) -> float:
-        key, system, args, _ = config
-        rate = float(drain_once(system, urls[system], jobs=JOBS, args=args)["rate"])
-        print(f"{key}: {rate:,.0f} jobs/s", flush=True)
-        return rate
+        def measure(config: tuple[str, str, tuple[object, ...], str]) -> float:
+            key, system, args, _ = config
+            rate = float(drain_once(system, urls[system], jobs=JOBS, args=args)["rate"])
+            print(f"{key}: {rate:,.0f} jobs/s", flush=True)
+            return rate
 
-    figures = dict(zip((config[0] for config in CONFIGS), interleaved(CONFIGS, REPEAT, measure), strict=True))
-    for database in databases.values():
-        drop_database(database)
+        figures = dict(zip((config[0] for config in configs), interleaved(configs, REPEAT, measure), strict=True))
+        for database in databases.values():
+            drop_database(database)
     results = summarise(figures)
     results["load"] = [load_before, load()]
-    write(results)
+    write(results, configs)
     print("RESULT " + json.dumps(results), flush=True)
     return results
 
@@ -84,7 +106,7 @@ def summarise(figures: dict[str, list[float]]) -> dict[str, Any]:
         return max((key for key in medians if key.startswith(system)), key=medians.__getitem__)
 
     ours, pgqueuer, procrastinate = best("orchestrator"), best("pgqueuer"), best("procrastinate")
-    return {
+    results = {
         "jobs": JOBS,
         "repeat": REPEAT,
         "runs": figures,
@@ -97,14 +119,26 @@ def summarise(figures: dict[str, list[float]]) -> dict[str, Any]:
         "ratioPgqueuer": medians[ours] / medians[pgqueuer],
         "ratio": medians[ours] / medians[procrastinate],
     }
+    if "baseline1x1" in medians:  # the same shape, this commit against the baseline's
+        results.update(baselineRef=BASELINE_REF, ratioBaseline=medians["orchestrator1x1"] / medians["baseline1x1"])
+    return results
 
 
-def write(results: dict[str, Any]) -> None:
+def write(results: dict[str, Any], configs: tuple[tuple[str, str, tuple[object, ...], str], ...]) -> None:
     runs, medians = results["runs"], results["medians"]
     rows = [
         f"| {NAMES[system]} | {shape} | {spread(runs[key])} | {medians[key] / results['pgqueuer1']:.2f}× |"
-        for key, system, _, shape in CONFIGS
+        for key, system, _, shape in configs
     ]
+    baseline = (
+        [
+            "",
+            f"Against {results['baselineRef']}, run beside it: one process × one thread drains "
+            f"**{results['ratioBaseline']:.2f}×** as fast as the same shape at that commit.",
+        ]
+        if "ratioBaseline" in results
+        else []
+    )
     write_section(
         "bench/queue_drain.py",
         [
@@ -132,6 +166,7 @@ def write(results: dict[str, Any]) -> None:
             f"**{results['ratioPgqueuer']:.2f}×** pgqueuer's best one-process configuration "
             f"({results['pgqueuer1']:,.0f} jobs/s; goal ≥ 1×) and **{results['ratio']:.1f}×** Procrastinate "
             "(goal ≥ 3×).",
+            *baseline,
         ],
     )
 
