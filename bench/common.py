@@ -120,6 +120,11 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def best(medians: dict[str, float], system: str) -> str:
+    """Return the key of `system`'s fastest configuration (keys start with the system's name)."""
+    return max((key for key in medians if key.startswith(system)), key=medians.__getitem__)
+
+
 def machine() -> str:
     """Return a one-line description of this machine: CPU, cores, memory, PostgreSQL, Python."""
     cpu = "unknown CPU"

@@ -19,13 +19,22 @@ import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import product
-from common import ROOT, WRITES_DDL, WRITES_TABLE, prepare_tables, run_psql, scratch_database
+from common import (
+    ROOT,
+    WRITES_DDL,
+    WRITES_TABLE,
+    drop_database,
+    interleaved,
+    prepare_tables,
+    run_psql,
+    scratch_database,
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,33 @@ def install(system: str, database: str) -> str:
         subprocess.run(command(system, "install", url), check=True, cwd=ROOT, capture_output=True)
     run_psql(url, WRITES_DDL)
     return url
+
+
+# A drain configuration: (key, system, its worker's arguments, how a section names it).
+Config = tuple[str, str, tuple[object, ...], str]
+
+
+def drain_configs(
+    configs: Sequence[Config], *, databases: str, jobs: int, repeat: int, shape: Literal["noop", "write"] = "noop"
+) -> dict[str, list[float]]:
+    """Drain `jobs` jobs with each of `configs`, interleaved over `repeat` rounds; return each config's jobs/s.
+
+    Each system runs in its scratch database `<databases>_<system>`, dropped at the end.
+    """
+    names = {system: f"{databases}_{system}" for _, system, _, _ in configs}
+    urls = {system: install(system, database) for system, database in names.items()}
+
+    def measure(config: Config) -> float:
+        key, system, args, _ = config
+        rate = float(drain_once(system, urls[system], jobs=jobs, args=args, shape=shape)["rate"])
+        print(f"{key}: {rate:,.0f} {'write ' if shape == 'write' else ''}jobs/s", flush=True)
+        return rate
+
+    try:
+        return dict(zip((config[0] for config in configs), interleaved(configs, repeat, measure), strict=True))
+    finally:
+        for database in names.values():
+            drop_database(database)
 
 
 def drain_once(

@@ -36,25 +36,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    checkout,
-    drop_database,
-    interleaved,
-    load,
-    machine,
-    median,
-    spread,
-    today,
-    write_section,
-)
-from peers import add_baseline, drain_once, install  # noqa: E402
+from common import best, checkout, load, machine, median, spread, today, write_section  # noqa: E402
+from peers import Config, add_baseline, drain_configs  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 BASELINE_REF = os.environ.get("BENCH_BASELINE_REF", "")
 BATCH_SIZE = 100
-# (key, system, worker arguments, how the section names it)
-CONFIGS: tuple[tuple[str, str, tuple[object, ...], str], ...] = (
+CONFIGS: tuple[Config, ...] = (
     ("orchestrator1x1", "orchestrator", (BATCH_SIZE, 1), "1 process × 1 thread"),
     ("orchestrator1x2", "orchestrator", (BATCH_SIZE, 2), "1 process × 2 threads"),
     ("orchestrator1x4", "orchestrator", (BATCH_SIZE, 4), "1 process × 4 threads"),
@@ -79,18 +68,7 @@ def main() -> dict[str, Any]:
             add_baseline(baseline)
             NAMES["baseline"] = f"Orchestrator runner at {BASELINE_REF}"
             configs += (("baseline1x1", "baseline", (BATCH_SIZE, 1), "1 process × 1 thread"),)
-        databases = {system: f"orch_bench_drain_{system}" for system in NAMES}
-        urls = {system: install(system, database) for system, database in databases.items()}
-
-        def measure(config: tuple[str, str, tuple[object, ...], str]) -> float:
-            key, system, args, _ = config
-            rate = float(drain_once(system, urls[system], jobs=JOBS, args=args)["rate"])
-            print(f"{key}: {rate:,.0f} jobs/s", flush=True)
-            return rate
-
-        figures = dict(zip((config[0] for config in configs), interleaved(configs, REPEAT, measure), strict=True))
-        for database in databases.values():
-            drop_database(database)
+        figures = drain_configs(configs, databases="orch_bench_drain", jobs=JOBS, repeat=REPEAT)
     results = summarise(figures)
     results["load"] = [load_before, load()]
     write(results, configs)
@@ -101,11 +79,7 @@ def main() -> dict[str, Any]:
 def summarise(figures: dict[str, list[float]]) -> dict[str, Any]:
     """Return every config's runs and median, the best of each system, and the ratios."""
     medians = {key: median(runs) for key, runs in figures.items()}
-
-    def best(system: str) -> str:
-        return max((key for key in medians if key.startswith(system)), key=medians.__getitem__)
-
-    ours, pgqueuer, procrastinate = best("orchestrator"), best("pgqueuer"), best("procrastinate")
+    ours, pgqueuer, procrastinate = (best(medians, system) for system in ("orchestrator", "pgqueuer", "procrastinate"))
     results = {
         "jobs": JOBS,
         "repeat": REPEAT,
@@ -124,7 +98,7 @@ def summarise(figures: dict[str, list[float]]) -> dict[str, Any]:
     return results
 
 
-def write(results: dict[str, Any], configs: tuple[tuple[str, str, tuple[object, ...], str], ...]) -> None:
+def write(results: dict[str, Any], configs: tuple[Config, ...]) -> None:
     runs, medians = results["runs"], results["medians"]
     rows = [
         f"| {NAMES[system]} | {shape} | {spread(runs[key])} | {medians[key] / results['pgqueuer1']:.2f}× |"

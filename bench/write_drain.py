@@ -32,14 +32,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import drop_database, interleaved, load, machine, median, spread, today, write_section  # noqa: E402
-from peers import drain_once, install  # noqa: E402
+from common import best, load, machine, median, spread, today, write_section  # noqa: E402
+from peers import Config, drain_configs  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_WRITE_JOBS", "5000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 BATCH_SIZE = 100
-# (key, system, worker arguments, how the section names it)
-CONFIGS: tuple[tuple[str, str, tuple[object, ...], str], ...] = (
+CONFIGS: tuple[Config, ...] = (
     ("orchestrator1x1", "orchestrator", (BATCH_SIZE, 1), "1 process × 1 thread"),
     ("orchestrator1x4", "orchestrator", (BATCH_SIZE, 4), "1 process × 4 threads"),
     ("pgqueuerDefaults", "pgqueuer", (1, 10), "1 queue manager, batches of 10 (pgqueuer's defaults)"),
@@ -52,34 +51,10 @@ NAMES = {"orchestrator": "Orchestrator runner", "pgqueuer": f"pgqueuer {version(
 
 def main() -> dict[str, Any]:
     load_before = load()
-    databases = {system: f"orch_bench_writes_{system}" for system in NAMES}
-    urls = {system: install(system, database) for system, database in databases.items()}
-
-    def measure(config: tuple[str, str, tuple[object, ...], str]) -> float:
-        key, system, args, _ = config
-        rate = float(drain_once(system, urls[system], jobs=JOBS, args=args, shape="write")["rate"])
-        print(f"{key}: {rate:,.0f} write jobs/s", flush=True)
-        return rate
-
-    figures = dict(zip((config[0] for config in CONFIGS), interleaved(CONFIGS, REPEAT, measure), strict=True))
-    for database in databases.values():
-        drop_database(database)
-    results = summarise(figures)
-    results["load"] = [load_before, load()]
-    write(results)
-    print("RESULT " + json.dumps(results), flush=True)
-    return results
-
-
-def summarise(figures: dict[str, list[float]]) -> dict[str, Any]:
-    """Return every config's runs and median, the best of each system, and their ratio."""
+    figures = drain_configs(CONFIGS, databases="orch_bench_writes", jobs=JOBS, repeat=REPEAT, shape="write")
     medians = {key: median(runs) for key, runs in figures.items()}
-
-    def best(system: str) -> str:
-        return max((key for key in medians if key.startswith(system)), key=medians.__getitem__)
-
-    ours, pgqueuer = best("orchestrator"), best("pgqueuer")
-    return {
+    ours, pgqueuer = best(medians, "orchestrator"), best(medians, "pgqueuer")
+    results = {
         "jobs": JOBS,
         "repeat": REPEAT,
         "runs": figures,
@@ -89,7 +64,11 @@ def summarise(figures: dict[str, list[float]]) -> dict[str, Any]:
         "pgqueuerBest": pgqueuer,
         "pgqueuer1": medians[pgqueuer],
         "ratioPgqueuer": medians[ours] / medians[pgqueuer],
+        "load": [load_before, load()],
     }
+    write(results)
+    print("RESULT " + json.dumps(results), flush=True)
+    return results
 
 
 def write(results: dict[str, Any]) -> None:
