@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db.transaction import TransactionManagementError
+
 
 class InvalidJob(Exception):
     """An enqueue request is invalid; nothing was written."""
@@ -14,6 +16,13 @@ class InvalidJob(Exception):
 
 class UnknownKind(InvalidJob):
     """No handler is registered for the job kind."""
+
+
+class HandlerTransactionError(TransactionManagementError):
+    """A handler left its transaction unusable (or closed it): the job fails with this, saying what it left.
+
+    Its `__cause__` is the database error the handler caught, when there was one.
+    """
 
 
 class AttemptLost(Exception):
