@@ -46,7 +46,12 @@ WRITE_KIND = "bench.write"  # registered by bench_handlers.py
 def seed(url: str, jobs: int, *, write: bool) -> None:
     from common import run_psql
 
-    run_psql(url, SEED.format(kind=WRITE_KIND if write else product.NOOP_KIND, jobs=jobs))
+    run_psql(url, seed_statement(jobs, write=write))
+
+
+def seed_statement(jobs: int, *, write: bool = False) -> str:
+    """Return the statement that inserts `jobs` pending jobs: no-ops, or with `write` jobs of `bench.write`."""
+    return SEED.format(kind=WRITE_KIND if write else product.NOOP_KIND, jobs=jobs)
 
 
 def drain(url: str, batch_size: int, concurrency: int, *, write: bool) -> None:

@@ -9,8 +9,10 @@ the first "go" to the last job done.
 
 The jobs are no-ops, or (`shape="write"`) each inserts one row into the same table
 (common.WRITES_TABLE), which the run empties first and counts after: one row per job.
-The `baseline` system is Orchestrator at another commit, checked out beside this one
-(common.checkout): its own product code and its own peer script.
+Orchestrator can be added under another name (add_orchestrator): at another commit,
+checked out beside this one (common.checkout) with its own product code and its own
+peer script (the `baseline` of bench/queue_drain.py), or with its schema altered once
+installed (a copy without an index, to measure what the index costs).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Peer:
     script: str
     tables: tuple[str, ...]
     root: Path = ROOT  # the checkout whose bench/ holds the script (and, for Orchestrator, whose code it runs)
+    alter: str = ""  # SQL run on the schema once installed
 
 
 PEERS = {
@@ -51,9 +54,9 @@ PEERS = {
 }
 
 
-def add_baseline(root: Path) -> None:
-    """Make `baseline` a system: Orchestrator as checked out at `root` (common.checkout)."""
-    PEERS["baseline"] = Peer("orchestrator_peer.py", (product.JOBS_TABLE,), root=root)
+def add_orchestrator(system: str, *, root: Path = ROOT, alter: str = "") -> None:
+    """Make `system` a system: Orchestrator as checked out at `root` (common.checkout), its schema then `alter`ed."""
+    PEERS[system] = Peer("orchestrator_peer.py", (product.JOBS_TABLE,), root=root, alter=alter)
 
 
 def command(system: str, *args: object) -> list[str]:
@@ -72,7 +75,7 @@ def install(system: str, database: str) -> str:
         subprocess.run(migrate, env=worker_env(url, root=peer.root), check=True, cwd=peer.root)
     else:
         subprocess.run(command(system, "install", url), check=True, cwd=ROOT, capture_output=True)
-    run_psql(url, WRITES_DDL)
+    run_psql(url, WRITES_DDL, *([peer.alter] if peer.alter else []))
     return url
 
 
@@ -80,15 +83,33 @@ def install(system: str, database: str) -> str:
 Config = tuple[str, str, tuple[object, ...], str]
 
 
-def drain_configs(
-    configs: Sequence[Config], *, databases: str, jobs: int, repeat: int, shape: Literal["noop", "write"] = "noop"
-) -> dict[str, list[float]]:
-    """Drain `jobs` jobs with each of `configs`, interleaved over `repeat` rounds; return each config's jobs/s.
+@contextlib.contextmanager
+def installed(configs: Sequence[Config], *, databases: str) -> Iterator[dict[str, str]]:
+    """Install each system of `configs` in its scratch database `<databases>_<system>`; yield their URLs by system.
 
-    Each system runs in its scratch database `<databases>_<system>`, dropped at the end.
+    The databases are dropped at the end.
     """
     names = {system: f"{databases}_{system}" for _, system, _, _ in configs}
     urls = {system: install(system, database) for system, database in names.items()}
+    try:
+        yield urls
+    finally:
+        for database in names.values():
+            drop_database(database)
+
+
+def drain_configs(
+    configs: Sequence[Config],
+    *,
+    urls: dict[str, str],
+    jobs: int,
+    repeat: int,
+    shape: Literal["noop", "write"] = "noop",
+) -> dict[str, list[float]]:
+    """Drain `jobs` jobs with each of `configs`, interleaved over `repeat` rounds; return each config's jobs/s.
+
+    Each system runs in its database of `urls` (installed()).
+    """
 
     def measure(config: Config) -> float:
         key, system, args, _ = config
@@ -96,11 +117,7 @@ def drain_configs(
         print(f"{key}: {rate:,.0f} {'write ' if shape == 'write' else ''}jobs/s", flush=True)
         return rate
 
-    try:
-        return dict(zip((config[0] for config in configs), interleaved(configs, repeat, measure), strict=True))
-    finally:
-        for database in names.values():
-            drop_database(database)
+    return dict(zip((config[0] for config in configs), interleaved(configs, repeat, measure), strict=True))
 
 
 def drain_once(

@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import best, load, machine, median, spread, today, write_section  # noqa: E402
-from peers import Config, drain_configs  # noqa: E402
+from peers import Config, drain_configs, installed  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_WRITE_JOBS", "5000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
@@ -51,7 +51,8 @@ NAMES = {"orchestrator": "Orchestrator runner", "pgqueuer": f"pgqueuer {version(
 
 def main() -> dict[str, Any]:
     load_before = load()
-    figures = drain_configs(CONFIGS, databases="orch_bench_writes", jobs=JOBS, repeat=REPEAT, shape="write")
+    with installed(CONFIGS, databases="orch_bench_writes") as urls:
+        figures = drain_configs(CONFIGS, urls=urls, jobs=JOBS, repeat=REPEAT, shape="write")
     medians = {key: median(runs) for key, runs in figures.items()}
     ours, pgqueuer = best(medians, "orchestrator"), best(medians, "pgqueuer")
     results = {

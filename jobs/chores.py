@@ -53,7 +53,11 @@ class WorkerChores:
             self._reconcile_at = moment + settings.WORKER_CHORE_INTERVAL_SECONDS
         if not summary:
             return None
-        logger.info("worker chores done", extra={"action": "worker_chores", **summary})
+        # A lease recovery that took nothing back is DEBUG: an idle worker runs one every lease.
+        busy = "reconciled" in summary or any(summary["recovered"].values())
+        logger.log(
+            logging.INFO if busy else logging.DEBUG, "worker chores done", extra={"action": "worker_chores", **summary}
+        )
         return summary
 
     def due_in(self) -> float:

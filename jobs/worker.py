@@ -20,7 +20,9 @@ connection costs a log line; the connections are closed and made again after a
 capped exponential backoff (from its minimum again after each outage), and as soon
 as the database answers the worker takes back the claims of the drain that failed
 (jobs.recovery): those it had not started go back to the queue, those it had started
-lost their attempt, recorded on the job, and are due again at once.
+lost their attempt, recorded on the job, and are due again at once. A database it
+cannot reach at its start ends it at once (manage.py says which database, and why,
+on one line): a wrong DATABASE_URL is not retried forever.
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import Error, connections
+from django.db import Error, connection, connections
 from django.utils import timezone
 
+from core.database import CONNECTION_ERRORS
 from core.errors import one_line
 from jobs.backoff import reconnect_delays
 from jobs.chores import WorkerChores
 from jobs.claim import release_unstarted
-from jobs.isolation import CONNECTION_ERRORS
 from jobs.lease import kept_for_this_thread
 from jobs.models import BackgroundJob
 from jobs.recovery import claims_take_back
@@ -73,7 +75,12 @@ class Worker:
     _done: bool = field(default=False, init=False)
 
     def run(self) -> None:
-        """Drain until done or stopped by SIGTERM/SIGINT (call it on the main thread)."""
+        """Drain until done or stopped by SIGTERM/SIGINT (call it on the main thread).
+
+        A database that cannot be reached at the start raises: the reconnects are for
+        one lost once the worker runs, not for a wrong DATABASE_URL.
+        """
+        connection.ensure_connection()
         delays, outage = reconnect_delays(), False
         summary = RunSummary()  # the last drain's, printed again when the worker is stopped while it waits
         with (

@@ -88,6 +88,27 @@ def test_worker_chores__take_back_a_dead_workers_lease_as_it_expires_not_a_chore
 
 
 @pytest.mark.django_db
+def test_worker_chores__a_lease_recovery_that_took_nothing_back_logs_at_debug(
+    now: datetime, settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.WORKER_CHORE_INTERVAL_SECONDS = 300
+    settings.JOBS_LEASE_SECONDS = 60
+    monkeypatch.setattr(hooks._worker_chore, "_target", lambda *, now: {"missed": 0})
+    clock = Clock()
+    chores = WorkerChores(monotonic=clock)
+
+    with caplog.at_level("DEBUG", logger="jobs.chores"):
+        chores.run_if_due(now=now)  # at start: the reconciler too
+        clock.seconds += 60
+        chores.run_if_due(now=now + timedelta(seconds=60))  # an idle worker's lease recovery, nothing expired
+
+    assert [(record.levelname, "reconciled" in record.__dict__) for record in caplog.records] == [
+        ("INFO", True),
+        ("DEBUG", False),
+    ]
+
+
+@pytest.mark.django_db
 def test_worker_chores__a_failing_chore_is_reported_and_the_worker_goes_on(
     now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
