@@ -16,7 +16,10 @@ from typing import Any
 from django.db import transaction
 
 from core.actions import ActionReport
+from core.errors import one_line
+from jobs.exceptions import JobCancelled
 from jobs.models import BackgroundJob
+from jobs.outcome import errors_with
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +34,22 @@ def job_retry_now(*, job_ids: Sequence[int], now: datetime) -> ActionReport:
 
 
 @transaction.atomic
-def job_cancel(*, job_ids: Sequence[int], now: datetime) -> ActionReport:
-    """Cancel each pending job of `job_ids`: it never runs, and its dedupe key is free again."""
-    return _update_pending(
-        job_ids, fields={"status": BackgroundJob.Status.CANCELLED, "finished_at": now}, action="job_cancel"
+def job_cancel(*, job_ids: Sequence[int], by: str, now: datetime) -> ActionReport:
+    """Cancel each pending job of `job_ids`: it never runs, and its dedupe key is free again.
+
+    The cancellation is recorded on the job as its last error, a JobCancelled naming
+    `by` (the operator) and `now`: the job's task result reads it back.
+    """
+    cancelled = JobCancelled("cancelled by an operator")
+    cancelled.add_note(f"cancelled by {by or 'an unnamed operator'} at {now.isoformat(timespec='milliseconds')}")
+    report = _update_pending(
+        job_ids,
+        fields={"status": BackgroundJob.Status.CANCELLED, "finished_at": now, "last_error": one_line(cancelled)},
+        action="job_cancel",
     )
+    for job in BackgroundJob.objects.filter(pk__in=report.done).only("pk", "attempts", "errors"):
+        BackgroundJob.objects.filter(pk=job.pk).update(errors=errors_with(job, cancelled))
+    return report
 
 
 def _update_pending(job_ids: Sequence[int], *, fields: dict[str, Any], action: str) -> ActionReport:

@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django_tasks import TaskContext, task
 
 from jobs.registry import autocommit
-from testsupport.models import HandlerRun
+from testsupport.models import HandlerNote, HandlerRun
 
 
 @task
@@ -51,6 +51,12 @@ def value_error() -> None:
 @task
 def complex_exception() -> None:
     raise ValueError(ValueError("This task failed"))
+
+
+@task
+def dangling_note() -> None:
+    """Note a run that does not exist: the task returns, and its COMMIT refuses the note (a deferred foreign key)."""
+    HandlerNote.objects.create(run_id=-1)
 
 
 @task
