@@ -46,10 +46,11 @@ def run_bound(function_id: str) -> timedelta:
 
     RECONCILE_RUN_BOUNDS names it, or it is the longest the run may legitimately go
     without progress (docs/inngest.md, "Retries and concurrency"): Inngest's longest wait
-    before a retry, then the steps of an older run of the same function, which go first
-    under concurrency 1 — at most INNGEST_STEP_BUDGET_SECONDS for each of its steps
-    (claim, the work, finish; a drain has up to INNGEST_MAX_DRAIN_STEPS steps of work)
-    and each of their attempts.
+    before a retry, then the steps of another run of the same function that go first
+    under concurrency 1 (an older run's, or one that started before the retry came due)
+    — at most INNGEST_STEP_BUDGET_SECONDS for each of its steps (claim, the work,
+    finish; a drain has up to INNGEST_MAX_DRAIN_STEPS steps of work) and each of their
+    attempts.
     """
     if (seconds := run_bounds().get(function_id)) is not None:
         return timedelta(seconds=seconds)

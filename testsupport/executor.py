@@ -12,8 +12,9 @@ file it follows) and the pinned SDK's protocol (HTTP execution, request version 
   of the injected `Clock`; a failed attempt (a non-2xx, a failed connection, even a 2xx
   the SDK did not give) comes back after the real backoff and jitter or `Retry-After`
   (testsupport.retries), until the last attempt or `X-Inngest-No-Retry`; of the items
-  due, the oldest run's goes first, one call at a time: concurrency 1 per step, not per
-  run. Tests move the clock (`advance`) or let the executor jump to each next call
+  due, the oldest run's goes first — a retry counts from when it is due, so the runs
+  started before then go ahead of it — one call at a time: concurrency 1 per step, not
+  per run. Tests move the clock (`advance`) or let the executor jump to each next call
   (`settle`, `deliver`): nothing sleeps;
 - a failed run **publishes `inngest/function.failed`** after it ended (its id the run
   id), queued like any other event, for the failure handler (no retries);
@@ -284,7 +285,7 @@ class Executor:
         if response is not None and (header := response.headers.get("retry-after")):
             wait = retry_after(header, received_at=time.time()) or wait
         retry = Item(run, function, at=self.clock.now() + wait, attempt=item.attempt + 1, target=item.target)
-        self._calls.put(retry)
+        self._calls.put(retry, retry=True)
 
     def _end(
         self, run: Run, function: Function, *, status: str, output: Any = None, error: dict[str, Any] | None = None

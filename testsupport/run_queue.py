@@ -14,17 +14,22 @@ from typing import Any
 from testsupport.protocol import Clock, Function, Run, idempotency_key
 
 IDEMPOTENCY_SECONDS = 24 * 3600.0  # pkg/consts/consts.go, FunctionIdempotencyPeriod
+FUTURE_AT_LIMIT = 2.0  # pkg/consts/consts.go, FutureAtLimit: an item due later than this is queued at its time
 
 
 @dataclass
 class Item:
-    """The next call of a run: when it may happen, which attempt of its step it is, which step it asks for."""
+    """The next call of a run: when it may happen, which attempt of its step it is, which step it asks for.
+
+    Its `score` orders it among the items due (RunQueue.put sets it).
+    """
 
     run: Run
     function: Function
     at: float
     attempt: int = 0
     target: str | None = None
+    score: float = 0.0
     seq: int = 0
 
 
@@ -54,23 +59,30 @@ class RunQueue:
             self._held.update((key, now + IDEMPOTENCY_SECONDS) for key in held)
         return True
 
-    def put(self, item: Item) -> None:
+    def put(self, item: Item, *, retry: bool = False) -> None:
+        """Queue `item`, scored as the server scores it.
+
+        pkg/execution/queue/enqueue.go and item.go, QueueItem.Score: an item enqueued
+        for now (a first call, a next step) scores its run's start, so older runs go
+        first; one due later than FutureAtLimit scores its own time. A retry is
+        requeued (pkg/execution/state/redis_state/queue_op.go, Requeue: "no priority
+        factorization or FIFO for function ordering"): it scores the time it is due,
+        and so goes after the items of every run that started before then.
+        """
+        fresh = not retry and item.at <= self.clock.now() + FUTURE_AT_LIMIT
+        item.score = item.run.started_at if fresh else item.at
         item.seq = next(self._seq)
         with self._lock:
             self._items.append(item)
 
     def next_due(self) -> Item | None:
-        """Take the item to call now, or None when none is due.
-
-        pkg/execution/queue/item.go, QueueItem.Score: an item due now is ordered by its
-        run's start (older runs first), whatever it is (a first call, a next step, a retry).
-        """
+        """Take the item to call now (the lowest score of those due), or None when none is due."""
         now = self.clock.now()
         with self._lock:
             due = [item for item in self._items if item.at <= now]
             if not due:
                 return None
-            item = min(due, key=lambda item: (item.run.started_at, item.at, item.seq))
+            item = min(due, key=lambda item: (item.score, item.seq))
             self._items.remove(item)
             return item
 

@@ -89,3 +89,21 @@ def test_concurrency__when_both_are_due_the_older_run_goes_first(executor: Execu
     first, second = FunctionRun.objects.order_by("started_at")
     assert (first.run_id, second.run_id) == (older.run_id, newer.run_id)
     assert first.finished_at is not None and first.finished_at <= second.started_at
+
+
+def test_concurrency__a_retry_that_comes_due_waits_for_the_runs_started_before_it(
+    executor: Executor, first_drain_fails: None
+) -> None:
+    enqueue(5)
+    [older] = executor.send(event(PROCESS, window_key(1)))
+    executor.run_due()  # its drain fails: its retry is queued for when it is due, not for when the run started
+    [(_, due)] = executor.waiting()
+    [newer] = executor.send(event(PROCESS, window_key(0)))  # started before the retry is due; not called yet
+
+    executor.advance(due - executor.clock.now())  # both due: the newer run started first, so its steps go first
+
+    assert (newer.output["claimed"], older.output["claimed"]) == (5, 0)
+    newer_finished = FunctionRun.objects.get(run_id=newer.run_id).finished_at
+    retry = FunctionRunAttempt.objects.get(run__run_id=older.run_id, step="drain-1", attempt=2)
+    assert newer_finished is not None and newer_finished <= retry.started_at
+    assert HandlerRun.objects.count() == 5
