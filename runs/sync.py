@@ -7,8 +7,9 @@ SDK answers that PUT 200 whatever Inngest answered the registration (a refusal t
 and one answered in plain text (`inngest start` refuses a wrong key so) only as "not
 valid JSON". So the registration's own answer is read (core.inngest.registrations_seen),
 and a refused or failed registration is logged as an error and answered 400 with a
-message saying why: the status whose message Inngest's sync shows as it is
-(pkg/deploy/deploy.go, GetDeployError, in github.com/inngest/inngest).
+message saying why: the status whose message Inngest's sync shows as it is, or as its
+own code for a few causes (`invalid_function` for a function it refused; the log line
+then says which): pkg/deploy/deploy.go, GetDeployError, in github.com/inngest/inngest.
 """
 
 from __future__ import annotations

@@ -220,8 +220,23 @@ def ping(http: httpx.Client, url: str, *, signing_key: str | None, server_kind: 
     )
 
 
+# pkg/deploy/deploy.go, GetDeployError: a 400 whose `message` says one of these is shown as the code beside it.
+_DEPLOY_CODES = (
+    ("No functions registered", "no_functions"),
+    ("function is invalid", "invalid_function"),
+    ("You didn't specify your workspace's signing key", "missing_signing_key"),
+    ("No INNGEST_ENV branch name found", "missing_branch_env_name"),
+)
+
+
 def _deploy_error(status: int, answer: Any) -> str:
-    """pkg/deploy/deploy.go, GetDeployError: a 400's `message` is shown as it is; other statuses by a code."""
+    """pkg/deploy/deploy.go, GetDeployError: a 400's `message` is shown as it is, or as the code of a known cause;
+    four other statuses by a code; any other status is no error."""
     if status == 400:
-        return str(answer.get("message", "")) if isinstance(answer, dict) else "invalid JSON"
+        if not isinstance(answer, dict):
+            return "invalid JSON"  # the server shows its JSON decoder's error
+        message = str(answer.get("message", ""))
+        if message == "Your signing key is invalid":
+            return "invalid_signing_key"
+        return next((code for cause, code in _DEPLOY_CODES if cause in message), message)
     return {401: "unauthorized", 403: "forbidden", 404: "url_not_found", 500: "internal_server_error"}.get(status, "")
