@@ -41,7 +41,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from testsupport import event_intake, registration
-from testsupport.protocol import new_ulid
 
 Behaviour = Literal["ok", "hang", "hold", "slow", "error500", "html", "unauthorized", "badjson", "truncated", "reset"]
 HANG_LIMIT_SECONDS = 60.0
@@ -192,7 +191,7 @@ class EventAPI:
 
     async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer | None:
         if method == "POST" and path.startswith("/e/"):
-            return await self._answer(path, body)
+            return await self._answer(path, headers, body)
         if method == "POST" and path == "/fn/register":
             return self._register(headers, body)
         if method == "GET" and path.startswith("/v1/apps/") and path.endswith("/functions"):
@@ -216,7 +215,7 @@ class EventAPI:
         functions = [{"id": config["id"], "name": config.get("name", "")} for config in self.registered(app)]
         return 200, "application/json", json.dumps(functions).encode()
 
-    async def _answer(self, path: str, body: bytes) -> Answer | None:
+    async def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Answer | None:
         with self._lock:
             self.requests += 1
         self._first_request.set()
@@ -245,8 +244,8 @@ class EventAPI:
         if behaviour == "unauthorized" or path != f"/e/{self.event_key}":
             # pkg/api/api.go, ReceiveEvent: an event key the server was not started with.
             return _json(401, {"status": 401, "message": "", "error": "Event key not found"})
-        now = time.time()
-        intake = event_intake.take(body, new_id=lambda: new_ulid(now), received_ms=int(now * 1000))
+        seed = headers.get("x-inngest-event-id-seed")
+        intake = event_intake.take(body, seed=seed, received_ms=int(time.time() * 1000))
         self._accept(intake.taken)
         return _json(intake.status, intake.body)
 

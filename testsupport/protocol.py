@@ -199,5 +199,10 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 def new_ulid(at: float) -> str:
     """Return a new ULID for the time `at` (Inngest's run ids and event ids are ULIDs)."""
-    value = (int(at * 1000) << 80) | secrets.randbits(80)
+    return ulid(int(at * 1000), secrets.token_bytes(10))
+
+
+def ulid(millis: int, entropy: bytes) -> str:
+    """Return the ULID of a time in milliseconds and 10 bytes of entropy, in Crockford's base 32."""
+    value = (millis << 80) | int.from_bytes(entropy, "big")
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from typing import Any
@@ -60,6 +61,14 @@ def test_publish__an_event_over_3_mib_is_refused(event_api: EventAPI) -> None:
     assert event_api.events == []
 
 
+def test_publish__an_event_is_measured_by_the_bytes_sent_not_as_json_would_escape_them(event_api: EventAPI) -> None:
+    accents = inngest.Event(name="orders/placed", id="accents", data={"note": "é" * (MAX_EVENT_BYTES // 3)})
+
+    assert publish([accents])  # 2 MiB of UTF-8 (6 MiB once each é is escaped as \u00e9)
+
+    assert event_api.event_ids() == ["accents"]
+
+
 def test_publish__more_than_5000_events_in_one_request_are_refused_past_the_limit(event_api: EventAPI) -> None:
     events = [inngest.Event(name="orders/placed", id=f"order-{n}") for n in range(MAX_EVENTS + 1)]
 
@@ -74,7 +83,7 @@ def test_publish__more_than_5000_events_in_one_request_are_refused_past_the_limi
     [
         ({"name": "", "data": {}}, "event name is empty", 0),
         ({"name": "a/b", "ts": 1000}, "timestamp is before Jan 1, 1980", 0),
-        ({"name": "a/b", "ts": 4_102_444_800_000}, "timestamp is after Jan 1, 2100", 0),
+        ({"name": "a/b", "ts": 4_102_444_800_001}, "timestamp is after Jan 1, 2100", 0),
         ({"name": "a/b", "ts": "yesterday"}, "json: cannot unmarshal", 0),
         ([{"name": "a/b"}, {"name": "INNGEST/x"}], "event name is reserved for internal use: INNGEST/x", 1),
         ("an event", "Request body must contain an event object or an array of event objects", 0),
@@ -90,3 +99,53 @@ def test_event_api__answers_a_refused_request_400_with_the_ids_of_the_events_tak
     assert (answer["status"], answer["error"].startswith(error)) == (400, True)
     assert len(event_api.events) == taken
     assert len(answer["ids"]) == max(taken, 1)  # as the server slices them: one empty id when none was taken
+
+
+@pytest.mark.parametrize(
+    ("body", "ids"),
+    [
+        ([], [""]),  # as the server slices its ids: one empty id when none was sent
+        # The first and the last millisecond Inngest takes: 1980-01-01 and 2100-01-01, both included.
+        ([{"name": "a/b", "ts": 315_532_800_000}, {"name": "a/b", "ts": 4_102_444_800_000}], ["id", "id"]),
+    ],
+)
+def test_event_api__takes_what_inngest_takes(event_api: EventAPI, body: Any, ids: list[str]) -> None:
+    response = httpx.post(f"{event_api.url}/e/{EVENT_KEY}", content=json.dumps(body))
+
+    assert response.status_code == 200
+    assert [id and "id" for id in response.json()["ids"]] == ids
+    assert len(event_api.events) == len(body)
+
+
+def test_event_api__a_list_cut_short_keeps_the_events_before_the_cut(event_api: EventAPI) -> None:
+    response = httpx.post(f"{event_api.url}/e/{EVENT_KEY}", content='[{"name": "a/b", "id": "first"}, {"name": ')
+
+    assert (response.status_code, len(response.json()["ids"])) == (400, 1)
+    assert event_api.event_ids() == ["first"]
+
+
+def test_event_api__keeps_an_event_as_inngest_does(event_api: EventAPI) -> None:
+    sent = [{"name": "a/b", "data": {"n": 1, "_inngest": {"status": "Failed"}}}]  # no id; internal data
+
+    response = httpx.post(f"{event_api.url}/e/{EVENT_KEY}", json=sent)
+
+    [kept] = event_api.events
+    assert kept["data"] == {"n": 1}  # the server's own data is stripped from what is sent
+    assert kept["id"] == response.json()["ids"][0]  # an event sent without an id gets its internal id
+
+
+def test_event_api__ids_come_from_the_sdk_seed_so_a_retried_request_gets_the_same(event_api: EventAPI) -> None:
+    millis = 1_767_225_600_000
+    seed = {"X-Inngest-Event-Id-Seed": f"{millis},{base64.b64encode(bytes(10)).decode()}"}
+    body = [{"name": "a/b", "id": "one"}, {"name": "a/b", "id": "two"}]
+
+    first = httpx.post(f"{event_api.url}/e/{EVENT_KEY}", json=body, headers=seed).json()["ids"]
+    again = httpx.post(f"{event_api.url}/e/{EVENT_KEY}", json=body, headers=seed).json()["ids"]
+
+    assert first == again and len(set(first)) == 2
+    assert {ulid_millis(id) for id in first} == {millis}
+
+
+def ulid_millis(ulid: str) -> int:
+    """Return the time, in milliseconds, that a ULID's first ten characters (Crockford's base 32) carry."""
+    return int("".join(f"{'0123456789ABCDEFGHJKMNPQRSTVWXYZ'.index(c):05b}" for c in ulid[:10]), 2)
