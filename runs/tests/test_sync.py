@@ -141,6 +141,21 @@ def test_sync__the_dev_server_from_a_container_registers_the_url_it_called(live_
     assert url == f"http://host.docker.internal:{port}/api/inngest"
 
 
+def test_dev_server__runs_what_the_app_publishes_without_an_event_key(live_server: Any, settings: Any) -> None:
+    enqueue(2)
+    with InngestServer(event_key=EVENT_KEY, signing_key=None) as dev_server:  # docs: `INNGEST_DEV=1 make serve`
+        settings.DEBUG = True
+        settings.INNGEST_DEV = dev_server.url
+        settings.INNGEST_SIGNING_KEY = settings.INNGEST_EVENT_KEY = ""  # the dev server asks for no key
+        assert dev_server.sync(f"{live_server.url}/api/inngest").error == ""
+
+        tick = httpx.get(f"{live_server.url}/api/cron/background-jobs", timeout=30)
+        dev_server.executor.wait_idle()
+
+    assert (tick.status_code, tick.json()["mode"]) == (202, "dispatch")
+    assert FunctionRun.objects.get(function_id="process-background-jobs").status == "succeeded"
+
+
 def test_inngest_functions__says_when_inngest_cannot_say(settings: Any) -> None:
     settings.INNGEST_SIGNING_KEY, settings.INNGEST_DEV = SELF_HOSTED_KEY, ""
     settings.INNGEST_BASE_URL = unreachable = closed_port_url()
