@@ -6,9 +6,11 @@ beside it. Times are seconds on the executor's clock (testsupport.protocol.Clock
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 # pkg/backoff/backoff.go, BackoffTable: the wait after a failed attempt, by the attempt's number
@@ -46,29 +48,34 @@ def retry_after(value: str, *, received_at: float) -> float | None:
     """Return the wait a `Retry-After` header asks for, clipped as the server clips it; None when unreadable.
 
     pkg/execution/driver/httpdriver/parse.go, ParseRetry: a value of up to 7
-    characters is whole seconds (from now truncated to the second), anything longer a
-    date; the wait is clipped to [MinRetryDuration, MaxRetryDuration]. A date is read
-    against `received_at`, the wall-clock time the answer came (the app wrote it
-    from its own clock); the wait is then applied on the executor's clock.
+    characters is whole seconds (Go's Atoi) from the second the answer came in, anything
+    else a date (pkg/dateutil: RFC 3339, a date and time without zone read as UTC,
+    RFC 1123 ...); a time less than MinRetryDuration or more than MaxRetryDuration from
+    now is moved to that far from the second the answer came in. A date is read against
+    `received_at`, the wall-clock time the answer came (the app wrote it from its own
+    clock); the wait is then applied on the executor's clock.
     """
-    value = value.strip()
-    if not value:
-        return None
-    if len(value) <= 7:
-        try:
-            seconds = int(value)
-        except ValueError:
-            return None
-        wait = float(seconds) - (received_at % 1) if seconds > 0 else None
+    second = math.floor(received_at)
+    if len(value) <= 7 and re.fullmatch(r"[+-]?[0-9]+", value) and int(value) > 0:
+        at = second + float(value)
+    elif (date := _date(value)) is not None:
+        at = date.timestamp()
     else:
-        try:  # the SDK writes ISO 8601 (RetryAfterError); HTTP's own date format is read too
-            at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            try:
-                at = parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                return None
-        wait = at.timestamp() - received_at
-    if wait is None:
         return None
-    return min(max(wait, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+    if at - received_at > MAX_RETRY_AFTER:
+        at = second + MAX_RETRY_AFTER
+    elif at - received_at < MIN_RETRY_AFTER:
+        at = second + MIN_RETRY_AFTER
+    return at - received_at
+
+
+def _date(value: str) -> datetime | None:
+    """Return the time a date names (ISO 8601, as the SDK's RetryAfterError writes it, or HTTP's), or None."""
+    try:
+        date = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            date = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+    return date if date.tzinfo is not None else date.replace(tzinfo=UTC)
