@@ -221,7 +221,7 @@ class Executor:
         except httpx.TransportError as exc:  # httpdriver.go: no answer is a failed attempt
             self._failed(item, {"name": type(exc).__name__, "message": str(exc)}, response=None)
             return
-        if "x-inngest-sdk" not in response.headers:  # httpdriver.go, ErrNotSDK: even a 2xx
+        if not response.headers.get("x-inngest-sdk"):  # httpdriver.go, ErrNotSDK (pkg/headers, IsSDK): even a 2xx
             self._failed(item, NOT_SDK | {"status": response.status_code}, response=response)
             return
         self._verify(response)

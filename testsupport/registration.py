@@ -45,11 +45,18 @@ def register(*, headers: dict[str, str], body: bytes, signing_key: str | None, s
     if signing_key is not None and not authenticated(headers, signing_key):
         # pkg/authn/signing_key_strategy.go, SigningKeyMiddleware: http.Error, plain text.
         return Answer(401, "text/plain; charset=utf-8", b"Authentication failed\n")
+    # pkg/devserver/api.go, Register: what it cannot take is answered by devapi.err, the error alone.
     expected = headers.get("x-inngest-expected-server-kind", "")
-    if expected and expected != server_kind:  # pkg/devserver/api.go, Register
-        return _error(400, f"Expected server kind {server_kind}, got {expected}")
+    if expected and expected != server_kind:
+        return _refused(f"Expected server kind {server_kind}, got {expected}")
+    try:
+        request = json.loads(body)
+    except ValueError as exc:
+        return _refused(f"Invalid request: {exc}")
+    if not isinstance(request, dict):
+        return _refused("Invalid request: json: cannot unmarshal the request: not an object")
     # pkg/sdk/sdk.go, RegisterRequest: Go matches JSON keys without regard to case ("appname" is appName).
-    request = {key.lower(): value for key, value in json.loads(body).items()}
+    request = {key.lower(): value for key, value in request.items()}
     app = request.get("appname") or ""
     if not app:
         return _error(400, "App ID required")
@@ -58,6 +65,11 @@ def register(*, headers: dict[str, str], body: bytes, signing_key: str | None, s
         return _error(400, REGISTERED)
     reply = {"ok": True, "modified": True, "sync_id": str(uuid.uuid4()), "app_id": str(uuid.uuid4())}
     return Answer(200, "application/json", json.dumps(reply).encode(), app, functions)
+
+
+def _refused(message: str) -> Answer:
+    """pkg/devserver/api.go, devapi.err: a 400 whose body is the error alone."""
+    return Answer(400, "application/json", json.dumps({"error": message}).encode() + b"\n")
 
 
 def _error(status: int, message: str) -> Answer:
@@ -215,9 +227,8 @@ def ping(http: httpx.Client, url: str, *, signing_key: str | None, server_kind: 
         answer = response.json()
     except ValueError:
         answer = response.text
-    return Sync(
-        _deploy_error(response.status_code, answer), response.status_code, "x-inngest-sdk" in response.headers, answer
-    )
+    from_sdk = bool(response.headers.get("x-inngest-sdk"))  # pkg/headers/headers.go, IsSDK: the header, not empty
+    return Sync(_deploy_error(response.status_code, answer), response.status_code, from_sdk, answer)
 
 
 # pkg/deploy/deploy.go, GetDeployError: a 400 whose `message` says one of these is shown as the code beside it.

@@ -101,15 +101,18 @@ def test_retry_after__a_bound_raised_for_it_keeps_the_reconciler_off_the_waiting
     assert summary["abandonedRuns"] == 0
 
 
-@pytest.fixture
-def login_page() -> Iterator[str]:
+@pytest.fixture(params=[{}, {"X-Inngest-SDK": ""}], ids=["no-sdk-header", "empty-sdk-header"])
+def login_page(request: pytest.FixtureRequest) -> Iterator[str]:
     """A server that answers every request 200 with an HTML page, as a proxy in front of the app might."""
+    headers: dict[str, str] = request.param
 
     class Page(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             self.rfile.read(int(self.headers["Content-Length"]))
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(b"<html>Please sign in</html>")
 

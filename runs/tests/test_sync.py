@@ -156,6 +156,25 @@ def test_dev_server__runs_what_the_app_publishes_without_an_event_key(live_serve
     assert FunctionRun.objects.get(function_id="process-background-jobs").status == "succeeded"
 
 
+@pytest.mark.parametrize(
+    ("headers", "body", "error"),
+    [
+        ({"X-Inngest-Expected-Server-Kind": "dev"}, b"{}", "Expected server kind cloud, got dev"),
+        ({}, b"{not json", "Invalid request: "),
+    ],
+)
+def test_register__answers_a_request_it_cannot_take_400_with_its_error_alone(
+    inngest_server: InngestServer, headers: dict[str, str], body: bytes, error: str
+) -> None:
+    headers["Authorization"] = f"Bearer {SELF_HOSTED_KEY}"
+
+    response = httpx.post(f"{inngest_server.url}/fn/register", headers=headers, content=body)
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["error"] and response.json()["error"].startswith(error)
+    assert inngest_server.api.registered("orchestrator") == []
+
+
 def test_inngest_functions__says_when_inngest_cannot_say(settings: Any) -> None:
     settings.INNGEST_SIGNING_KEY, settings.INNGEST_DEV = SELF_HOSTED_KEY, ""
     settings.INNGEST_BASE_URL = unreachable = closed_port_url()
