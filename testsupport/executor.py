@@ -40,6 +40,7 @@ from testsupport.protocol import (
     Function,
     ProtocolError,
     Run,
+    answer_output,
     error_body,
     failure_event,
     function_from_config,
@@ -279,7 +280,7 @@ class Executor:
         run, function = item.run, item.function
         no_retry = response is not None and response.headers.get("x-inngest-no-retry") == "true"
         if no_retry or item.attempt + 1 >= function.max_attempts:
-            self._end(run, function, status="failed", error=error)
+            self._end(run, function, status="failed", output=answer_output(response), error=error)
             return
         wait = backoff(item.attempt, jitter=self.jitter)
         if response is not None and (header := response.headers.get("retry-after")):
@@ -293,7 +294,7 @@ class Executor:
         now = self.clock.now()
         run.status, run.output, run.error, run.ended_at = status, output, error, now
         if status == "failed" and run.event.get("name") != FAILED_EVENT:  # finalize.go: never recursively
-            self.send(failure_event(function, run, error, now=now))
+            self.send(failure_event(function, run, error, result=output, now=now))
 
     # --- signing (testsupport.protocol) -------------------------------------
 

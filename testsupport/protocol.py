@@ -111,11 +111,15 @@ def function_from_config(config: dict[str, Any]) -> Function:
     )
 
 
-def failure_event(function: Function, run: Run, error: dict[str, Any] | None, *, now: float) -> dict[str, Any]:
+def failure_event(
+    function: Function, run: Run, error: dict[str, Any] | None, *, result: Any, now: float
+) -> dict[str, Any]:
     """Return the `inngest/function.failed` event of a failed run (pkg/execution/executor/finalize.go).
 
     Its id is the run id ("using the RunID as the ID prevents duped runs"); its data
-    carries the run's event as the server keeps it (pkg/event/event.go, Event.Map).
+    carries the run's event as the server keeps it (pkg/event/event.go, Event.Map), and,
+    when the failed attempt was answered, the answer's body as `result`
+    (pkg/execution/executor/executor.go, functionFinishedData.setResponse).
     """
     event = run.event
     kept = {
@@ -131,6 +135,7 @@ def failure_event(function: Function, run: Run, error: dict[str, Any] | None, *,
         "event": kept,
         "events": [kept],
         "error": error,
+        **({"result": result} if result is not None else {}),
         "_inngest": {"status": "Failed"},
     }
     return {"name": FAILED_EVENT, "id": run.run_id, "ts": int(now * 1000), "data": data}
@@ -180,12 +185,24 @@ def idempotency_key(expression: str | None, event: dict[str, Any]) -> str | None
     return None if value is None else json.dumps(value)
 
 
-def error_body(response: httpx.Response) -> dict[str, Any]:
+def answer_output(response: httpx.Response | None) -> Any:
+    """Return what the server keeps of an answer's body (pkg/execution/driver/httpdriver/parse.go, ParseResponse):
+    a JSON object, else its text; None without an answer or a body."""
+    if response is None or not response.content:
+        return None
     try:
         body = response.json()
     except ValueError:
-        return {"name": "Error", "message": f"HTTP {response.status_code}: {response.text[:200]}"}
-    return body if isinstance(body, dict) else {"name": "Error", "message": json.dumps(body)[:200]}
+        return response.text
+    return body if isinstance(body, dict) else response.text
+
+
+def error_body(response: httpx.Response) -> dict[str, Any]:
+    """Return the error a failed answer carries: its JSON object, else its status and text."""
+    body = answer_output(response)
+    if isinstance(body, dict):
+        return body
+    return {"name": "Error", "message": f"HTTP {response.status_code}: {body}"[:200]}
 
 
 def with_query(url: str, **params: str) -> str:

@@ -48,7 +48,8 @@ def test_on_failure__the_failure_event_comes_after_the_run_ended_with_the_run_id
 
     [failure] = [e for e in executor.events if e["name"] == "inngest/function.failed"]
     assert failure["id"] == failed.run_id
-    assert set(failure["data"]) == {"function_id", "run_id", "event", "events", "error", "_inngest"}
+    assert set(failure["data"]) == {"function_id", "run_id", "event", "events", "error", "result", "_inngest"}
+    assert failure["data"]["result"]["message"] == "the crash cron job always crashes"  # the failed answer's body
     assert (failure["data"]["function_id"], failure["data"]["run_id"]) == ("orchestrator-cron-crash", failed.run_id)
     assert failure["data"]["event"]["data"] == event(*CRASH)["data"]
     assert failure["data"]["error"]["message"] == "the crash cron job always crashes"
