@@ -2,8 +2,8 @@
 
 dispatch/publish.py runs the SDK's send itself (its request, its HTTP client, its
 retry schedule, its reading of the answer), core/inngest.py reads each sync's
-registration through the same HTTP client, and runs/registered.py authenticates as
-the SDK does. None of these is the SDK's public API.
+registration through the same HTTP client (a response hook), and runs/registered.py
+authenticates as the SDK does. None of these is the SDK's public API.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from typing import Any
 
 import httpx
 import inngest
+import inngest.django
 import pytest
+from django.test import RequestFactory
 from inngest._internal import errors as inngest_errors
-from inngest._internal import transforms
+from inngest._internal import net, transforms
 from inngest._internal.client_lib import client as inngest_client
 from inngest._internal.client_lib.models import SendEventsResult
 
@@ -48,6 +50,23 @@ def _answer_read() -> bool:
     )
 
 
+def _sync_registers_through_the_sync_client() -> bool:
+    """An out-of-band sync's registration goes through the client's synchronous HTTP client, whose response hook
+    core.inngest.registrations_seen reads."""
+    client = inngest.Inngest(app_id="pin", is_production=False, api_base_url=ORIGIN)
+    sent: list[str] = []
+
+    def unsent(request: httpx.Request) -> None:
+        sent.append(request.url.path)
+        raise RuntimeError("kept from the network")
+
+    client._http_client._http_client_sync.event_hooks["request"].append(unsent)
+    function = client.create_function(fn_id="pin", trigger=inngest.TriggerEvent(event="a/b"))(lambda ctx: None)
+    view = inngest.django.serve(client, [function]).callback
+    view(RequestFactory().put("/api/inngest", data=b"{}", content_type="application/json"))
+    return sent == ["/fn/register"]
+
+
 INTERNALS: dict[str, Callable[[], Any]] = {
     "Inngest._build_send_request(events) -> httpx.Request to {event API}/e/{key}": _send_request,
     "Inngest._http_client._http_client_sync: an httpx.Client with event_hooks": lambda: (
@@ -55,6 +74,9 @@ INTERNALS: dict[str, Callable[[], Any]] = {
         and isinstance(_client()._http_client._http_client_sync.event_hooks["response"], list)
     ),
     "Inngest._event_api_origin: the event API's origin": lambda: _client()._event_api_origin == ORIGIN,
+    "an out-of-band sync registers through Inngest._http_client._http_client_sync": (
+        _sync_registers_through_the_sync_client
+    ),
     "client_lib.client.MAX_SEND_ATTEMPTS: an int": lambda: type(inngest_client.MAX_SEND_ATTEMPTS) is int,
     "client_lib.client._compute_backoff_delay(attempt) -> seconds": lambda: (
         0 <= inngest_client._compute_backoff_delay(0) < inngest_client._compute_backoff_delay(4) < 10
@@ -89,8 +111,13 @@ def test_sdk_internals__the_pinned_sdk_still_has_every_one() -> None:
 def test_sdk_internals__a_change_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(inngest.Inngest, "_build_send_request")
     monkeypatch.setattr(inngest_client, "MAX_SEND_ATTEMPTS", "5")
+    send = net.fetch_with_auth_fallback_sync  # an SDK that registered through an HTTP client of its own
+    monkeypatch.setattr(
+        net, "fetch_with_auth_fallback_sync", lambda client, request, **keys: send(httpx.Client(), request, **keys)
+    )
 
     assert changed_internals() == [
         "Inngest._build_send_request(events) -> httpx.Request to {event API}/e/{key}",
+        "an out-of-band sync registers through Inngest._http_client._http_client_sync",
         "client_lib.client.MAX_SEND_ATTEMPTS: an int",
     ]
