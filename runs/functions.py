@@ -47,7 +47,7 @@ from jobs.runner import jobs_run, merge_summaries
 from runs import ledger
 from runs.inline import SKIPPED, to_json
 from runs.reconcile_function import reconcile_function
-from runs.steps import step_recorder
+from runs.steps import request_max_attempts, step_recorder
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ def _claim(
         scope=ledger.scope_of(params),
         step=None,  # each step records its own attempts
         now=timezone.now(),
+        max_attempts=request_max_attempts(),
     )
     return {"runPk": claim.run.pk, "won": claim.won}
 

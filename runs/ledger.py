@@ -49,6 +49,7 @@ def run_claim(
     scope: str,
     step: str | None,
     now: datetime,
+    max_attempts: int | None = None,
 ) -> RunClaim:
     """Claim the (function, window) row for `run_id`, or record this run as a suppressed duplicate.
 
@@ -57,7 +58,8 @@ def run_claim(
     keeps its window's start (the admin lists runs in window order): for a key that
     names no window (a refused payload's `invalid:<run id>`), when the run started.
     `step` names the step whose first attempt starts with the claim (an inline run's
-    `inline`); None when the run's steps record their own attempts (Inngest).
+    `inline`); None when the run's steps record their own attempts (Inngest), whose
+    request says how many attempts each step gets (`max_attempts`).
     """
     try:
         with transaction.atomic():
@@ -71,6 +73,7 @@ def run_claim(
                 scope=scope,
                 status=Status.RUNNING,
                 attempts=0 if step is None else 1,
+                max_attempts=max_attempts,
                 started_at=now,
             )
             if step is not None:

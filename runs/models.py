@@ -34,6 +34,11 @@ class FunctionRun(models.Model):
     attempts = models.PositiveSmallIntegerField(
         default=1, help_text="How many attempts the run made: its attempt rows, every attempt of every step."
     )
+    max_attempts = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="The attempts Inngest gives each of its steps, as its first request said (none for an inline run).",
+    )
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)

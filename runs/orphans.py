@@ -211,7 +211,7 @@ def _stuck_runs(*, now: datetime) -> int:
     )
     for run in idle[:BATCH]:
         idle_since = run.progress
-        if idle_since >= now - run_bound(run.function_id):
+        if idle_since >= now - run_bound(run.function_id, max_attempts=run.max_attempts):
             continue
         if ledger.run_abandon(run_pk=run.pk, idle_since=idle_since, payload=_event(run), now=now) is not None:
             abandoned += 1

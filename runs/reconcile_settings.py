@@ -41,8 +41,11 @@ def run_bounds() -> dict[str, float]:
     return {name: float(seconds) for name, seconds in raw.items()}
 
 
-def run_bound(function_id: str) -> timedelta:
+def run_bound(function_id: str, *, max_attempts: int | None = None) -> timedelta:
     """Return how long a run of `function_id` may go without progress before it is abandoned.
+
+    `max_attempts` is what Inngest gives each of its steps, as the run's requests say
+    (what the app was synced with); without it, what INNGEST_FUNCTION_RETRIES says now.
 
     RECONCILE_RUN_BOUNDS names it, or it is the longest the run may legitimately go
     without progress (docs/inngest.md, "Retries and concurrency"): Inngest's longest wait
@@ -55,23 +58,26 @@ def run_bound(function_id: str) -> timedelta:
     if (seconds := run_bounds().get(function_id)) is not None:
         return timedelta(seconds=seconds)
     work_steps = settings.INNGEST_MAX_DRAIN_STEPS if function_id == PROCESS_JOBS else 1
-    attempts = settings.INNGEST_FUNCTION_RETRIES + 1
+    attempts = max_attempts or settings.INNGEST_FUNCTION_RETRIES + 1
     work = timedelta(seconds=settings.INNGEST_STEP_BUDGET_SECONDS * (work_steps + 2) * attempts)
-    return max(work + longest_retry_wait(), MIN_RUN_BOUND)
+    return max(work + longest_retry_wait(retries=attempts - 1), MIN_RUN_BOUND)
 
 
-def longest_retry_wait() -> timedelta:
-    """Return the longest Inngest waits before it tries a step again: after the last attempt but one, full jitter."""
-    retries = min(settings.INNGEST_FUNCTION_RETRIES, MAX_RETRIES)
-    if retries == 0:
+def longest_retry_wait(*, retries: int | None = None) -> timedelta:
+    """Return the longest Inngest waits before it tries a step again: after the last attempt but one, full jitter.
+
+    `retries` defaults to INNGEST_FUNCTION_RETRIES.
+    """
+    retries = min(settings.INNGEST_FUNCTION_RETRIES if retries is None else retries, MAX_RETRIES)
+    if retries <= 0:
         return timedelta(0)
     backoff = RETRY_BACKOFF_SECONDS[min(retries, len(RETRY_BACKOFF_SECONDS)) - 1]
     return timedelta(seconds=backoff + RETRY_JITTER_SECONDS)
 
 
-def retry_after_problem(function_id: str, *, wait: timedelta) -> str:
+def retry_after_problem(function_id: str, *, wait: timedelta, max_attempts: int | None = None) -> str:
     """Return why a retry asked for in `wait` (a RetryAfterError) comes after the run's bound, or ""."""
-    bound = run_bound(function_id)
+    bound = run_bound(function_id, max_attempts=max_attempts)
     if wait <= bound:
         return ""
     return (

@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 _request_max_attempts: ContextVar[int | None] = ContextVar("request_max_attempts", default=None)
 
 
+def request_max_attempts() -> int | None:
+    """Return how many attempts each step gets, as the request being served says (None: not said, or no request)."""
+    return _request_max_attempts.get()
+
+
 @contextmanager
 def execution_request(*, max_attempts: int | None) -> Iterator[None]:
     """Serve one request of Inngest's, whose ctx says how many attempts each step gets (None: not said)."""
@@ -53,7 +58,7 @@ def step_recorder(
     The last attempt is the one the request says (its `max_attempts`, which Inngest
     took from the function's config when it was synced), not the current setting.
     """
-    max_attempts = _request_max_attempts.get() or settings.INNGEST_FUNCTION_RETRIES + 1
+    max_attempts = request_max_attempts() or settings.INNGEST_FUNCTION_RETRIES + 1
 
     def step(name: str, work: Callable[[datetime], Any]) -> Any:
         def body() -> Any:
@@ -93,5 +98,5 @@ def step_recorder(
 def _retry_after_checked(function_id: str, exc: inngest.RetryAfterError, *, step: str) -> None:
     """Warn when the work asks Inngest to retry later than the reconciler lets the run wait."""
     wait = timedelta(seconds=exc.retry_after.timestamp() - time.time())  # a naive retry_after is local time
-    if problem := retry_after_problem(function_id, wait=wait):
+    if problem := retry_after_problem(function_id, wait=wait, max_attempts=request_max_attempts()):
         logger.warning(f"RetryAfterError in step {step} {problem}", extra={"action": "run_attempt", "step": step})

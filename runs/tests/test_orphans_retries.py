@@ -10,6 +10,7 @@ import pytest
 from runs import ledger, orphans
 from runs.models import DeadLetter, FunctionRun
 from runs.tests.test_functions import event
+from testsupport.executor import Executor
 from testsupport.inngest_server import InngestServer
 from testsupport.retries import JITTER_MAX
 
@@ -47,3 +48,22 @@ def test_reconcile__leaves_a_run_waiting_for_each_retry_alone_up_to_the_last(
     row = FunctionRun.objects.get()
     assert (row.status, row.terminal_reason) == ("failed", f"retries exhausted ({retries + 1}) in step run")
     assert DeadLetter.objects.get().function_run == row
+
+
+def test_reconcile__bounds_a_run_by_the_retries_inngest_has_not_by_a_setting_changed_since(
+    executor: Executor, settings: Any
+) -> None:
+    executor.jitter = lambda: JITTER_MAX - 0.001
+    [run] = executor.send(event(CRASH, "cron:crash:2026-03-14T15:09"))  # synced with 3 retries: Inngest makes 4 tries
+    executor.run_due()
+    for _ in range(2):
+        executor.advance(executor.waiting()[0][1] - executor.clock.now())  # the 2nd and 3rd attempts fail too
+    [(waiting, due)] = executor.waiting()  # Inngest waits 60 s + jitter before the 4th
+    settings.INNGEST_FUNCTION_RETRIES = 0  # deployed since the sync: Inngest still has 3
+
+    idle_since = ledger.last_progress(FunctionRun.objects.get())
+    summary = orphans.recover(now=idle_since + timedelta(seconds=due - executor.clock.now()))
+
+    assert (waiting, summary["abandonedRuns"]) == (run, 0)
+    executor.settle()
+    assert FunctionRun.objects.get().terminal_reason == "retries exhausted (4) in step run"
