@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -93,7 +94,7 @@ def _kubernetes(jobs: list[CronJob], target: Target) -> str:
                         '  labels: {"app.kubernetes.io/part-of": orchestrator, "orchestrator/cron-job": '
                         f"{_quote(job.name)}}}",
                         "spec:",
-                        f"  schedule: {_quote(calendar.expression)}",
+                        f"  schedule: {_quote(_k8s_schedule(calendar))}",
                         f"  timeZone: {_quote(calendar.timezone)}",
                         "  concurrencyPolicy: Allow",  # ticks are idempotent: the window's claim decides
                         "  jobTemplate:",
@@ -126,6 +127,20 @@ def _kubernetes(jobs: list[CronJob], target: Target) -> str:
                 )
             )
     return "\n---\n".join(documents) + "\n"
+
+
+def _k8s_schedule(calendar: Calendar) -> str:
+    """Return the expression as Kubernetes reads it (robfig/cron), whose day of week is 0-6 only.
+
+    cron(8) also calls Sunday 7: a day-of-week field naming a 7 is written as the days
+    it means (`5-7` as `0,5,6`), which keeps cron(8)'s day rule (the field does not start
+    with `*` either way). A field starting with `*` is left as it is (`*/7` is no day 7).
+    """
+    fields = calendar.expression.split()
+    names_seven = any("7" in re.findall(r"\d+", item.split("/")[0]) for item in fields[4].split(","))
+    if names_seven and not fields[4].startswith("*"):
+        fields[4] = ",".join(str(day) for day in sorted(calendar.fields[4]))
+    return " ".join(fields)
 
 
 def _systemd(jobs: list[CronJob], target: Target) -> str:

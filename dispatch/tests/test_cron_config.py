@@ -173,3 +173,32 @@ def test_cron_jobs__json_is_one_object_per_job_with_its_schedule_words_and_next_
         None,
     )
     assert ninety["next"][:2] == ["2026-03-27T10:30:00.000Z", "2026-03-27T12:00:00.000Z"]
+
+
+# Kubernetes reads a CronJob's schedule with robfig/cron v3 (ParseStandard), whose day of week is 0-6 (spec.go:
+# `dow = bounds{0, 6, ...}`): a 7 is refused ("end of range (7) above maximum (6)"), and the CronJob with it.
+@pytest.mark.parametrize(
+    ("expression", "zone"),
+    [
+        ("0 0 * * 7", "UTC"),
+        ("0 9 * * 5-7", "Europe/Berlin"),
+        ("30 2 * * 1-7/2", "America/New_York"),
+        ("0 6 1 * 7", "Asia/Kolkata"),  # neither day field a `*`: the 1st OR Sundays, as before
+        ("0 8 * * */7", "UTC"),  # a step of 7 is no day: kept as written
+    ],
+)
+def test_cron_config__kubernetes_schedules_name_sunday_as_kubernetes_reads_it(
+    settings: Any, expression: str, zone: str
+) -> None:
+    settings.CRON_JOBS = [{"name": "weekly", "schedule": expression, "timezone": zone, "callable": COUNT_RUN}]
+
+    text = config("--format", "kubernetes", "--url", URL)
+
+    schedule = json.loads(re.findall(r"cron-weekly\n(?:.*\n)*?  schedule: (\".*\")\n", text)[0])
+    days = [int(day) for item in schedule.split()[4].split(",") for day in re.findall(r"\d+", item.split("/")[0])]
+    assert all(day <= 6 for day in days), schedule
+    emitted, registered = Calendar(schedule, zone), Calendar(expression, zone)
+    fire, expected = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    for _ in range(40):  # across the spring change
+        fire, expected = emitted.after(fire), registered.after(expected)
+        assert fire == expected
