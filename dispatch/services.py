@@ -111,13 +111,14 @@ def dispatch_tick(
 
     `at` picks the window (default: `now`); `inline` forces an inline run (an
     operator's emergency tick); `force` bypasses the window with a one-off key;
-    `dispatch_key` ticks that very key of the window (the reconciler, re-publishing
-    an orphaned one-off window). `publish_only` (the reconciler) never runs the
-    window inline: when the job's mode resolves to an inline one, NotPublished is
+    `dispatch_key` ticks that very key of the window starting at `at` (the reconciler,
+    re-publishing an orphaned window, perhaps one of the job's earlier schedule, which
+    the current one would floor elsewhere). `publish_only` (the reconciler) never runs
+    the window inline: when the job's mode resolves to an inline one, NotPublished is
     raised before the claim (the window is left as it is), and a failed publish does
     not fall back to inline under the emergency switch.
     """
-    start = job.timetable.window_of(at or now)
+    start = at if dispatch_key is not None and at is not None else job.timetable.window_of(at or now)
     end = job.timetable.following(start)
     # A cron tick for its own window (never a picked one): how late it came, and whether it matched the schedule.
     punctual = source == Source.CRON and at is None and dispatch_key is None and not force
