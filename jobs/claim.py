@@ -24,10 +24,13 @@ from django.db.models import F, QuerySet
 from core.errors import one_line
 from jobs.backoff import retry_delay
 from jobs.context import RunOrigin
+from jobs.exceptions import retriable
 from jobs.hooks import job_died
 from jobs.json_array import JSONArrayAppend, JSONArrayDropLast
 from jobs.models import BackgroundJob
+from jobs.observers import attempt_failed
 from jobs.outcome import errors_with
+from jobs.retry import kind_policy
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +103,10 @@ def _fence(job: BackgroundJob) -> QuerySet[BackgroundJob]:
 
 
 def record_failure(job: BackgroundJob, *, exc: Exception, now: datetime, origin: RunOrigin) -> Outcome:
-    """Record a failed attempt through the claim: retry on the backoff schedule, or bury the job and tell the hook.
+    """Record a failed attempt through the claim: retry on its kind's backoff, or bury the job and tell the hook.
+
+    A job is buried after its last attempt, or at once when no retry could mend `exc`
+    (jobs.exceptions.not_retriable).
 
     The row is written, not `job`, which stays as claimed (a rolled-back group runs it again: jobs.group).
     """
@@ -108,7 +114,7 @@ def record_failure(job: BackgroundJob, *, exc: Exception, now: datetime, origin:
     extra = {"action": "job_run", "jobId": job.pk, "kind": job.kind, "attempt": job.attempts, "error": error}
     fence = _fence(job)
     with transaction.atomic():
-        if job.attempts >= job.max_attempts:
+        if job.attempts >= job.max_attempts or not retriable(exc):
             if not fence.update(
                 status=BackgroundJob.Status.DEAD,
                 finished_at=now,
@@ -122,13 +128,12 @@ def record_failure(job: BackgroundJob, *, exc: Exception, now: datetime, origin:
             dead = copy.copy(job)
             dead.status, dead.finished_at, dead.last_error, dead.errors = BackgroundJob.Status.DEAD, now, error, errors
             job_died(job=dead, error=error, now=now, origin=origin)
-            logger.error("job dead-lettered", extra={**extra, **origin.log_fields()})
+            attempt_failed(job=dead, error=exc, outcome="dead", now=now)
+            logger.error("job dead-lettered", extra={**extra, "retriable": retriable(exc), **origin.log_fields()})
             return "dead"
+        policy = kind_policy(job.kind)
         run_after = now + retry_delay(
-            job_id=job.pk,
-            attempt=job.attempts,
-            base_seconds=settings.JOBS_RETRY_BASE_SECONDS,
-            max_seconds=settings.JOBS_RETRY_MAX_SECONDS,
+            job_id=job.pk, attempt=job.attempts, base_seconds=policy.base_seconds, max_seconds=policy.max_seconds
         )
         if not fence.update(
             status=BackgroundJob.Status.PENDING,
@@ -139,6 +144,7 @@ def record_failure(job: BackgroundJob, *, exc: Exception, now: datetime, origin:
             errors=errors,
         ):
             return "lease_lost"
+    attempt_failed(job=job, error=exc, outcome="retried", now=now)
     logger.warning("job failed, will retry", extra={**extra, "runAfter": run_after.isoformat()})
     return "retried"
 

@@ -18,8 +18,11 @@ from django.db import models, transaction
 
 from jobs.claim import give_back_unstarted
 from jobs.context import RunOrigin
+from jobs.exceptions import LeaseExpired
 from jobs.hooks import job_died
+from jobs.metrics import jobs_ended_count
 from jobs.models import BackgroundJob
+from jobs.observers import job_buried
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,7 @@ def recover_expired_leases(*, now: datetime) -> dict[str, int]:
                 locked_by="",
                 last_error="lease expired: the worker stopped before finishing",
             )
+            jobs_ended_count([job.kind for job in started if job.pk in retry], outcome="retried")
             for job in started:
                 if job.attempts < job.max_attempts:
                     continue
@@ -96,6 +100,8 @@ def recover_expired_leases(*, now: datetime) -> dict[str, int]:
                 )
                 job.status, job.finished_at, job.last_error = BackgroundJob.Status.DEAD, now, error
                 job_died(job=job, error=error, now=now, origin=RunOrigin())
+                jobs_ended_count([job.kind], outcome="dead")
+                job_buried(job=job, error=LeaseExpired(error))
             requeued += len(retry)
             released += unstarted
             dead += len(started) - len(retry)

@@ -7,8 +7,10 @@ enqueue, and what `POST /api/jobs` must send for a task's kind.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.utils.version import PY311
@@ -17,6 +19,7 @@ from django_tasks.utils import normalize_json
 
 from jobs.exceptions import InvalidJob
 from jobs.task_results import task_result_of_job
+from jobs.task_signals import task_started_send, task_succeeded_after_commit
 
 if TYPE_CHECKING:
     from jobs.context import JobContext
@@ -43,11 +46,17 @@ class TaskHandler:
 
     def __call__(self, ctx: JobContext) -> Any:
         args, kwargs = task_arguments(ctx.payload)
+        result = task_result_of_job(ctx.job, task=self.task, backend=self.task.backend)
+        task_started_send(result)
+        began = time.perf_counter()
         if self.task.takes_context:
-            result = task_result_of_job(ctx.job, task=self.task, backend=self.task.backend)
             context = JobTaskContext(task_result=result, _heartbeat=ctx.heartbeat)
-            return self.task.call(context, *args, **kwargs)
-        return self.task.call(*args, **kwargs)
+            returned = self.task.call(context, *args, **kwargs)
+        else:
+            returned = self.task.call(*args, **kwargs)
+        finished_at = ctx.started_at + timedelta(seconds=time.perf_counter() - began)
+        task_succeeded_after_commit(result, returned=returned, finished_at=finished_at)
+        return returned
 
 
 def task_payload(args: Any, kwargs: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from core.actions import ActionReport
+from jobs.metrics import jobs_ended_count
 from jobs.models import BackgroundJob
 
 logger = logging.getLogger(__name__)
@@ -43,12 +44,14 @@ def _update_pending(job_ids: Sequence[int], *, fields: dict[str, Any], action: s
     # Lock the rows so a runner cannot claim one between our read and our update
     # (its claim skips locked rows). Rows locked by someone else are skipped; an
     # unlocked read then says why each one was left out.
-    locked = dict(
+    rows = list(
         BackgroundJob.objects.select_for_update(skip_locked=True)
         .filter(pk__in=ids)
         .order_by("pk")
-        .values_list("pk", "status")
+        .values_list("pk", "status", "kind")
     )
+    locked = {pk: status for pk, status, _ in rows}
+    kinds = {pk: kind for pk, _, kind in rows}
     others = dict(BackgroundJob.objects.filter(pk__in=set(ids) - set(locked)).values_list("pk", "status"))
     report = ActionReport()
     for pk in ids:
@@ -62,6 +65,8 @@ def _update_pending(job_ids: Sequence[int], *, fields: dict[str, Any], action: s
         else:
             report.done.append(pk)
     BackgroundJob.objects.filter(pk__in=report.done).update(**fields)
+    if fields.get("status") == BackgroundJob.Status.CANCELLED:
+        jobs_ended_count([kinds[pk] for pk in report.done], outcome="cancelled")
     logger.info(
         "pending jobs updated", extra={"action": action, "jobs": len(report.done), "skipped": report.skipped_count}
     )

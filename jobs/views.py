@@ -79,7 +79,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
         "payload": body.get("payload"),
         "tenant": body.get("tenant", ""),
         "dedupe_key": body.get("dedupeKey"),
-        "max_attempts": body.get("maxAttempts", 5),
+        "max_attempts": body.get("maxAttempts"),
         "priority": body.get("priority", 0),
     }
     run_after = body.get("runAfter")
@@ -110,4 +110,4 @@ def _describe(job: BackgroundJob, *, created: bool) -> dict[str, Any]:
         "maxAttempts": job.max_attempts,
         "priority": job.priority,
         "created": created,
-    }
+    } | ({} if job.result_id is None else {"resultId": str(job.result_id)})
