@@ -7,7 +7,7 @@ group of jobs rolled back and run again is counted once, as it ended.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -27,7 +27,9 @@ JOBS_FINISHED = Counter(
     ["kind", "outcome"],
 )
 JOB_RETRIES = Counter(
-    "orchestrator_job_retries", "Failed job attempts that will be tried again (the job is pending again), by kind.", ["kind"]
+    "orchestrator_job_retries",
+    "Failed job attempts that will be tried again (the job is pending again), by kind.",
+    ["kind"],
 )
 QUEUE_WAIT = Histogram(
     "orchestrator_job_queue_wait_seconds",
@@ -41,7 +43,7 @@ RUN_TIME = Histogram(
     ["kind"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-FINISHED = {"succeeded", "dead", "cancelled"}
+FINISHED = ("succeeded", "dead", "cancelled")
 
 
 def job_attempt_observe(*, job: BackgroundJob, started_at: datetime, outcome: str, ran_seconds: float) -> None:
@@ -83,3 +85,11 @@ def _count(kinds: list[str], outcome: str) -> None:
             JOBS_FINISHED.labels(kind, outcome).inc()
         else:
             JOB_RETRIES.labels(kind).inc()
+
+
+def jobs_metrics_init(kinds: Iterable[str]) -> None:
+    """Make the counters of each kind of `kinds` exist at 0, so that their first event shows in rate()."""
+    for kind in kinds:
+        for outcome in FINISHED:
+            JOBS_FINISHED.labels(kind, outcome)
+        JOB_RETRIES.labels(kind)

@@ -104,7 +104,8 @@ def resolve_handler(kind: str) -> Handler | None:
     if handler is None and MODULE_PATH_RE.fullmatch(kind):
         found = _imported_task(kind)
         handler = _handlers.get(kind) or UnimportableTask(
-            kind=kind, reason=found if isinstance(found, str) else f"names a task whose backend {found.backend!r} runs no jobs"
+            kind=kind,
+            reason=found if isinstance(found, str) else f"names a task whose backend {found.backend!r} runs no jobs",
         )
     return None if handler is None else Metered(handler)
 

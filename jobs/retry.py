@@ -92,7 +92,9 @@ def options_fields(options: Mapping[str, Any]) -> dict[str, Any]:
 def options_problems(options: Mapping[str, Any]) -> list[str]:
     """Return what is wrong with a backend's OPTIONS, one message per bad key."""
     problems = [f"{key!r} is not an option (known: {', '.join(OPTIONS)})" for key in options if key not in OPTIONS]
-    problems += [f"{key}: {problem}" for key, value in options.items() if (problem := _problem(OPTIONS.get(key), value))]
+    problems += [
+        f"{key}: {problem}" for key, value in options.items() if (problem := _problem(OPTIONS.get(key), value))
+    ]
     return problems
 
 

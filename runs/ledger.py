@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from core.timefmt import iso_utc
+from runs.metrics import suppressed_run_count
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.services import dead_letter_for_run
 from runs.status import SCOPE_RE, status_write
@@ -76,6 +77,7 @@ def run_claim(
         if run.run_id == run_id:
             return RunClaim(run=run, won=True)
         FunctionRun.objects.filter(pk=run.pk).update(duplicates_suppressed=F("duplicates_suppressed") + 1)
+        suppressed_run_count(function_id=function_id)
         logger.warning(
             "duplicate run suppressed",
             extra={"action": "run_claim", "functionId": function_id, "ownerRunId": run.run_id, "runId": run_id},

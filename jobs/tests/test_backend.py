@@ -212,7 +212,10 @@ def test_get_result__a_result_id_is_random_and_a_job_id_reads_only_a_job_older_t
     result = tasks.noop.enqueue()
     job = BackgroundJob.objects.get()
     older = BackgroundJob.objects.create(
-        kind="testsupport.tasks.noop", payload={"args": [], "kwargs": {}}, run_after=job.created_at, created_at=job.created_at
+        kind="testsupport.tasks.noop",
+        payload={"args": [], "kwargs": {}},
+        run_after=job.created_at,
+        created_at=job.created_at,
     )
 
     assert UUID(result.id).version == 4 and result.id != str(job.pk)

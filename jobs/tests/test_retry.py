@@ -107,7 +107,9 @@ def test_enqueue_over_http__a_tasks_kind_gets_its_policy_unless_the_body_says(cl
     settings.JOBS_API_TOKEN = "t"
 
     def post(body: dict[str, Any]) -> dict[str, Any]:
-        response = client.post("/api/jobs", body, content_type="application/json", headers={"Authorization": "Bearer t"})
+        response = client.post(
+            "/api/jobs", body, content_type="application/json", headers={"Authorization": "Bearer t"}
+        )
         assert response.status_code == 201, response.content
         answer: dict[str, Any] = response.json()
         return answer

@@ -151,7 +151,9 @@ def test_signals__a_group_whose_commit_is_refused_tells_each_task_once_how_it_en
     assert (summary.succeeded, summary.dead) == (1, 1)
     finished = [(task_result.id, task_result.status) for name, _, task_result in seen if name == "finished"]
     assert sorted(finished) == sorted([(fine.id, "SUCCESSFUL"), (guilty.id, "FAILED")])
-    [error] = next(task_result for name, _, task_result in seen if task_result.id == guilty.id and name == "finished").errors
+    [error] = next(
+        task_result for name, _, task_result in seen if task_result.id == guilty.id and name == "finished"
+    ).errors
     assert error.exception_class_path == "django.db.utils.IntegrityError"
 
 
