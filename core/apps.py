@@ -12,4 +12,4 @@ class CoreConfig(AppConfig):
 
         # The event counters read the same from one process as from many (core.prometheus): the multiprocess
         # mode keeps no `_created` series, so neither does a single process.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]

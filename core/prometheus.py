@@ -33,5 +33,5 @@ def events_collector() -> Collector:
     if not path:
         return REGISTRY
     registry = CollectorRegistry(auto_describe=False)
-    MultiProcessCollector(registry, path=path)
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
     return registry

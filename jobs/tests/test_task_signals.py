@@ -95,7 +95,7 @@ def test_signals__a_task_that_succeeds_sends_each_once_and_is_committed_when_fin
     finished = next(task_result for name, _, task_result in seen if name == "finished" and task_result.id == result.id)
     result.refresh()
     assert (finished.return_value, finished.attempts, finished.worker_ids) == (42, 1, result.worker_ids)
-    assert finished.started_at == result.started_at
+    assert finished.started_at is not None and finished.started_at == result.started_at
     assert finished.finished_at is not None and finished.finished_at >= finished.started_at
 
 

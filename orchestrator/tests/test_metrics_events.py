@@ -204,3 +204,20 @@ def event_api_only() -> Iterator[EventAPI]:
     """A loopback event API for a gunicorn child (the test process's own settings stay as they are)."""
     with EventAPI(event_key="test-event-key") as api:
         yield api
+
+
+@pytest.mark.slow
+def test_requests__metrics_per_view_and_of_the_database_when_asked_for() -> None:
+    env = {"DEBUG": "false", "ALLOWED_HOSTS": "127.0.0.1", "METRICS_TOKEN": TOKEN, "METRICS_REQUESTS": "true"}
+    with Gunicorn(workers=2, **env) as server:
+        for _ in range(3):
+            assert httpx.get(f"{server.url}/api/health", timeout=30).status_code == 200
+        metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+
+    samples = samples_of(metrics.text)
+    by_view = (
+        "django_http_requests_latency_seconds_by_view_method_count",
+        frozenset({("view", "health"), ("method", "GET")}),
+    )
+    assert samples[by_view] == 3  # both workers' requests, whichever answered the scrape
+    assert samples[("django_db_execute_total", frozenset({("alias", "default"), ("vendor", "postgresql")}))] > 0
