@@ -14,6 +14,7 @@ from core.auth import BearerGate
 from core.timefmt import iso_utc, parse_iso_utc
 from jobs.exceptions import InvalidJob
 from jobs.models import BackgroundJob
+from jobs.retry import MAX_ATTEMPTS_LIMIT
 from jobs.services import MAX_PAYLOAD_BYTES, job_enqueue
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def _parse(raw: bytes) -> dict[str, Any]:
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise InvalidJob(_printable(unknown[0]), f"is not a known field; allowed: {', '.join(sorted(FIELDS))}")
+    if "maxAttempts" in body and body["maxAttempts"] is None:  # left out, it is the kind's default; null is no number
+        raise InvalidJob("maxAttempts", f"must be an integer from 1 to {MAX_ATTEMPTS_LIMIT}, or left out")
     fields: dict[str, Any] = {
         "kind": body.get("kind"),
         "payload": body.get("payload"),
