@@ -48,8 +48,14 @@ FINISHED = ("succeeded", "dead", "cancelled")
 
 def job_attempt_observe(*, job: BackgroundJob, started_at: datetime, outcome: str, ran_seconds: float) -> None:
     """Count the attempt of `job` that started at `started_at` and ended so, once its outcome commits."""
-    waited = max((started_at - job.run_after).total_seconds(), 0.0)
-    after_commit(partial(_observe, job.kind, job.queue, outcome, waited, ran_seconds))
+    after_commit(partial(attempt_observed, job=job, started_at=started_at, outcome=outcome, ran_seconds=ran_seconds))
+
+
+def attempt_observed(*, job: BackgroundJob, started_at: datetime, outcome: str, ran_seconds: float) -> None:
+    """Count the attempt of `job` that started at `started_at` and ended so (its outcome committed)."""
+    QUEUE_WAIT.labels(job.queue).observe(max((started_at - job.run_after).total_seconds(), 0.0))
+    RUN_TIME.labels(job.kind).observe(ran_seconds)
+    _count([job.kind], outcome)
 
 
 def jobs_ended_count(kinds: list[str], *, outcome: str) -> None:
@@ -59,7 +65,8 @@ def jobs_ended_count(kinds: list[str], *, outcome: str) -> None:
 
 @dataclass(frozen=True)
 class Metered:
-    """A handler whose successful attempts are counted and timed (the runner's view of every handler)."""
+    """A handler whose successful attempts are counted and timed (the runner's view of a handler; a task counts
+    its own, with its signal: jobs.taskcall)."""
 
     handler: Callable[[JobContext], Any]
 
@@ -71,12 +78,6 @@ class Metered:
             job=ctx.job, started_at=ctx.started_at, outcome="succeeded", ran_seconds=time.perf_counter() - began
         )
         return returned
-
-
-def _observe(kind: str, queue: str, outcome: str, waited: float, ran: float) -> None:
-    QUEUE_WAIT.labels(queue).observe(waited)
-    RUN_TIME.labels(kind).observe(ran)
-    _count([kind], outcome)
 
 
 def _count(kinds: list[str], outcome: str) -> None:

@@ -94,7 +94,7 @@ def find_handler(kind: str) -> Handler | None:
 
 
 def resolve_handler(kind: str) -> Handler | None:
-    """Return what the runner calls for a job of `kind`: find_handler's answer, metered (jobs.metrics); or None.
+    """Return what the runner calls for a job of `kind`: find_handler's answer, its successes counted; or None.
 
     A task's module path this process cannot import as a task (a task removed or renamed
     by a deploy, a worker running other code than the web) resolves to a handler that
@@ -107,7 +107,8 @@ def resolve_handler(kind: str) -> Handler | None:
             kind=kind,
             reason=found if isinstance(found, str) else f"names a task whose backend {found.backend!r} runs no jobs",
         )
-    return None if handler is None else Metered(handler)
+    # A task counts its own attempts, with its signals (jobs.taskcall).
+    return handler if handler is None or isinstance(handler, TaskHandler) else Metered(handler)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ as sender, as the framework's own backends send them.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -26,14 +25,29 @@ from core.prometheus import after_commit
 logger = logging.getLogger(__name__)
 
 
-def task_started_send(result: TaskResult[Any]) -> None:
+def task_started_send(result: TaskResult[Any], *, sender: type) -> None:
     """Send `task_started` for `result`, RUNNING (a receiver that raises fails the attempt, as it would upstream)."""
-    task_started.send(type(result.task.get_backend()), task_result=result)
+    task_started.send(sender, task_result=result)
 
 
-def task_succeeded_after_commit(result: TaskResult[Any], *, returned: Any, finished_at: datetime) -> None:
-    """Send `task_finished` for `result` as SUCCESSFUL with `returned`, once the attempt's transaction commits."""
-    after_commit(partial(_succeeded, result, returned, finished_at))
+def task_succeeded_send(running: TaskResult[Any], *, returned: Any, finished_at: datetime, sender: type) -> None:
+    """Send `task_finished` for `running` as SUCCESSFUL with `returned` (call it once the success committed)."""
+    result: TaskResult[Any] = TaskResult(
+        task=running.task,
+        id=running.id,
+        status=TaskResultStatus.SUCCESSFUL,
+        enqueued_at=running.enqueued_at,
+        started_at=running.started_at,
+        finished_at=finished_at,
+        last_attempted_at=running.last_attempted_at,
+        args=running.args,
+        kwargs=running.kwargs,
+        backend=running.backend,
+        errors=running.errors,
+        worker_ids=running.worker_ids,
+    )
+    object.__setattr__(result, "_return_value", normalize_json(returned))  # storable: its success committed
+    _send(result, sender=sender)
 
 
 def task_failed_after_commit(result: TaskResult[Any], *, error: BaseException) -> None:
@@ -45,21 +59,14 @@ def task_failed_after_commit(result: TaskResult[Any], *, error: BaseException) -
     after_commit(partial(_failed, result, error))
 
 
-def _succeeded(running: TaskResult[Any], returned: Any, finished_at: datetime) -> None:
-    result = replace(running, status=TaskResultStatus.SUCCESSFUL, finished_at=finished_at)
-    object.__setattr__(result, "_return_value", normalize_json(returned))  # storable: its success committed
-    _send(result)
-
-
 def _failed(result: TaskResult[Any], error: BaseException) -> None:
     try:
         raise error
     except BaseException:  # noqa: BLE001 (raised above only so that the receivers run while it is handled)
-        _send(result)
+        _send(result, sender=type(result.task.get_backend()))
 
 
-def _send(result: TaskResult[Any]) -> None:
-    sender = type(result.task.get_backend())
+def _send(result: TaskResult[Any], *, sender: type) -> None:
     for receiver, outcome in task_finished.send_robust(sender, task_result=result):
         if isinstance(outcome, Exception):
             logger.error(
