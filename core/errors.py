@@ -9,7 +9,10 @@ MAX_ERROR_LENGTH = 2000
 
 def one_line(exc: BaseException, limit: int = MAX_ERROR_LENGTH) -> str:
     """Return `Type: message` on one line, without a stack trace, at most `limit` characters."""
-    message = str(exc)
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose message cannot be made still has its type
+        message = ""
     return squash(f"{type(exc).__name__}: {message}" if message.strip() else type(exc).__name__, limit)
 
 

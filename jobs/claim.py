@@ -19,7 +19,7 @@ from typing import Literal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from core.errors import one_line
 from jobs.backoff import retry_delay
@@ -102,7 +102,7 @@ def _fence(job: BackgroundJob) -> QuerySet[BackgroundJob]:
     )
 
 
-def record_failure(job: BackgroundJob, *, exc: Exception, now: datetime, origin: RunOrigin) -> Outcome:
+def record_failure(job: BackgroundJob, *, exc: BaseException, now: datetime, origin: RunOrigin) -> Outcome:
     """Record a failed attempt through the claim: retry on its kind's backoff, or bury the job and tell the hook.
 
     A job is buried after its last attempt, or at once when no retry could mend `exc`
@@ -161,11 +161,27 @@ def release_unstarted(*, worker_prefix: str) -> int:
 
 def give_back_unstarted(jobs: QuerySet[BackgroundJob]) -> int:
     """Undo the claim of the running jobs of `jobs` whose handler never started: pending again, attempt not spent."""
-    return jobs.filter(status=BackgroundJob.Status.RUNNING, started_at__isnull=True).update(
+    return _give_back(jobs.filter(started_at__isnull=True))
+
+
+def give_back_undone(jobs: list[BackgroundJob]) -> int:
+    """Undo the claims of `jobs`, whose attempt left nothing (their group was rolled back): pending, attempt not spent.
+
+    Each is fenced by its claim, so a job taken back meanwhile is left as it is.
+    """
+    claims = Q()
+    for job in jobs:
+        claims |= Q(pk=job.pk, attempts=job.attempts, locked_by=job.locked_by)
+    return _give_back(BackgroundJob.objects.filter(claims)) if jobs else 0
+
+
+def _give_back(jobs: QuerySet[BackgroundJob]) -> int:
+    return jobs.filter(status=BackgroundJob.Status.RUNNING).update(
         status=BackgroundJob.Status.PENDING,
         attempts=F("attempts") - 1,
         lease_expires_at=None,
         locked_by="",
+        started_at=None,
         worker_ids=JSONArrayDropLast("worker_ids"),
     )
 

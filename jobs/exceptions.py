@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from django.db.transaction import TransactionManagementError
+
 E = TypeVar("E", bound=BaseException)
 
 # Set on an exception (not a class of its own), so that the failure keeps its class: a
@@ -37,3 +39,10 @@ def not_retriable(exc: E) -> E:
 def retriable(exc: BaseException) -> bool:
     """Return whether another attempt could end otherwise than with `exc`."""
     return not getattr(exc, _NOT_RETRIABLE, False)
+
+
+class HandlerTransactionError(TransactionManagementError):
+    """A handler left its transaction unusable (or closed it): the job fails with this, saying what it left.
+
+    Its `__cause__` is the database error the handler caught, when there was one.
+    """

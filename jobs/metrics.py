@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 
 from core.prometheus import after_commit
 from jobs.models import BackgroundJob
+from jobs.outcome import return_value_told_now
 
 if TYPE_CHECKING:
     from jobs.context import JobContext
@@ -73,7 +74,8 @@ class Metered:
     def __call__(self, ctx: JobContext) -> Any:
         began = time.perf_counter()
         returned = self.handler(ctx)
-        # Dropped with the handler's savepoint if its return value cannot be kept after all (jobs.savepoint).
+        return_value_told_now(returned)
+        # Dropped with the handler's savepoint if its return value cannot be kept after all (jobs.isolation).
         job_attempt_observe(
             job=ctx.job, started_at=ctx.started_at, outcome="succeeded", ran_seconds=time.perf_counter() - began
         )

@@ -5,7 +5,8 @@ A task defined on an Orchestrator backend (`@task` with `TASKS` naming
 (`myapp.tasks.send_welcome`) when it is defined. `@job_handler("kind")` is the older
 spelling: over a plain function it registers a handler called with a JobContext; over a
 `@task` it names the kind the task's jobs are enqueued under (the demo tasks keep
-`demo.echo` so). Modules listed in JOB_HANDLER_MODULES are imported at start-up; the
+`demo.echo` so). `@autocommit` marks a task or handler whose jobs run outside the group
+transaction. Modules listed in JOB_HANDLER_MODULES are imported at start-up; the
 runner also imports a task it does not know yet by its module path (docs/tasks.md).
 """
 
@@ -40,6 +41,8 @@ MODULE_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"
 _handlers: dict[str, Handler] = {}
 # A task function -> the kind its jobs are enqueued under, when @job_handler named one.
 _task_kinds: dict[Callable[..., Any], str] = {}
+# The functions (of a task, or a handler's) whose jobs run in autocommit, by id: a handler need not be hashable.
+_autocommit: dict[int, Callable[..., Any]] = {}
 
 
 def job_handler(kind: str) -> Callable[[Registrable], Registrable]:
@@ -60,6 +63,18 @@ def job_handler(kind: str) -> Callable[[Registrable], Registrable]:
         return target
 
     return register
+
+
+def autocommit(target: Registrable) -> Registrable:
+    """Run the jobs of the decorated `@task` or `@job_handler` function outside the group transaction, in autocommit.
+
+    Either side of the other decorator. Each statement of such a job commits as it
+    runs, so `transaction.atomic(durable=True)` works there (docs/jobs.md, "A job of
+    its own: autocommit").
+    """
+    func = target.func if isinstance(target, Task) else target
+    _autocommit[id(func)] = func
+    return target
 
 
 def task_register(task: Task[Any, Any]) -> None:
@@ -137,6 +152,12 @@ def _imported_task(path: str) -> Task[Any, Any] | str:
     except (InvalidTaskError, InvalidTaskBackendError) as exc:
         return f"names a task its backend refuses ({exc})"
     return found
+
+
+def runs_in_autocommit(kind: str) -> bool:
+    """Return whether jobs of `kind` run outside the group transaction, in autocommit (@autocommit)."""
+    handler = _handlers.get(kind)
+    return id(handler.task.func if isinstance(handler, TaskHandler) else handler) in _autocommit
 
 
 def registered_kinds() -> list[str]:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from jobs.claim import Clock, Outcome, claim_batch, ready_backlog, release
 from jobs.context import RunOrigin
 from jobs.group import JobGroup
+from jobs.interrupts import signals_counted
 from jobs.lease import LeaseConnection
 from jobs.models import BackgroundJob
 
@@ -112,11 +113,12 @@ def jobs_run(
         progress=progress,
     )
     lanes = concurrency or settings.JOBS_CONCURRENCY
-    if lanes == 1:
-        drain.run()
-    else:
-        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="jobs-runner") as pool:
-            list(pool.map(lambda _: drain.run_in_thread(), range(lanes)))
+    with signals_counted():  # a handler's own SystemExit told from a signal's (jobs.interrupts)
+        if lanes == 1:
+            drain.run()
+        else:
+            with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="jobs-runner") as pool:
+                list(pool.map(lambda _: drain.run_in_thread(), range(lanes)))
     summary = progress.summary()
     summary.remaining_backlog = ready_backlog(now=clock(), queue=queue)
     logger.info(
@@ -195,7 +197,9 @@ class _Drain:
 
         with (
             LeaseConnection.for_this_thread() as lease,
-            JobGroup(clock=self.clock, origin=self.origin, lease=lease, count=count) as group,
+            JobGroup(
+                clock=self.clock, origin=self.origin, lease=lease, count=count, deadline=self.deadline, stop=self.stop
+            ) as group,
         ):
             while not (summary.budget_exhausted or self.stop.is_set()):
                 if time.monotonic() >= self.deadline:

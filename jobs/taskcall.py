@@ -21,6 +21,7 @@ from django_tasks.utils import normalize_json
 from core.prometheus import after_commit
 from jobs.exceptions import InvalidJob
 from jobs.metrics import attempt_observed
+from jobs.outcome import return_value_told_now
 from jobs.task_results import task_result_of_job
 from jobs.task_signals import task_started_send, task_succeeded_send
 
@@ -57,7 +58,8 @@ class TaskHandler:
             returned = self.task.call(context, *args, **kwargs)
         else:
             returned = self.task.call(*args, **kwargs)
-        # Dropped with the attempt's savepoint if its return value cannot be kept after all (jobs.savepoint).
+        return_value_told_now(returned)
+        # Dropped with the attempt's savepoint if its return value cannot be kept after all (jobs.isolation).
         after_commit(partial(self._succeeded, ctx, result, returned, time.perf_counter() - began))
         return returned
 

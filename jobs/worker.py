@@ -31,13 +31,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import Error, InterfaceError, OperationalError, connections
+from django.db import Error, connections
 from django.utils import timezone
 
 from core.errors import one_line
 from jobs.backoff import reconnect_delays
 from jobs.chores import WorkerChores
 from jobs.claim import release_unstarted
+from jobs.isolation import CONNECTION_ERRORS
 from jobs.lease import kept_for_this_thread
 from jobs.runner import Progress, RunSummary, jobs_run, process_prefix
 from jobs.waker import Waker
@@ -45,8 +46,6 @@ from jobs.waker import Waker
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# What a lost or refused database connection raises (a restart, a failover, a terminated backend).
-CONNECTION_ERRORS = (OperationalError, InterfaceError)
 DEFAULT_GRACE_SECONDS = 25.0  # below the 30 s most process managers wait before SIGKILL
 
 

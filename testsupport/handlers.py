@@ -12,7 +12,7 @@ from django.db import transaction
 
 from jobs.context import JobContext
 from jobs.models import BackgroundJob
-from jobs.registry import job_handler
+from jobs.registry import autocommit, job_handler
 from testsupport.models import HandlerNote, HandlerRun
 
 # What test.steps' commit callbacks saw, in the order they ran: (job id, the job's status then).
@@ -74,6 +74,14 @@ def steps(ctx: JobContext) -> None:
             _record(ctx)
         elif step == "fail":
             raise ValueError(f"test.steps fails attempt {ctx.attempt}")
+
+
+@job_handler("test.autocommit_write_then_fail")
+@autocommit
+def autocommit_write_then_fail(ctx: JobContext) -> None:
+    """Record the run in autocommit (committed at once), then fail: the record stays."""
+    _record(ctx)
+    raise ValueError(f"test.autocommit_write_then_fail fails attempt {ctx.attempt} after writing")
 
 
 @job_handler("test.returns")

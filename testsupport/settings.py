@@ -15,7 +15,7 @@ from orchestrator.settings import *  # noqa: E402,F403
 from orchestrator.settings import CRON_JOBS, INSTALLED_APPS, JOB_HANDLER_MODULES, TASKS  # noqa: E402
 
 INSTALLED_APPS = [*INSTALLED_APPS, "testsupport"]
-JOB_HANDLER_MODULES = [*JOB_HANDLER_MODULES, "testsupport.handlers"]
+JOB_HANDLER_MODULES = [*JOB_HANDLER_MODULES, "testsupport.handlers", "testsupport.unruly"]
 # testsupport.tasks is not listed: a worker finds a task by its module path (jobs.registry.resolve_handler).
 TASKS = {"default": {**TASKS["default"], "QUEUES": ["default", "emails"]}}
 CRON_JOBS = [

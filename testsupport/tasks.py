@@ -7,12 +7,15 @@ context and one that fails while a setting says so (a dead letter, then a requeu
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 from django_tasks import TaskContext, task
 
 from jobs.models import BackgroundJob
+from jobs.registry import autocommit
 from jobs.retry import retry_policy
 from testsupport.models import HandlerNote, HandlerRun
 
@@ -134,3 +137,25 @@ def ghost() -> None:
 
 ghost.__module__ = "no_such_module"
 ghost_task = task(ghost)
+
+
+@task
+def exits() -> None:
+    """Exit as argparse or click inside a task would: sys.exit(0)."""
+    sys.exit(0)
+
+
+@autocommit
+@task(takes_context=True)
+def autocommit_writes(context: TaskContext) -> int:
+    """Do what only autocommit allows: a durable block, insert or ignore by catching the error, close the connection."""
+    with transaction.atomic(durable=True):
+        run = HandlerRun.objects.create(
+            job_id=int(context.task_result.id), attempt=context.attempt, worker_pid=os.getpid()
+        )
+    try:  # noqa: SIM105 (the idiom as applications write it: under autocommit the failed statement ends alone)
+        HandlerRun.objects.create(pk=run.pk, job_id=run.job_id, attempt=run.attempt, worker_pid=run.worker_pid)
+    except IntegrityError:
+        pass
+    connection.close()
+    return run.pk

@@ -236,3 +236,28 @@ def test_jobs_run__a_failing_jobs_commit_callbacks_never_run_and_its_neighbours_
     assert (failing.status, failing.last_error) == ("pending", "ValueError: test.steps fails attempt 1")
     # The neighbours' callbacks ran once each, once their success had committed; the failing job's never.
     assert handlers.committed_callbacks == [(before.pk, "succeeded"), (after.pk, "succeeded")]
+
+
+def test_jobs_run__a_rolled_back_group_run_again_stops_at_the_budget_and_gives_the_rest_back(
+    make_job: Job, now: datetime, settings: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000  # type: ignore[attr-defined]
+    first = make_job(priority=4, max_attempts=1)
+    make_job(kind="test.dangling_reference", priority=3, max_attempts=2)  # its writes fail the group's COMMIT
+    slow = make_job(kind="test.block", payload={"seconds": 0.8}, priority=2, max_attempts=1)
+    last = make_job(priority=1, max_attempts=1)
+
+    with caplog.at_level("INFO", logger="jobs.group"):
+        summary = jobs_run(budget_seconds=1.5, clock=at(now))
+
+    [again] = [record for record in caplog.records if "running its jobs again" in record.getMessage()]
+    assert last.pk in again.jobIds  # type: ignore[attr-defined]  # it ran in the group, which was rolled back
+    # Run again in turn until the slow job had spent the budget: the last one went back to the queue, its
+    # attempt given back, without running again.
+    assert (summary.claimed, summary.succeeded, summary.retried, summary.budget_exhausted) == (3, 2, 1, True)
+    for job in (first, slow):
+        job.refresh_from_db()
+        assert (job.status, job.attempts) == ("succeeded", 1)
+    last.refresh_from_db()
+    assert (last.status, last.attempts, last.locked_by, last.started_at) == ("pending", 0, "", None)
+    assert not HandlerRun.objects.filter(job_id=last.pk).exists()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from jobs import demo, registry
 from jobs.checks import check_runner_settings, check_tasks_setting
-from jobs.registry import KIND_RE, find_handler, get_handler, job_handler, task_kind
+from jobs.registry import KIND_RE, autocommit, find_handler, get_handler, job_handler, runs_in_autocommit, task_kind
 from jobs.taskcall import TaskHandler
 from runs.status import status_key
 from testsupport import tasks
@@ -24,12 +24,14 @@ from testsupport import tasks
 @pytest.fixture
 def scratch_registry() -> Iterator[None]:
     """Let a test register kinds without leaving them behind."""
-    handlers, kinds = dict(registry._handlers), dict(registry._task_kinds)
+    handlers, kinds, marked = dict(registry._handlers), dict(registry._task_kinds), dict(registry._autocommit)
     yield
     registry._handlers.clear()
     registry._handlers.update(handlers)
     registry._task_kinds.clear()
     registry._task_kinds.update(kinds)
+    registry._autocommit.clear()
+    registry._autocommit.update(marked)
 
 
 def test_registry__tasks_and_handlers_share_it() -> None:
@@ -51,6 +53,21 @@ def test_registry__a_kind_taken_by_something_else_is_refused(scratch_registry: N
         job_handler("testsupport.tasks.noop")(lambda ctx: None)
     with pytest.raises(ImproperlyConfigured, match="job kind 'demo.echo' is registered twice"):
         job_handler("demo.echo")(tasks.noop)
+
+
+def test_autocommit__marks_a_task_or_a_handler_on_either_side_of_its_decorator(scratch_registry: None) -> None:
+    @job_handler("test.scratch_marked_below")
+    @autocommit
+    def below(ctx: Any) -> None: ...
+
+    @autocommit
+    @job_handler("test.scratch_marked_above")
+    def above(ctx: Any) -> None: ...
+
+    marked = ["testsupport.tasks.autocommit_writes", "test.scratch_marked_below", "test.scratch_marked_above"]
+    assert [runs_in_autocommit(kind) for kind in marked] == [True, True, True]
+    unmarked = ["testsupport.tasks.noop", "demo.echo", "test.record", "no.such.kind"]
+    assert [runs_in_autocommit(kind) for kind in unmarked] == [False, False, False, False]
 
 
 def test_find_handler__imports_a_task_by_its_module_path_and_nothing_else(scratch_registry: None) -> None:
