@@ -203,6 +203,7 @@ def make_run_letter(now: datetime) -> Callable[..., Any]:
         run = FunctionRun.objects.create(
             function_id=function_id,
             dispatch_key=key,
+            window_start=datetime(2026, 3, 14, 14, minute, tzinfo=UTC),
             run_id=f"run-{n}",
             correlation_id="tick-7",
             source="cron",

@@ -9,9 +9,10 @@ and jobs are then REPLACED (and which is kept). It is filled with 1,000,000 rows
 of DispatchWindow, FunctionRun, DeadLetter and BackgroundJob (INSERT ... SELECT
 generate_series, secondary indexes built afterwards), then a signed-in superuser asks
 Django's test client for each model's changelist, a status filter and a dispatch-key
-search, REPEAT times each after a warm-up, and for the admin index with its health
-panel. The figures (p50 and p95 per page) go to stdout, to the "Admin at scale"
-section of BENCHMARKS.md, and as one `RESULT {json}` line for bench/run.py.
+search (for windows and runs also the sorts by job and by window, the missed filter and
+one day of the drill-down), REPEAT times each after a warm-up, and for the admin index
+with its health panel. The figures (p50 and p95 per page) go to stdout, to the "Admin at
+scale" section of BENCHMARKS.md, and as one `RESULT {json}` line for bench/run.py.
 
 Options: --no-seed reuses the rows already there (with BENCH_DATABASE_URL); --explain
 prints EXPLAIN ANALYZE of the slowest queries of each page (to find a missing index).
@@ -25,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +66,19 @@ INSERT INTO dispatch_dispatchwindow (dispatch_key, job, status, mode, source, co
     window_seconds, requested_at, event_ids, publish_attempts, duplicate_ticks, latency_ms, error, claim, created_at,
     updated_at)
 SELECT 'cron:job-' || (i % 40) || ':' || i, 'job-' || (i % 40),
-       CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch_failed' ELSE 'enqueued' END,
-       CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch-failed' ELSE 'dispatch' END,
-       CASE WHEN i % 97 = 0 THEN 'manual' ELSE 'cron' END, 'corr-' || i, t, 60, t, '[]'::jsonb,
+       CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch_failed' WHEN i % 500 = 3 THEN 'missed'
+            ELSE 'enqueued' END,
+       CASE WHEN i % 10 = 0 THEN 'inline' WHEN i % 200 = 1 THEN 'dispatch-failed' WHEN i % 500 = 3 THEN ''
+            ELSE 'dispatch' END,
+       CASE WHEN i % 500 = 3 THEN 'reconciler' WHEN i % 97 = 0 THEN 'manual' ELSE 'cron' END, 'corr-' || i, t, 60, t,
+       '[]'::jsonb,
        CASE WHEN i % 10 = 0 THEN 0 ELSE 1 END, i % 3, 3 + i % 40, '', 1, t, t
 FROM (SELECT i, now() - i * interval '1 second' * {days} * 86400 / {rows} AS t
       FROM generate_series(1, {rows}) AS i) AS s;
 
-INSERT INTO runs_functionrun (function_id, dispatch_key, run_id, correlation_id, source, scope, status, attempts,
-    started_at, finished_at, duration_ms, last_error, terminal_reason, output, duplicates_suppressed)
-SELECT 'cron-job-' || (i % 40), 'cron:job-' || (i % 40) || ':' || i, 'run-' || i, 'corr-' || i,
+INSERT INTO runs_functionrun (function_id, dispatch_key, window_start, run_id, correlation_id, source, scope, status,
+    attempts, started_at, finished_at, duration_ms, last_error, terminal_reason, output, duplicates_suppressed)
+SELECT 'cron-job-' || (i % 40), 'cron:job-' || (i % 40) || ':' || i, t, 'run-' || i, 'corr-' || i,
        CASE WHEN i % 97 = 0 THEN 'manual' ELSE 'cron' END,
        CASE WHEN i % 3 = 0 THEN 'global' ELSE 'tenant-' || (i % 500) END,
        CASE WHEN i % 25 = 0 THEN 'failed' WHEN i % 1000 = 1 THEN 'running' ELSE 'succeeded' END,
@@ -114,12 +119,17 @@ FROM (SELECT i, now() - i * interval '1 second' * {days} * 86400 / {rows} AS t
 
 
 def pages(rows: int) -> list[tuple[str, str, str]]:
-    """Return (model, view, URL) for every measured page; the searched keys exist in the seed."""
+    """Return (model, view, URL) for every measured page; the searched keys and the day exist in the seed."""
     key = rows // 2 + 1
+    day = datetime.now(UTC) - timedelta(days=DAYS // 2)
+    on_day = f"window_start__year={day.year}&window_start__month={day.month}&window_start__day={day.day}"
     return [
         ("FunctionRun", "changelist", "/admin/runs/functionrun/"),
         ("FunctionRun", "status filter (failed)", "/admin/runs/functionrun/?status__exact=failed"),
         ("FunctionRun", "dispatch-key search", f"/admin/runs/functionrun/?q=cron:job-{key % 40}:{key}"),
+        ("FunctionRun", "sorted by function", "/admin/runs/functionrun/?o=0"),
+        ("FunctionRun", "sorted by window, oldest first", "/admin/runs/functionrun/?o=1"),
+        ("FunctionRun", "one day of windows", f"/admin/runs/functionrun/?{on_day}"),
         ("DeadLetter", "changelist", "/admin/runs/deadletter/"),
         ("DeadLetter", "status filter (unresolved)", "/admin/runs/deadletter/?state=unresolved"),
         ("DeadLetter", "dispatch-key search", f"/admin/runs/deadletter/?q=cron:background-jobs:{key}"),
@@ -134,6 +144,10 @@ def pages(rows: int) -> list[tuple[str, str, str]]:
             "/admin/dispatch/dispatchwindow/?status__exact=dispatch_failed",
         ),
         ("DispatchWindow", "dispatch-key search", f"/admin/dispatch/dispatchwindow/?q=cron:job-{key % 40}:{key}"),
+        ("DispatchWindow", "missed filter", "/admin/dispatch/dispatchwindow/?status__exact=missed"),
+        ("DispatchWindow", "sorted by job", "/admin/dispatch/dispatchwindow/?o=1"),
+        ("DispatchWindow", "sorted by window, oldest first", "/admin/dispatch/dispatchwindow/?o=0"),
+        ("DispatchWindow", "one day of windows", f"/admin/dispatch/dispatchwindow/?{on_day}"),
         ("Admin index", "health panel (24 h)", "/admin/"),
     ]
 
@@ -243,7 +257,7 @@ def write_results(rows: list[str]) -> None:
             f"`bench/admin_scale.py`, {today()}: {ROWS:,} rows each of `DispatchWindow`, `FunctionRun`, "
             f"`DeadLetter` and `BackgroundJob` over {DAYS} days; {machine()}; a signed-in superuser through "
             f"Django's test client (the whole request: queries and template), {REPEAT} requests per page after a "
-            f"warm-up. Target: p95 ≤ {TARGET_P95_MS} ms for each changelist, status filter and dispatch-key search.",
+            f"warm-up. Target: p95 ≤ {TARGET_P95_MS} ms for each changelist, filter, sort, day and key search.",
             "",
             "```sh",
             "python bench/admin_scale.py   # its own scratch database, orch_bench_admin, made and dropped",

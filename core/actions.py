@@ -23,10 +23,13 @@ class ActionReport:
     def skipped_count(self) -> int:
         return sum(len(pks) for pks in self.skipped.values())
 
-    def message(self, *, verb: str, singular: str, plural: str) -> str:
-        """Return the message-bar text, e.g. "Requeued 2 dead letters. Skipped 1: already resolved."."""
+    def message(self, *, verb: str, singular: str, plural: str, then: str = "") -> str:
+        """Return the message-bar text, e.g. "Requeued 2 dead letters. Skipped 1: already resolved.".
+
+        `then` ends the first sentence after its count: verb "Made", then "due now".
+        """
         noun = singular if len(self.done) == 1 else plural
-        text = f"{verb} {len(self.done):,} {noun}."
+        text = f"{verb} {len(self.done):,} {noun}{f' {then}' if then else ''}."
         if self.skipped:
             if len(self.skipped) == 1:
                 reasons = next(iter(self.skipped))

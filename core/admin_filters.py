@@ -11,6 +11,8 @@ from django.db import connections, models, router
 from django.db.models import Model
 from django.http import HttpRequest
 
+from core.display import NO_TENANT
+
 if TYPE_CHECKING:
     from django.contrib.admin.filters import _ListFilterChoices
 
@@ -27,6 +29,7 @@ class DistinctValuesFilter(admin.AllValuesFieldListFilter):
 
     limit = DISTINCT_VALUES_LIMIT
     empty_label = "(none)"
+    empty_values: tuple[str, ...] = ("",)
 
     def __init__(
         self,
@@ -42,9 +45,20 @@ class DistinctValuesFilter(admin.AllValuesFieldListFilter):
 
     def choices(self, changelist: ChangeList) -> Iterator[_ListFilterChoices]:
         for choice in super().choices(changelist):
-            if choice["display"] == "":
+            if choice["display"] in self.empty_values:
                 choice["display"] = self.empty_label
             yield choice
+
+
+class TenantFilter(DistinctValuesFilter):
+    """A tenant column's values under the lists' name for it; no tenant (a job's "", a run's `global`) as one label."""
+
+    empty_label = "(no tenant)"
+    empty_values = NO_TENANT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "tenant"
 
 
 def distinct_values(model: type[Model], column: str, *, limit: int) -> list[Any]:

@@ -11,15 +11,17 @@ The Cron jobs page (pause, resume, trigger now) is dispatch.cron_admin.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from core.admin import ReadOnlyAdmin
 from core.admin_filters import DistinctValuesFilter
-from core.display import age, badge, changelist_url, clipped, duration, link, mode_badge, pretty_json
+from core.display import ago, badge, changelist_url, clipped, duration, link, mode_badge, pretty_json, when
 from dispatch import cron_admin  # noqa: F401  (registers the Cron jobs page)
 from dispatch.models import STORED_MODES, DispatchWindow
 
@@ -31,16 +33,18 @@ FUNCTION_RUN = "runs.FunctionRun"
 DEAD_LETTER = "runs.DeadLetter"
 
 
-class OutcomeFilter(admin.ChoicesFieldListFilter):
-    """The window's status, under the name of what it says: how the window ended."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.title = "outcome"
+def window_cell(key: str, start: datetime | None) -> SafeString:
+    """Return the start of the window `key` names, the key itself on hover (a one-off key's source says manual)."""
+    return format_html('<span class="orch-window" title="{}">{}</span>', key, when(start))
 
 
-class ModeFilter(admin.ChoicesFieldListFilter):
-    """The modes a window records (a tick's `dispatch-failed` answer is the outcome dispatch_failed), and none."""
+class SpeltFilter(admin.ChoicesFieldListFilter):
+    """A choices filter whose choices read as the list's cells spell them (`dispatch_failed`, not "Dispatch Failed")."""
+
+    values: tuple[str, ...] = ()
+
+    def label(self, value: str) -> str:
+        return value
 
     def choices(self, changelist: ChangeList) -> Iterator[_ListFilterChoices]:
         yield {
@@ -48,18 +52,37 @@ class ModeFilter(admin.ChoicesFieldListFilter):
             "query_string": changelist.get_query_string(remove=[self.lookup_kwarg, self.lookup_kwarg_isnull]),
             "display": "All",
         }
-        for mode in [*STORED_MODES, ""]:
+        for value in self.values:
             yield {
-                "selected": self.lookup_val is not None and mode in self.lookup_val,
-                "query_string": changelist.get_query_string({self.lookup_kwarg: mode}, [self.lookup_kwarg_isnull]),
-                "display": mode or "(none: missed)",
+                "selected": self.lookup_val is not None and value in self.lookup_val,
+                "query_string": changelist.get_query_string({self.lookup_kwarg: value}, [self.lookup_kwarg_isnull]),
+                "display": self.label(value),
             }
+
+
+class OutcomeFilter(SpeltFilter):
+    """The window's status, under the name of what it says: how the window ended."""
+
+    values = tuple(status.value for status in DispatchWindow.Status)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "outcome"
+
+
+class ModeFilter(SpeltFilter):
+    """The modes a window records (a tick's `dispatch-failed` answer is the outcome dispatch_failed), and none."""
+
+    values = (*STORED_MODES, "")
+
+    def label(self, value: str) -> str:
+        return value or "(none: missed)"
 
 
 @admin.register(DispatchWindow)
 class DispatchWindowAdmin(ReadOnlyAdmin):
     list_display = (
-        "key",
+        "window",
         "cron_job",
         "status_badge",
         "mode_badge",
@@ -73,9 +96,11 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
     list_filter = (("status", OutcomeFilter), ("mode", ModeFilter), ("job", DistinctValuesFilter), "source")
     search_fields = ("dispatch_key__exact", "correlation_id__exact")
     search_help_text = "An exact dispatch key or correlation id."
-    date_hierarchy = "created_at"
-    ordering = ("-created_at", "-id")
-    sortable_by = ("created",)
+    # In window order, newest first: a window the reconciler recorded late sits with its neighbours.
+    date_hierarchy = "window_start"
+    ordering = ("-window_start", "-id")
+    sortable_by = ("window", "cron_job", "created")
+    secondary_columns = ("publishes", "duplicates", "created", "runs_link")
     fields = (
         "dispatch_key",
         "job",
@@ -99,20 +124,20 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="dispatch key")
-    def key(self, window: DispatchWindow) -> SafeString | str:
-        return clipped(window.dispatch_key, "wide")
+    @admin.display(description="window", ordering="window_start")
+    def window(self, window: DispatchWindow) -> SafeString:
+        return window_cell(window.dispatch_key, window.window_start)
 
-    @admin.display(description="job")
+    @admin.display(description="job", ordering="job")
     def cron_job(self, window: DispatchWindow) -> SafeString | str:
         return clipped(window.job)
 
     @admin.display(description="outcome", ordering="status")
     def status_badge(self, window: DispatchWindow) -> SafeString:
-        return badge(window.status)
+        return badge(window.outcome)
 
     @admin.display(description="mode", ordering="mode")
-    def mode_badge(self, window: DispatchWindow) -> SafeString:
+    def mode_badge(self, window: DispatchWindow) -> SafeString | str:
         return mode_badge(window.mode)
 
     @admin.display(description="publishes")
@@ -130,8 +155,8 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
         return duration(window.latency_ms)
 
     @admin.display(description="created", ordering="created_at")
-    def created(self, window: DispatchWindow) -> str:
-        return f"{age(window.created_at)} ago"
+    def created(self, window: DispatchWindow) -> SafeString | str:
+        return ago(window.created_at)
 
     @admin.display(description="runs")
     def runs_link(self, window: DispatchWindow) -> SafeString:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 CORRELATION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}")
+MANUAL_MARK = ":manual-"
 
 
 def window_start(now: datetime, window_seconds: int) -> datetime:
@@ -28,7 +29,12 @@ def dispatch_key(job: str, start: datetime) -> str:
 
 def manual_dispatch_key(job: str, start: datetime) -> str:
     """Return a one-off key that bypasses the window: `cron:<job>:<window>:manual-<8 hex>`."""
-    return f"{dispatch_key(job, start)}:manual-{secrets.token_hex(4)}"
+    return f"{dispatch_key(job, start)}{MANUAL_MARK}{secrets.token_hex(4)}"
+
+
+def is_manual(key: str) -> bool:
+    """Return whether `key` is a one-off manual key (`dispatch_tick --force`, Trigger now, a requeue)."""
+    return MANUAL_MARK in key
 
 
 def window_problem(key: str, *, job: str, window_seconds: int, now: datetime) -> str:
@@ -61,6 +67,12 @@ def key_window_start(key: str, *, job: str) -> datetime | None:
         return datetime.strptime(stamp, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+def any_key_window_start(key: str) -> datetime | None:
+    """Return the start of the window `key` names, whichever job's it is; None for a key that names none."""
+    job = key.split(":")[1] if key.startswith("cron:") and key.count(":") >= 2 else ""
+    return key_window_start(key, job=job) if job else None
 
 
 def ahead_of_next_window(start: datetime, *, window_seconds: int, now: datetime) -> bool:

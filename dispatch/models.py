@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+
+from dispatch.keys import is_manual
 
 
 class WindowStatus(models.TextChoices):
@@ -34,6 +36,10 @@ class WindowMode(models.TextChoices):
     DISPATCH_FAILED = "dispatch-failed"
     PAUSED = "paused"
 
+
+# How an inline window's error tells that its run crashed (dispatch.services): its outcome is then a failure.
+INLINE_CRASHED = "inline run crashed: "
+INLINE_CRASHED_OUTCOME = "inline_crashed"
 
 # The modes a window row records (the admin's mode filter offers these).
 STORED_MODES = tuple(mode for mode in WindowMode if mode != WindowMode.DISPATCH_FAILED)
@@ -100,13 +106,15 @@ class DispatchWindow(models.Model):
         ]
         indexes = [
             models.Index(fields=["-created_at"], name="dispatch_win_created_idx"),
-            models.Index(fields=["job", "-window_start"], name="dispatch_win_job_start_idx"),
             models.Index(fields=["status", "-created_at"], name="dispatch_win_status_idx"),
-            models.Index(fields=["mode", "-created_at"], name="dispatch_win_mode_idx"),
             models.Index(fields=["correlation_id"], name="dispatch_win_correlation_idx"),
-            # The admin's job and source filters (and the dashboard's last windows per job), newest first.
-            models.Index(fields=["job", "-created_at"], name="dispatch_win_job_created_idx"),
-            models.Index(fields=["source", "-created_at"], name="dispatch_win_source_idx"),
+            # The admin's list in its order (newest window first), alone and after each of its filters and sorts:
+            # outcome, mode, job (also the health panel's last windows per job), source.
+            models.Index(fields=["-window_start", "-id"], name="dispatch_win_window_idx"),
+            models.Index(fields=["status", "-window_start"], name="dispatch_win_status_window_idx"),
+            models.Index(fields=["mode", "-window_start"], name="dispatch_win_mode_window_idx"),
+            models.Index(fields=["job", "-window_start"], name="dispatch_win_job_start_idx"),
+            models.Index(fields=["source", "-window_start"], name="dispatch_win_source_window_idx"),
             # The SLO report's latency percentiles: an index-only scan of the period's dispatches.
             models.Index(
                 fields=["created_at", "latency_ms"],
@@ -116,7 +124,19 @@ class DispatchWindow(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.dispatch_key} ({self.status})"
+        return f"{self.dispatch_key} ({'inline crashed' if self.outcome == INLINE_CRASHED_OUTCOME else self.status})"
+
+    @property
+    def manual(self) -> bool:
+        """Return whether the window is a one-off manual run of its window (a `:manual-` key)."""
+        return is_manual(self.dispatch_key)
+
+    @property
+    def outcome(self) -> str:
+        """Return how the window ended: its status, or `inline_crashed` for an inline window whose run crashed."""
+        if self.status == WindowStatus.INLINE and INLINE_CRASHED in self.error:
+            return INLINE_CRASHED_OUTCOME
+        return self.status
 
 
 class CronJobState(models.Model):
@@ -157,4 +177,12 @@ class CronJobState(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.job} ({'paused' if self.paused else 'running'})"
+        return f"{self.job} ({'paused' if self.paused else 'active'})"
+
+
+# A window's outcome in a query, as DispatchWindow.outcome says it (the health panel's chart counts them).
+WINDOW_OUTCOME = Case(
+    When(status=WindowStatus.INLINE, error__contains=INLINE_CRASHED, then=Value(INLINE_CRASHED_OUTCOME)),
+    default=F("status"),
+    output_field=models.CharField(),
+)

@@ -22,7 +22,7 @@ from dispatch.events import event_data, window_events
 from dispatch.exceptions import ClaimLost, NotPublished
 from dispatch.hooks import inline_run
 from dispatch.metrics import dispatch_latency_observe, duplicate_tick_count, publish_count, windows_count
-from dispatch.models import DispatchWindow
+from dispatch.models import INLINE_CRASHED, DispatchWindow
 from dispatch.publish import PublishError, publish_events
 from dispatch.registry import CronContext, CronJob
 from dispatch.windows import window_claim, window_close, window_set_mode
@@ -240,7 +240,7 @@ def _run_inline(tick: Tick, window: DispatchWindow, *, mode: str, error: str = "
     result = inline_run(job=tick.job, ctx=ctx, payload=tick.data())
     errors = [error] if error else []
     if result.errors:
-        errors.append("inline run crashed: " + "; ".join(result.errors))
+        errors.append(INLINE_CRASHED + "; ".join(result.errors))
     try:
         window_close(window, status=Status.INLINE, latency_ms=tick.elapsed_ms(), now=tick.now, error=" | ".join(errors))
     except ClaimLost as lost:

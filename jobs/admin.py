@@ -8,13 +8,26 @@ from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from core.actions import ACTION_LIMIT
 from core.admin import ReadOnlyAdmin
-from core.admin_filters import DistinctValuesFilter
-from core.display import EMPTY, age, badge, change_url, clipped, duration, first_line, link, pretty_json
+from core.admin_filters import DistinctValuesFilter, TenantFilter
+from core.display import (
+    EMPTY,
+    age,
+    ago,
+    badge,
+    change_url,
+    clipped,
+    duration,
+    first_line,
+    link,
+    pretty_json,
+    tenant_cell,
+    when,
+)
 from jobs.models import BackgroundJob, QueueHealthSnapshot
 from jobs.triage import job_cancel, job_retry_now
 
@@ -34,26 +47,27 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
         "attempts_of",
         "due",
         "created",
-        "run_duration",
         "error_preview",
         "dead_letter_link",
     )
-    list_filter = ("status", ("kind", DistinctValuesFilter), ("tenant", DistinctValuesFilter))
+    list_filter = ("status", ("kind", DistinctValuesFilter), ("tenant", TenantFilter))
     search_fields = ("dedupe_key__exact", "tenant__exact")
     search_help_text = (
         "A job id, dedupe key or tenant; or the dispatch key, correlation id or run id of the drain that "
         "dead-lettered it. Exact."
     )
     date_hierarchy = "created_at"
-    ordering = ("-created_at", "-id")
+    # Newest first (the id breaks ties: the list adds it, without marking the id column as sorted).
+    ordering = ("-created_at",)
     sortable_by = ("id", "created")
+    secondary_columns = ("queue_clipped", "attempts_of", "dead_letter_link")
     list_select_related = ("dead_letter",)
     actions = ("retry_now", "cancel")
     fields = (
         "id",
         "kind",
         "queue",
-        "tenant",
+        "tenant_clipped",
         "status_badge",
         "attempts_of",
         "priority",
@@ -106,7 +120,7 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
         ids = self.selected_ids(request, queryset)
         if ids is not None:
             report = job_retry_now(job_ids=ids, now=timezone.now())
-            self.report(request, report, verb="Made due now", change_message="Retry now (admin action).")
+            self.report(request, report, verb="Made", then="due now", change_message="Retry now (admin action).")
 
     @admin.action(description="Cancel selected pending jobs", permissions=["operate"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[BackgroundJob]) -> None:
@@ -124,15 +138,17 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
         return f"{job.attempts}/{job.max_attempts}"
 
     @admin.display(description="due")
-    def due(self, job: BackgroundJob) -> str:
+    def due(self, job: BackgroundJob) -> SafeString | str:
         if job.status != BackgroundJob.Status.PENDING:
             return EMPTY
         now = timezone.now()
-        return f"in {age(now, now=job.run_after)}" if job.run_after > now else f"{age(job.run_after)} ago"
+        if job.run_after > now:
+            return format_html('<span title="{}">in {}</span>', when(job.run_after), age(now, now=job.run_after))
+        return format_html('<span title="due since {}">now</span>', when(job.run_after))
 
     @admin.display(description="created", ordering="created_at")
-    def created(self, job: BackgroundJob) -> str:
-        return f"{age(job.created_at)} ago"
+    def created(self, job: BackgroundJob) -> SafeString | str:
+        return ago(job.created_at)
 
     @admin.display(description="duration")
     def run_duration(self, job: BackgroundJob) -> str:
@@ -150,7 +166,7 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="tenant")
     def tenant_clipped(self, job: BackgroundJob) -> SafeString | str:
-        return clipped(job.tenant, "narrow")
+        return tenant_cell(job.tenant)
 
     @admin.display(description="last error")
     def error_preview(self, job: BackgroundJob) -> SafeString | str:

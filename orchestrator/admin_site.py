@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from core.display import EMPTY
 from orchestrator.dashboard import dashboard_build
 
 # Browsing the panel needs what browsing the windows needs.
@@ -20,8 +21,11 @@ class OrchestratorAdminSite(admin.AdminSite):
     site_title = "Orchestrator admin"
     index_title = "Operations"
     index_template = "admin/orchestrator/index.html"
-    # The ledgers' tables need the width (every changelist fits 1400 px); the breadcrumbs and the index navigate.
+    # The ledgers' tables need the width (every changelist fits 1024 px); the breadcrumbs and the index navigate.
     enable_nav_sidebar = False
+    # The service has no site of its own ("/" answers 404): no "View site" link.
+    site_url = None
+    empty_value_display = EMPTY
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         """Render the app list, with the health panel above it for users who may see the windows."""

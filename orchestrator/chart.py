@@ -10,18 +10,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-# Stacking order (bottom first) and colours: healthy hues at the bottom, trouble on top, each outcome its
-# own colour. A window's mode is not its outcome: a failed publish keeps mode `dispatch`, its status says it failed.
-OUTCOME_COLOURS = {
-    "enqueued": "#2f7ebf",
-    "inline": "#8fb8de",
-    "paused": "#9aa5b1",
-    "pending": "#e6c229",
-    "missed": "#e67e22",
-    "abandoned": "#8e44ad",
-    "dispatch_failed": "#d1453b",
-}
-RUN_COLOURS = {"succeeded": "#3a9b5c", "running": "#a8b3bd", "failed": "#d1453b"}
+from core.display import OUTCOME_LABELS, colour
+
+# Stacking order (bottom first): healthy outcomes at the bottom, trouble on top, each in its badges' colour
+# (core.display). A window's mode is not its outcome: a failed publish keeps mode `dispatch`, its status says it failed.
+WINDOW_OUTCOMES = (
+    "enqueued",
+    "inline",
+    "paused",
+    "pending",
+    "missed",
+    "abandoned",
+    "inline_crashed",
+    "dispatch_failed",
+)
+RUN_OUTCOMES = ("succeeded", "running", "failed")
+OUTCOME_COLOURS = {outcome: colour(outcome) for outcome in WINDOW_OUTCOMES}
+RUN_COLOURS = {outcome: colour(outcome) for outcome in RUN_OUTCOMES}
 BACKLOG_COLOUR = "#444f59"
 LABEL_EVERY_HOURS = 3
 
@@ -110,8 +115,8 @@ def hourly_chart(hours: Sequence[Hour], *, width: int = 720, height: int = 220) 
         if index % LABEL_EVERY_HOURS == 0:
             labels.append(Label(x + bar_width, bottom + 16, stamp))
     legend = (
-        *((f"windows: {outcome}", colour) for outcome, colour in OUTCOME_COLOURS.items()),
-        *((f"runs: {status}", colour) for status, colour in RUN_COLOURS.items()),
+        *((f"windows: {OUTCOME_LABELS.get(outcome, outcome)}", fill) for outcome, fill in OUTCOME_COLOURS.items()),
+        *((f"runs: {status}", fill) for status, fill in RUN_COLOURS.items()),
         ("backlog (right axis)", BACKLOG_COLOUR),
     )
     return Chart(
@@ -142,11 +147,12 @@ def _stack(
 ) -> list[Bar]:
     bars: list[Bar] = []
     base = 0
-    for name, colour in colours.items():
+    for name, fill in colours.items():
         count = counts.get(name, 0)
         if not count:
             continue
         top_y, bottom_y = y_of(base + count, maximum), y_of(base, maximum)
-        bars.append(Bar(x, top_y, width, bottom_y - top_y, colour, f"{stamp} {noun} {name}: {count}"))
+        label = OUTCOME_LABELS.get(name, name)
+        bars.append(Bar(x, top_y, width, bottom_y - top_y, fill, f"{stamp} {noun} {label}: {count}"))
         base += count
     return bars

@@ -2,8 +2,9 @@
 
 The figures are `orchestrator.slo.slo_report_build` over the last 24 hours (the same
 numbers `orchestrator_report` prints); the chart counts windows and runs by outcome per
-hour (a window's status, never its mode: a failed publish keeps mode `dispatch`), with
-the backlog from the queue-health snapshots.
+hour (a window's status, or `inline_crashed` for an inline window whose run crashed;
+never its mode: a failed publish keeps mode `dispatch`), with the backlog from the
+queue-health snapshots. The last windows of each job are in window order, newest first.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.urls import reverse
 
 from core.display import changelist_url
 from dispatch.exceptions import RegistryError
-from dispatch.models import DispatchWindow
+from dispatch.models import INLINE_CRASHED_OUTCOME, WINDOW_OUTCOME, DispatchWindow
 from dispatch.registry import cron_jobs
 from jobs.models import QueueHealthSnapshot
 from orchestrator.chart import Chart, Hour, hourly_chart
@@ -68,6 +69,7 @@ class Dashboard:
                 "hour": hour.start,
                 "windows": sum(hour.windows.values()),
                 "failed_windows": hour.windows.get(DispatchWindow.Status.DISPATCH_FAILED, 0),
+                "crashed_windows": hour.windows.get(INLINE_CRASHED_OUTCOME, 0),
                 "missed_windows": hour.windows.get(DispatchWindow.Status.MISSED, 0),
                 "abandoned_windows": hour.windows.get(DispatchWindow.Status.ABANDONED, 0),
                 "paused_windows": hour.windows.get(DispatchWindow.Status.PAUSED, 0),
@@ -98,13 +100,15 @@ def dashboard_build(*, now: datetime, hours: int = HOURS, windows_per_job: int =
 
 
 def last_windows(*, limit: int) -> tuple[list[JobWindows], str]:
-    """Return each registered cron job's latest windows, newest first (and the registry's error, if any)."""
+    """Return each registered cron job's latest windows, the newest window first (and the registry's error, if any)."""
     try:
         names = list(cron_jobs())
     except RegistryError as exc:
         return [], str(exc)
     return [
-        JobWindows(job=name, windows=list(DispatchWindow.objects.filter(job=name).order_by("-created_at")[:limit]))
+        JobWindows(
+            job=name, windows=list(DispatchWindow.objects.filter(job=name).order_by("-window_start", "-id")[:limit])
+        )
         for name in names
     ], ""
 
@@ -117,8 +121,8 @@ def hourly_buckets(*, now: datetime, hours: int) -> list[Hour]:
     windows: dict[datetime, dict[str, int]] = defaultdict(dict)
     for hour, outcome, count in (
         DispatchWindow.objects.filter(created_at__gte=first, created_at__lte=now)
-        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
-        .values_list("hour", "status")
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC), ended_as=WINDOW_OUTCOME)
+        .values_list("hour", "ended_as")
         .annotate(n=Count("pk"))
     ):
         windows[hour][outcome] = count

@@ -164,6 +164,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The admin shows every time one way, `2026-12-04 14:05:21 UTC` (core/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["core.formats"]
 
 STATIC_URL = "static/"
 # Serve the admin's assets from the installed apps: no collectstatic step to forget. STATIC_ROOT

@@ -14,8 +14,22 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from core.admin import ReadOnlyAdmin, acting_user
-from core.admin_filters import DistinctValuesFilter
-from core.display import EMPTY, age, badge, change_url, changelist_url, clipped, duration, first_line, link, pretty_json
+from core.admin_filters import DistinctValuesFilter, TenantFilter
+from core.display import (
+    EMPTY,
+    ago,
+    badge,
+    change_url,
+    changelist_url,
+    clipped,
+    duration,
+    first_line,
+    link,
+    pretty_json,
+    tenant_cell,
+)
+from dispatch.admin import window_cell
+from dispatch.keys import any_key_window_start
 from dispatch.models import DispatchWindow
 from jobs.models import BackgroundJob
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
@@ -48,7 +62,7 @@ class AttemptInline(admin.TabularInline[FunctionRunAttempt, FunctionRun]):
 class FunctionRunAdmin(ReadOnlyAdmin):
     list_display = (
         "function",
-        "key",
+        "window",
         "status_badge",
         "attempts",
         "run_duration",
@@ -60,25 +74,28 @@ class FunctionRunAdmin(ReadOnlyAdmin):
     list_filter = (
         "status",
         ("function_id", DistinctValuesFilter),
-        ("scope", DistinctValuesFilter),
+        ("scope", TenantFilter),
         ("source", DistinctValuesFilter),
     )
     search_fields = ("dispatch_key__exact", "correlation_id__exact", "run_id__exact")
     search_help_text = "An exact dispatch key, correlation id or run id."
-    date_hierarchy = "started_at"
-    ordering = ("-started_at", "-id")
-    sortable_by = ("started",)
+    # In window order, newest first, as the dispatch windows: a window's runs sit together.
+    date_hierarchy = "window_start"
+    ordering = ("-window_start", "-id")
+    sortable_by = ("function", "window", "started")
+    secondary_columns = ("attempts", "run_duration", "source", "started")
     list_select_related = ("dead_letter",)
     inlines = (AttemptInline,)
     fields = (
         "function_id",
         "status_badge",
         "window_link",
+        "window_start",
         "dead_letter_link",
         "run_id",
         "correlation_id",
         "source",
-        "scope",
+        "tenant",
         "attempts",
         "started_at",
         "finished_at",
@@ -90,17 +107,20 @@ class FunctionRunAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="function")
+    @admin.display(description="function", ordering="function_id")
     def function(self, run: FunctionRun) -> SafeString | str:
         return clipped(run.function_id)
 
-    @admin.display(description="dispatch key")
-    def key(self, run: FunctionRun) -> SafeString | str:
-        return clipped(run.dispatch_key, "wide")
+    @admin.display(description="window", ordering="window_start")
+    def window(self, run: FunctionRun) -> SafeString | str:
+        # A refused payload's key (`invalid:<run id>`) names no window: the key itself, filed when it ran.
+        if any_key_window_start(run.dispatch_key) is None:
+            return clipped(run.dispatch_key, "narrow")
+        return window_cell(run.dispatch_key, run.window_start)
 
     @admin.display(description="tenant")
     def tenant(self, run: FunctionRun) -> SafeString | str:
-        return clipped(run.scope, "narrow")
+        return tenant_cell(run.scope)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, run: FunctionRun) -> SafeString:
@@ -111,8 +131,8 @@ class FunctionRunAdmin(ReadOnlyAdmin):
         return duration(run.duration_ms)
 
     @admin.display(description="started", ordering="started_at")
-    def started(self, run: FunctionRun) -> str:
-        return f"{age(run.started_at)} ago"
+    def started(self, run: FunctionRun) -> SafeString | str:
+        return ago(run.started_at)
 
     @admin.display(description="dead letter")
     def dead_letter_link(self, run: FunctionRun) -> SafeString | str:
@@ -150,7 +170,7 @@ class DeadLetterAdmin(TriagePages):
         LetterStateFilter,
         "source",
         ("kind", DistinctValuesFilter),
-        ("scope", DistinctValuesFilter),
+        ("scope", TenantFilter),
         CauseFilter,
     )
     search_fields = ("dispatch_key__exact", "correlation_id__exact", "run_id__exact")
@@ -159,6 +179,7 @@ class DeadLetterAdmin(TriagePages):
     # Unresolved first (newest first), then the latest resolutions: the triage queue.
     ordering = (F("resolved_at").desc(nulls_first=True), "-created_at", "-id")
     sortable_by = ("created",)
+    secondary_columns = ("origin", "tenant", "attempts", "requeued_link")
     actions = ("requeue", "resolve")
     change_list_template = "admin/runs/deadletter/change_list.html"
     change_form_template = "admin/runs/deadletter/change_form.html"
@@ -169,7 +190,7 @@ class DeadLetterAdmin(TriagePages):
         "source",
         "origin_link",
         "window_link",
-        "scope",
+        "tenant",
         "dispatch_key",
         "correlation_id",
         "run_id",
@@ -246,15 +267,15 @@ class DeadLetterAdmin(TriagePages):
 
     @admin.display(description="tenant")
     def tenant(self, letter: DeadLetter) -> SafeString | str:
-        return clipped(letter.scope, "narrow")
+        return tenant_cell(letter.scope)
 
     @admin.display(description="error")
     def error_preview(self, letter: DeadLetter) -> SafeString | str:
         return clipped(first_line(letter.error), "wide")
 
     @admin.display(description="created", ordering="created_at")
-    def created(self, letter: DeadLetter) -> str:
-        return f"{age(letter.created_at)} ago"
+    def created(self, letter: DeadLetter) -> SafeString | str:
+        return ago(letter.created_at)
 
     @admin.display(description="from")
     def origin_link(self, letter: DeadLetter) -> SafeString | str:

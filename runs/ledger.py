@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from core.timefmt import iso_utc
+from dispatch.keys import any_key_window_start
 from runs.metrics import suppressed_run_count
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.services import dead_letter_for_run
@@ -53,7 +54,9 @@ def run_claim(
     """Claim the (function, window) row for `run_id`, or record this run as a suppressed duplicate.
 
     The unique constraint on (function_id, dispatch_key) refuses every insert but
-    one. The same run claiming again (a retried step) gets its own row back.
+    one. The same run claiming again (a retried step) gets its own row back. The row
+    keeps its window's start (the admin lists runs in window order): for a key that
+    names no window (a refused payload's `invalid:<run id>`), when the run started.
     `step` names the step whose first attempt starts with the claim (an inline run's
     `inline`); None when the run's steps record their own attempts (Inngest).
     """
@@ -62,6 +65,7 @@ def run_claim(
             run = FunctionRun.objects.create(
                 function_id=function_id,
                 dispatch_key=dispatch_key,
+                window_start=any_key_window_start(dispatch_key) or now,
                 run_id=run_id,
                 correlation_id=correlation_id,
                 source=source,

@@ -21,6 +21,11 @@ class FunctionRun(models.Model):
 
     function_id = models.CharField(max_length=100)
     dispatch_key = models.CharField(max_length=200)
+    window_start = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The start of the window its dispatch key names (for a key that names none, when the run started).",
+    )
     run_id = models.CharField(max_length=100)
     correlation_id = models.CharField(max_length=64, blank=True, default="")
     source = models.CharField(max_length=16, blank=True, default="")
@@ -55,13 +60,16 @@ class FunctionRun(models.Model):
         indexes = [
             models.Index(fields=["-started_at"], name="runs_run_started_idx"),
             models.Index(fields=["status", "-started_at"], name="runs_run_status_started_idx"),
-            models.Index(fields=["function_id", "-started_at"], name="runs_run_function_started_idx"),
             models.Index(fields=["dispatch_key"], name="runs_run_dispatch_key_idx"),
             models.Index(fields=["run_id"], name="runs_run_run_id_idx"),
             models.Index(fields=["correlation_id"], name="runs_run_correlation_idx"),
-            # The admin's tenant and source filters, in the changelist's order.
-            models.Index(fields=["scope", "-started_at"], name="runs_run_scope_started_idx"),
-            models.Index(fields=["source", "-started_at"], name="runs_run_source_started_idx"),
+            # The admin's list in its order (newest window first), alone and after each of its filters and sorts:
+            # status, function, tenant (scope), source.
+            models.Index(fields=["-window_start", "-id"], name="runs_run_window_idx"),
+            models.Index(fields=["status", "-window_start"], name="runs_run_status_window_idx"),
+            models.Index(fields=["function_id", "-window_start"], name="runs_run_function_window_idx"),
+            models.Index(fields=["scope", "-window_start"], name="runs_run_scope_window_idx"),
+            models.Index(fields=["source", "-window_start"], name="runs_run_source_window_idx"),
         ]
 
     def __str__(self) -> str:

@@ -195,6 +195,10 @@ def _requeue_run_letter(letter: DeadLetter, *, user: AbstractBaseUser, now: date
     logger.error("dead letter requeue failed", extra={**extra, "error": error})
     if result.status_code == DISPATCH_FAILED_STATUS_CODE:
         return f"dispatch failed: {error}", True
+    # An inline re-run that failed left its own letter, under the new key: the operator has two to look at now.
+    left = DeadLetter.objects.filter(dispatch_key=key).values_list("pk", flat=True).first()
+    if left is not None:
+        return f"the re-run failed: {error}; its failure is a new unresolved dead letter, #{left} ({key})", False
     return f"the re-run failed: {error}", False
 
 

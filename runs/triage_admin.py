@@ -8,7 +8,6 @@ same permission, and reports what it did and skipped in the message bar.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -26,7 +25,7 @@ from django.utils.safestring import SafeString
 
 from core.actions import ACTION_LIMIT
 from core.admin import ReadOnlyAdmin, acting_user
-from core.display import EMPTY, changelist_url, link
+from core.display import EMPTY, changelist_url, link, when
 from core.notes import note_field
 from runs.causes import cause_groups, open_letters_of
 from runs.models import DeadLetter
@@ -127,8 +126,8 @@ class TriagePages(ReadOnlyAdmin):
         return link(changelist_url(DeadLetter, cause=letter.fingerprint, group="cause"), letter.fingerprint)
 
     @admin.display(description="requeued at")
-    def requeued_at(self, letter: DeadLetter) -> datetime | None:
-        return letter.resolved_at
+    def requeued_at(self, letter: DeadLetter) -> str:
+        return when(letter.resolved_at)
 
     @admin.display(description="requeued by")
     def requeued_by(self, letter: DeadLetter) -> object:

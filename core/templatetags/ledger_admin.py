@@ -14,7 +14,7 @@ from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
-from core.display import age, badge
+from core.display import ago, badge, duration, when
 from core.display import mode_badge as mode_badge_html
 
 register = template.Library()
@@ -29,15 +29,27 @@ def status_badge(value: str) -> SafeString:
     return badge(value)
 
 
-@register.filter(name="age")
-def age_filter(moment: datetime | None, now: datetime | None = None) -> str:
-    """Render how long ago `moment` was, to its largest unit ("3 hours"), as the changelists do."""
-    return age(moment, now=now)
+@register.filter(name="ago")
+def ago_filter(moment: datetime | None, now: datetime | None = None) -> SafeString | str:
+    """Render how long ago `moment` was ("3 h ago"), the moment itself on hover, as the changelists do."""
+    return ago(moment, now=now)
+
+
+@register.filter(name="when")
+def when_filter(moment: datetime | None) -> str:
+    """Render a moment as every admin page does: `2026-12-04 14:05:21 UTC`."""
+    return when(moment)
+
+
+@register.filter(name="duration")
+def duration_filter(milliseconds: float | None) -> str:
+    """Render a duration as the changelists do: `840 ms`, `12.3 s`."""
+    return duration(milliseconds)
 
 
 @register.filter
-def mode_badge(value: str) -> SafeString:
-    """Render a mode as a neutral badge (the outcome badge beside it carries the colour)."""
+def mode_badge(value: str) -> SafeString | str:
+    """Render a mode as an outlined badge (the outcome badge beside it carries the colour)."""
     return mode_badge_html(value)
 
 

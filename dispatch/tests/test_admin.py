@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,10 +23,10 @@ def window(key: str, *, created_at: datetime, **fields: Any) -> DispatchWindow:
     fields.setdefault("mode", "dispatch")
     fields.setdefault("source", "cron")
     fields.setdefault("latency_ms", 12)
+    fields.setdefault("window_start", created_at)
     return DispatchWindow.objects.create(
         dispatch_key=key,
         correlation_id=f"c-{key}",
-        window_start=created_at,
         window_seconds=60,
         requested_at=created_at,
         created_at=created_at,
@@ -94,7 +94,17 @@ def test_dispatch_window_changelist__outcome_and_mode_are_told_apart(client: Cli
     specs = {str(spec.title): [choice["display"] for choice in spec.choices(response.context["cl"])]
              for spec in response.context["cl"].filter_specs}  # fmt: skip
 
-    assert specs["outcome"] == ["All", *(label for _, label in DispatchWindow.Status.choices)]
+    # Each outcome spelt as its badge spells it (issue 21).
+    assert specs["outcome"] == [
+        "All",
+        "pending",
+        "enqueued",
+        "dispatch_failed",
+        "inline",
+        "missed",
+        "paused",
+        "abandoned",
+    ]
     assert specs["mode"] == [
         "All",
         "dispatch",
@@ -105,11 +115,60 @@ def test_dispatch_window_changelist__outcome_and_mode_are_told_apart(client: Cli
         "(none: missed)",
     ]
     rows = page.split('id="result_list"')[1]
-    assert '<span class="orch-badge orch-badge--bad">dispatch_failed</span>' in rows
+    assert 'orch-badge--bad" style="background-color: #c0392b">dispatch_failed</span>' in rows
     assert '<span class="orch-badge orch-badge--mode">dispatch</span>' in rows
-    assert '<span class="orch-badge orch-badge--bad">missed</span>' in rows
-    assert '<span class="orch-badge orch-badge--mode">—</span>' in rows  # a missed window has no mode
+    assert 'orch-badge--bad" style="background-color: #c2510e">missed</span>' in rows
+    assert '<td class="field-mode_badge">—</td>' in rows  # a missed window has no mode
     assert "orch-badge--good" not in rows
     listed = client.get(CHANGELIST, {"status__exact": "dispatch_failed"}).context["cl"].result_list
     none = client.get(CHANGELIST, {"mode__exact": ""}).context["cl"].result_list
     assert ([row.pk for row in listed], [row.pk for row in none]) == ([failed.pk], [missed.pk])
+
+
+def window_texts(response: Any) -> list[str]:
+    """Return the window column's texts (the list's first column: a link to the row's page), top to bottom."""
+    page = response.content.decode()
+    return [part.split('class="orch-window"')[1].split(">")[1].split("<")[0] for part in page.split("<tr")[2:]]
+
+
+def test_dispatch_window_changelist__each_row_names_its_window_and_job_in_window_order(client: Client) -> None:
+    """Issue 21: the missed windows the reconciler records at once read as the windows they are, newest first."""
+    recorded = datetime(2026, 3, 14, 15, 9, tzinfo=UTC)  # one reconcile pass recorded them all, oldest last
+    for job, minutes in (("counter", 30), ("background-jobs", 5), ("counter", 20), ("background-jobs", 1)):
+        start = datetime(2026, 3, 14, 14, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+        window(
+            f"cron:{job}:{start:%Y-%m-%dT%H:%M}", created_at=recorded, window_start=start, status="missed", mode="",
+            source="reconciler", latency_ms=None,
+        )  # fmt: skip
+    missed = client.get(CHANGELIST, {"status__exact": "missed"})
+    page = missed.content.decode()
+    header = page.split("<thead>")[1].split("</thead>")[0]
+    by_job = header.split("column-cron_job")[1].split('href="')[1].split('"')[0].replace("&amp;", "&")
+
+    assert window_texts(missed) == [
+        "2026-03-14 14:30:00 UTC",
+        "2026-03-14 14:20:00 UTC",
+        "2026-03-14 14:05:00 UTC",
+        "2026-03-14 14:01:00 UTC",
+    ]
+    assert 'title="cron:counter:2026-03-14T14:30"' in page  # the whole key on hover
+    assert window_texts(client.get(f"{CHANGELIST}{by_job}")) == [  # by job, then newest window first
+        "2026-03-14 14:05:00 UTC",
+        "2026-03-14 14:01:00 UTC",
+        "2026-03-14 14:30:00 UTC",
+        "2026-03-14 14:20:00 UTC",
+    ]
+    assert "column-window" in header.split("sortable")[1]  # the window is a sortable column too
+
+
+def test_dispatch_window_changelist__the_dates_drill_down_by_window_start(client: Client) -> None:
+    """A window of February recorded in March is found under February."""
+    recorded = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    late = window("cron:daily:2026-02-27T00:00", created_at=recorded, window_start=datetime(2026, 2, 27, tzinfo=UTC))
+    window("cron:daily:2026-03-02T00:00", created_at=recorded, window_start=datetime(2026, 3, 2, tzinfo=UTC))
+
+    months = client.get(CHANGELIST, {"window_start__year": "2026"})
+    february = client.get(CHANGELIST, {"window_start__year": "2026", "window_start__month": "2"})
+
+    assert "February 2026" in months.content.decode() and "March 2026" in months.content.decode()
+    assert [row.pk for row in february.context["cl"].result_list] == [late.pk]

@@ -60,8 +60,8 @@ def test_cron_jobs_page__lists_every_registered_job_with_its_last_window_and_wha
     assert (counter.window, counter.catch_up, counter.missed, counter.paused) == ("5 min", "skip", 2, False)
     assert counter.next_start == keys.window_start(now, 300) + timedelta(minutes=5)
     row = page.split('id="cron-job-counter"')[1].split("</tr>")[0]
-    assert f"{start:%Y-%m-%d %H:%M}</a>" in row
-    assert '<span class="orch-badge orch-badge--bad">dispatch_failed</span>' in row
+    assert f"{start:%Y-%m-%d %H:%M}:00 UTC</a>" in row
+    assert 'orch-badge--bad" style="background-color: #c0392b">dispatch_failed</span>' in row
     assert '<span class="orch-badge orch-badge--mode">dispatch</span>' in row
     assert "?job=counter&amp;status__exact=missed" in row
     assert "no window yet" in page.split('id="cron-job-crash"')[1].split("</tr>")[0]
@@ -89,7 +89,8 @@ def test_cron_jobs_page__an_operator_pauses_with_a_note_and_resumes(make_staff: 
         "operator",
         "Supplier API down until 16:00",
     )
-    assert 'orch-badge--warn">paused</span> by operator' in row and "Supplier API down until 16:00" in row
+    assert 'orch-badge--warn" style="background-color: #a86200">paused</span> by operator' in row
+    assert "Supplier API down until 16:00" in row
     assert 'action="/admin/dispatch/cronjobstate/counter/resume/"' in row
     assert messages_of(resumed) == ["Resumed counter: its next tick runs."]
     assert messages_of(again) == ["counter was not paused: nothing changed."]

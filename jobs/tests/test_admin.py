@@ -54,7 +54,7 @@ def test_background_job_admin__retry_now_and_cancel_act_on_pending_jobs_only(
         CHANGELIST, {"action": "cancel", "index": "0", "_selected_action": [other.pk, running.pk]}, follow=True
     )
 
-    assert messages_of(retry) == ["Made due now 1 background job. Skipped 1: not pending (running)."]
+    assert messages_of(retry) == ["Made 1 background job due now. Skipped 1: not pending (running)."]
     assert messages_of(cancel) == ["Cancelled 1 background job. Skipped 1: not pending (running)."]
     waiting.refresh_from_db()
     assert waiting.status == "pending" and waiting.run_after < far  # due at the time of the request

@@ -29,8 +29,8 @@ def test_job_retry_now__makes_pending_jobs_due_and_skips_the_rest(
 
     report = job_retry_now(job_ids=[waiting.pk, running.pk, dead.pk, 999_999], now=now)
 
-    assert report.message(verb="Made due now", singular="job", plural="jobs") == (
-        "Made due now 1 job. Skipped 3: 1 not pending (running); 1 not pending (dead); 1 deleted meanwhile."
+    assert report.message(verb="Made", singular="job", plural="jobs", then="due now") == (
+        "Made 1 job due now. Skipped 3: 1 not pending (running); 1 not pending (dead); 1 deleted meanwhile."
     )
     waiting.refresh_from_db()
     assert (waiting.status, waiting.run_after, waiting.attempts) == ("pending", now, 2)

@@ -31,8 +31,9 @@ def make_window(now: datetime) -> Callable[..., DispatchWindow]:
         fields.setdefault("window_seconds", 60)
         dispatched = fields["mode"] in (DispatchWindow.Mode.DISPATCH, DispatchWindow.Mode.DISPATCH_FAILED)
         fields.setdefault("publish_attempts", 1 if dispatched else 0)
+        fields.setdefault("window_start", created_at)
         return DispatchWindow.objects.create(
-            window_start=created_at, requested_at=created_at, created_at=created_at, updated_at=created_at, **fields
+            requested_at=created_at, created_at=created_at, updated_at=created_at, **fields
         )
 
     return make
@@ -48,6 +49,8 @@ def make_run(now: datetime) -> Callable[..., FunctionRun]:
         fields.setdefault("run_id", f"run-{next(_serial)}")
         fields.setdefault("status", FunctionRun.Status.SUCCEEDED)
         fields.setdefault("started_at", now)
+        # As the ledger files a run whose key names no window: at the time it started.
+        fields.setdefault("window_start", fields["started_at"])
         return FunctionRun.objects.create(**fields)
 
     return make

@@ -72,7 +72,7 @@ def a_day_of_history(now: datetime) -> None:
     """Fill the last 24 hours with what a busy day looks like: a window a minute, runs, snapshots."""
     windows, runs, snapshots = [], [], []
     for minute in range(0, 24 * 60, 6):
-        at = now - timedelta(minutes=minute)
+        at = (now - timedelta(minutes=minute)).replace(second=0, microsecond=0)  # a window starts on its minute
         failed = minute % 150 == 0
         inline = 600 <= minute < 720  # two hours of rollback: inline ticks
         mode = "inline" if inline else "dispatch"  # a failed publish keeps mode dispatch
@@ -91,7 +91,7 @@ def a_day_of_history(now: datetime) -> None:
             runs.append(
                 FunctionRun(
                     function_id="process-background-jobs", dispatch_key=key, run_id=f"r{minute}", status=status,
-                    started_at=at, finished_at=at, duration_ms=40 + minute % 90,
+                    window_start=at, started_at=at, finished_at=at, duration_ms=40 + minute % 90,
                     terminal_reason="retries exhausted" if status == "failed" else "",
                 )
             )  # fmt: skip

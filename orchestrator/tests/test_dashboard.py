@@ -65,6 +65,7 @@ def test_dashboard_build__counts_windows_and_runs_by_outcome_per_hour(
         "hour": previous.start,
         "windows": 2,
         "failed_windows": 1,
+        "crashed_windows": 0,
         "missed_windows": 0,
         "abandoned_windows": 0,
         "paused_windows": 0,
@@ -112,6 +113,54 @@ def test_dashboard_build__lists_the_last_windows_of_every_registered_cron_job(
     assert [w.dispatch_key for w in jobs["background-jobs"]] == [f"cron:background-jobs:m{m}" for m in range(3)]
     assert [w.mode for w in jobs["counter"]] == ["inline"]
     assert jobs["crash"] == []
+
+
+def test_dashboard_build__lists_each_jobs_last_windows_in_window_order_not_by_creation(
+    make_window: Callable[..., DispatchWindow], now: datetime
+) -> None:
+    """Issue 21: the missed windows a reconcile pass records late sit where their windows are, not on top."""
+    start = now.replace(minute=0, second=0, microsecond=0)
+    for minutes in (10, 5):
+        make_window(created_at=start + timedelta(minutes=minutes), window_start=start + timedelta(minutes=minutes))
+    for minutes in (15, 0):  # recorded after the others, both at once
+        at = start + timedelta(minutes=minutes)
+        make_window(created_at=now, window_start=at, status="missed", mode="", source="reconciler")
+
+    (jobs,) = [entry.windows for entry in dashboard_build(now=now).jobs if entry.job == "background-jobs"]
+
+    assert [(w.window_start - start, w.status) for w in jobs] == [
+        (timedelta(minutes=15), "missed"),
+        (timedelta(minutes=10), "enqueued"),
+        (timedelta(minutes=5), "enqueued"),
+        (timedelta(minutes=0), "missed"),
+    ]
+
+
+def test_admin__an_inline_window_whose_run_crashed_reads_as_a_failure_everywhere(
+    make_staff: Callable[..., User],
+) -> None:
+    """Issue 21: it showed a neutral grey `inline` in the list, on its page, on the Cron jobs page and in the panel."""
+    job = get_cron_job("crash")
+    assert job is not None
+    crashed = dispatch_tick(job=job, now=timezone.now(), source="cron", correlation_id="tick", inline=True)
+    window = DispatchWindow.objects.get()
+    assert (crashed.status_code, window.status) == (500, "inline")
+    viewer = Client()
+    viewer.force_login(make_staff("viewer", "dispatch.view_dispatchwindow", "dispatch.view_cronjobstate"))
+
+    pages = {
+        "list": viewer.get("/admin/dispatch/dispatchwindow/"),
+        "page": viewer.get(f"/admin/dispatch/dispatchwindow/{window.pk}/change/"),
+        "cron jobs": viewer.get("/admin/dispatch/cronjobstate/"),
+        "panel": viewer.get("/admin/"),
+    }
+    dashboard = dashboard_build(now=timezone.now())
+
+    crashed_badge = f'orch-badge--bad" style="background-color: {OUTCOME_COLOURS["inline_crashed"]}">inline crashed<'
+    assert {name: crashed_badge in page.content.decode() for name, page in pages.items()} == dict.fromkeys(pages, True)
+    [bar] = [bar for bar in dashboard.chart.bars if " windows " in bar.title]
+    assert (bar.title.split(" windows ")[1], bar.colour) == ("inline crashed: 1", OUTCOME_COLOURS["inline_crashed"])
+    assert sum(row["crashed_windows"] for row in dashboard.table) == 1
 
 
 @pytest.mark.parametrize(("value", "ceiling"), [(0, 1), (1, 1), (3, 5), (7, 10), (11, 20), (60, 100), (101, 200)])
@@ -190,13 +239,13 @@ def test_dashboard__a_failed_publish_is_counted_and_coloured_as_a_failure_not_by
     assert bar.colour == OUTCOME_COLOURS["dispatch_failed"] == RUN_COLOURS["failed"]
     assert sum(row["failed_windows"] for row in dashboard.table) == 1
     row = panel.split('id="orch-health"')[1].split("counter</th>")[1].split("</tr>")[0]
-    assert '<span class="orch-badge orch-badge--bad">dispatch_failed</span>' in row
+    assert f'orch-badge--bad" style="background-color: {bar.colour}">dispatch_failed</span>' in row
     assert '<span class="orch-badge orch-badge--mode">dispatch</span>' in row
     assert "orch-badge--good" not in row
 
 
 def test_hourly_chart__every_outcome_has_its_own_colour() -> None:
-    assert set(OUTCOME_COLOURS) == set(DispatchWindow.Status.values)
+    assert set(OUTCOME_COLOURS) == {*DispatchWindow.Status.values, "inline_crashed"}
     assert len(set(OUTCOME_COLOURS.values())) == len(OUTCOME_COLOURS)
     healthy = {OUTCOME_COLOURS["enqueued"], OUTCOME_COLOURS["inline"], RUN_COLOURS["succeeded"]}
     for trouble in ("dispatch_failed", "missed", "abandoned", "pending"):

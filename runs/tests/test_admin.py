@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from jobs.models import BackgroundJob
+from runs import ledger
 from runs.models import DeadLetter, FunctionRun
 from testsupport.admin import messages_of, signed_in
 
@@ -98,7 +100,7 @@ def test_dead_letter_changelist__the_filters_list_the_values_present(
     cl = response.context["cl"]
     filters = {spec.title: [choice["display"] for choice in spec.choices(cl)] for spec in cl.filter_specs}
     assert filters["kind"] == ["All", "test.fail", "test.record"]
-    assert filters["scope"] == ["All", "acme", "global"]
+    assert filters["tenant"] == ["All", "acme", "(no tenant)"]  # a letter of no tenant (`global`), as jobs say it
     assert filters["state"] == ["All", "Unresolved", "Requeued", "Resolved"]
 
 
@@ -292,3 +294,88 @@ def test_function_run_detail__shows_its_attempts_inline(operator: User, now: dat
 
     assert "first boom" in page and "second boom" in page
     assert "/admin/dispatch/dispatchwindow/?dispatch_key=cron%3Acounter%3A2026-03-14T15%3A05" in page
+
+
+def test_function_run_changelist__each_row_names_its_window_in_window_order(operator: User, now: datetime) -> None:
+    """Issue 21: runs of one function read as the windows they ran for (not a cut key), newest window first."""
+    # A backlog drained late: the runs start in the order they were picked up, not in their windows' order.
+    claims = [
+        ("cron-counter", "cron:counter:2026-03-14T14:05", 3),
+        ("cron-counter", "cron:counter:2026-03-14T14:15", 2),
+        ("process-background-jobs", "cron:background-jobs:2026-03-14T14:10", 1),
+        ("cron-counter", "cron:counter:2026-03-01T09:00:manual-0a1b2c3d", 4),
+        ("cron-counter", "invalid:run-9", 0),  # a refused payload's key names no window: filed when it ran
+    ]
+    for function_id, key, minutes_later in claims:
+        ledger.run_claim(
+            function_id=function_id, dispatch_key=key, run_id=f"run-{key}", correlation_id="c", source="cron",
+            scope="global", step=None, now=now + timedelta(minutes=minutes_later),
+        )  # fmt: skip
+    client = signed_in(operator)
+
+    runs = client.get("/admin/runs/functionrun/")
+    header = runs.content.decode().split("<thead>")[1].split("</thead>")[0]
+    by_function = header.split("column-function")[1].split('href="')[1].split('"')[0].replace("&amp;", "&")
+    march_1 = client.get("/admin/runs/functionrun/", {"window_start__month": "3", "window_start__day": "1"})
+
+    assert window_cells(runs) == [
+        "invalid:run-9",  # 15:09, when it ran
+        "2026-03-14 14:15:00 UTC",
+        "2026-03-14 14:10:00 UTC",
+        "2026-03-14 14:05:00 UTC",
+        "2026-03-01 09:00:00 UTC",  # a manual re-run of an old window sits with that window
+    ]
+    assert window_cells(client.get(f"/admin/runs/functionrun/{by_function}")) == [
+        "invalid:run-9",
+        "2026-03-14 14:15:00 UTC",
+        "2026-03-14 14:05:00 UTC",
+        "2026-03-01 09:00:00 UTC",
+        "2026-03-14 14:10:00 UTC",  # process-background-jobs, after cron-counter
+    ]
+    assert [run.dispatch_key for run in march_1.context["cl"].result_list] == [
+        "cron:counter:2026-03-01T09:00:manual-0a1b2c3d"
+    ]
+
+
+def window_cells(response: Any) -> list[str]:
+    """Return the texts of the run list's window column, top to bottom."""
+    page = response.content.decode()
+    return [row.split("field-window")[1].split("</")[0].rsplit(">", 1)[1] for row in page.split("<tr")[2:]]
+
+
+def test_dead_letter_admin__a_requeue_whose_rerun_fails_says_it_left_a_new_letter(
+    make_run_letter: Callable[..., DeadLetter], operator: User
+) -> None:
+    """Issue 21: the crashing re-run's own dead letter is named in the message bar, not found later by surprise."""
+    letter = make_run_letter("cron-crash")
+
+    response = act(signed_in(operator), "requeue", [letter])
+
+    fresh = DeadLetter.objects.exclude(pk=letter.pk).get()
+    (message,) = messages_of(response)
+    assert message.startswith("Requeued 0 dead letters. Skipped 1: the re-run failed: inline run crashed: cron-crash")
+    assert message.endswith(f"its failure is a new unresolved dead letter, #{fresh.pk} ({fresh.dispatch_key}).")
+    assert (fresh.resolution, DeadLetter.objects.get(pk=letter.pk).resolution) == ("", "")
+
+
+def test_dead_letter_page__every_time_in_one_format_and_no_tenant_as_a_dash(
+    make_job_letter: Callable[..., DeadLetter], operator: User, now: datetime
+) -> None:
+    """Issue 21: a requeued letter's page said `2026-03-14 15:09:26.500000+00:00` beside `March 14, 2026, 3:09 p.m.`."""
+    letter = make_job_letter(created_at=now - timedelta(hours=1))
+    client = signed_in(operator)
+    act(client, "requeue", [letter])
+    DeadLetter.objects.filter(pk=letter.pk).update(resolved_at=now)
+
+    page = " ".join(client.get(reverse("admin:runs_deadletter_change", args=[letter.pk])).content.decode().split())
+    listed_page = client.get(CHANGELIST).content.decode()
+
+    fields = page.split('<fieldset class="module aligned')[1]
+    times = re.findall(r"<label>([^<]+):</label> <div class=\"readonly\">([^<]*)</div>", fields)
+    assert ("Created at", "2026-03-14 14:09:26 UTC") in times
+    assert ("Requeued at", "2026-03-14 15:09:26 UTC") in times
+    assert "+00:00" not in page and "p.m." not in page
+    assert ("Tenant", "—") in times
+    tenants = [cell.split("</td>")[0] for cell in listed_page.split('<td class="field-tenant">')[1:]]
+    assert tenants == ["—"]
+    assert re.search(r'<span title="2026-03-14 14:09:26 UTC">[^<]+ ago</span>', listed_page)  # its moment on hover

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from core.timefmt import iso_utc
 from runs import ledger
@@ -71,3 +73,34 @@ def test_attempt_begin__of_a_running_run_records_the_attempt(now: datetime) -> N
 
     assert (status, again) == ("running", "running")
     assert FunctionRun.objects.get(pk=claim.run.pk).attempts == 1
+
+
+def test_run_claim__files_the_run_under_its_window_start(now: datetime) -> None:
+    tick = ledger.run_claim(
+        function_id="cron-counter", dispatch_key=f"{KEY}:manual-0a1b2c3d", run_id="01A", correlation_id="c",
+        source="manual", scope="global", step=None, now=now,
+    )  # fmt: skip
+    refused = ledger.run_claim(
+        function_id="cron-counter", dispatch_key="invalid:01B", run_id="01B", correlation_id="c", source="cron",
+        scope="global", step=None, now=now,
+    )  # fmt: skip
+
+    assert tick.run.window_start == datetime(2026, 3, 14, 15, 5, tzinfo=UTC)
+    assert refused.run.window_start == now  # a key that names no window: when the run started
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration__runs_written_before_it_get_their_window_start(now: datetime) -> None:
+    keyed = FunctionRun.objects.create(function_id="cron-counter", dispatch_key=KEY, run_id="a", started_at=now)
+    keyless = FunctionRun.objects.create(
+        function_id="cron-counter", dispatch_key="invalid:b", run_id="b", started_at=now
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate([("runs", "0004_dead_letter_cause_fingerprint")])  # before runs had a window start
+    executor.loader.build_graph()
+
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    keyed.refresh_from_db()
+    keyless.refresh_from_db()
+    assert (keyed.window_start, keyless.window_start) == (datetime(2026, 3, 14, 15, 5, tzinfo=UTC), now)

@@ -1,0 +1,184 @@
+"""The admin at 1024 × 768 and at 1400 × 900 with real data, in a real browser (as test_browser.py).
+
+A day of windows and runs, an incident's dead letters with long errors, rows with the longest
+kinds, tenants and keys, a crashed inline window, missed windows, requeued and resolved
+letters, and a job paused with a long note. At each width every page is opened and checked as
+an operator would see it: nothing scrolls sideways and each row is one line, an error column
+keeps room for its text, the Cron jobs page's buttons never overlap, each outcome has one
+colour (in every badge and in the chart), a crashed inline window reads as a failure, and
+every time is written one way. The screenshots land in `artefacts/` as
+`admin-<page>-<width>.png`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.models import User
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from dispatch import keys
+from dispatch.models import DispatchWindow
+from dispatch.registry import get_cron_job
+from dispatch.schedule import cron_job_pause
+from dispatch.services import dispatch_tick
+from orchestrator.tests.test_browser import ARTEFACTS, a_day_of_history, chromium
+from orchestrator.tests.test_browser_fit import FIT, an_incident, long_rows, sign_in
+from runs.models import DeadLetter, FunctionRun
+from runs.triage import dead_letter_requeue, dead_letter_resolve
+
+SIZES = ((1024, 768), (1400, 900))
+NOTE = (
+    "Supplier API down until 16:00 (INC-4242): the invoices endpoint answers 503 for every tenant. Resume when "
+    "status.payments.example.com says all green, then trigger now once to catch up."
+)
+ERROR_MIN_CHARACTERS = 20
+# Each page's widths in one call: the error cells in characters, the action buttons' boxes, every badge's colour
+# (modes are outlined: not outcomes), the chart legend's colours, and every text that looks like a time.
+LOOK = """() => {
+  const zero = document.createElement("span");
+  zero.textContent = "0".repeat(100);
+  zero.style.cssText = "position:absolute;visibility:hidden;white-space:nowrap;font:inherit";
+  const errors = Array.from(
+    document.querySelectorAll("#result_list td.field-error_preview, #orch-causes td.orch-cause"));
+  let characters = null;
+  if (errors.length) {
+    errors[0].appendChild(zero);
+    const ch = zero.getBoundingClientRect().width / 100;
+    zero.remove();
+    characters = Math.min(...errors.map(td => td.clientWidth / ch));
+  }
+  const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const actions = Array.from(document.querySelectorAll("td.orch-cron-actions")).map(td => ({
+    cell: box(td), buttons: Array.from(td.querySelectorAll(".button")).map(box)}));
+  const badges = Array.from(document.querySelectorAll(".orch-badge:not(.orch-badge--mode)")).map(b => [
+    b.textContent.trim(), getComputedStyle(b).backgroundColor, b.className]);
+  const legend = Array.from(document.querySelectorAll(".orch-legend li")).map(li => [
+    li.textContent.trim(), getComputedStyle(li.querySelector(".orch-swatch")).backgroundColor]);
+  return {characters, actions, badges, legend, text: document.body.innerText};
+}"""
+# Every time the admin shows; a date and a clock time in any other shape, or Django's own ("Dec. 4, 2026, 4:06 p.m.").
+ONE_FORMAT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+A_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[+-]\d\d:?\d\d| ?UTC| ?Z)?")
+DJANGOS_OWN = re.compile(r"\b[A-Z][a-z]{2,8}\.? \d{1,2}, \d{4}\b|\b[ap]\.m\.")
+
+
+def overlaps(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def real_day(
+    make_job_letter: Callable[..., DeadLetter], make_run_letter: Callable[..., DeadLetter], root: User
+) -> None:
+    """What a busy day leaves, with the longest texts a row holds and the ids of a ledger in use for months."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        for table in ("dispatch_dispatchwindow", "runs_functionrun", "runs_deadletter", "jobs_backgroundjob"):
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), 4200000)", [table])
+    a_day_of_history(now)
+    incident = an_incident(now, make_job_letter)
+    long_rows(now)
+    make_run_letter(created_at=now - timedelta(hours=2))
+    crash = get_cron_job("crash")
+    assert crash is not None
+    dispatch_tick(job=crash, now=now, source="cron", correlation_id="tick-crash", inline=True)
+    for minutes in (10, 20):  # a silent cron service: the reconciler records the windows no tick came for
+        start = keys.window_start(now - timedelta(minutes=minutes), 300)
+        DispatchWindow.objects.create(
+            dispatch_key=keys.dispatch_key("counter", start), job="counter", status="missed", mode="",
+            source="reconciler", correlation_id="reconcile-1", window_start=start, window_seconds=300,
+            requested_at=now, created_at=now, updated_at=now,
+        )  # fmt: skip
+    dead_letter_requeue(letter_ids=[incident["refused"][0].pk], user=root, now=now)
+    dead_letter_resolve(
+        letter_ids=[incident["timeout"][0].pk], user=root, note="Known: the replica restarted.", now=now
+    )
+    cron_job_pause(job="counter", user=root, note=NOTE, now=now)
+
+
+def pages() -> dict[str, str]:
+    """Every page an operator reads: the index, the Cron jobs page, every list, the by-cause list and a row of each."""
+    listed = {
+        model._meta.model_name or "": reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        for model in admin.site._registry
+        if model._meta.app_label in ("dispatch", "jobs", "runs")
+    }
+    crashed = DispatchWindow.objects.get(job="crash")
+    requeued = DeadLetter.objects.filter(resolution="requeued").first()
+    run = FunctionRun.objects.filter(status="failed").order_by("-pk").first()
+    assert requeued is not None and run is not None
+    return {
+        "index": reverse("admin:index"),
+        **listed,
+        "dispatchwindow-missed": f"{listed['dispatchwindow']}?status__exact=missed",
+        "deadletter-by-cause": f"{listed['deadletter']}?group=cause",
+        "dispatchwindow-page": reverse("admin:dispatch_dispatchwindow_change", args=[crashed.pk]),
+        "functionrun-page": reverse("admin:runs_functionrun_change", args=[run.pk]),
+        "deadletter-page": reverse("admin:runs_deadletter_change", args=[requeued.pk]),
+    }
+
+
+def test_admin_at_1024_and_1400_px__real_data_fits_reads_and_colours_as_one(
+    live_server: Any,
+    make_staff: Callable[..., User],
+    make_job_letter: Callable[..., DeadLetter],
+    make_run_letter: Callable[..., DeadLetter],
+) -> None:
+    real_day(make_job_letter, make_run_letter, make_staff("root", superuser=True))
+    urls = pages()
+    ARTEFACTS.mkdir(exist_ok=True)
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+
+    with chromium() as page:
+        sign_in(page, live_server.url, "root")
+        for width, height in SIZES:
+            page.set_viewport_size({"width": width, "height": height})
+            for name, url in urls.items():
+                page.goto(f"{live_server.url}{url}")
+                seen[name, width] = {**page.evaluate(FIT), **page.evaluate(LOOK)}
+                page.screenshot(path=str(ARTEFACTS / f"admin-{name}-{width}.png"), full_page=True)
+
+    # Nothing scrolls sideways, and each row of each list is one line.
+    assert {key: (look["over"], look["tall"]) for key, look in seen.items() if look["over"] or look["tall"]} == {}
+    # An error column keeps room for its text (it was cut to ~3 characters at 1024 px).
+    errors = {key: look["characters"] for key, look in seen.items() if look["characters"] is not None}
+    assert {key for key in errors} >= {("deadletter", 1024), ("backgroundjob", 1024), ("deadletter-by-cause", 1024)}
+    assert {key: round(n) for key, n in errors.items() if n < ERROR_MIN_CHARACTERS} == {}
+    # The Cron jobs page's buttons never overlap, and stay in their cell ("Pause…" sat 7 px on "Trigger now").
+    for width, _ in SIZES:
+        rows = seen["cronjobstate", width]["actions"]
+        assert rows and all(len(row["buttons"]) == 2 for row in rows)
+        for row in rows:
+            first, second = row["buttons"]
+            assert not overlaps(first, second), (width, row)
+            assert all(overlaps(button, row["cell"]) and button[2] <= row["cell"][2] for button in row["buttons"])
+    # One colour per outcome, on every badge of every page and in the chart's legend.
+    colours: dict[str, set[str]] = defaultdict(set)
+    for look in seen.values():
+        for text, colour, _ in look["badges"]:
+            colours[text].add(colour)
+        for text, colour in look["legend"]:
+            if text.startswith(("windows: ", "runs: ")):
+                colours[text.split(": ", 1)[1]].add(colour)
+    assert {text: shades for text, shades in colours.items() if len(shades) > 1} == {}
+    assert {"missed", "requeued", "resolved", "inline crashed", "dispatch_failed"} <= set(colours)
+    assert colours["requeued"] != colours["resolved"]
+    # A crashed inline window reads as the failure it is, wherever its outcome is shown.
+    for name in ("index", "cronjobstate", "dispatchwindow", "dispatchwindow-page"):
+        crashed = [classes for text, _, classes in seen[name, 1400]["badges"] if text == "inline crashed"]
+        assert crashed and all("orch-badge--bad" in classes for classes in crashed), name
+    # Every time in one format.
+    odd = {
+        key: {t for t in A_TIME.findall(look["text"]) if not ONE_FORMAT.fullmatch(t)}
+        | set(DJANGOS_OWN.findall(look["text"]))
+        for key, look in seen.items()
+    }
+    assert {key: times for key, times in odd.items() if times} == {}
+    assert all(ONE_FORMAT.search(seen[name, 1400]["text"]) for name in ("index", "cronjobstate", "deadletter-page"))
