@@ -2,6 +2,7 @@
 #   make demo   - install, migrate, enqueue demo jobs, tick twice (the second a duplicate), say what happened
 #   make test   - install and run the test suite (needs PostgreSQL and Redis on 127.0.0.1)
 PYTHON ?= python3
+PORT ?= 8000
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -23,9 +24,10 @@ demo: $(STAMP)
 	@$(BIN)/python manage.py migrate --noinput -v0
 	@LOG_LEVEL=WARNING $(BIN)/python manage.py demo
 
+# PORT=8001 make serve (or make serve PORT=8001) serves on another port.
 serve: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # Asks for a username, an email and a password; with DJANGO_SUPERUSER_USERNAME, DJANGO_SUPERUSER_EMAIL and
 # DJANGO_SUPERUSER_PASSWORD set, asks nothing (Django's createsuperuser --noinput).

@@ -17,11 +17,14 @@ def main() -> None:
             "variable? Did you forget to activate a virtual environment? `make demo` creates one in .venv: "
             "run `. .venv/bin/activate` first (README, 'A five-minute tour')."
         ) from exc
+    from core.database import unreachable_database_exits
     from core.logs import route_command_logs
 
     # A command's stdout is its result: its log lines go to stderr (servers keep stdout).
     route_command_logs(sys.argv)
-    execute_from_command_line(sys.argv)
+    # A database that cannot be reached is one line saying which and why, not a traceback.
+    with unreachable_database_exits(sys.argv[1] if len(sys.argv) > 1 else "manage.py"):
+        execute_from_command_line(sys.argv)
 
 
 if __name__ == "__main__":

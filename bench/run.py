@@ -146,6 +146,27 @@ def write_summary(results: dict[str, Any], minutes: float, *, loads: tuple[str, 
         ),
         _row("Queue drain, 1 process: jobs/s", "≥ 2,000/s", drain["orchestrator1"], 2000, "/s", least=True),
         _row("Queue drain vs Procrastinate", "≥ 3×", drain["ratio"], 3, "×", least=True),
+        _row(
+            "Queue drain, 1 process × 4 threads, without `jobs_due_idx` (its write cost, same run)",
+            "(reported)",
+            drain["medians"]["withoutDueIndex1x4"],
+            None,
+            "/s",
+        ),
+        _row(
+            "Bulk insert of pending jobs with `jobs_due_idx` (same run)",
+            "(reported)",
+            median(drain["insertRates"]["with"]),
+            None,
+            "/s",
+        ),
+        _row(
+            "Bulk insert of pending jobs without `jobs_due_idx`",
+            "(reported)",
+            median(drain["insertRates"]["without"]),
+            None,
+            "/s",
+        ),
         *(
             _row(f"Admin, 1M rows: {name}: p95", "≤ 300 ms", p95, 300, "ms")
             for name, p95 in sorted(admin.get("p95Ms", {}).items())

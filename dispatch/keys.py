@@ -7,11 +7,18 @@ import re
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dispatch.registry import CronJob
 
 CORRELATION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}")
+STAMP_LENGTH = len("YYYY-MM-DDTHH:MM")
+# The one-off suffix of a forced tick (`dispatch_tick --force`, the admin's Trigger now, a requeued run).
 MANUAL_MARK = ":manual-"
+MANUAL_SUFFIX_RE = re.compile(rf"{MANUAL_MARK}[0-9a-f]{{8}}")
 
 
 def window_start(now: datetime, window_seconds: int) -> datetime:
@@ -33,24 +40,53 @@ def manual_dispatch_key(job: str, start: datetime) -> str:
 
 
 def is_manual(key: str) -> bool:
-    """Return whether `key` is a one-off manual key (`dispatch_tick --force`, Trigger now, a requeue)."""
-    return MANUAL_MARK in key
+    """Return whether `key` is a one-off manual key (`dispatch_tick --force`, Trigger now, a requeue): a window's
+    key with the suffix of `manual_dispatch_key`, a deliberate re-run."""
+    return MANUAL_SUFFIX_RE.fullmatch(key[len(window_key(key)) :]) is not None
 
 
-def window_problem(key: str, *, job: str, window_seconds: int, now: datetime) -> str:
-    """Return why `key` names no window of `job` that may run at `now`, or "" when it does.
+def window_key(key: str) -> str:
+    """Return `key` without what follows its window (`cron:<job>:<window>`): the key of the window it names."""
+    scheme, _, rest = key.partition(":")
+    job, _, stamp = rest.partition(":")
+    return f"{scheme}:{job}:{stamp[:STAMP_LENGTH]}"
 
-    A key must be `job`'s (`cron:<job>:<window>`, perhaps with a one-off suffix) and
-    its window must have started, or be the next one (a cron service whose clock
-    runs ahead): a window further ahead does not exist yet, and claiming it now
-    would make its real run a duplicate.
+
+def key_problem(key: str, *, job: CronJob) -> str:
+    """Return why `key` is no key a tick of `job` makes, or "" when it is one.
+
+    A tick makes `cron:<job>:<window>` for a window of the job (`CronJob.is_window_start`),
+    and a forced tick that key with the one-off suffix `:manual-<8 hex>`; nothing else.
+    A key off its window's start (`T12:03` for a five-minute job) or with another suffix
+    would run a window a second time, beside its tick's key.
     """
-    if not key.startswith(f"cron:{job}:"):
-        return f"is not a key of cron job {job!r}"
-    start = key_window_start(key, job=job)
+    prefix = f"cron:{job.name}:"
+    if not key.startswith(prefix):
+        return f"is not a key of cron job {job.name!r}"
+    start = key_window_start(key, job=job.name)
     if start is None:
         return "names no window (expected cron:<job>:YYYY-MM-DDTHH:MM in UTC)"
-    if ahead_of_next_window(start, window_seconds=window_seconds, now=now):
+    suffix = key[len(prefix) + STAMP_LENGTH :]
+    if suffix and not MANUAL_SUFFIX_RE.fullmatch(suffix):
+        return f"ends with {suffix[:40]!r}, which no tick makes (the only suffix is :manual-<8 hex>)"
+    if not job.is_window_start(start):
+        return f"names {start:%Y-%m-%dT%H:%M} UTC, where no window of cron job {job.name!r} starts"
+    return ""
+
+
+def window_problem(key: str, *, job: CronJob, now: datetime) -> str:
+    """Return why `key` names no window of `job` that may run at `now`, or "" when it does.
+
+    The key must be one a tick of `job` makes (`key_problem`) and its window must
+    have started, or be the next one (a cron service whose clock runs ahead): a
+    window further ahead does not exist yet, and claiming it now would make its real
+    run a duplicate.
+    """
+    if problem := key_problem(key, job=job):
+        return problem
+    start = key_window_start(key, job=job.name)
+    assert start is not None  # key_problem read it
+    if ahead_of_next_window(start, window_seconds=job.window_seconds, now=now):
         return "names a window that has not started yet (more than one window ahead)"
     return ""
 
@@ -60,7 +96,7 @@ def key_window_start(key: str, *, job: str) -> datetime | None:
     prefix = f"cron:{job}:"
     if not key.startswith(prefix):
         return None
-    stamp, suffix = key[len(prefix) : len(prefix) + 16], key[len(prefix) + 16 :]
+    stamp, suffix = key[len(prefix) : len(prefix) + STAMP_LENGTH], key[len(prefix) + STAMP_LENGTH :]
     if not _STAMP_RE.fullmatch(stamp) or (suffix and not suffix.startswith(":")):
         return None
     try:

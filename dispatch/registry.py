@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from dispatch.exceptions import InvalidParam, RegistryError
+from dispatch.keys import window_start
 
 BACKGROUND_JOBS = "background-jobs"
 JOB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,47}")
@@ -108,6 +109,10 @@ class CronJob:
     def events(self) -> tuple[str, ...]:
         """Return the names of the events one window publishes."""
         return tuple(unit.event for unit in self.units)
+
+    def is_window_start(self, start: datetime) -> bool:
+        """Return whether one of this job's windows starts at `start`: the one test of a window's start."""
+        return window_start(start, self.window_seconds) == start
 
     def only(self, function_id: str) -> CronJob:
         """Return this job narrowed to the one unit `function_id` (to re-run a single function)."""

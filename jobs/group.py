@@ -66,11 +66,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.transaction import TransactionManagementError
 
+from core.database import CONNECTION_ERRORS
 from core.errors import one_line
 from jobs import interrupts
 from jobs.claim import Clock, Outcome, give_back_undone, record_failure
 from jobs.context import JobContext, RunOrigin
-from jobs.isolation import CONNECTION_ERRORS, GroupLost, Isolation
+from jobs.isolation import GroupLost, Isolation
 from jobs.lease import LeaseConnection
 from jobs.marks import Success, mark_succeeded
 from jobs.models import BackgroundJob

@@ -31,10 +31,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, OperationalError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import pq
 
+from core.database import CONNECTION_ERRORS
 from core.errors import one_line
 from jobs import interrupts
 from jobs.exceptions import HandlerTransactionError
@@ -42,8 +43,6 @@ from jobs.exceptions import HandlerTransactionError
 logger = logging.getLogger(__name__)
 
 IN_FAILED_TRANSACTION = "25P02"  # PostgreSQL's refusal of a statement after an error, until a rollback
-# What a lost or refused database connection raises (a restart, a failover, a terminated backend).
-CONNECTION_ERRORS = (OperationalError, InterfaceError)
 DOCS = "docs/jobs.md#what-a-handler-may-do"
 CAUGHT = (
     "the handler caught {error} and went on: its transaction cannot be used after a database error until it is "

@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models import Q, Value
 from django.utils import timezone
 
+from core.display import when
+
 
 class JobStatus(models.TextChoices):
     PENDING = "pending"
@@ -93,6 +95,10 @@ class BackgroundJob(models.Model):
                 condition=Q(status="pending"),
                 name="jobs_claim_idx",
             ),
+            # What is due, however many jobs wait for later: the claim when fewer jobs are due than it asks
+            # for, the due count and the earliest run_after read only the due entries here. The claim index
+            # leads with priority, so a range on run_after cannot stop its scan: it reads every pending job.
+            models.Index(fields=["run_after"], condition=Q(status="pending"), name="jobs_due_idx"),
             # The claim of a worker that drains some queues only (run_jobs --queue).
             models.Index(
                 fields=["queue", "-priority", "run_after", "id"],
@@ -143,4 +149,4 @@ class QueueHealthSnapshot(models.Model):
         get_latest_by = "taken_at"
 
     def __str__(self) -> str:
-        return f"queue health at {self.taken_at:%Y-%m-%d %H:%M:%S}: {self.ready} ready, lag {self.lag_seconds:g} s"
+        return f"queue health at {when(self.taken_at)}: {self.ready} ready, lag {self.lag_seconds:g} s"

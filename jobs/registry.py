@@ -161,8 +161,15 @@ def runs_in_autocommit(kind: str) -> bool:
 
 
 def registered_kinds() -> list[str]:
-    """Return every registered kind, sorted."""
-    return sorted(_handlers)
+    """Return every kind to enqueue under, sorted: a task that @job_handler named is listed under that name only.
+
+    (Its module path still runs it: the registry keeps both.)
+    """
+    return sorted(
+        kind
+        for kind, handler in _handlers.items()
+        if not (isinstance(handler, TaskHandler) and task_kind(handler.task) != kind)
+    )
 
 
 def load_handler_modules() -> None:

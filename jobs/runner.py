@@ -121,7 +121,9 @@ def jobs_run(
                 list(pool.map(lambda _: drain.run_in_thread(), range(lanes)))
     summary = progress.summary()
     summary.remaining_backlog = ready_backlog(now=clock(), queue=queue)
-    logger.info(
+    # A drain that found nothing is DEBUG: an idle standing worker drains at every poll.
+    logger.log(
+        logging.INFO if summary.claimed else logging.DEBUG,
         "jobs drained",
         extra={"action": "jobs_run", "concurrency": lanes, **summary.as_json(), **drain.origin.log_fields()},
     )

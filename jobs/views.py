@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from core.auth import BearerGate
+from core.database import unavailable_as_503
 from core.timefmt import iso_utc, parse_iso_utc
 from jobs.exceptions import InvalidJob
 from jobs.models import BackgroundJob
@@ -25,8 +26,9 @@ FIELDS = {"kind", "payload", "tenant", "dedupeKey", "runAfter", "maxAttempts", "
 
 
 @csrf_exempt
+@unavailable_as_503(action="jobs_api")
 def enqueue(request: HttpRequest) -> JsonResponse:
-    """Validate and enqueue one job: 201 created, 200 deduplicated, 400, 401, 405, 413."""
+    """Validate and enqueue one job: 201 created, 200 deduplicated, 400, 401, 405, 413; 503 without the database."""
     if (refusal := JOBS_API_GATE.refusal(request)) is not None:
         return refusal
     if request.method != "POST":

@@ -18,7 +18,9 @@ LISTEN/NOTIFY, the earliest delayed job, and a poll).
 With --loop the worker outlives its database's restarts and failovers: a lost
 connection costs a log line; the connections are closed and made again after a
 capped exponential backoff, and the claims the failed drain left unstarted are
-given back as soon as the database answers.
+given back as soon as the database answers. A database it cannot reach at its start
+ends it at once (manage.py says which database, and why, on one line): a wrong
+DATABASE_URL is not retried forever.
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import Error, connections
+from django.db import Error, connection, connections
 from django.utils import timezone
 
+from core.database import CONNECTION_ERRORS
 from core.errors import one_line
 from jobs.backoff import reconnect_delays
 from jobs.chores import WorkerChores
 from jobs.claim import release_unstarted
-from jobs.isolation import CONNECTION_ERRORS
 from jobs.lease import kept_for_this_thread
 from jobs.runner import Progress, RunSummary, jobs_run, process_prefix
 from jobs.waker import Waker
@@ -67,7 +69,12 @@ class Worker:
     _done: bool = field(default=False, init=False)
 
     def run(self) -> None:
-        """Drain until done or stopped by SIGTERM/SIGINT (call it on the main thread)."""
+        """Drain until done or stopped by SIGTERM/SIGINT (call it on the main thread).
+
+        A database that cannot be reached at the start raises: the reconnects are for
+        one lost once the worker runs, not for a wrong DATABASE_URL.
+        """
+        connection.ensure_connection()
         delays = reconnect_delays()
         lost = False  # the last drain failed: its unstarted claims are still ours to give back
         with (

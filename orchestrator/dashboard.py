@@ -147,7 +147,12 @@ def hourly_buckets(*, now: datetime, hours: int) -> list[Hour]:
 def tiles(report: SloReport) -> list[Tile]:
     """Return the panel's figures from the SLO report."""
     m = {metric.name: metric for metric in report.metrics}
-    p95, failures, duplicates = m["dispatchLatencyP95Ms"], m["enqueueFailureRate"], m["duplicateRuns"]
+    p95, failures, duplicates, manual = (
+        m["dispatchLatencyP95Ms"],
+        m["enqueueFailureRate"],
+        m["duplicateRuns"],
+        m["manualReruns"],
+    )
     suppressed, backlog, lag, peak = (
         m["suppressedDuplicates"],
         m["backlog"],
@@ -176,7 +181,8 @@ def tiles(report: SloReport) -> list[Tile]:
         Tile(
             "Suppressed duplicates",
             f"{_count(suppressed.value or 0, 'run')} · {_count(suppressed.detail['duplicateTicks'], 'tick')}",
-            f"duplicate runs: {duplicates.value:,.0f} (gate ≤ {settings.SLO_MAX_DUPLICATE_RUNS})",
+            f"duplicate runs: {duplicates.value:,.0f} (gate ≤ {settings.SLO_MAX_DUPLICATE_RUNS}) · "
+            f"manual re-runs: {manual.value:,.0f}",
             _tone(duplicates),
         ),
         Tile(

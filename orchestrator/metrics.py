@@ -23,7 +23,7 @@ from core.prometheus import events_collector
 from dispatch.metrics import dispatch_metrics_init
 from dispatch.registry import cron_jobs
 from dispatch.schedule import last_cron_ticks
-from jobs.health import queue_health_measure
+from jobs.health import queue_due_measure
 from jobs.metrics import jobs_metrics_init
 from jobs.models import BackgroundJob
 from jobs.registry import registered_kinds
@@ -84,11 +84,9 @@ def _job_metrics(now: datetime) -> Iterator[Metric]:
         letters.add_metric([source, kind], n)
     yield letters
 
-    health = queue_health_measure(now=now, unresolved_dead_letters=sum(n for _, _, n in unresolved))
-    yield _gauge("jobs_due", "Pending jobs that are due now: the backlog.", value=health.ready)
-    yield _gauge(
-        "queue_lag_seconds", "Age of the oldest due pending job (0 when none is due).", value=health.lag_seconds
-    )
+    due = queue_due_measure(now=now)
+    yield _gauge("jobs_due", "Pending jobs that are due now: the backlog.", value=due.ready)
+    yield _gauge("queue_lag_seconds", "Age of the oldest due pending job (0 when none is due).", value=due.lag_seconds)
     yield _gauge("queue_lag_gate_seconds", "The queue-lag stop-gate (SLO_MAX_QUEUE_LAG_SECONDS).", value=_gate_lag())
 
 

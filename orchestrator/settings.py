@@ -40,6 +40,10 @@ if not SECRET_KEY.strip():
     ENVIRONMENT_ERRORS["SECRET_KEY"] = "SECRET_KEY is set but empty"
     SECRET_KEY = secrets.token_urlsafe(50)
 DEBUG = env.bool("DEBUG", default=True)
+if "DEBUG" in ENVIRONMENT_ERRORS:
+    # An unreadable DEBUG (`DEBUG=fasle`) fails closed: production's behaviour, not the development default. The web
+    # process says so at start-up (orchestrator/wsgi.py), a check says what to set (orchestrator.E008).
+    DEBUG = False
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Which deployment this is ("production", "preview", ...): a preview must never

@@ -23,10 +23,10 @@ from core.timefmt import parse_period as parse_period  # the report's `--since` 
 from orchestrator.slo_metrics import (
     Metric,
     dead_letters_metric,
-    duplicate_runs_metric,
     enqueue_failure_metric,
     latency_metrics,
     queue_metrics,
+    rerun_metrics,
     suppressed_duplicates_metric,
 )
 from orchestrator.slo_schedule import (
@@ -73,7 +73,7 @@ def slo_report_build(*, since: datetime, now: datetime) -> SloReport:
             metrics=(
                 *latency_metrics(since=since, now=now),
                 enqueue_failure_metric(since=since, now=now),
-                duplicate_runs_metric(since=since, now=now),
+                *rerun_metrics(since=since, now=now),
                 suppressed_duplicates_metric(since=since, now=now),
                 *queue_metrics(since=since, now=now),
                 dead_letters_metric(since=since, now=now),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,10 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import BooleanField, Count, Max, Q, Sum
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
 from core.timefmt import iso_utc
+from dispatch import keys
 from dispatch.models import DispatchWindow
 from dispatch.windows import stale_pending
 from jobs.health import queue_health_measure
@@ -23,9 +24,12 @@ from runs.models import DeadLetter, FunctionRun
 from runs.services import dead_letters_unresolved
 
 DISPATCH_MODES = (DispatchWindow.Mode.DISPATCH, DispatchWindow.Mode.DISPATCH_FAILED)
-# `dispatch_tick --force` runs a window again under `<window key>:manual-<8 hex>`.
-MANUAL_SUFFIX_RE = r":manual-[0-9a-f]{8}$"
-MANUAL_SUFFIX_LENGTH = len(":manual-") + 8
+# A run whose key has something after its window (`cron:<job>:YYYY-MM-DDTHH:MM:…`, a fourth colon): the one shape
+# that can run a window twice. LIKE, not a regular expression: this filters every run of the period, and PostgreSQL's
+# regular expressions cost three times as much.
+SUFFIXED_KEY = RawSQL(
+    f"{FunctionRun._meta.db_table}.dispatch_key LIKE %s", ("cron:%:%:%:%",), output_field=BooleanField()
+)
 LATENCY_FRACTIONS = (0.5, 0.95, 0.99)
 
 
@@ -111,43 +115,54 @@ def enqueue_failure_metric(*, since: datetime, now: datetime) -> Metric:
     )
 
 
-def duplicate_runs_metric(*, since: datetime, now: datetime) -> Metric:
-    """Return Σ (runs − 1) over each (function, window) that more than one run did work for.
+def rerun_metrics(*, since: datetime, now: datetime) -> list[Metric]:
+    """Return the windows run more than once: duplicate runs (gated) and manual re-runs (reported, not gated).
 
-    A run's window is its dispatch key without a `:manual-<8 hex>` suffix, so a
-    forced re-run of a window counts as the duplicate it is. A failed run is not
-    counted: re-running a window whose run failed (a requeued dead letter) is a
-    retry, not a duplicate. The unique constraint gives every (function, window)
-    one run at most besides its manual ones, so only windows with a manual run
-    can hold a duplicate: those few are counted, not every run of the period.
+    Each is Σ (runs − 1) over each (function, window) that more than one run did
+    work for, over the runs started in the period that did not fail (re-running a
+    window whose run failed, a requeued dead letter, is a retry); a run's window is
+    its key without what follows the window. The unique constraint gives every key
+    one run, so a window runs again only under a suffixed key: those few runs are
+    read, not every run of the period. A forced re-run (`:manual-<8 hex>`, from
+    `dispatch_tick --force` or the admin's Trigger now) is an operator's decision;
+    any other suffix is one no tick makes, which the functions refuse: a duplicate
+    run is what the guards should have prevented. (A key off its window's start is
+    refused too, but is not judged here: a change of a job's window would make one
+    of every earlier key.)
     """
     runs = FunctionRun.objects.filter(started_at__gte=since, started_at__lte=now).exclude(
         status=FunctionRun.Status.FAILED
     )
-    manual = Counter(
-        (function_id, key[:-MANUAL_SUFFIX_LENGTH])
-        for function_id, key in runs.filter(dispatch_key__contains=":manual-").values_list(
-            "function_id", "dispatch_key"
-        )
-        if re.search(MANUAL_SUFFIX_RE, key)
-    )
+    suffixed = list(runs.filter(SUFFIXED_KEY).values_list("function_id", "dispatch_key"))
+    windows = {(function_id, keys.window_key(key)) for function_id, key in suffixed}
     windowed = set(
         runs.filter(
-            function_id__in={function_id for function_id, _ in manual},
-            dispatch_key__in={window for _, window in manual},
+            function_id__in={function_id for function_id, _ in windows},
+            dispatch_key__in={window for _, window in windows},
         ).values_list("function_id", "dispatch_key")
     )
-    runs_per_window = [count + ((function_id, window) in windowed) for (function_id, window), count in manual.items()]
-    duplicated = [count for count in runs_per_window if count > 1]
-    return Metric(
-        "duplicateRuns",
-        "duplicate runs per window",
-        sum(count - 1 for count in duplicated),
-        "runs",
-        threshold=settings.SLO_MAX_DUPLICATE_RUNS,
-        setting="SLO_MAX_DUPLICATE_RUNS",
-        detail={"windowsWithDuplicates": len(duplicated)},
-    )
+    duplicates, duplicated = _runs_again([run for run in suffixed if not keys.is_manual(run[1])], windowed)
+    manual, rerun = _runs_again([run for run in suffixed if keys.is_manual(run[1])], windowed)
+    return [
+        Metric(
+            "duplicateRuns",
+            "duplicate runs per window",
+            duplicates,
+            "runs",
+            threshold=settings.SLO_MAX_DUPLICATE_RUNS,
+            setting="SLO_MAX_DUPLICATE_RUNS",
+            detail={"windowsWithDuplicates": duplicated},
+        ),
+        Metric("manualReruns", "manual re-runs of a window", manual, "runs", detail={"windows": rerun}),
+    ]
+
+
+def _runs_again(suffixed: list[tuple[str, str]], windowed: set[tuple[str, str]]) -> tuple[int, int]:
+    """Return (runs beyond each window's first, windows run more than once), counting these suffixed runs and
+    each window's own run, if it had one (`windowed`)."""
+    per_window = Counter((function_id, keys.window_key(key)) for function_id, key in suffixed)
+    again = [count + (window in windowed) - 1 for window, count in per_window.items()]
+    return sum(again), sum(1 for count in again if count > 0)
 
 
 def suppressed_duplicates_metric(*, since: datetime, now: datetime) -> Metric:

@@ -1,5 +1,5 @@
 """Operations endpoints: `GET /api/health` (no auth), `GET /api/status` (bearer CRON_SECRET), `GET /metrics`
-(bearer METRICS_TOKEN)."""
+(bearer METRICS_TOKEN). Each answers JSON when the database is down: 503, saying so."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from prometheus_client.exposition import choose_encoder
 
 from core.auth import BearerGate
+from core.database import unavailable_as_503
 from orchestrator.health import health_probe
 from orchestrator.metrics import metrics_registry
 from orchestrator.slo import parse_period, slo_report_build
@@ -40,6 +41,7 @@ def health(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 @never_cache
+@unavailable_as_503(action="status")
 def status(request: HttpRequest) -> JsonResponse:
     """Answer the SLO report for `?since=24h` (default) as JSON; `pass` says whether every gate holds."""
     if (refusal := _refusal(request, gate=STATUS_GATE)) is not None:
@@ -63,6 +65,7 @@ def status(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 @never_cache
+@unavailable_as_503(action="metrics")
 def metrics(request: HttpRequest) -> HttpResponse:
     """Answer the Prometheus metrics, read from the ledgers now (docs/operations.md, "Metrics")."""
     if (refusal := _refusal(request, gate=METRICS_GATE)) is not None:

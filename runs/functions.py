@@ -7,9 +7,10 @@ names a second, not a window). Each function:
 
 - refuses a payload without `dispatchKey` as non-retriable (idempotency would
   silently switch off), recording the failed run and its dead letter; likewise a
-  key of another cron job, or of a window more than one window ahead (a holder of
-  the event key must not pre-claim future windows, whose real runs would then be
-  skipped as duplicates);
+  key of another cron job, a key no tick makes (off its window's start, or with a
+  suffix other than `:manual-<8 hex>`: a holder of the event key must not run one
+  window many times), or a window more than one window ahead (nor pre-claim future
+  windows, whose real runs would then be skipped as duplicates);
 - claims its (function, window) ledger row in a step, so a second Inngest run of
   the same window (another run id) does no work: `{"skipped": "duplicate-window"}`;
 - does its work in steps, each bounded by INNGEST_STEP_BUDGET_SECONDS, so no
@@ -280,7 +281,7 @@ def _key_problem(job: CronJob, unit: WorkUnit, key: str, *, now: datetime) -> st
     """Return why `key` names no window of `job` (no second, for the drain on request) that may run now, or ""."""
     if unit.function_id == DRAIN_FUNCTION:
         return drain_key_problem(key, now=now)
-    return keys.window_problem(key, job=job.name, window_seconds=job.window_seconds, now=now)
+    return keys.window_problem(key, job=job, now=now)
 
 
 def _invalid_key(run_id: str) -> str:

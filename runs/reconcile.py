@@ -31,6 +31,7 @@ from typing import Any
 
 from django.conf import settings
 
+from core.database import CONNECTION_ERRORS
 from core.errors import one_line
 from core.logcontext import bound_fields, log_context
 from core.timefmt import iso_utc
@@ -160,6 +161,8 @@ def _reconcile_job(job: CronJob, *, now: datetime, correlation_id: str) -> JobRe
                 break
         schedule.watermark_advance(job.name, through=through, now=now)
         report.through = through
+    except CONNECTION_ERRORS:
+        raise  # A database that cannot be reached is no one job's failure: the pass stops.
     except Exception as exc:  # One job's failure (a crashing catch-up, a bad setting) must not stop the others.
         logger.exception("reconcile of a cron job failed", extra={"action": "reconcile", "job": job.name})
         report.error = one_line(exc)

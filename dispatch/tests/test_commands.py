@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -27,6 +28,7 @@ def test_dispatch_tick__defaults_to_background_jobs_as_a_manual_tick() -> None:
     assert DispatchWindow.objects.get().source == "manual"
 
 
+@freeze_time("2026-01-01T10:09:26Z")
 def test_dispatch_tick__at_and_params() -> None:
     body = run("counter", "--at", "2026-01-01T10:07:00Z", "--param", "tenant=acme")
 
@@ -41,6 +43,7 @@ def test_dispatch_tick__inline_is_an_emergency_tick() -> None:
     assert DispatchWindow.objects.get().source == "emergency"
 
 
+@freeze_time("2026-01-01T10:09:26Z")
 def test_dispatch_tick__force_runs_a_second_time_in_the_window() -> None:
     run("counter", "--at", "2026-01-01T10:07:00Z")
     again = run("counter", "--at", "2026-01-01T10:07:00Z")
@@ -73,6 +76,25 @@ def test_dispatch_tick__bad_arguments_say_what_to_type(args: list[str], message:
     with pytest.raises(CommandError, match=message):
         call_command("dispatch_tick", *args)
     assert not DispatchWindow.objects.exists()
+
+
+@freeze_time("2026-03-14T15:09:26Z")
+def test_dispatch_tick__at_a_window_older_than_the_retention_is_refused_unless_forced(settings: Any) -> None:
+    settings.WINDOWS_RETENTION_DAYS = 30
+    with pytest.raises(CommandError) as refused:
+        call_command("dispatch_tick", "counter", "--at", "2026-02-11T15:00:00Z")  # 31 days ago
+    assert not DispatchWindow.objects.exists()
+
+    forced = run("counter", "--at", "2026-02-11T15:00:00Z", "--force")
+    kept = run("counter", "--at", "2026-02-13T15:00:00Z")  # 29 days ago: its row would still be there
+
+    assert str(refused.value) == (
+        "--at: the window 2026-02-11T15:00 is older than WINDOWS_RETENTION_DAYS=30: the ledger no longer records "
+        "whether it ran, so ticking it could run it twice. Add --force to run it again on purpose under a one-off "
+        "key, or leave --at out to tick the current window"
+    )
+    assert str(forced["dispatchKey"]).startswith("cron:counter:2026-02-11T15:00:manual-")
+    assert kept["dispatchKey"] == "cron:counter:2026-02-13T15:00"
 
 
 @freeze_time("2026-03-14T15:09:26Z")  # the command reads the clock itself: the next window of counter is 15:10

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from dispatch import keys
+from dispatch.registry import CronJob
 
 
 @pytest.mark.parametrize(
@@ -72,20 +73,27 @@ def test_canary_bucket__is_deterministic_and_spread() -> None:
 
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, 500000, tzinfo=UTC)
+COUNTER = CronJob(name="counter", window_seconds=300, units=())
+
+
+def job(name: str, seconds: int) -> CronJob:
+    return CronJob(name=name, window_seconds=seconds, units=())
 
 
 @pytest.mark.parametrize(
-    ("key", "job", "seconds"),
+    ("key", "name", "seconds"),
     [
         ("cron:counter:2026-03-14T15:05", "counter", 300),  # the current window
         ("cron:counter:2026-03-14T15:10", "counter", 300),  # the next one (a cron service's clock ahead)
         ("cron:counter:2020-01-01T00:00", "counter", 300),  # any past one
         ("cron:counter:2026-03-14T15:10:manual-0a1b2c3d", "counter", 300),  # a one-off key of the next window
         ("cron:background-jobs:2026-03-14T15:10", "background-jobs", 60),
+        ("cron:background-jobs:2026-03-14T15:07", "background-jobs", 60),
+        ("cron:daily:2026-03-14T00:00", "daily", 86400),
     ],
 )
-def test_window_problem__accepts_the_jobs_windows_up_to_the_next_one(key: str, job: str, seconds: int) -> None:
-    assert keys.window_problem(key, job=job, window_seconds=seconds, now=NOW) == ""
+def test_window_problem__accepts_the_jobs_windows_up_to_the_next_one(key: str, name: str, seconds: int) -> None:
+    assert keys.window_problem(key, job=job(name, seconds), now=NOW) == ""
 
 
 @pytest.mark.parametrize(
@@ -101,7 +109,29 @@ def test_window_problem__accepts_the_jobs_windows_up_to_the_next_one(key: str, j
         ("cron:counter:2026-03-14T15:05x", "names no window"),
         ("cron:counter:2026-02-30T15:05", "names no window"),
         ("cron:counter:tomorrow", "names no window"),
+        # Keys a holder of the event key could make up to run one window many times: no tick makes them.
+        ("cron:counter:2026-03-14T15:03", "names 2026-03-14T15:03 UTC, where no window of cron job 'counter' starts"),
+        ("cron:counter:2026-03-14T15:03:manual-0a1b2c3d", "where no window of cron job 'counter' starts"),
+        ("cron:counter:2026-03-14T15:05:again-1", "ends with ':again-1', which no tick makes"),
+        ("cron:counter:2026-03-14T15:05:manual-0A1B2C3D", "which no tick makes"),
+        ("cron:counter:2026-03-14T15:05:manual-0a1b2c3d:manual-0a1b2c3d", "which no tick makes"),
+        ("cron:counter:2026-03-14T15:05:manual-0a1b2c3", "which no tick makes"),
     ],
 )
-def test_window_problem__refuses_future_foreign_or_unreadable_keys(key: str, problem: str) -> None:
-    assert problem in keys.window_problem(key, job="counter", window_seconds=300, now=NOW)
+def test_window_problem__refuses_future_foreign_unreadable_or_made_up_keys(key: str, problem: str) -> None:
+    assert problem in keys.window_problem(key, job=COUNTER, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("moment", "seconds", "starts"),
+    [
+        (datetime(2026, 3, 14, 15, 5, tzinfo=UTC), 300, True),
+        (datetime(2026, 3, 14, 15, 3, tzinfo=UTC), 300, False),
+        (datetime(2026, 3, 14, 15, 5, 30, tzinfo=UTC), 300, False),
+        (datetime(2026, 3, 14, 15, 3, tzinfo=UTC), 60, True),
+        (datetime(2026, 3, 14, 0, 0, tzinfo=UTC), 86400, True),
+        (datetime(2026, 3, 14, 12, 0, tzinfo=UTC), 86400, False),
+    ],
+)
+def test_is_window_start__only_the_jobs_window_boundaries(moment: datetime, seconds: int, starts: bool) -> None:
+    assert job("counter", seconds).is_window_start(moment) is starts

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from jobs.models import BackgroundJob
+from jobs.models import BackgroundJob, QueueHealthSnapshot
 from runs.models import DeadLetter
 
 pytestmark = pytest.mark.django_db
@@ -152,3 +152,20 @@ def test_background_job_detail__shows_a_tasks_queue_workers_errors_and_return_va
     assert "<summary>attempt 2: builtins.ValueError</summary>" in page
     assert "ValueError: &lt;try 1&gt;" in page  # escaped
     assert "&quot;sent&quot;: 2" in page
+
+
+def test_queue_health_snapshots__show_their_time_to_the_second_in_utc(
+    make_staff: Callable[..., User], now: datetime
+) -> None:
+    snapshot = QueueHealthSnapshot.objects.create(
+        taken_at=now, pending=3, ready=2, running=1, dead=0, lag_seconds=4.5, unresolved_dead_letters=0
+    )
+    viewer = signed_in(make_staff("viewer", "jobs.view_queuehealthsnapshot"))
+
+    listing = viewer.get("/admin/jobs/queuehealthsnapshot/")
+    page = viewer.get(f"/admin/jobs/queuehealthsnapshot/{snapshot.pk}/change/")
+
+    assert listing.status_code == page.status_code == 200
+    assert ">2026-03-14 15:09:26 UTC<" in listing.content.decode()
+    assert "2026-03-14 15:09:26 UTC" in page.content.decode()
+    assert str(snapshot) == "queue health at 2026-03-14 15:09:26 UTC: 2 ready, lag 4.5 s"

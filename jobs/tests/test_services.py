@@ -105,6 +105,18 @@ def test_job_enqueue__the_database_refuses_two_live_jobs_with_one_key(now: datet
         BackgroundJob.objects.create(kind="test.record", dedupe_key="k")
 
 
+def test_job_enqueue__an_unknown_kind_names_each_task_once(now: datetime) -> None:
+    from jobs.registry import registered_kinds
+
+    with pytest.raises(UnknownKind) as caught:
+        job_enqueue(kind="demo.nope", now=now)
+
+    named = str(caught.value).removeprefix("kind: unknown job kind 'demo.nope'; registered kinds: ").split(", ")
+    assert named[:5] == ["demo.echo", "demo.fail", "demo.flaky", "demo.noop", "demo.sleep"]
+    assert not [kind for kind in registered_kinds() if kind.startswith("jobs.demo.")]  # not again by module path
+    assert job_enqueue(kind="jobs.demo.echo", payload={"args": [], "kwargs": {}}, now=now).created  # still runs
+
+
 def test_job_enqueue__an_unknown_kind_names_as_many_registered_kinds_as_fit(now: datetime) -> None:
     import testsupport.tasks  # noqa: F401  (its tasks register: more kinds than fit in one line)
     from jobs.registry import registered_kinds

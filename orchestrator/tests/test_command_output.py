@@ -87,7 +87,7 @@ def test_enqueue_job__prints_what_it_enqueued() -> None:
 
 
 def test_run_jobs_loop__prints_a_line_per_drain_that_ran_jobs_not_per_idle_drain(now: datetime, reap: Reap) -> None:
-    worker = reap(procs.manage("run_jobs", "--loop", env=procs.child_env(LOG_LEVEL="INFO")))
+    worker = reap(procs.manage("run_jobs", "--loop", env=procs.child_env(LOG_LEVEL="DEBUG")))  # idle drains: DEBUG
     assert worker.stdout is not None and worker.stderr is not None
     BackgroundJob.objects.create(kind="test.record", run_after=now, created_at=now)
     first = json.loads(worker.stdout.readline())
@@ -103,6 +103,23 @@ def test_run_jobs_loop__prints_a_line_per_drain_that_ran_jobs_not_per_idle_drain
     assert (first["claimed"], idle["claimed"], second["claimed"]) == (1, 0, 1)
     assert worker.returncode == 0
     assert len(rest.splitlines()) <= 1  # the summary of the drain the signal stopped
+
+
+def test_run_jobs_loop__an_idle_worker_logs_nothing_at_info_per_poll(reap: Reap) -> None:
+    env = procs.child_env(LOG_LEVEL="DEBUG", JOBS_LISTEN="false", JOBS_POLL_SECONDS="0.05")
+    worker = reap(procs.manage("run_jobs", "--loop", env=env))
+    assert worker.stderr is not None
+    lines: list[dict[str, Any]] = []
+    for text in worker.stderr:  # until the worker has polled three times
+        lines.append(json.loads(text))
+        if sum(line.get("action") == "worker_wake" for line in lines) == 3:
+            break
+    worker.send_signal(signal.SIGTERM)
+    worker.communicate(timeout=60)
+
+    drains = [line for line in lines if line.get("action") == "jobs_run"]
+    assert len(drains) >= 3 and all(line["claimed"] == 0 for line in drains)
+    assert {line["level"] for line in drains} == {"DEBUG"}  # LOG_LEVEL=INFO shows none of them
 
 
 def test_route_command_logs__servers_log_on_stdout_commands_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,7 +48,7 @@ def test_orchestrator_report__exits_1_and_names_the_crossed_gate(
     now: datetime, make_run: Callable[..., FunctionRun], make_window: Callable[..., DispatchWindow]
 ) -> None:
     make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00")
-    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00:manual-12345678")
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00:again-1")  # a key no tick makes ran it again
     make_window(publish_attempts=2)
 
     code, text = report(now)
@@ -60,6 +60,25 @@ def test_orchestrator_report__exits_1_and_names_the_crossed_gate(
     assert duplicates.split()[4:] == ["1", "run", "<=", "0", "runs", "FAIL"]
     assert failures.split()[2:] == ["50.00%", "<=", "1.00%", "FAIL"]
     assert text.splitlines()[-1].startswith("FAIL: enqueue-failure rate, duplicate runs per window crossed the gate.")
+
+
+def test_orchestrator_report__a_forced_rerun_of_a_window_that_ran_is_reported_not_a_crossed_gate(
+    now: datetime,
+) -> None:
+    with freeze_time(now):
+        call_command("dispatch_tick", "counter", "--json", stdout=StringIO())
+        call_command("dispatch_tick", "counter", "--force", "--json", stdout=StringIO())  # the same window again
+
+    code, text = report(now)
+
+    assert FunctionRun.objects.filter(function_id="cron-counter", status="succeeded").count() == 2
+    assert code == 0, text
+    lines = text.splitlines()
+    manual = next(line for line in lines if line.startswith("manual re-runs of a window"))
+    duplicates = next(line for line in lines if line.startswith("duplicate runs per window"))
+    assert manual.split()[5:] == ["1", "run", "-", "info"]
+    assert duplicates.split()[4:] == ["0", "runs", "<=", "0", "runs", "pass"]
+    assert lines[-1] == "PASS: every gate holds."
 
 
 def test_orchestrator_report__json_and_since(now: datetime, make_window: Callable[..., DispatchWindow]) -> None:

@@ -75,6 +75,11 @@ def manage_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProces
         ({"INNGEST_PUBLISH_TIMEOUT_SECONDS": "nan"}, "INNGEST_PUBLISH_TIMEOUT_SECONDS='nan' is not a finite number"),
         ({"INNGEST_STEP_BUDGET_SECONDS": "1e400"}, "INNGEST_STEP_BUDGET_SECONDS='1e400' is not a finite number"),
         ({"INLINE_TIME_BUDGET_SECONDS": "0"}, "INLINE_TIME_BUDGET_SECONDS='0' is not more than 0"),
+        (
+            {"DEBUG": "fasle"},
+            "(orchestrator.E008) DEBUG='fasle' is neither true nor false: DEBUG is off until it is fixed (an "
+            "unreadable DEBUG fails closed).",
+        ),
     ],
     ids=[
         "canary",
@@ -94,6 +99,7 @@ def manage_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProces
         "timeout-nan",
         "budget-infinite",
         "budget-zero",
+        "debug",
     ],
 )
 def test_manage_py_check__a_value_settings_cannot_read_is_a_check_error(

@@ -93,6 +93,7 @@ def test_dashboard_build__tiles_carry_the_slo_report_figures(
     assert (tiles["Enqueue failures"].value, tiles["Enqueue failures"].tone) == ("50.00%", "bad")
     assert tiles["Enqueue failures"].detail == "1 of 2 publish attempts · gate ≤ 1.00%"
     assert tiles["Suppressed duplicates"].value == "0 runs · 3 ticks"
+    assert tiles["Suppressed duplicates"].detail == "duplicate runs: 0 (gate ≤ 0) · manual re-runs: 0"
     assert (tiles["Queue lag"].value, tiles["Queue lag"].tone) == ("0 s", "bad")  # peak 400 s crossed the gate
     assert tiles["Queue lag"].detail == "peak 400 s in 24 h · gate ≤ 300 s"
     unresolved = tiles["Unresolved dead letters"]

@@ -72,7 +72,8 @@ for i in range(1, 21):
         source="cron", correlation_id="c", window_start=now, window_seconds=60, requested_at=now, created_at=now,
         latency_ms=10 * i, publish_attempts=1,
     )
-for key in ("cron:background-jobs:2026-03-14T15:00", "cron:background-jobs:2026-03-14T15:00:manual-0a1b2c3d"):
+window = "cron:background-jobs:2026-03-14T15:00"
+for key in (window, f"{window}:manual-0a1b2c3d", f"{window}:again-1"):
     FunctionRun.objects.create(function_id="process-background-jobs", dispatch_key=key, run_id=key, started_at=now)
 """
 
@@ -90,6 +91,7 @@ def test_defaults__orchestrator_report_runs_on_sqlite(tmp_path: Path) -> None:
     metrics = body["metrics"]
     assert [metrics[f"dispatchLatencyP{p}Ms"]["value"] for p in (50, 95, 99)] == [100, 190, 200]
     assert (metrics["duplicateRuns"]["value"], body["failed"]) == (1, ["duplicateRuns"])
+    assert metrics["manualReruns"]["value"] == 1
 
 
 COUNT_ON_SQLITE = """

@@ -97,3 +97,53 @@ def test_configuration_page__documents_every_variable_the_settings_read_and_no_o
     assert len(read) > 60
     assert sorted(read - documented) == []
     assert sorted(documented - read - NOT_SETTINGS - PATTERNS) == []
+
+
+def test_readme__names_what_make_test_creates_and_flushes_and_how_to_move_it() -> None:
+    settings_text = (ROOT / "testsupport/settings.py").read_text()
+    database = re.search(r'"DATABASE_URL", "postgres://[^"]*/([a-z_]+)"', settings_text)
+    redis = re.search(r'"REDIS_URL", "redis://[^"]*/([0-9]+)"', settings_text)
+    assert database is not None and redis is not None
+    readme = " ".join((ROOT / "README.md").read_text().split())
+
+    assert f"the database `test_{database[1]}`" in readme
+    assert f"flush Redis db {redis[1]}" in readme
+    assert "Both follow `DATABASE_URL` and `REDIS_URL`" in readme
+
+
+def test_make_serve__takes_its_port_from_port() -> None:
+    def serve_command(*args: str, **env: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", "serve", *args],
+            cwd=ROOT,
+            env={**{key: value for key, value in os.environ.items() if key != "PORT"}, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.splitlines()[-1]
+
+    assert serve_command().endswith("runserver 127.0.0.1:8000")
+    assert serve_command("PORT=8123").endswith("runserver 127.0.0.1:8123")
+    assert serve_command(PORT="8124").endswith("runserver 127.0.0.1:8124")
+    assert "make serve PORT=8001" in " ".join((ROOT / "README.md").read_text().split())
+
+
+def test_operations_page__documents_the_log_action_of_every_bearer_endpoint() -> None:
+    from core.auth import BearerGate
+    from dispatch import views as cron_view
+    from jobs import views as jobs_view
+    from orchestrator import views as operations_views
+
+    gates = [
+        value
+        for module in (cron_view, jobs_view, operations_views)
+        for value in vars(module).values()
+        if isinstance(value, BearerGate)
+    ]
+    page = (ROOT / "docs/operations.md").read_text()
+    table = page[page.index("| `action` | Event |") :].split("\n\n")[0]
+    documented = {name for row in table.splitlines() for name in re.findall(r"`([a-z_]+)`", row.split(" | ")[0])}
+
+    assert len(gates) == 4
+    assert sorted(gate.action for gate in gates if gate.action not in documented) == []

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from freezegun import freeze_time
 
 from core.logcontext import bound_fields, log_context
 from jobs.services import job_enqueue
@@ -54,7 +55,8 @@ def test_cron_tick__every_json_line_on_stdout_carries_the_correlation_id_and_dis
 @pytest.mark.django_db
 def test_dispatch_tick__log_lines_carry_the_printed_correlation_id(stdout_log_lines: Lines) -> None:
     out = StringIO()
-    call_command("dispatch_tick", "counter", "--at", "2026-01-01T10:07:00Z", "--json", stdout=out)
+    with freeze_time("2026-01-01T10:09:26Z"):
+        call_command("dispatch_tick", "counter", "--at", "2026-01-01T10:07:00Z", "--json", stdout=out)
 
     body = json.loads(out.getvalue())
     lines = stdout_log_lines()

@@ -54,6 +54,28 @@ def test_gunicorn__its_own_lines_and_the_apps_are_json_with_no_warning_per_worke
     assert (not_found["level"], not_found["request"]) == ("WARNING", "GET /no-such-page")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn__a_mistyped_debug_fails_closed_and_says_so_at_start_up() -> None:
+    mistyped = {**PRODUCTION, "DEBUG": "fasle"}
+    del mistyped["JOBS_API_TOKEN"], mistyped["METRICS_TOKEN"]
+    with Gunicorn(workers=1, LOG_LEVEL="INFO", **mistyped) as server:
+        enqueue = httpx.post(f"{server.url}/api/jobs", json={"kind": "demo.echo"}, timeout=30)
+        scrape = httpx.get(f"{server.url}/metrics", timeout=30)
+        missing = httpx.get(f"{server.url}/no-such-page", timeout=30)
+        output = server.stop()
+
+    # Production's answers: the endpoints without their token are closed, and no debug page shows the URLconf.
+    assert (enqueue.status_code, enqueue.json()) == (
+        503,
+        {"error": "the jobs API is disabled until JOBS_API_TOKEN is set"},
+    )
+    assert scrape.status_code == 503
+    assert missing.status_code == 404 and "URLconf" not in missing.text
+    said = [json.loads(line) for line in output.splitlines() if '"action": "configuration"' in line]
+    assert [(line["level"], line["variable"]) for line in said] == [("ERROR", "DEBUG")]
+    assert said[0]["message"].startswith("DEBUG='fasle' is neither true nor false: DEBUG is off until it is fixed")
+
+
 def deploy_check(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DJANGO_SETTINGS_MODULE="orchestrator.settings", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")

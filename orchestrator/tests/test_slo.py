@@ -39,6 +39,7 @@ def test_slo_report__an_empty_period_passes_with_no_data(now: datetime) -> None:
         "dispatchLatencyP99Ms",
         "enqueueFailureRate",
         "duplicateRuns",
+        "manualReruns",
         "suppressedDuplicates",
         "backlog",
         "queueLagSeconds",
@@ -113,25 +114,45 @@ def test_slo_report__enqueue_failure_rate_at_its_gate_passes(now: datetime, make
     assert (rate["value"], rate["pass"]) == (0.01, True)
 
 
-def test_slo_report__duplicate_runs_per_window(now: datetime, make_run: Run) -> None:
+def test_slo_report__a_forced_rerun_is_reported_not_gated(now: datetime, make_run: Run) -> None:
     window = "cron:background-jobs:2026-03-14T15:00"
     make_run(dispatch_key=window)
     make_run(dispatch_key=f"{window}:manual-0a1b2c3d")  # `dispatch_tick --force` re-ran the window...
-    make_run(dispatch_key=f"{window}:manual-deadbeef")  # ...twice: 2 duplicate runs.
-    make_run(dispatch_key=window, function_id="background-maintenance")  # Another function: not a duplicate.
-    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:01")
-    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:01:manual-XYZ")  # Not a manual suffix.
+    make_run(dispatch_key=f"{window}:manual-deadbeef")  # ...twice: 2 manual re-runs.
+    make_run(dispatch_key=window, function_id="background-maintenance")  # Another function: not re-run.
     retried = "cron:background-jobs:2026-03-14T15:02"
     make_run(dispatch_key=retried, status="failed", terminal_reason="retries exhausted (4) in step run")
-    make_run(dispatch_key=f"{retried}:manual-12345678")  # A requeued dead letter's re-run: a retry, not a duplicate.
+    make_run(dispatch_key=f"{retried}:manual-12345678")  # A requeued dead letter's re-run: a retry.
     old = "cron:background-jobs:2026-03-12T15:00"
     make_run(dispatch_key=old, started_at=now - 2 * DAY)
     make_run(dispatch_key=f"{old}:manual-00000000", started_at=now - 2 * DAY)  # Before the period.
 
     body = report(now)
 
+    manual, duplicates = body["metrics"]["manualReruns"], body["metrics"]["duplicateRuns"]
+    assert (manual["value"], manual["windows"], manual["threshold"], manual["pass"]) == (2, 1, None, None)
+    assert (duplicates["value"], duplicates["windowsWithDuplicates"], duplicates["pass"]) == (0, 0, True)
+    assert (body["pass"], body["failed"]) == (True, [])
+
+
+def test_slo_report__a_window_run_again_under_a_made_up_key_crosses_the_gate(now: datetime, make_run: Run) -> None:
+    window = "cron:background-jobs:2026-03-14T15:00"
+    make_run(dispatch_key=window)
+    make_run(dispatch_key=f"{window}:again-1")  # A key no tick makes ran the window a second time...
+    make_run(dispatch_key=f"{window}:again-2")  # ...and a third: 2 duplicate runs.
+    make_run(dispatch_key=f"{window}:manual-0a1b2c3d")  # A forced re-run beside them: reported apart.
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:01:manual-XYZ")  # Not a manual suffix, its window
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:01")  # ran twice: 1 more.
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:02:again-1")  # Alone in its window: nothing yet.
+    failed = "cron:background-jobs:2026-03-14T15:03"
+    make_run(dispatch_key=failed)
+    make_run(dispatch_key=f"{failed}:again-1", status="failed", terminal_reason="non-retriable error")  # No work.
+
+    body = report(now)
+
     duplicates = body["metrics"]["duplicateRuns"]
-    assert (duplicates["value"], duplicates["windowsWithDuplicates"], duplicates["pass"]) == (2, 1, False)
+    assert (duplicates["value"], duplicates["windowsWithDuplicates"], duplicates["pass"]) == (3, 2, False)
+    assert body["metrics"]["manualReruns"]["value"] == 1
     assert body["failed"] == ["duplicateRuns"]
 
 

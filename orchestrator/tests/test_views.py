@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import Client
 from freezegun import freeze_time
@@ -65,6 +68,34 @@ def test_health__503_when_the_cache_is_down(client: Client, closed_port: int) ->
     assert str(closed_port) not in response.content.decode()
 
 
+@pytest.mark.usefixtures("database_down")
+@pytest.mark.parametrize(
+    ("method", "path", "error"),
+    [
+        ("get", "/api/health", None),
+        ("get", "/api/status", "database unavailable (OperationalError)"),
+        ("get", "/metrics", "database unavailable (OperationalError)"),
+        ("post", "/api/jobs", "database unavailable (OperationalError)"),
+        ("get", "/api/cron/counter", "database unavailable (OperationalError)"),
+    ],
+)
+def test_json_endpoints__answer_503_json_when_the_database_is_down(
+    client: Client, settings: Any, closed_port: int, method: str, path: str, error: str | None
+) -> None:
+    settings.CRON_SECRET = settings.METRICS_TOKEN = settings.JOBS_API_TOKEN = SECRET
+    job = {"kind": "demo.echo", "payload": {"kwargs": {"message": "hi"}}}
+
+    if method == "post":
+        response = client.post(path, job, content_type="application/json", headers=AUTH)
+    else:
+        response = client.get(path, headers=AUTH)
+
+    assert (response.status_code, response["Content-Type"]) == (503, "application/json")
+    if error is not None:
+        assert response.json()["error"] == error
+    assert str(closed_port) not in response.content.decode()  # No connection details, no stack trace.
+
+
 def test_health__needs_no_auth_and_refuses_writes(client: Client, settings: Any) -> None:
     settings.CRON_SECRET = SECRET
 
@@ -101,7 +132,7 @@ def test_status__answers_the_report_with_pass_or_fail(
     with freeze_time(now):
         passing = client.get("/api/status?since=15m", headers=AUTH)
     make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00")
-    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00:manual-0badcafe")
+    make_run(dispatch_key="cron:background-jobs:2026-03-14T15:00:again-1")  # a key no tick makes ran it again
     with freeze_time(now):
         failing = client.get("/api/status", headers=AUTH)
 
@@ -120,6 +151,26 @@ def test_status__answers_the_report_with_pass_or_fail(
         ["duplicateRuns"],
         "24h",
     )
+
+
+@pytest.mark.usefixtures("cron_secret")
+def test_status__trigger_now_on_a_window_that_ran_passes_and_is_reported(
+    client: Client, make_staff: Callable[..., User]
+) -> None:
+    call_command("dispatch_tick", "counter", "--json", stdout=StringIO())  # the window runs
+    operator = Client()
+    operator.force_login(make_staff("operator", "dispatch.view_cronjobstate", "runs.triage_deadletter"))
+    triggered = operator.post("/admin/dispatch/cronjobstate/counter/trigger/")  # and runs again, deliberately
+
+    response = client.get("/api/status", headers=AUTH)
+
+    assert triggered.status_code == 302
+    assert FunctionRun.objects.filter(function_id="cron-counter", status="succeeded").count() == 2
+    body = response.json()
+    assert (response.status_code, body["pass"], body["failed"]) == (200, True, [])
+    manual = body["metrics"]["manualReruns"]
+    assert manual == {"value": 1, "unit": "runs", "threshold": None, "pass": None, "windows": 1}
+    assert body["metrics"]["duplicateRuns"]["value"] == 0
 
 
 @pytest.mark.usefixtures("cron_secret")

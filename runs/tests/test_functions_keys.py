@@ -1,4 +1,5 @@
-"""The functions' dispatch keys: none, another job's, or a window that has not started is refused, never claimed."""
+"""The functions' dispatch keys: none, another job's, one no tick makes, or a window that has not started is refused,
+never claimed."""
 
 from __future__ import annotations
 
@@ -40,9 +41,13 @@ def test_payload_without_dispatch_key__is_refused_without_retries(executor: Exec
         ("background/maintenance.requested", "cron:background-jobs:2099-01-01T00:00", "has not started yet"),
         (PROCESS, "cron:counter:2026-03-14T15:05", "is not a key of cron job 'background-jobs'"),
         ("cron/counter.requested", "cron:counter:someday", "names no window"),
+        # Keys no tick makes, which would run a window a second time beside its tick's key.
+        ("cron/counter.requested", "cron:counter:2026-03-14T12:03", "where no window of cron job 'counter' starts"),
+        ("cron/counter.requested", "cron:counter:2026-03-14T12:05:again-1", "which no tick makes"),
+        (PROCESS, "cron:background-jobs:2026-03-14T12:05:again-1", "which no tick makes"),
     ],
 )
-def test_window_function__refuses_a_future_or_foreign_window_without_claiming_it(
+def test_window_function__refuses_a_future_foreign_or_made_up_window_without_claiming_it(
     executor: Executor, name: str, key: str, problem: str
 ) -> None:
     enqueue(1)

@@ -124,7 +124,7 @@ def test_queue_health__stores_a_snapshot_per_run(make_job: Job, now: datetime) -
         (now - timedelta(minutes=1), 1, 2, 30.0),
         (now, 1, 2, 90.0),
     ]
-    assert str(QueueHealthSnapshot.objects.latest()) == "queue health at 2026-03-14 15:09:26: 1 ready, lag 90 s"
+    assert str(QueueHealthSnapshot.objects.latest()) == "queue health at 2026-03-14 15:09:26 UTC: 1 ready, lag 90 s"
 
 
 @override_settings(WINDOWS_RETENTION_DAYS=30)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
@@ -48,9 +49,9 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"--at: {exc}") from exc
         if at is not None:
-            _refuse_a_future_window(
-                keys.window_start(at, job.window_seconds), job.window_seconds, now=now, force=options["force"]
-            )
+            start = keys.window_start(at, job.window_seconds)
+            _refuse_a_future_window(start, job.window_seconds, now=now, force=options["force"])
+            _refuse_a_forgotten_window(start, now=now, force=options["force"])
         try:
             params = job.parse_params(dict(_split_param(text) for text in options["param"]))
         except InvalidParam as exc:
@@ -94,6 +95,23 @@ def _refuse_a_future_window(start: datetime, window_seconds: int, *, now: dateti
             "claimed now, its real tick would run nothing. Tick the current or a past window, or add --force "
             "to run the next one now under a one-off key"
         )
+
+
+def _refuse_a_forgotten_window(start: datetime, *, now: datetime, force: bool) -> None:
+    """Refuse a window older than the ledger's retention, unless --force.
+
+    Maintenance prunes windows after WINDOWS_RETENTION_DAYS: whether such a window
+    ran is no longer recorded, so its tick could run it a second time. With --force
+    it runs under a one-off key, as the deliberate re-run it then is.
+    """
+    days = settings.WINDOWS_RETENTION_DAYS
+    if force or start >= now - timedelta(days=days):
+        return
+    raise CommandError(
+        f"--at: the window {start:%Y-%m-%dT%H:%M} is older than WINDOWS_RETENTION_DAYS={days}: "
+        "the ledger no longer records whether it ran, so ticking it could run it twice. Add --force to run it "
+        "again on purpose under a one-off key, or leave --at out to tick the current window"
+    )
 
 
 def _split_param(text: str) -> tuple[str, str]:

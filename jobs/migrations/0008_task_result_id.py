@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0006_notify_trigger'),
+        ('jobs', '0007_due_index'),
     ]
 
     operations = [
