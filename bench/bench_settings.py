@@ -4,7 +4,8 @@
   different one, so each claims a new window; BENCH_CRON_JOBS says how many jobs
   `bench-00000`... to register;
 - the bench URLconf (bench_urls.py): the product's URLs plus the dispatch floor;
-- the bench job handlers (bench_handlers.py) beside the product's own.
+- the bench job handlers (bench_handlers.py) beside the product's own, and the table
+  the write jobs insert into (bench_writes).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 
 # The one place the settings name the product's settings module (see product.py).
 from orchestrator.settings import *  # noqa: F403
-from orchestrator.settings import CRON_JOBS, JOB_HANDLER_MODULES
+from orchestrator.settings import CRON_JOBS, INSTALLED_APPS, JOB_HANDLER_MODULES
 
 CRON_JOBS = [
     *CRON_JOBS,
@@ -24,3 +25,4 @@ CRON_JOBS = [
 ]
 ROOT_URLCONF = "bench_urls"
 JOB_HANDLER_MODULES = [*JOB_HANDLER_MODULES, "bench_handlers"]
+INSTALLED_APPS = [*INSTALLED_APPS, "bench_writes"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 T = TypeVar("T")
+# The row each write job inserts (bench/write_drain.py): one table, the same for every system.
+WRITES_TABLE = "bench_write"
+WRITES_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {WRITES_TABLE} "
+    "(id bigserial PRIMARY KEY, job_id bigint NOT NULL, written_at timestamptz NOT NULL DEFAULT now())"
+)
 
 
 def scratch_database(name: str) -> str:
@@ -112,6 +120,11 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def best(medians: dict[str, float], system: str) -> str:
+    """Return the key of `system`'s fastest configuration (keys start with the system's name)."""
+    return max((key for key in medians if key.startswith(system)), key=medians.__getitem__)
+
+
 def machine() -> str:
     """Return a one-line description of this machine: CPU, cores, memory, PostgreSQL, Python."""
     cpu = "unknown CPU"
@@ -146,3 +159,16 @@ def write_section(script: str, lines: Sequence[str]) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     BENCHMARKS.write_text(text)
+
+
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """Yield a temporary `git worktree` of commit `ref` of this repository (removed at the end)."""
+    parent = Path(tempfile.mkdtemp(prefix="orch-bench-baseline-"))
+    tree = parent / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref], check=True)
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+        parent.rmdir()

@@ -1,8 +1,8 @@
 """pgqueuer as a benchmark peer, through its public API (run with bench/requirements.txt).
 
     python bench/pgqueuer_peer.py install URL
-    python bench/pgqueuer_peer.py seed URL JOBS
-    python bench/pgqueuer_peer.py drain URL QUEUE_MANAGERS BATCH_SIZE
+    python bench/pgqueuer_peer.py seed URL JOBS [write]
+    python bench/pgqueuer_peer.py drain URL QUEUE_MANAGERS BATCH_SIZE [write]
     python bench/pgqueuer_peer.py listen URL
     python bench/pgqueuer_peer.py enqueue URL COUNT INTERVAL_SECONDS
 
@@ -14,7 +14,10 @@ pre-filled queue, and uvloop as the event loop (the tool and `pgq run` both use 
 - `drain` prints READY once its connections are open, waits for "go" on stdin, runs
   QUEUE_MANAGERS managers of BATCH_SIZE each until the queue is empty, and prints
   `RESULT {"done": ..., "started": ..., "finished": ..., "cpu": ...}` (time.monotonic
-  seconds; CPU seconds of the process);
+  seconds; CPU seconds of the process); with `write` (jobs seeded so), each job
+  inserts one row (common.WRITES_TABLE) through its queue manager's own connection
+  (the driver serialises its statements), a transaction of its own: pgqueuer has no
+  transaction that holds a job's writes and its completion together;
 - `listen` is an idle standing worker with pgqueuer's defaults (one manager, batches
   of 10, woken by its NOTIFY trigger) whose handler stamps each job's start
   (stamps.py) as its first line; it runs until SIGTERM;
@@ -41,7 +44,10 @@ from pgqueuer.types import QueueExecutionMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import WRITES_TABLE  # noqa: E402
 from stamps import apaced, stamp  # noqa: E402
+
+WRITE_SQL = f"INSERT INTO {WRITES_TABLE} (job_id) VALUES ($1)"  # noqa: S608 (a constant)
 
 
 async def install(url: str) -> None:
@@ -50,14 +56,14 @@ async def install(url: str) -> None:
     await connection.close()
 
 
-async def seed(url: str, jobs: int) -> None:
-    """Enqueue JOBS no-op jobs in one batch, as the benchmark tool's drain strategy does."""
+async def seed(url: str, jobs: int, *, write: bool) -> None:
+    """Enqueue JOBS no-op (or write) jobs in one batch, as the benchmark tool's drain strategy does."""
     connection = await asyncpg.connect(dsn=url)
-    await Queries(AsyncpgDriver(connection)).enqueue(["noop"] * jobs, [b""] * jobs, [0] * jobs)
+    await Queries(AsyncpgDriver(connection)).enqueue(["write" if write else "noop"] * jobs, [b""] * jobs, [0] * jobs)
     await connection.close()
 
 
-async def drain(url: str, managers: int, batch_size: int) -> None:
+async def drain(url: str, managers: int, batch_size: int, *, write: bool) -> None:
     done = 0
     queues = []
     for _ in range(managers):
@@ -67,6 +73,12 @@ async def drain(url: str, managers: int, batch_size: int) -> None:
         @queue.entrypoint("noop")
         async def noop(job: Job) -> None:
             nonlocal done
+            done += 1
+
+        @queue.entrypoint("write")
+        async def write_row(job: Job, driver: AsyncpgDriver = driver) -> None:
+            nonlocal done
+            await driver.execute(WRITE_SQL, job.id)
             done += 1
 
         queues.append(queue)
@@ -107,10 +119,11 @@ async def enqueue(url: str, count: int, interval: float) -> None:
 
 def main() -> None:
     command, url, *args = sys.argv[1:]
+    write = args[-1:] == ["write"]
     work = {
         "install": lambda: install(url),
-        "seed": lambda: seed(url, int(args[0])),
-        "drain": lambda: drain(url, int(args[0]), int(args[1])),
+        "seed": lambda: seed(url, int(args[0]), write=write),
+        "drain": lambda: drain(url, int(args[0]), int(args[1]), write=write),
         "listen": lambda: listen(url),
         "enqueue": lambda: enqueue(url, int(args[0]), float(args[1])),
     }[command]

@@ -15,7 +15,11 @@ round after round, REPEAT rounds; each figure is the median and range of its rou
   --dequeue-batch-size 10`), and batches of 100 with one and with five managers: the
   best of these is "pgqueuer's best one-process configuration";
 - Procrastinate: one worker, concurrency 8 (its better one-process shape: concurrency 1
-  drains about a third slower, and each of its runs is the longest here).
+  drains about a third slower, and each of its runs is the longest here);
+- with BENCH_BASELINE_REF=<git ref>, Orchestrator at that commit too (1 process × 1
+  thread), checked out into a temporary `git worktree` (common.checkout) and run with
+  its own code, interleaved with the rest: a change's cost to the drain, measured in
+  one run.
 
 The write cost of the due jobs' index (`jobs_due_idx`, which keeps an idle worker's
 poll from reading the jobs that wait for later), in the same run: the runner at 1 × 4
@@ -28,6 +32,7 @@ Prints `RESULT {...}` and writes its section of BENCHMARKS.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -39,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import product  # noqa: E402
 from common import (  # noqa: E402
-    drop_database,
+    best,
+    checkout,
     interleaved,
     load,
     machine,
@@ -49,14 +55,14 @@ from common import (  # noqa: E402
     today,
     write_section,
 )
-from orchestrator_peer import SEED  # noqa: E402
-from peers import drain_once, install  # noqa: E402
+from orchestrator_peer import seed_statement  # noqa: E402
+from peers import Config, add_orchestrator, drain_configs, installed  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+BASELINE_REF = os.environ.get("BENCH_BASELINE_REF", "")
 BATCH_SIZE = 100
-# (key, system, worker arguments, how the section names it)
-CONFIGS: tuple[tuple[str, str, tuple[object, ...], str], ...] = (
+CONFIGS: tuple[Config, ...] = (
     ("orchestrator1x1", "orchestrator", (BATCH_SIZE, 1), "1 process × 1 thread"),
     ("orchestrator1x2", "orchestrator", (BATCH_SIZE, 2), "1 process × 2 threads"),
     ("orchestrator1x4", "orchestrator", (BATCH_SIZE, 4), "1 process × 4 threads"),
@@ -65,12 +71,12 @@ CONFIGS: tuple[tuple[str, str, tuple[object, ...], str], ...] = (
     ("pgqueuer1x100", "pgqueuer", (1, 100), "1 queue manager, batches of 100"),
     ("pgqueuer5x100", "pgqueuer", (5, 100), "5 queue managers, batches of 100"),
     ("procrastinate8", "procrastinate", (8,), "1 worker, concurrency 8"),
-    ("withoutDueIndex1x4", "orchestrator", (BATCH_SIZE, 4), f"1 process × 4 threads, without `{product.DUE_INDEX}`"),
+    ("withoutDueIndex1x4", "withoutDueIndex", (BATCH_SIZE, 4), f"1 process × 4 threads, without `{product.DUE_INDEX}`"),
 )
-WITHOUT_DUE_INDEX = "withoutDueIndex"  # the configurations (and the database) of the schema without it
-PEERS_OF = {WITHOUT_DUE_INDEX: "orchestrator"}  # whose schema and worker each database has
+WITHOUT_DUE_INDEX = "withoutDueIndex"  # Orchestrator on a copy of its schema without the due jobs' index
 NAMES = {
     "orchestrator": "Orchestrator runner",
+    WITHOUT_DUE_INDEX: "Orchestrator runner",
     "pgqueuer": f"pgqueuer {version('pgqueuer')}",
     "procrastinate": f"Procrastinate {version('procrastinate')}",
 }
@@ -78,25 +84,19 @@ NAMES = {
 
 def main() -> dict[str, Any]:
     load_before = load()
-    databases = {system: f"orch_bench_drain_{system}" for system in NAMES}
-    databases[WITHOUT_DUE_INDEX] = "orch_bench_drain_without_due_index"
-    urls = {name: install(PEERS_OF.get(name, name), database) for name, database in databases.items()}
-    run_psql(urls[WITHOUT_DUE_INDEX], f"DROP INDEX {product.DUE_INDEX}")
-
-    def measure(config: tuple[str, str, tuple[object, ...], str]) -> float:
-        key, system, args, _ = config
-        url = urls[WITHOUT_DUE_INDEX if key.startswith(WITHOUT_DUE_INDEX) else system]
-        rate = float(drain_once(system, url, jobs=JOBS, args=args)["rate"])
-        print(f"{key}: {rate:,.0f} jobs/s", flush=True)
-        return rate
-
-    figures = dict(zip((config[0] for config in CONFIGS), interleaved(CONFIGS, REPEAT, measure), strict=True))
-    inserts = insert_rates({"with": urls["orchestrator"], "without": urls[WITHOUT_DUE_INDEX]})
-    for database in databases.values():
-        drop_database(database)
+    add_orchestrator(WITHOUT_DUE_INDEX, alter=f"DROP INDEX {product.DUE_INDEX}")
+    with checkout(BASELINE_REF) if BASELINE_REF else contextlib.nullcontext() as baseline:
+        configs = CONFIGS
+        if baseline is not None:
+            add_orchestrator("baseline", root=baseline)
+            NAMES["baseline"] = f"Orchestrator runner at {BASELINE_REF}"
+            configs += (("baseline1x1", "baseline", (BATCH_SIZE, 1), "1 process × 1 thread"),)
+        with installed(configs, databases="orch_bench_drain") as urls:
+            figures = drain_configs(configs, urls=urls, jobs=JOBS, repeat=REPEAT)
+            inserts = insert_rates({"with": urls["orchestrator"], "without": urls[WITHOUT_DUE_INDEX]})
     results = summarise(figures) | {"insertRates": inserts}
     results["load"] = [load_before, load()]
-    write(results)
+    write(results, configs)
     print("RESULT " + json.dumps(results), flush=True)
     return results
 
@@ -107,7 +107,7 @@ def insert_rates(urls: dict[str, str]) -> dict[str, list[float]]:
 
     def measure(name: str) -> float:
         run_psql(urls[name], f"TRUNCATE {product.JOBS_TABLE} CASCADE")
-        plan = json.loads(run_psql(urls[name], f"EXPLAIN (ANALYZE, FORMAT JSON) {SEED % JOBS}"))
+        plan = json.loads(run_psql(urls[name], f"EXPLAIN (ANALYZE, FORMAT JSON) {seed_statement(JOBS)}"))
         rate = JOBS / (plan[0]["Execution Time"] / 1000)
         print(f"insert, {name} {product.DUE_INDEX}: {rate:,.0f} jobs/s", flush=True)
         return rate
@@ -120,12 +120,9 @@ def insert_rates(urls: dict[str, str]) -> dict[str, list[float]]:
 def summarise(figures: dict[str, list[float]]) -> dict[str, Any]:
     """Return every config's runs and median, the best of each system, and the ratios."""
     medians = {key: median(runs) for key, runs in figures.items()}
-
-    def best(system: str) -> str:  # (the runs without the due index are not Orchestrator's configuration)
-        return max((key for key in medians if key.startswith(system)), key=medians.__getitem__)
-
-    ours, pgqueuer, procrastinate = best("orchestrator"), best("pgqueuer"), best("procrastinate")
-    return {
+    # Each system's best by its keys' prefix: the runs of the baseline and without the due index are not among them.
+    ours, pgqueuer, procrastinate = (best(medians, system) for system in ("orchestrator", "pgqueuer", "procrastinate"))
+    results = {
         "jobs": JOBS,
         "repeat": REPEAT,
         "runs": figures,
@@ -138,14 +135,26 @@ def summarise(figures: dict[str, list[float]]) -> dict[str, Any]:
         "ratioPgqueuer": medians[ours] / medians[pgqueuer],
         "ratio": medians[ours] / medians[procrastinate],
     }
+    if "baseline1x1" in medians:  # the same shape, this commit against the baseline's
+        results.update(baselineRef=BASELINE_REF, ratioBaseline=medians["orchestrator1x1"] / medians["baseline1x1"])
+    return results
 
 
-def write(results: dict[str, Any]) -> None:
+def write(results: dict[str, Any], configs: tuple[Config, ...]) -> None:
     runs, medians, inserts = results["runs"], results["medians"], results["insertRates"]
     rows = [
         f"| {NAMES[system]} | {shape} | {spread(runs[key])} | {medians[key] / results['pgqueuer1']:.2f}× |"
-        for key, system, _, shape in CONFIGS
+        for key, system, _, shape in configs
     ]
+    baseline = (
+        [
+            "",
+            f"Against {results['baselineRef']}, run beside it: one process × one thread drains "
+            f"**{results['ratioBaseline']:.2f}×** as fast as the same shape at that commit.",
+        ]
+        if "ratioBaseline" in results
+        else []
+    )
     write_section(
         "bench/queue_drain.py",
         [
@@ -181,6 +190,7 @@ def write(results: dict[str, Any]) -> None:
             f"the notify trigger included), {spread(inserts['with'])} jobs/s with it and "
             f"{spread(inserts['without'])} without "
             f"({median(inserts['with']) / median(inserts['without']) - 1:+.0%}).",
+            *baseline,
         ],
     )
 

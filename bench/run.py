@@ -26,6 +26,7 @@ SCRIPTS = (
     "dispatch_latency",
     "pickup_latency",
     "queue_drain",
+    "write_drain",
     "drain_scaling",
     "admin_scale",
     "slo_report",
@@ -69,6 +70,7 @@ def run(script: str) -> dict[str, Any]:
 
 def write_summary(results: dict[str, Any], minutes: float, *, loads: tuple[str, str]) -> None:
     limit, drain, dispatch = results["pg_limit"], results["queue_drain"], results["dispatch_latency"]
+    writes = results["write_drain"]
     pickup, scaling = results["pickup_latency"], results["drain_scaling"]
     admin, report = results["admin_scale"], results["slo_report"]
     bound_ms = dispatch["bound"] * 1000
@@ -122,9 +124,35 @@ def write_summary(results: dict[str, Any], minutes: float, *, loads: tuple[str, 
             for processes, rate in scaling["medians"].items()
         ),
     ]
+    kept = [
+        _row(
+            "Write jobs (each inserts one row through the ORM): one runner process vs pgqueuer's best one-process "
+            "configuration",
+            "≥ 1×",
+            writes["ratioPgqueuer"],
+            1,
+            "×",
+            least=True,
+        ),
+        *(
+            [
+                _row(
+                    f"Speed kept: no-op drain, 1 process × 1 thread, vs {drain['baselineRef']} in the same run",
+                    "≥ 0.90×",
+                    drain["ratioBaseline"],
+                    0.9,
+                    "×",
+                    least=True,
+                )
+            ]
+            if "ratioBaseline" in drain
+            else []
+        ),
+    ]
     peers = [
         f"| Queue drain, one process (jobs/s) | {drain['orchestrator1']:,.0f} | {drain['pgqueuer1']:,.0f} "
         f"| {drain['medians'][drain['procrastinateBest']]:,.0f} |",
+        f"| Write jobs, one process (jobs/s) | {writes['orchestrator1']:,.0f} | {writes['pgqueuer1']:,.0f} | — |",
         *(
             f"| Pickup, idle standing worker: {name} | {pickup['orchestrator'][key]:.1f} ms "
             f"| {pickup['pgqueuer'][key]:.1f} ms | {pickup['procrastinate'][key]:.1f} ms |"
@@ -201,6 +229,12 @@ def write_summary(results: dict[str, Any], minutes: float, *, loads: tuple[str, 
             "| Goal | Target | Measured | Met |",
             "| --- | --- | ---: | :---: |",
             *goals,
+            "",
+            "### The goals of issue 20 (handler isolation)",
+            "",
+            "| Goal | Target | Measured | Met |",
+            "| --- | --- | ---: | :---: |",
+            *kept,
             "",
             "| Side by side (same run) | Orchestrator | pgqueuer | Procrastinate |",
             "| --- | ---: | ---: | ---: |",

@@ -141,6 +141,13 @@ def duration(milliseconds: float | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+def lateness(milliseconds: float | None) -> str:
+    """Return how late something came (`1.2 s`), or how early (`400 ms early`), as `duration` writes it."""
+    if milliseconds is not None and milliseconds < 0:
+        return f"{duration(-milliseconds)} early"
+    return duration(milliseconds)
+
+
 # An age in a list's cell, to its largest unit: short, as a column of them is read (`3 min`, `2 h`, `5 d`).
 AGE_UNITS = {
     "year": "%(num)d y",

@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString
 
 from core.admin import ReadOnlyAdmin
 from core.admin_filters import DistinctValuesFilter
-from core.display import ago, badge, changelist_url, clipped, duration, link, mode_badge, pretty_json, when
+from core.display import ago, badge, changelist_url, clipped, duration, lateness, link, mode_badge, pretty_json, when
 from dispatch import cron_admin  # noqa: F401  (registers the Cron jobs page)
 from dispatch.models import STORED_MODES, DispatchWindow
 
@@ -107,10 +107,12 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
         "status_badge",
         "mode_badge",
         "source",
+        "reclaimed_by",
         "correlation_id",
         "window_start",
         "window_seconds",
         "requested_at",
+        "tick_lateness",
         "latency",
         "publish_attempts",
         "claim",
@@ -153,6 +155,11 @@ class DispatchWindowAdmin(ReadOnlyAdmin):
     @admin.display(description="latency")
     def latency(self, window: DispatchWindow) -> str:
         return duration(window.latency_ms)
+
+    @admin.display(description="lateness of the cron tick")
+    def tick_lateness(self, window: DispatchWindow) -> str:
+        """How late the cron service's tick came for the window (docs/operations.md, "Lateness and drift")."""
+        return lateness(window.lateness_ms)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, window: DispatchWindow) -> SafeString | str:

@@ -1,76 +1,78 @@
-"""The admin's Cron jobs page: every registered cron job, its last window, what is due, and its pause.
+"""The admin's Cron jobs page: every registered cron job, its schedule, its last window, what is due, its pause.
 
-Each row shows the job's window and catch-up policy, its last window and that
-window's outcome, when the next window starts, the windows missed in the last 24
-hours, and whether the job is paused (by whom, since when, why). With the triage
-permission an operator pauses a job (with a note), resumes it, or triggers it now
-(a one-off `manual-` window, as `dispatch_tick --force`). Viewing needs only the
-view permission. Each action is recorded (who, when) in the job's history and
-reported in the message bar.
+Each row (dispatch.cron_rows) shows the job's schedule in words and its time zone,
+its catch-up policy, its last window and that window's outcome, its next three fire
+times, how late the cron service's ticks came (the last, the p95 over 24 hours), the
+windows missed in the last 24 hours, and whether the job is paused (by whom, since
+when, why). With the triage permission an operator pauses a job (with a note),
+resumes it, triggers it now (a one-off `manual-` window, as `dispatch_tick --force`),
+or back-fills a range of its past windows (dispatch.backfill, as `dispatch_tick
+--from --to`: the list first, then the run). Viewing needs only the view permission.
+Each action is recorded (who, when) in the job's history and reported in the message bar.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from core.admin import ReadOnlyAdmin, acting_user
+from core.display import when
 from core.notes import note_field
+from core.timefmt import parse_iso_utc
 from dispatch import keys
+from dispatch.backfill import MAX_WINDOWS, PlannedWindow, backfill_plan, backfill_run
+from dispatch.cron_rows import cron_job_rows
 from dispatch.exceptions import RegistryError
 from dispatch.models import CronJobState, DispatchWindow
-from dispatch.registry import CronJob, cron_jobs, get_cron_job
+from dispatch.registry import CronJob, get_cron_job
 from dispatch.schedule import cron_job_pause, cron_job_resume, job_state
 from dispatch.services import dispatch_tick
 
 # The operator's actions on a cron job need what the dead-letter actions need (the run ledger's permission).
 TRIAGE_PERMISSION = "runs.triage_deadletter"
-MISSED_SINCE = timedelta(hours=24)
-
-
-@dataclass(frozen=True)
-class CronJobRow:
-    """One registered cron job as the page shows it."""
-
-    job: CronJob
-    state: CronJobState | None
-    last: DispatchWindow | None
-    next_start: datetime
-    missed: int
-
-    @property
-    def window(self) -> str:
-        """Return the window as people say it: `1 min`, `5 min`, `90 min`, `1 h`, `1 d`."""
-        seconds = self.job.window_seconds
-        if seconds % 86_400 == 0:
-            return f"{seconds // 86_400} d"
-        if seconds % 3600 == 0:
-            return f"{seconds // 3600} h"
-        return f"{seconds // 60} min"
-
-    @property
-    def catch_up(self) -> str:
-        return f"all (at most {self.job.catch_up_max})" if self.job.catch_up == "all" else self.job.catch_up
-
-    @property
-    def paused(self) -> bool:
-        return self.state is not None and self.state.paused
+UPCOMING = 3  # next fire times shown per job
 
 
 class PauseForm(forms.Form):
     note = note_field(
         help_text="Required: why the job is paused, and until when (kept on the job, shown on this page)."
+    )
+
+
+class InstantField(forms.CharField):
+    """An ISO-8601 instant with its offset (`2026-03-14T09:00:00Z`), as `dispatch_tick` takes it."""
+
+    def to_python(self, value: Any) -> datetime | None:  # type: ignore[override]
+        text = super().to_python(value)
+        if not text:
+            return None
+        try:
+            return parse_iso_utc(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+class BackfillForm(forms.Form):
+    first = InstantField(
+        label="From",
+        widget=forms.TextInput(attrs={"size": 28, "placeholder": "2026-03-14T09:00:00Z"}),
+        help_text="The first window start to tick, in ISO-8601 with its offset.",
+    )
+    last = InstantField(
+        label="To",
+        required=False,
+        widget=forms.TextInput(attrs={"size": 28, "placeholder": "2026-03-14T18:00:00Z"}),
+        help_text="The last window start to tick (empty: now).",
     )
 
 
@@ -85,6 +87,7 @@ class CronJobStateAdmin(ReadOnlyAdmin):
             path("<str:job>/pause/", view(self.pause_view), name="dispatch_cronjobstate_pause"),
             path("<str:job>/resume/", view(self.resume_view), name="dispatch_cronjobstate_resume"),
             path("<str:job>/trigger/", view(self.trigger_view), name="dispatch_cronjobstate_trigger"),
+            path("<str:job>/backfill/", view(self.backfill_view), name="dispatch_cronjobstate_backfill"),
             path("<path:object_id>/history/", view(self.history_view), name="dispatch_cronjobstate_history"),
         ]
 
@@ -93,7 +96,7 @@ class CronJobStateAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         now = timezone.now()
         try:
-            rows, registry_error = cron_job_rows(now=now), ""
+            rows, registry_error = cron_job_rows(now=now, upcoming=UPCOMING), ""
         except RegistryError as exc:
             rows, registry_error = [], str(exc)
         context = {
@@ -159,6 +162,54 @@ class CronJobStateAdmin(ReadOnlyAdmin):
             self.message_user(request, f"Triggered {cron_job.name} now: {outcome}.")
         return self._back()
 
+    def backfill_view(self, request: HttpRequest, job: str) -> HttpResponse:
+        """Show the range's windows (what would run, what is skipped); on confirmation, tick those that run."""
+        cron_job = self._acting_on(request, job)
+        form = BackfillForm(request.POST if request.method == "POST" else None)
+        plan: list[PlannedWindow] = []
+        now = timezone.now()
+        if form.is_valid():
+            first, last = form.cleaned_data["first"], form.cleaned_data["last"] or now
+            try:
+                plan = backfill_plan(cron_job, first=first, last=last, now=now)
+            except ValueError as exc:
+                form.add_error(None, str(exc))
+            else:
+                if "run" in request.POST:
+                    return self._backfill(request, cron_job, plan, now=now)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Back-fill {cron_job.name}",
+            "opts": self.model._meta,
+            "job": cron_job,
+            "form": form,
+            "plan": plan,
+            "runs": sum(window.runs for window in plan),
+            "max_windows": MAX_WINDOWS,
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/dispatch/cronjobstate/backfill.html", context)
+
+    def _backfill(
+        self, request: HttpRequest, job: CronJob, plan: list[PlannedWindow], *, now: datetime
+    ) -> HttpResponse:
+        results = backfill_run(
+            job, plan, source=DispatchWindow.Source.MANUAL, correlation_id=keys.correlation_id(None), now=now
+        )
+        failed = [result.body["dispatchKey"] for result in results if result.status_code >= 500]
+        outcome = (
+            f"{len(results)} of {len(plan)} windows from {when(plan[0].start)} to {when(plan[-1].start)} "
+            f"ticked, {len(plan) - len(results)} skipped (already handled)"
+        )
+        self._record(request, job, f"Back-filled: {outcome}.")
+        if failed:
+            self.message_user(
+                request, f"Back-filled {job.name}: {outcome}; failed: {', '.join(failed)}", messages.ERROR
+            )
+        else:
+            self.message_user(request, f"Back-filled {job.name}: {outcome}.")
+        return self._back()
+
     def _acting_on(self, request: HttpRequest, job: str, *, post_only: bool = False) -> CronJob:
         """Return the job an action names; refuse a user without the triage permission, or a GET that would act."""
         if not request.user.has_perm(TRIAGE_PERMISSION):
@@ -182,25 +233,3 @@ class CronJobStateAdmin(ReadOnlyAdmin):
 
     def _back(self) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:dispatch_cronjobstate_changelist"))
-
-
-def cron_job_rows(*, now: datetime) -> list[CronJobRow]:
-    """Return every registered cron job's row, in registry order; raise RegistryError when the registry is bad."""
-    jobs = list(cron_jobs().values())
-    states = {state.job: state for state in CronJobState.objects.select_related("paused_by", "resumed_by")}
-    missed = dict(
-        DispatchWindow.objects.filter(status=DispatchWindow.Status.MISSED, window_start__gte=now - MISSED_SINCE)
-        .values_list("job")
-        .annotate(n=Count("pk"))
-        .values_list("job", "n")
-    )
-    return [
-        CronJobRow(
-            job=job,
-            state=states.get(job.name),
-            last=DispatchWindow.objects.filter(job=job.name).order_by("-window_start", "-created_at").first(),
-            next_start=keys.window_start(now, job.window_seconds) + timedelta(seconds=job.window_seconds),
-            missed=missed.get(job.name, 0),
-        )
-        for job in jobs
-    ]

@@ -20,16 +20,17 @@ def event_data(
     dispatch_key: str,
     correlation_id: str,
     window_start: datetime,
+    window_seconds: int,
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    """Return `event.data` for a window; `params` only for jobs that declare params."""
+    """Return `event.data` for a window (its start and length); `params` only for jobs that declare params."""
     data: dict[str, Any] = {
         "source": source,
         "requestedAt": iso_utc(now),
         "dispatchKey": dispatch_key,
         "correlationId": correlation_id,
         "dispatchWindowStart": iso_utc(window_start),
-        "dispatchWindowSeconds": job.window_seconds,
+        "dispatchWindowSeconds": window_seconds,
     }
     if job.params:
         data["params"] = params

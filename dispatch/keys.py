@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dispatch.registry import CronJob
+    from dispatch.timetable import Timetable
 
 CORRELATION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -86,7 +87,7 @@ def window_problem(key: str, *, job: CronJob, now: datetime) -> str:
         return problem
     start = key_window_start(key, job=job.name)
     assert start is not None  # key_problem read it
-    if ahead_of_next_window(start, window_seconds=job.window_seconds, now=now):
+    if ahead_of_next_window(start, timetable=job.timetable, now=now):
         return "names a window that has not started yet (more than one window ahead)"
     return ""
 
@@ -111,9 +112,9 @@ def any_key_window_start(key: str) -> datetime | None:
     return key_window_start(key, job=job) if job else None
 
 
-def ahead_of_next_window(start: datetime, *, window_seconds: int, now: datetime) -> bool:
-    """Return whether the window starting at `start` begins after the one that follows `now`'s."""
-    return start > window_start(now, window_seconds) + timedelta(seconds=window_seconds)
+def ahead_of_next_window(start: datetime, *, timetable: Timetable, now: datetime) -> bool:
+    """Return whether the window starting at `start` begins after the next one to start after `now`."""
+    return start > timetable.after(now)
 
 
 def event_id(event_name: str, key: str) -> str:

@@ -18,7 +18,8 @@ COUNTED_OUTCOMES = [status for status in DispatchWindow.Status.values if status 
 WINDOWS = Counter(
     "orchestrator_windows",
     "Dispatch windows by cron job and the outcome recorded for them (enqueued, dispatch_failed, inline, paused, "
-    "missed, abandoned); a window whose publish failed and a later tick published counts under both.",
+    "missed, abandoned); a window a later tick re-claimed (its publish had failed, an operator ran it missed) "
+    "counts under both.",
     ["job", "outcome"],
 )
 DUPLICATE_TICKS = Counter(

@@ -75,6 +75,16 @@ class DispatchWindow(models.Model):
         default=1,
         help_text="The fence: bumped by every (re-)claim. A tick writes the window only while its claim is the latest.",
     )
+    # `source` is the first claim's; a re-claim (a tick after a failed publish, the reconciler re-publishing an
+    # orphan, an operator running a missed window) is recorded here, so the first claim's stays true.
+    # A database default as well: rows inserted by raw SQL, or by a process of the previous release, get it.
+    reclaimed_by = models.CharField(max_length=16, choices=Source.choices, blank=True, db_default="")
+    lateness_ms = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="How late the cron service's tick that claimed the window came: its arrival minus the window's "
+        "start (negative: early, within the tolerance). Empty when no cron tick claimed it.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     # The database's clock on PostgreSQL (dispatch.windows): a pending window is stale by it.
     updated_at = models.DateTimeField(default=timezone.now)
@@ -99,6 +109,10 @@ class DispatchWindow(models.Model):
             models.CheckConstraint(
                 condition=Q(source__in=[s.value for s in WindowSource]),
                 name="%(app_label)s_%(class)s_source_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(reclaimed_by__in=["", *(s.value for s in WindowSource)]),
+                name="%(app_label)s_%(class)s_reclaimed_by_valid",
             ),
             models.CheckConstraint(
                 condition=Q(window_seconds__gte=60), name="%(app_label)s_%(class)s_window_at_least_a_minute"
@@ -163,6 +177,27 @@ class CronJobState(models.Model):
     first_cron_window = models.DateTimeField(
         null=True, blank=True, help_text="The start of the job's first cron-sourced window: nothing before it is due."
     )
+    # The registry as the reconciler last saw it (dispatch.registration): windows before the job was (re-)registered
+    # or its schedule changed are not due.
+    schedule = models.CharField(
+        max_length=200, blank=True, db_default="", help_text="The job's schedule when the reconciler last saw it."
+    )
+    schedule_since = models.DateTimeField(
+        null=True, blank=True, help_text="Since when the job is registered with this schedule: nothing before is due."
+    )
+    unregistered_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the reconciler found the job gone from the registry (while it is)."
+    )
+    # The outage (windows no tick came for) still going on at the watermark, and its catch-ups so far: the
+    # catch-up policy counts per outage (runs.reconcile).
+    outage_from = models.DateTimeField(
+        null=True, blank=True, help_text="The first window of the outage still going on at the watermark."
+    )
+    outage_caught_up = models.PositiveIntegerField(db_default=0)
+    drift_ticks = models.PositiveBigIntegerField(
+        db_default=0, help_text="Cron ticks that came further than the tolerance from any window start."
+    )
+    last_drift_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

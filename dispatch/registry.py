@@ -13,19 +13,21 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from dispatch.exceptions import InvalidParam, RegistryError
-from dispatch.keys import window_start
+from dispatch.timetable import FixedWindows, Timetable, timetable_parse
 
 BACKGROUND_JOBS = "background-jobs"
 JOB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,47}")
 PARAM_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 PARAM_TYPES = ("str", "int", "bool")
-SECONDS_PER_DAY = 86_400
 MAX_PARAM_LENGTH = 200
 CatchUp = Literal["skip", "latest", "all"]
 CATCH_UP_POLICIES: tuple[CatchUp, ...] = ("skip", "latest", "all")
 DEFAULT_CATCH_UP_MAX = 10
 MAX_CATCH_UP_MAX = 1000
-ENTRY_KEYS = ("name", "window_seconds", "callable", "params", "catch_up", "catch_up_max")
+ENTRY_KEYS = (
+    "name", "window_seconds", "schedule", "timezone", "tolerance_seconds", "callable", "params", "catch_up",
+    "catch_up_max",
+)  # fmt: skip
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -97,7 +99,8 @@ class CronJob:
     """A registered cron job: the events the dispatcher publishes, the work that runs inline."""
 
     name: str
-    window_seconds: int
+    # Fixed windows (`window_seconds`) or a calendar (`schedule` in a `timezone`): dispatch.timetable.
+    timetable: Timetable
     units: tuple[WorkUnit, ...]
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     # What the reconciler does with windows no tick came for: record them `missed` (skip), or
@@ -111,8 +114,11 @@ class CronJob:
         return tuple(unit.event for unit in self.units)
 
     def is_window_start(self, start: datetime) -> bool:
-        """Return whether one of this job's windows starts at `start`: the one test of a window's start."""
-        return window_start(start, self.window_seconds) == start
+        """Return whether one of this job's windows starts at `start`: the one test of a window's start.
+
+        A fixed window starts on its boundary; a calendar window at a fire time.
+        """
+        return self.timetable.is_start(start)
 
     def only(self, function_id: str) -> CronJob:
         """Return this job narrowed to the one unit `function_id` (to re-run a single function)."""
@@ -146,7 +152,7 @@ class CronJob:
 
 BUILTIN = CronJob(
     name=BACKGROUND_JOBS,
-    window_seconds=60,
+    timetable=FixedWindows(seconds=60),
     # Inline, units run in this order: maintenance first returns jobs whose
     # worker died to the queue, so the drain that follows picks them up.
     units=(
@@ -237,7 +243,8 @@ def job_of_function(function_id: str) -> CronJob | None:
 def _parse_entry(entry: object) -> CronJob:
     if not isinstance(entry, Mapping):
         raise RegistryError(
-            "must be a dict with name, window_seconds, callable and optional params, catch_up, catch_up_max"
+            "must be a dict with name, window_seconds or schedule, callable and optional timezone, "
+            "tolerance_seconds, params, catch_up, catch_up_max"
         )
     unknown = set(entry) - set(ENTRY_KEYS)
     if unknown:
@@ -245,11 +252,7 @@ def _parse_entry(entry: object) -> CronJob:
     name = entry.get("name")
     if not isinstance(name, str) or not JOB_NAME_RE.fullmatch(name):
         raise RegistryError(f"name {name!r} must match {JOB_NAME_RE.pattern}")
-    window = entry.get("window_seconds")
-    if not isinstance(window, int) or isinstance(window, bool) or window < 60:
-        raise RegistryError(f"{name}: window_seconds must be an integer number of seconds, at least 60")
-    if window % 60 or SECONDS_PER_DAY % window:
-        raise RegistryError(f"{name}: window_seconds={window} must be whole minutes that divide a day")
+    timetable = timetable_parse(name, entry)
     path = entry.get("callable")
     if not isinstance(path, str):
         raise RegistryError(f"{name}: callable must be a dotted path such as 'myapp.tasks.run'")
@@ -267,7 +270,7 @@ def _parse_entry(entry: object) -> CronJob:
         raise RegistryError(f"{name}: catch_up_max={catch_up_max!r} must be a whole number, 1 to {MAX_CATCH_UP_MAX}")
     return CronJob(
         name=name,
-        window_seconds=window,
+        timetable=timetable,
         units=(WorkUnit(f"cron-{name}", f"cron/{name}.requested", path),),
         params=_parse_params(name, entry.get("params", {})),
         catch_up=catch_up,

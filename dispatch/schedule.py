@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection
-from django.db.models import Min, Q
+from django.db.models import F, Min, Q
 from django.utils.dateparse import parse_datetime
 
 from core.notes import note_clean
@@ -23,12 +23,15 @@ from dispatch import keys
 from dispatch.metrics import windows_count
 from dispatch.models import CronJobState, DispatchWindow
 from dispatch.registry import CronJob, get_cron_job
+from dispatch.timetable import FixedWindows, Timetable
 
 logger = logging.getLogger(__name__)
 
 Status = DispatchWindow.Status
 Source = DispatchWindow.Source
 MIN_GRACE = timedelta(seconds=60)
+# Window starts are whole minutes: a second after the watermark is past it and before the next.
+AFTER = timedelta(seconds=1)
 # Jobs whose last tick is looked up per statement (one index probe each).
 LAST_TICK_CHUNK = 500
 
@@ -72,37 +75,47 @@ def _known(job: str) -> None:
         raise ValueError(f"unknown cron job {job!r}")
 
 
-def grace(job: CronJob, *, windows: int) -> timedelta:
-    """Return how long after a window ends its tick may still come: `windows` windows, at least 60 s."""
-    return max(timedelta(seconds=job.window_seconds * windows), MIN_GRACE)
+def last_due(job: CronJob, *, now: datetime, grace_windows: int, calendar_grace: timedelta) -> datetime:
+    """Return the start of the job's last window whose tick is overdue at `now` (it may or may not have come).
+
+    A fixed window's tick may come at any time in the window: it is overdue once the
+    window has ended and `grace_windows` more (at least 60 s). A calendar window's tick
+    is due at its fire time: it is overdue `calendar_grace` after it, so a daily job's
+    missing tick shows within minutes, not at the end of its day.
+    """
+    timetable = job.timetable
+    if isinstance(timetable, FixedWindows):
+        step = timedelta(seconds=timetable.seconds)
+        grace = max(step * grace_windows, MIN_GRACE)
+        return timetable.window_of(now - grace - step)
+    return timetable.calendar.at_or_before(now - max(calendar_grace, MIN_GRACE))
 
 
 @dataclass(frozen=True)
 class Due:
-    """The windows of a job that have ended (plus the grace) and are not yet accounted for."""
+    """The windows of a job that are overdue and not yet accounted for."""
 
     starts: list[datetime]  # oldest first, every window from the first due to the last
     through: datetime | None  # the start of the last window looked at (the next watermark), None: none due
 
 
-def due_windows(job: CronJob, state: CronJobState, *, now: datetime, lookback: timedelta, grace: timedelta) -> Due:
-    """Return the windows of `job` that should have a row by now and are past its watermark.
+def due_windows(job: CronJob, state: CronJobState, *, now: datetime, lookback: timedelta, last: datetime) -> Due:
+    """Return the windows of `job` up to `last` that should have a row by now and are past its watermark.
 
     Never before `now - lookback`, nor before the job's first cron-sourced window (a
-    job the cron service never called has no windows due).
+    job the cron service never called has no windows due), nor before the job was
+    (re-)registered with its current schedule (`schedule_since`). The windows are the
+    current schedule's: after a change of schedule they realign on it.
     """
     if state.first_cron_window is None:
         return Due(starts=[], through=None)
-    step = timedelta(seconds=job.window_seconds)
-    last = keys.window_start(now - grace - step, job.window_seconds)
-    horizon = keys.window_start(now - lookback, job.window_seconds)
-    first = max(state.first_cron_window, horizon if horizon >= now - lookback else horizon + step)
+    bounds = [state.first_cron_window, now - lookback]
+    if state.schedule_since is not None:
+        bounds.append(state.schedule_since)
     if state.reconciled_through is not None:
-        first = max(first, state.reconciled_through + step)
-    if first > last:
-        return Due(starts=[], through=None)
-    count = (last - first) // step + 1
-    return Due(starts=[first + step * index for index in range(count)], through=last)
+        bounds.append(state.reconciled_through + AFTER)
+    starts = job.timetable.between(max(bounds), last)
+    return Due(starts=starts, through=starts[-1] if starts else None)
 
 
 def first_cron_window(job: CronJob, state: CronJobState) -> datetime | None:
@@ -117,16 +130,28 @@ def first_cron_window(job: CronJob, state: CronJobState) -> datetime | None:
     return state.first_cron_window
 
 
-def gaps(job: CronJob, due: Due) -> list[datetime]:
-    """Return the due windows without a row under their own key (one indexed range query)."""
+@dataclass(frozen=True)
+class Gaps:
+    """The due windows without a row under their own key, and those a tick (not the reconciler) claimed."""
+
+    missing: list[datetime]
+    ticked: list[datetime]
+
+
+def gaps(job: CronJob, due: Due) -> Gaps:
+    """Return the due windows without a row, and those a tick had (one indexed range query)."""
     if not due.starts:
-        return []
-    held = set(
+        return Gaps(missing=[], ticked=[])
+    held = dict(
         DispatchWindow.objects.filter(
             job=job.name, window_start__gte=due.starts[0], window_start__lte=due.starts[-1]
-        ).values_list("dispatch_key", flat=True)
+        ).values_list("dispatch_key", "source")
     )
-    return [start for start in due.starts if keys.dispatch_key(job.name, start) not in held]
+    keyed = [(start, held.get(keys.dispatch_key(job.name, start))) for start in due.starts]
+    return Gaps(
+        missing=[start for start, source in keyed if source is None],
+        ticked=[start for start, source in keyed if source not in (None, Source.RECONCILER)],
+    )
 
 
 def windows_record(
@@ -149,7 +174,7 @@ def windows_record(
             source=Source.RECONCILER,
             correlation_id=correlation_id,
             window_start=start,
-            window_seconds=job.window_seconds,
+            window_seconds=job.timetable.window_seconds(start),
             requested_at=now,
             error=error,
             created_at=now,
@@ -173,14 +198,30 @@ def watermark_advance(job: str, *, through: datetime, now: datetime) -> None:
     )
 
 
-def paused_between(state: CronJobState, start: datetime, *, window_seconds: int) -> bool:
+def paused_between(state: CronJobState, start: datetime, *, timetable: Timetable) -> bool:
     """Return whether the window starting at `start` fell in the job's (current or last) pause."""
     if state.paused_at is None:
         return False
-    paused_from = keys.window_start(state.paused_at, window_seconds)
+    paused_from = timetable.due_from(state.paused_at)
     if state.paused:
         return start >= paused_from
     return state.resumed_at is not None and paused_from <= start < state.resumed_at
+
+
+def outage_note(state: CronJobState, *, outage_from: datetime | None, caught_up: int, now: datetime) -> None:
+    """Record the outage still going on at the watermark (None: none) and its catch-ups so far."""
+    if (state.outage_from, state.outage_caught_up) == (outage_from, caught_up):
+        return
+    CronJobState.objects.filter(pk=state.pk).update(outage_from=outage_from, outage_caught_up=caught_up, updated_at=now)
+    state.outage_from, state.outage_caught_up = outage_from, caught_up
+
+
+def drift_record(*, job: str, now: datetime) -> None:
+    """Count one cron tick of `job` that came off its schedule (two statements at most: only drift pays them)."""
+    counted = CronJobState.objects.filter(job=job).update(drift_ticks=F("drift_ticks") + 1, last_drift_at=now)
+    if not counted:
+        job_state(job, now=now)
+        CronJobState.objects.filter(job=job).update(drift_ticks=F("drift_ticks") + 1, last_drift_at=now)
 
 
 def last_cron_ticks(jobs: Sequence[str]) -> Iterator[tuple[str, datetime]]:

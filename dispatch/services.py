@@ -25,12 +25,15 @@ from dispatch.metrics import dispatch_latency_observe, duplicate_tick_count, pub
 from dispatch.models import INLINE_CRASHED, DispatchWindow
 from dispatch.publish import PublishError, publish_events
 from dispatch.registry import CronContext, CronJob
+from dispatch.schedule import drift_record
+from dispatch.timetable import drift_of
 from dispatch.windows import window_claim, window_close, window_set_mode
 
 logger = logging.getLogger(__name__)
 
 Mode = DispatchWindow.Mode
 Status = DispatchWindow.Status
+Source = DispatchWindow.Source
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,11 @@ class Tick:
     correlation_id: str
     params: dict[str, Any]
     window_start: datetime
+    window_seconds: int
     dispatch_key: str
     started: float
     publish_only: bool = False
+    lateness_ms: int | None = None  # a cron tick's, for its own window: now - its start (negative: early)
 
     def elapsed_ms(self) -> int:
         return round((time.perf_counter() - self.started) * 1000)
@@ -67,6 +72,7 @@ class Tick:
             dispatch_key=self.dispatch_key,
             correlation_id=self.correlation_id,
             window_start=self.window_start,
+            window_seconds=self.window_seconds,
             params=self.params,
         )
 
@@ -78,7 +84,7 @@ class Tick:
             "correlationId": self.correlation_id,
             "requestedAt": iso_utc(self.now),
             "dispatchWindowStart": iso_utc(self.window_start),
-            "dispatchWindowSeconds": self.job.window_seconds,
+            "dispatchWindowSeconds": self.window_seconds,
             "enqueued": False,
             "duplicate": duplicate,
             "eventIds": [],
@@ -112,7 +118,10 @@ def dispatch_tick(
     raised before the claim (the window is left as it is), and a failed publish does
     not fall back to inline under the emergency switch.
     """
-    start = keys.window_start(at or now, job.window_seconds)
+    start = job.timetable.window_of(at or now)
+    end = job.timetable.following(start)
+    # A cron tick for its own window (never a picked one): how late it came, and whether it matched the schedule.
+    punctual = source == Source.CRON and at is None and dispatch_key is None and not force
     if dispatch_key is None:
         dispatch_key = keys.manual_dispatch_key(job.name, start) if force else keys.dispatch_key(job.name, start)
     tick = Tick(
@@ -122,11 +131,15 @@ def dispatch_tick(
         correlation_id=correlation_id,
         params=params or {},
         window_start=start,
+        window_seconds=round((end - start).total_seconds()),
         dispatch_key=dispatch_key,
         started=time.perf_counter() if started is None else started,
         publish_only=publish_only,
+        lateness_ms=round((now - start).total_seconds() * 1000) if punctual else None,
     )
     with log_context(correlationId=correlation_id, dispatchKey=tick.dispatch_key, job=job.name):
+        if punctual:
+            _check_drift(tick, end=end)
         mode = resolve_mode(tick, inline_requested=inline)
         if publish_only and mode != Mode.DISPATCH:
             raise NotPublished(
@@ -143,6 +156,18 @@ def resolve_mode(tick: Tick, *, inline_requested: bool) -> str:
     return Mode.INLINE if modes.inline_reason(tick.job, tick.dispatch_key) else Mode.DISPATCH
 
 
+def _check_drift(tick: Tick, *, end: datetime) -> None:
+    """Log and count a cron tick further than the job's tolerance from every window start (docs/cron.md)."""
+    drift = drift_of(tick.now, start=tick.window_start, end=end)
+    if drift <= tick.job.timetable.tolerance:
+        return
+    logger.warning(
+        "cron tick off its job's schedule: check the cron service's configuration (manage.py cron_config)",
+        extra={"action": "cron_drift", "driftSeconds": round(drift.total_seconds(), 3)},
+    )
+    drift_record(job=tick.job.name, now=tick.now)
+
+
 def _tick(tick: Tick, *, mode: str) -> TickResult:
     event_ids = [keys.event_id(name, tick.dispatch_key) for name in tick.job.events] if mode == Mode.DISPATCH else []
     # The process's client is built (once, slowly on a busy machine) before the claim: from
@@ -152,12 +177,13 @@ def _tick(tick: Tick, *, mode: str) -> TickResult:
         dispatch_key=tick.dispatch_key,
         job=tick.job.name,
         window_start=tick.window_start,
-        window_seconds=tick.job.window_seconds,
+        window_seconds=tick.window_seconds,
         mode=mode,
         source=tick.source,
         correlation_id=tick.correlation_id,
         event_ids=event_ids,
         now=tick.now,
+        lateness_ms=tick.lateness_ms,
     )
     if not claim.won:
         return _duplicate(tick, claim.window)

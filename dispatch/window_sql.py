@@ -33,6 +33,7 @@ TABLE = DispatchWindow._meta.db_table
 COLUMNS = (
     "dispatch_key", "job", "status", "mode", "source", "correlation_id", "window_start", "window_seconds",
     "requested_at", "event_ids", "publish_attempts", "duplicate_ticks", "latency_ms", "error", "claim", "created_at",
+    "lateness_ms",
 )  # fmt: skip
 FIELDS: list[Any] = [DispatchWindow._meta.get_field(name) for name in COLUMNS]
 PAUSED = WindowStatus.PAUSED.value
@@ -43,12 +44,13 @@ _STATE = (
     f"(SELECT EXISTS (SELECT 1 FROM {CronJobState._meta.db_table} WHERE job = %s AND paused) AS paused"
     "{async_commit_column}) AS state"
 )
-# The re-claimable rule, written once: the publish failed, or the window sat `pending` past
-# its mode's stale bound (its tick died). The duplicate count takes the windows it does
-# not match (`dispatch_key = %s AND NOT ...`), the re-claim those it does (see
-# dispatch.windows._rule_params).
+# The re-claimable rule, written once: the publish failed (or, for an operator's tick, no tick
+# came: `missed`), or the window sat `pending` past its mode's stale bound (its tick died). The
+# duplicate count takes the windows it does not match (`dispatch_key = %s AND NOT ...`), the
+# re-claim those it does (see dispatch.windows._rule_params).
 _RECLAIMABLE = (
-    "(status = %s OR (status = %s AND updated_at < CASE WHEN mode = %s THEN {stale_before} ELSE {stale_before} END))"
+    "(status IN (%s, %s) OR "
+    "(status = %s AND updated_at < CASE WHEN mode = %s THEN {stale_before} ELSE {stale_before} END))"
 )
 _COUNT = f"UPDATE {TABLE} SET duplicate_ticks = duplicate_ticks + 1{{async_commit}} WHERE dispatch_key = %s"
 _DUPLICATE = "RETURNING id, status, mode, event_ids"
@@ -65,15 +67,16 @@ _STATEMENTS = {
     "WHERE true ON CONFLICT (dispatch_key) DO NOTHING RETURNING id, status",
     "count_duplicate": f"{_COUNT} AND NOT {_RECLAIMABLE} {_DUPLICATE}",
     "count": f"{_COUNT} {_DUPLICATE}",
-    # Parameters: status, mode, source, correlation id, requested at, publishing, event ids, publishing (0/1),
-    # {clock}, the job to check for a pause (or NULL), then the rule's.
+    # Parameters: status, mode, the re-claiming tick's source, correlation id, requested at, publishing, event ids,
+    # publishing (0/1), {clock}, the job to check for a pause (or NULL), then the rule's. The first claim's
+    # source stays.
     "reclaim": f"UPDATE {TABLE} SET status = CASE WHEN state.paused THEN '{PAUSED}' ELSE %s END, "
-    f"mode = CASE WHEN state.paused THEN '{PAUSED}' ELSE %s END, source = %s, correlation_id = %s, "
+    f"mode = CASE WHEN state.paused THEN '{PAUSED}' ELSE %s END, reclaimed_by = %s, correlation_id = %s, "
     "requested_at = %s, error = '', "
     "event_ids = CASE WHEN state.paused THEN {empty_list} WHEN %s THEN %s ELSE event_ids END, "
     "publish_attempts = publish_attempts + CASE WHEN state.paused THEN 0 ELSE %s END, "
     f"claim = claim + 1, updated_at = {{clock}} FROM {_STATE} "
-    f"WHERE dispatch_key = %s AND {_RECLAIMABLE} RETURNING id, claim, status",
+    f"WHERE dispatch_key = %s AND {_RECLAIMABLE} RETURNING id, claim, status, source",
     "set_mode": f"UPDATE {TABLE} SET mode = %s, updated_at = {{clock}}{{async_commit}} "
     "WHERE id = %s AND claim = %s RETURNING id",
     "close": f"UPDATE {TABLE} SET status = %s, latency_ms = %s, error = %s, updated_at = {{clock}}{{async_commit}} "

@@ -25,6 +25,8 @@ Source = DispatchWindow.Source
 # The ticks a pause stops: the cron service's, and the reconciler's catch-up. An operator's
 # own tick (manual, emergency, a requeued dead letter) still runs.
 PAUSABLE_SOURCES = frozenset({Source.CRON, Source.RECONCILER})
+# The ticks that may run a window no tick came for (`missed`): an operator's, never a late cron tick's.
+OPERATOR_SOURCES = frozenset({Source.MANUAL, Source.EMERGENCY})
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def window_claim(
     correlation_id: str,
     event_ids: list[str],
     now: datetime,
+    lateness_ms: int | None = None,
 ) -> Claim:
     """Claim the window for this tick, or count the tick as a duplicate.
 
@@ -93,10 +96,14 @@ def window_claim(
     fence that `window_set_mode` and `window_close` check.
 
     When the job is paused (and the tick's source is one a pause stops), the same
-    statement claims the window as `paused` instead.
+    statement claims the window as `paused` instead. An operator's tick (manual,
+    emergency) re-claims a `missed` window too; a re-claim keeps the first claim's
+    `source` and records its own in `reclaimed_by`. `lateness_ms` (a cron tick's) is
+    recorded by the first claim only.
     """
     publishing = mode == Mode.DISPATCH
     pause = [job if source in PAUSABLE_SOURCES else None]
+    rule = _rule_params(dispatch_key, source=source, now=now)
     window = DispatchWindow(
         dispatch_key=dispatch_key,
         job=job,
@@ -111,10 +118,12 @@ def window_claim(
         publish_attempts=1 if publishing else 0,
         claim=1,
         created_at=now,
+        lateness_ms=lateness_ms,
+        reclaimed_by="",
     )
     if connection.vendor == "postgresql":
         # One round trip for both common cases: the first tick inserts, later ones count.
-        row = _execute("claim_or_count", [*_insert_params(window), *pause, *_rule_params(dispatch_key, now=now)])
+        row = _execute("claim_or_count", [*_insert_params(window), *pause, *rule])
         if row is not None and row[0] == "claimed":
             return _won(window, pk=row[1], status=row[2])
         if row is not None:
@@ -125,20 +134,17 @@ def window_claim(
         row = _execute("insert", [*_insert_params(window), *_clock_params(now), *pause])
         if row is not None:
             return _won(window, pk=row[0], status=row[1])
-    duplicate = _execute("count_duplicate", _rule_params(dispatch_key, now=now))
+    duplicate = _execute("count_duplicate", rule)
     if duplicate is not None:
         return Claim(window=_duplicate_window(dispatch_key, duplicate), won=False)
     # The window's publish failed, or its tick died: re-claim it, if this tick is first
     # (the update's condition is the re-claimable rule, so only one tick can match).
     fields = [Status.PENDING, mode, source, correlation_id, _datetime(now), publishing, _event_ids(event_ids)]
-    row = _execute(
-        "reclaim",
-        [*fields, int(publishing), *_clock_params(now), *pause, *_rule_params(dispatch_key, now=now)],
-    )
+    row = _execute("reclaim", [*fields, int(publishing), *_clock_params(now), *pause, *rule])
     if row is None:
         # Another tick re-claimed it first: this one is a duplicate of that one.
         return Claim(window=_duplicate_window(dispatch_key, _execute("count", [dispatch_key])), won=False)
-    window.claim = row[1]
+    window.claim, window.source, window.reclaimed_by = row[1], row[3], source
     logger.info(
         "window re-claimed",
         extra={"action": "window_claim", "dispatchKey": dispatch_key, "mode": mode, "claim": window.claim},
@@ -188,18 +194,19 @@ def _clock_params(now: datetime) -> list[Any]:
     return [] if connection.vendor == "postgresql" else [_datetime(now)]
 
 
-def _rule_params(dispatch_key: str, *, now: datetime) -> list[Any]:
+def _rule_params(dispatch_key: str, *, source: str, now: datetime) -> list[Any]:
     """Return the parameters of `dispatch_key = %s AND [NOT] _RECLAIMABLE`.
 
-    Each mode's stale bound is seconds before the database's clock on PostgreSQL, an
-    instant before `now` on SQLite.
+    `missed` is re-claimable by an operator's tick only. Each mode's stale bound is
+    seconds before the database's clock on PostgreSQL, an instant before `now` on SQLite.
     """
     bounds = (stale_after(Mode.DISPATCH), stale_after(Mode.INLINE))
     if connection.vendor == "postgresql":
         stale_before = [bound.total_seconds() for bound in bounds]
     else:
         stale_before = [_datetime(now - bound) for bound in bounds]
-    return [dispatch_key, Status.DISPATCH_FAILED, Status.PENDING, Mode.DISPATCH, *stale_before]
+    missed = Status.MISSED if source in OPERATOR_SOURCES else Status.DISPATCH_FAILED
+    return [dispatch_key, Status.DISPATCH_FAILED, missed, Status.PENDING, Mode.DISPATCH, *stale_before]
 
 
 def _duplicate_window(dispatch_key: str, row: tuple[Any, ...]) -> DispatchWindow:

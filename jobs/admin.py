@@ -126,7 +126,7 @@ class BackgroundJobAdmin(ReadOnlyAdmin):
     def cancel(self, request: HttpRequest, queryset: QuerySet[BackgroundJob]) -> None:
         ids = self.selected_ids(request, queryset)
         if ids is not None:
-            report = job_cancel(job_ids=ids, now=timezone.now())
+            report = job_cancel(job_ids=ids, by=request.user.get_username(), now=timezone.now())
             self.report(request, report, verb="Cancelled", change_message="Cancelled (admin action).")
 
     @admin.display(description="status", ordering="status")

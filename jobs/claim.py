@@ -15,7 +15,7 @@ import copy
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -115,19 +115,9 @@ def record_failure(job: BackgroundJob, *, exc: BaseException, now: datetime, ori
     fence = _fence(job)
     with transaction.atomic():
         if job.attempts >= job.max_attempts or not retriable(exc):
-            if not fence.update(
-                status=BackgroundJob.Status.DEAD,
-                finished_at=now,
-                lease_expires_at=None,
-                last_error=error,
-                errors=errors,
-            ):
+            dead = bury(job, row=fence, error=error, errors=errors, now=now, origin=origin)
+            if dead is None:
                 return "lease_lost"
-            # `job` stays as claimed: the caller's transaction may still roll this back (jobs.group then runs the
-            # job again), and the next failure must not find this one's error on it. The hook is told of a copy.
-            dead = copy.copy(job)
-            dead.status, dead.finished_at, dead.last_error, dead.errors = BackgroundJob.Status.DEAD, now, error, errors
-            job_died(job=dead, error=error, now=now, origin=origin)
             attempt_failed(job=dead, error=exc, outcome="dead", now=now)
             logger.error("job dead-lettered", extra={**extra, "retriable": retriable(exc), **origin.log_fields()})
             return "dead"
@@ -135,18 +125,50 @@ def record_failure(job: BackgroundJob, *, exc: BaseException, now: datetime, ori
         run_after = now + retry_delay(
             job_id=job.pk, attempt=job.attempts, base_seconds=policy.base_seconds, max_seconds=policy.max_seconds
         )
-        if not fence.update(
+        if not retry(fence, run_after=run_after, error=error, errors=errors):
+            return "lease_lost"
+    attempt_failed(job=job, error=exc, outcome="retried", now=now)
+    logger.warning("job failed, will retry", extra={**extra, "runAfter": run_after.isoformat()})
+    return "retried"
+
+
+def retry(row: QuerySet[BackgroundJob], *, run_after: datetime, error: str, errors: list[dict[str, Any]]) -> bool:
+    """Make the job of `row` pending again, due at `run_after`, with its attempt's error; False if none matched."""
+    return bool(
+        row.update(
             status=BackgroundJob.Status.PENDING,
             run_after=run_after,
             lease_expires_at=None,
             locked_by="",
             last_error=error,
             errors=errors,
-        ):
-            return "lease_lost"
-    attempt_failed(job=job, error=exc, outcome="retried", now=now)
-    logger.warning("job failed, will retry", extra={**extra, "runAfter": run_after.isoformat()})
-    return "retried"
+        )
+    )
+
+
+def bury(
+    job: BackgroundJob,
+    *,
+    row: QuerySet[BackgroundJob],
+    error: str,
+    errors: list[dict[str, Any]],
+    now: datetime,
+    origin: RunOrigin,
+) -> BackgroundJob | None:
+    """Mark the job of `row` dead with its last attempt's error and tell the job-died hook.
+
+    Return the job as it now stands (a copy of `job`, which stays as claimed), or None if no row matched.
+    """
+    if not row.update(
+        status=BackgroundJob.Status.DEAD, finished_at=now, lease_expires_at=None, last_error=error, errors=errors
+    ):
+        return None
+    # `job` stays as claimed: the caller's transaction may still roll this back (jobs.group then runs the job
+    # again), and the next failure must not find this one's error on it. The hook is told of a copy.
+    dead = copy.copy(job)
+    dead.status, dead.finished_at, dead.last_error, dead.errors = BackgroundJob.Status.DEAD, now, error, errors
+    job_died(job=dead, error=error, now=now, origin=origin)
+    return dead
 
 
 def release(jobs: list[BackgroundJob], *, worker: str) -> int:
@@ -161,7 +183,7 @@ def release_unstarted(*, worker_prefix: str) -> int:
 
 def give_back_unstarted(jobs: QuerySet[BackgroundJob]) -> int:
     """Undo the claim of the running jobs of `jobs` whose handler never started: pending again, attempt not spent."""
-    return _give_back(jobs.filter(started_at__isnull=True))
+    return give_back(jobs.filter(started_at__isnull=True))
 
 
 def give_back_undone(jobs: list[BackgroundJob]) -> int:
@@ -172,10 +194,11 @@ def give_back_undone(jobs: list[BackgroundJob]) -> int:
     claims = Q()
     for job in jobs:
         claims |= Q(pk=job.pk, attempts=job.attempts, locked_by=job.locked_by)
-    return _give_back(BackgroundJob.objects.filter(claims)) if jobs else 0
+    return give_back(BackgroundJob.objects.filter(claims)) if jobs else 0
 
 
-def _give_back(jobs: QuerySet[BackgroundJob]) -> int:
+def give_back(jobs: QuerySet[BackgroundJob]) -> int:
+    """Undo the claims of the running jobs of `jobs`, none started (or its attempt left nothing): attempt not spent."""
     return jobs.filter(status=BackgroundJob.Status.RUNNING).update(
         status=BackgroundJob.Status.PENDING,
         attempts=F("attempts") - 1,

@@ -26,10 +26,6 @@ class UnknownKind(InvalidJob):
     """No handler is registered for the job kind."""
 
 
-class LeaseExpired(Exception):
-    """A job's worker stopped before finishing it (maintenance found its lease expired)."""
-
-
 def not_retriable(exc: E) -> E:
     """Mark `exc` as a failure that would happen again on every attempt, and return it: its job is buried at once."""
     setattr(exc, _NOT_RETRIABLE, True)
@@ -46,3 +42,23 @@ class HandlerTransactionError(TransactionManagementError):
 
     Its `__cause__` is the database error the handler caught, when there was one.
     """
+
+
+class AttemptLost(Exception):
+    """An attempt that ended without an outcome from its handler, recorded on its job as the attempt's error.
+
+    Never raised: the queue writes one on the job when it takes the job back
+    (docs/jobs.md, "When a worker goes away"). Its notes say which worker, and when.
+    """
+
+
+class LeaseExpired(AttemptLost):
+    """The attempt's lease expired before its worker finished it: the worker stopped, or went silent."""
+
+
+class ConnectionLost(AttemptLost):
+    """The attempt's worker lost its database connection while the attempt was open: its writes rolled back."""
+
+
+class JobCancelled(Exception):
+    """An operator cancelled the job: it never runs again (recorded on the job as its last error)."""

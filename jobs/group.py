@@ -34,7 +34,10 @@ a commit is paid once per group instead of once per job.
   the drain stops go back to the queue at once, their attempt given back (the first
   one always runs again unless the drain is stopping, so every drain makes progress).
 - A lost connection, and a signal turned into an exception on the main thread, roll
-  the group back and are raised: a worker reconnects, lease recovery returns the jobs.
+  the group back and are raised: a `run_jobs --loop` worker reconnects and takes its
+  jobs back (jobs.recovery); otherwise lease recovery returns them. (Django reconnects
+  on its way out of the rollback when the server is back already: the connection the
+  group was on tells that it was lost.)
 
 A job whose task or handler is marked `@autocommit` runs outside the group: the
 open group commits first, and its handler runs on the connection in autocommit, its
@@ -258,8 +261,8 @@ class JobGroup:
         try:
             atomic.__exit__(None, None, None)
         except DatabaseError as exc:  # the COMMIT refused (a deferred constraint): the Atomic rolled the group back
-            if not _still_connected():
-                raise  # the connection is gone (a restart): the worker reconnects, leases bring the jobs back
+            if _lost(self._raw) or not _still_connected():
+                raise  # the connection is gone (a restart): the worker reconnects and takes its jobs back
             self._run_again(ran, why="its COMMIT failed", failure=exc)
             return
         for _ in successes:
@@ -274,8 +277,9 @@ class JobGroup:
         (and `current`, the job being run) run again one per transaction: a handler
         that left the group beyond its savepoint's reach fails alone, with its error.
         """
+        raw = self.db.connection  # the group's: Django's Atomic replaces a lost one on its way out of the rollback
         ran = self._abandon(error)
-        if _fatal(error):
+        if _fatal(error, raw):
             return False
         if current is not None and all(job is not current for job in ran):
             ran.append(current)
@@ -403,11 +407,20 @@ def _resolved(kind: str) -> Handler:
     return handler
 
 
-def _fatal(error: BaseException) -> bool:
-    """Return whether `error` must end the drain: a signal, a lost connection, a deployment without what it needs."""
+def _fatal(error: BaseException, raw: Any = None) -> bool:
+    """Return whether `error` must end the drain: a signal, a lost connection, a deployment without what it needs.
+
+    The connection is lost when `raw` (psycopg's connection the error came on) was
+    lost to the server, or when the thread's connection does not answer now.
+    """
     if not isinstance(error, Exception) or isinstance(error, ImproperlyConfigured):
         return True
-    return isinstance(error, CONNECTION_ERRORS) and not _still_connected()
+    return isinstance(error, CONNECTION_ERRORS) and (_lost(raw) or not _still_connected())
+
+
+def _lost(raw: Any) -> bool:
+    """Return whether psycopg's connection `raw` was lost to the server (its own flag, set as it found out)."""
+    return bool(getattr(raw, "broken", False))
 
 
 def _still_connected() -> bool:

@@ -29,7 +29,12 @@ awaited (jobs.group).
 Why `started_at` still tells a started job from one that was not: a stamp is on the
 server's socket before its handler starts, and the server runs what it has received
 even when the runner dies right after, so a job whose handler started is stamped;
-and only the job about to start is stamped, never the rest of its group.
+and only the job about to start is stamped, never the rest of its group. The stamp
+commits without waiting for its WAL flush, so a crash of the database server itself
+can lose it, together with every later commit (its group's among them): a runner that
+outlives the crash knows which jobs it started (jobs.recovery.claims_take_back); what
+the loss costs when the runner dies with the server is in docs/jobs.md ("What a
+database crash can lose").
 
 The stamp skips a row another transaction holds locked (SKIP LOCKED) instead of
 waiting for it: the lock may be the group's own (a handler that updated its own job

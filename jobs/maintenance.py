@@ -15,14 +15,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
+from django.db.models import Min
 
-from jobs.claim import give_back_unstarted
-from jobs.context import RunOrigin
-from jobs.exceptions import LeaseExpired
-from jobs.hooks import job_died
-from jobs.metrics import jobs_ended_count
 from jobs.models import BackgroundJob
-from jobs.observers import job_buried
+from jobs.recovery import TakenBack, jobs_take_back, lease_expired
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +56,16 @@ def load_maintenance_modules() -> None:
 
 
 def recover_expired_leases(*, now: datetime) -> dict[str, int]:
-    """Return jobs whose worker died (or stopped) to the queue, or bury those out of attempts.
+    """Take back the jobs of workers that died (or stopped) once their lease has expired (jobs.recovery).
 
     A job whose handler never started (`started_at` NULL: claimed, then its worker
     went away) goes back with its attempt given back: nothing was tried, so nothing
     is spent, and a job with one attempt is not dead-lettered for it. A job whose
-    handler started spends the attempt: it is retried, or buried when none is left.
-    Rows someone holds locked (a worker finishing the job right now) are skipped.
+    handler started spends the attempt, recorded as a LeaseExpired error: it is
+    retried, or buried when none is left. Rows someone holds locked (a worker
+    finishing the job right now) are skipped.
     """
-    requeued = released = dead = 0
+    total = TakenBack()
     for _ in range(settings.MAINTENANCE_PRUNE_MAX_BATCHES):
         with transaction.atomic():
             expired = list(
@@ -78,37 +75,25 @@ def recover_expired_leases(*, now: datetime) -> dict[str, int]:
             )
             if not expired:
                 break
-            unstarted = give_back_unstarted(
-                BackgroundJob.objects.filter(pk__in=[job.pk for job in expired if job.started_at is None])
+            taken = jobs_take_back(
+                expired,
+                started=lambda job: job.started_at is not None,
+                lost=lambda job: lease_expired(job, now=now),
+                now=now,
             )
-            started = [job for job in expired if job.started_at is not None]
-            retry = [job.pk for job in started if job.attempts < job.max_attempts]
-            BackgroundJob.objects.filter(pk__in=retry).update(
-                status=BackgroundJob.Status.PENDING,
-                run_after=now,
-                lease_expires_at=None,
-                locked_by="",
-                last_error="lease expired: the worker stopped before finishing",
-            )
-            jobs_ended_count([job.kind for job in started if job.pk in retry], outcome="retried")
-            for job in started:
-                if job.attempts < job.max_attempts:
-                    continue
-                error = f"lease expired on attempt {job.attempts} of {job.max_attempts}: the worker stopped"
-                BackgroundJob.objects.filter(pk=job.pk).update(
-                    status=BackgroundJob.Status.DEAD, finished_at=now, lease_expires_at=None, last_error=error
-                )
-                job.status, job.finished_at, job.last_error = BackgroundJob.Status.DEAD, now, error
-                job_died(job=job, error=error, now=now, origin=RunOrigin())
-                jobs_ended_count([job.kind], outcome="dead")
-                job_buried(job=job, error=LeaseExpired(error))
-            requeued += len(retry)
-            released += unstarted
-            dead += len(started) - len(retry)
-    result = {"requeued": requeued, "released": released, "dead": dead}
-    if requeued or released or dead:
+        total.add(taken)
+    result = total.as_json()
+    if any(result.values()):
         logger.warning("expired leases recovered", extra={"action": "lease_recovery", **result})
     return result
+
+
+def next_lease_expiry() -> datetime | None:
+    """Return the earliest lease of the running jobs (one already past, if a recovery skipped it), or None."""
+    earliest: datetime | None = BackgroundJob.objects.filter(status=BackgroundJob.Status.RUNNING).aggregate(
+        earliest=Min("lease_expires_at")
+    )["earliest"]
+    return earliest
 
 
 def prune_finished_jobs(*, now: datetime) -> int:

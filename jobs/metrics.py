@@ -56,12 +56,12 @@ def attempt_observed(*, job: BackgroundJob, started_at: datetime, outcome: str, 
     """Count the attempt of `job` that started at `started_at` and ended so (its outcome committed)."""
     QUEUE_WAIT.labels(job.queue).observe(max((started_at - job.run_after).total_seconds(), 0.0))
     RUN_TIME.labels(job.kind).observe(ran_seconds)
-    _count([job.kind], outcome)
+    _count(job.kind, outcome)
 
 
-def jobs_ended_count(kinds: list[str], *, outcome: str) -> None:
-    """Count jobs of `kinds` (one entry each) that ended so without an attempt timed here, once that commits."""
-    after_commit(partial(_count, kinds, outcome))
+def job_ended_count(*, kind: str, outcome: str) -> None:
+    """Count a job of `kind` that ended so without an attempt timed here, once that commits."""
+    after_commit(partial(_count, kind, outcome))
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,11 @@ class Metered:
         return returned
 
 
-def _count(kinds: list[str], outcome: str) -> None:
-    for kind in kinds:
-        if outcome in FINISHED:
-            JOBS_FINISHED.labels(kind, outcome).inc()
-        else:
-            JOB_RETRIES.labels(kind).inc()
+def _count(kind: str, outcome: str) -> None:
+    if outcome in FINISHED:
+        JOBS_FINISHED.labels(kind, outcome).inc()
+    else:
+        JOB_RETRIES.labels(kind).inc()
 
 
 def jobs_metrics_init(kinds: Iterable[str]) -> None:

@@ -136,6 +136,19 @@ class Progress:
     def __init__(self) -> None:
         self._started = time.monotonic()
         self._lanes: list[RunSummary] = []
+        self._batches: dict[str, list[BackgroundJob]] = {}  # each thread's latest batch, by its worker name
+
+    def hold(self, worker: str, batch: list[BackgroundJob]) -> None:
+        """Keep `batch`, the latest claimed by `worker`: its earlier ones are settled before it claims again."""
+        self._batches[worker] = batch
+
+    def claims(self) -> list[BackgroundJob]:
+        """Return the jobs of each thread's latest batch, as claimed (those whose handler started have `started_at`).
+
+        After a drain that lost its connection these are the claims it may still hold
+        (jobs.recovery.claims_take_back).
+        """
+        return [job for batch in list(self._batches.values()) for job in batch]
 
     def lane(self) -> RunSummary:
         """Return a new summary for one thread of the drain to count into."""
@@ -212,6 +225,7 @@ class _Drain:
                     summary.budget_exhausted = True
                     break
                 batch = claim_batch(now=self.clock(), limit=allowed, worker=worker, queue=self.queue)
+                self.progress.hold(worker, batch)
                 self.quota.give_back(allowed - len(batch))
                 if not batch:
                     break

@@ -16,8 +16,11 @@ from typing import Any
 from django.db import transaction
 
 from core.actions import ActionReport
-from jobs.metrics import jobs_ended_count
+from core.errors import one_line
+from jobs.exceptions import JobCancelled
 from jobs.models import BackgroundJob
+from jobs.observers import job_cancelled
+from jobs.outcome import errors_with
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +35,25 @@ def job_retry_now(*, job_ids: Sequence[int], now: datetime) -> ActionReport:
 
 
 @transaction.atomic
-def job_cancel(*, job_ids: Sequence[int], now: datetime) -> ActionReport:
-    """Cancel each pending job of `job_ids`: it never runs, and its dedupe key is free again."""
-    return _update_pending(
-        job_ids, fields={"status": BackgroundJob.Status.CANCELLED, "finished_at": now}, action="job_cancel"
+def job_cancel(*, job_ids: Sequence[int], by: str, now: datetime) -> ActionReport:
+    """Cancel each pending job of `job_ids`: it never runs, and its dedupe key is free again.
+
+    The cancellation is recorded on the job as its last error, a JobCancelled naming
+    `by` (the operator) and `now`: the job's task result reads it back, and a task's
+    `task_finished` receivers hear of it once this commits (jobs.observers).
+    """
+    cancelled = JobCancelled("cancelled by an operator")
+    cancelled.add_note(f"cancelled by {by or 'an unnamed operator'} at {now.isoformat(timespec='milliseconds')}")
+    report = _update_pending(
+        job_ids,
+        fields={"status": BackgroundJob.Status.CANCELLED, "finished_at": now, "last_error": one_line(cancelled)},
+        action="job_cancel",
     )
+    for job in BackgroundJob.objects.filter(pk__in=report.done):
+        job.errors = errors_with(job, cancelled)
+        BackgroundJob.objects.filter(pk=job.pk).update(errors=job.errors)
+        job_cancelled(job=job, error=cancelled)
+    return report
 
 
 def _update_pending(job_ids: Sequence[int], *, fields: dict[str, Any], action: str) -> ActionReport:
@@ -44,14 +61,12 @@ def _update_pending(job_ids: Sequence[int], *, fields: dict[str, Any], action: s
     # Lock the rows so a runner cannot claim one between our read and our update
     # (its claim skips locked rows). Rows locked by someone else are skipped; an
     # unlocked read then says why each one was left out.
-    rows = list(
+    locked = dict(
         BackgroundJob.objects.select_for_update(skip_locked=True)
         .filter(pk__in=ids)
         .order_by("pk")
-        .values_list("pk", "status", "kind")
+        .values_list("pk", "status")
     )
-    locked = {pk: status for pk, status, _ in rows}
-    kinds = {pk: kind for pk, _, kind in rows}
     others = dict(BackgroundJob.objects.filter(pk__in=set(ids) - set(locked)).values_list("pk", "status"))
     report = ActionReport()
     for pk in ids:
@@ -65,8 +80,6 @@ def _update_pending(job_ids: Sequence[int], *, fields: dict[str, Any], action: s
         else:
             report.done.append(pk)
     BackgroundJob.objects.filter(pk__in=report.done).update(**fields)
-    if fields.get("status") == BackgroundJob.Status.CANCELLED:
-        jobs_ended_count([kinds[pk] for pk in report.done], outcome="cancelled")
     logger.info(
         "pending jobs updated", extra={"action": action, "jobs": len(report.done), "skipped": report.skipped_count}
     )

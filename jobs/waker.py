@@ -7,6 +7,7 @@ wakes without a notification:
 
 - at the earliest `run_after` of the pending jobs (a delayed job, a retry's backoff),
   looked up each time it goes idle;
+- when one of its chores is due (jobs.chores: an expired lease to take back);
 - after JOBS_POLL_SECONDS in any case, for a notification that never came (sent
   while the listening connection was being replaced, or lost behind a connection
   pooler in transaction mode, where LISTEN does not work: set JOBS_LISTEN=false
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "orchestrator_jobs"  # the trigger's channel (jobs/migrations/0006_notify_trigger.py)
 STOP_CHECK_SECONDS = 0.25  # how soon a waiting worker notices that it was asked to stop
-Wake = Literal["notified", "due", "poll", "stopped"]
+Wake = Literal["notified", "due", "chores", "poll", "stopped"]
 
 
 class Waker:
@@ -88,12 +89,14 @@ class Waker:
             raise
         return read
 
-    def wait(self, *, stop: threading.Event, now: datetime) -> Wake:
-        """Return when a job may be due (and why), or "stopped" as soon as `stop` is set."""
+    def wait(self, *, stop: threading.Event, now: datetime, chores_in: float | None = None) -> Wake:
+        """Return when a job may be due, or in `chores_in` seconds (and why); "stopped" as soon as `stop` is set."""
         timeout, reason = float(settings.JOBS_POLL_SECONDS), "poll"
         earliest = _earliest_pending(self.queue)
         if earliest is not None and (earliest - now).total_seconds() < timeout:
             timeout, reason = max(0.0, (earliest - now).total_seconds()), "due"
+        if chores_in is not None and chores_in < timeout:
+            timeout, reason = chores_in, "chores"
         deadline = time.monotonic() + timeout
         logger.debug("worker idle", extra={"action": "worker_wait", "seconds": round(timeout, 3), "until": reason})
         while not stop.is_set():

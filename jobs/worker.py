@@ -17,10 +17,12 @@ LISTEN/NOTIFY, the earliest delayed job, and a poll).
 
 With --loop the worker outlives its database's restarts and failovers: a lost
 connection costs a log line; the connections are closed and made again after a
-capped exponential backoff, and the claims the failed drain left unstarted are
-given back as soon as the database answers. A database it cannot reach at its start
-ends it at once (manage.py says which database, and why, on one line): a wrong
-DATABASE_URL is not retried forever.
+capped exponential backoff (from its minimum again after each outage), and as soon
+as the database answers the worker takes back the claims of the drain that failed
+(jobs.recovery): those it had not started go back to the queue, those it had started
+lost their attempt, recorded on the job, and are due again at once. A database it
+cannot reach at its start ends it at once (manage.py says which database, and why,
+on one line): a wrong DATABASE_URL is not retried forever.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import Error, connection, connections
 from django.utils import timezone
@@ -42,6 +45,8 @@ from jobs.backoff import reconnect_delays
 from jobs.chores import WorkerChores
 from jobs.claim import release_unstarted
 from jobs.lease import kept_for_this_thread
+from jobs.models import BackgroundJob
+from jobs.recovery import claims_take_back
 from jobs.runner import Progress, RunSummary, jobs_run, process_prefix
 from jobs.waker import Waker
 
@@ -62,9 +67,10 @@ class Worker:
     loop: bool
     grace_seconds: float
     emit: Callable[[RunSummary], None]
-    chores: WorkerChores | None = None  # with --loop: lease recovery and the reconciler, every few minutes
+    chores: WorkerChores | None = None  # with --loop: lease recovery as leases expire, the reconciler every few minutes
     stop: threading.Event = field(default_factory=threading.Event, init=False)
     _current: Progress | None = field(default=None, init=False)
+    _lost: _LostClaims | None = field(default=None, init=False)  # a drain's claims, lost with its connection
     _ending: threading.Lock = field(default_factory=threading.Lock, init=False)  # emitting a summary, or giving up
     _done: bool = field(default=False, init=False)
 
@@ -75,8 +81,8 @@ class Worker:
         one lost once the worker runs, not for a wrong DATABASE_URL.
         """
         connection.ensure_connection()
-        delays = reconnect_delays()
-        lost = False  # the last drain failed: its unstarted claims are still ours to give back
+        delays, outage = reconnect_delays(), False
+        summary = RunSummary()  # the last drain's, printed again when the worker is stopped while it waits
         with (
             _SignalWatcher(grace_seconds=self.grace_seconds, stop=self.stop, give_up=self._give_up),
             Waker(queue=self.queue) as waker,
@@ -87,23 +93,25 @@ class Worker:
                     if self.loop:
                         waker.listen()  # before the drain: a job enqueued after it looked is notified
                         waker.read_notifications()  # of jobs the drain finds: read even when never idle
-                    if lost:
-                        release_unstarted(worker_prefix=process_prefix())
+                    if outage:  # the database answers again
+                        if self._lost is not None:
+                            self._lost.take_back()
+                            self._lost = None
+                        outage, delays = False, reconnect_delays()  # the next outage backs off from the start
                     if self.chores is not None:
                         self.chores.run_if_due(now=timezone.now())
                     summary = self._drain()
-                    lost, delays = False, reconnect_delays()
                     with self._ending:
                         self.emit(summary)
                         self._done = not self.loop or self.stop.is_set()
                     if self._done:
                         return
                     if summary.claimed == 0:
-                        waker.wait(stop=self.stop, now=timezone.now())
+                        waker.wait(stop=self.stop, now=timezone.now(), chores_in=self._chores_in())
                 except CONNECTION_ERRORS as exc:
                     if not self.loop:
                         raise
-                    lost, delay = True, next(delays)
+                    outage, delay = True, next(delays)
                     logger.warning(
                         "database connection lost: reconnecting",
                         extra={"action": "worker_reconnect", "error": one_line(exc), "retryInSeconds": delay},
@@ -112,17 +120,29 @@ class Worker:
                     lease.close()
                     connections.close_all()
                     self.stop.wait(delay)
+            with self._ending:  # stopped while waiting for work, or for the database
+                if not self._done:
+                    self.emit(summary if self._lost is None or self._current is None else self._current.summary())
+                    self._done = True
 
     def _drain(self) -> RunSummary:
-        self._current = Progress()
-        return jobs_run(
-            budget_seconds=self.budget_seconds,
-            batch_size=self.batch_size,
-            concurrency=self.concurrency,
-            queue=self.queue,
-            stop=self.stop,
-            progress=self._current,
-        )
+        self._current = progress = Progress()
+        try:
+            return jobs_run(
+                budget_seconds=self.budget_seconds,
+                batch_size=self.batch_size,
+                concurrency=self.concurrency,
+                queue=self.queue,
+                stop=self.stop,
+                progress=progress,
+            )
+        except CONNECTION_ERRORS as exc:
+            self._lost = self._lost or _LostClaims(error=exc, lost_at=timezone.now())
+            self._lost.claims.update((job.pk, job) for job in progress.claims())
+            raise
+
+    def _chores_in(self) -> float | None:
+        return None if self.chores is None else self.chores.due_in()
 
     def _give_up(self) -> None:
         """Give back the unstarted claims, print what the drain did so far, and end the process now.
@@ -159,6 +179,22 @@ class Worker:
             "worker gave up on its running job at the end of the grace", extra={**extra, "released": released}
         )
         return True
+
+
+@dataclass
+class _LostClaims:
+    """The claims of the drains that lost their connection, kept until the database answers again."""
+
+    error: BaseException
+    lost_at: datetime
+    claims: dict[int, BackgroundJob] = field(default_factory=dict)
+
+    def take_back(self) -> None:
+        """Take back the claims still held (jobs.recovery.claims_take_back)."""
+        if self.claims:
+            claims_take_back(
+                claims=list(self.claims.values()), error=self.error, lost_at=self.lost_at, now=timezone.now()
+            )
 
 
 class _SignalWatcher:

@@ -27,6 +27,7 @@ from jobs.health import queue_due_measure
 from jobs.metrics import jobs_metrics_init
 from jobs.models import BackgroundJob
 from jobs.registry import registered_kinds
+from orchestrator.metrics_schedule import schedule_metrics
 from orchestrator.slo import report_session
 from runs.metrics import dead_letters_init
 from runs.models import DeadLetter
@@ -46,7 +47,7 @@ class LedgerCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         outermost = not connection.in_atomic_block
         with transaction.atomic(), report_session(snapshot=outermost):
-            return [*_job_metrics(self.now), *_window_metrics(self.now)]
+            return [*_job_metrics(self.now), *_window_metrics(self.now), *schedule_metrics(self.now)]
 
 
 def metrics_registry(*, now: datetime) -> CollectorRegistry:

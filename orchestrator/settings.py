@@ -306,6 +306,9 @@ RECONCILE_LOOKBACK = env.str("RECONCILE_LOOKBACK", default="24h")
 # How long after a window ends its tick may still come before the window is `missed`: this many
 # windows of the job (at least 60 s).
 RECONCILE_GRACE_WINDOWS = env.int("RECONCILE_GRACE_WINDOWS", default=1)
+# A calendar job's tick is due at its fire time: this many seconds after it (at least 60), its window is
+# `missed` if no tick came (a daily job's silent cron service shows within minutes, not at the day's end).
+RECONCILE_CALENDAR_GRACE_SECONDS = env.int("RECONCILE_CALENDAR_GRACE_SECONDS", default=300, minimum=60)
 # The reconciler's own Inngest function (`reconcile-windows`) runs on this cron schedule; empty: not served.
 RECONCILE_CRON = env.str("RECONCILE_CRON", default="*/5 * * * *")
 # A window whose publish failed is re-published by the reconciler after 60 s, 120 s, 240 s, ...
@@ -348,3 +351,5 @@ SLO_MAX_ENQUEUE_FAILURE_RATE = env.float("SLO_MAX_ENQUEUE_FAILURE_RATE", default
 SLO_MAX_MISSED_WINDOWS = env.int("SLO_MAX_MISSED_WINDOWS", default=0, minimum=0)
 SLO_MAX_ABANDONED_RUNS = env.int("SLO_MAX_ABANDONED_RUNS", default=0, minimum=0)
 SLO_MAX_STALE_PENDING = env.int("SLO_MAX_STALE_PENDING", default=0, minimum=0)
+# p95 of how late the cron service's ticks came for their windows (their arrival minus the window's start).
+SLO_MAX_TICK_LATENESS_SECONDS = env.float("SLO_MAX_TICK_LATENESS_SECONDS", default=60.0, minimum=0)

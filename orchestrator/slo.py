@@ -34,6 +34,7 @@ from orchestrator.slo_schedule import (
     last_tick_metric,
     missed_windows_metric,
     stale_pending_metric,
+    tick_lateness_metric,
 )
 
 
@@ -80,6 +81,7 @@ def slo_report_build(*, since: datetime, now: datetime) -> SloReport:
                 missed_windows_metric(since=since, now=now),
                 stale_pending_metric(since=since, now=now),
                 abandoned_metric(since=since, now=now),
+                tick_lateness_metric(since=since, now=now),
                 last_tick_metric(since=since, now=now),
             ),
         )

@@ -13,13 +13,13 @@ from django.db.models import BooleanField, Count, Max, Q, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
+from core.aggregates import percentiles
 from core.timefmt import iso_utc
 from dispatch import keys
 from dispatch.models import DispatchWindow
 from dispatch.windows import stale_pending
 from jobs.health import queue_health_measure
 from jobs.models import QueueHealthSnapshot
-from orchestrator.aggregates import percentiles
 from runs.models import DeadLetter, FunctionRun
 from runs.services import dead_letters_unresolved
 

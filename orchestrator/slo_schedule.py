@@ -1,5 +1,6 @@
 """The report's schedule figures (orchestrator.slo): windows missed, windows stale in `pending`, abandoned work,
-and how long ago each cron job's last tick came."""
+how late the cron service's ticks came (and which jobs it ticked off their schedule), and how long ago each cron
+job's last tick came."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import Min
 
+from core.aggregates import percentiles
 from core.timefmt import iso_utc
 from dispatch.exceptions import RegistryError
 from dispatch.models import CronJobState, DispatchWindow
@@ -70,6 +72,33 @@ def abandoned_metric(*, since: datetime, now: datetime) -> Metric:
         threshold=settings.SLO_MAX_ABANDONED_RUNS,
         setting="SLO_MAX_ABANDONED_RUNS",
         detail={"runs": runs, "windows": windows},
+    )
+
+
+def tick_lateness_metric(*, since: datetime, now: datetime) -> Metric:
+    """Return the p95 of how late the cron service's ticks came for their windows in the period (the gate).
+
+    A window's lateness is its first cron tick's arrival minus the window's start
+    (dispatch.services); the jobs whose ticks came off their schedule in the period
+    (drift) are named beside it.
+    """
+    ticked = DispatchWindow.objects.filter(
+        source=DispatchWindow.Source.CRON, lateness_ms__isnull=False, created_at__gte=since, created_at__lte=now
+    )
+    p95, latest = percentiles(ticked, "lateness_ms", (0.95, 1.0)).values()
+    drifting = CronJobState.objects.filter(last_drift_at__gte=since, last_drift_at__lte=now)
+    return Metric(
+        "tickLatenessP95Seconds",
+        "tick lateness p95",
+        None if p95 is None else p95 / 1000,
+        "s",
+        threshold=settings.SLO_MAX_TICK_LATENESS_SECONDS,
+        setting="SLO_MAX_TICK_LATENESS_SECONDS",
+        detail={
+            "windows": ticked.count(),
+            "maxSeconds": None if latest is None else latest / 1000,
+            "driftingJobs": dict(drifting.order_by("job").values_list("job", "drift_ticks")),
+        },
     )
 
 

@@ -57,12 +57,14 @@ PUBLISH_FAILED = 503
 
 
 def recover(*, now: datetime) -> dict[str, int]:
-    """Recover every orphan found now; return how many windows were re-published (or not), abandoned, given up."""
+    """Recover every orphan found now; return how many windows were re-published (or failed to be, or were not
+    tried), abandoned, given up."""
     publishing = _Publishing()
     abandoned = _pending_windows(now=now, publishing=publishing)
     gave_up = _failed_windows(now=now, publishing=publishing)
     return {
         "republished": publishing.republished,
+        "republishFailed": int(publishing.failed),
         "notRepublished": publishing.not_republished,
         "abandonedWindows": abandoned,
         "gaveUp": gave_up,
@@ -72,7 +74,7 @@ def recover(*, now: datetime) -> dict[str, int]:
 
 class _Publishing:
     """The run's re-publishes: how many went through, how many were not tried (the job runs inline now), and
-    whether one failed (then no more are tried)."""
+    whether one failed (then no more are tried: at most one fails per run)."""
 
     republished = 0
     not_republished = 0
@@ -109,7 +111,12 @@ class _Publishing:
             )
             return None
         self.failed = result.status_code == PUBLISH_FAILED
-        if not self.failed and not result.body["duplicate"]:
+        if self.failed:
+            logger.warning(
+                "orphaned window's re-publish failed: it is re-published with backoff",
+                extra={"action": "reconcile", "dispatchKey": window.dispatch_key, "error": result.body.get("error")},
+            )
+        elif not result.body["duplicate"]:
             self.republished += 1
             logger.warning(
                 "orphaned window re-published",
@@ -231,6 +238,7 @@ def _event(run: FunctionRun) -> dict[str, Any] | None:
         dispatch_key=run.dispatch_key,
         correlation_id=run.correlation_id,
         window_start=start,
+        window_seconds=job.timetable.window_seconds(start),
         params=params,
     )
     return {"event": unit.event, "data": data}

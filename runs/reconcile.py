@@ -26,7 +26,7 @@ import logging
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -38,9 +38,11 @@ from core.timefmt import iso_utc
 from dispatch import keys, schedule
 from dispatch.exceptions import NotPublished, RegistryError
 from dispatch.models import DispatchWindow
+from dispatch.registration import registration_check, registry_note
 from dispatch.registry import CronJob, cron_jobs
 from dispatch.services import dispatch_tick
 from runs import orphans
+from runs.catch_up import Outage, outages, to_catch_up
 from runs.reconcile_settings import lookback
 
 logger = logging.getLogger(__name__)
@@ -61,16 +63,19 @@ class JobReport:
     paused: int = 0
     caught_up: list[str] = field(default_factory=list)
     not_caught_up: int = 0  # of `missed`: windows the policy would catch up, recorded missed (the job runs inline)
+    catch_up_failed: int = 0  # catch-ups whose publish failed (their windows are `dispatch_failed`)
     through: datetime | None = None
     error: str = ""
 
     def __bool__(self) -> bool:
-        return bool(self.missed or self.paused or self.caught_up or self.error)
+        return bool(self.missed or self.paused or self.caught_up or self.catch_up_failed or self.error)
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"missed": self.missed, "paused": self.paused, "caughtUp": self.caught_up}
         if self.not_caught_up:
             body["notCaughtUp"] = self.not_caught_up
+        if self.catch_up_failed:
+            body["catchUpFailed"] = self.catch_up_failed
         if self.through is not None:
             body["through"] = iso_utc(self.through)
         if self.error:
@@ -106,6 +111,8 @@ def _reconcile(*, now: datetime) -> dict[str, Any]:
         except RegistryError as exc:
             logger.error("reconcile: the cron registry is invalid", extra={"action": "reconcile", "error": str(exc)})
             registered = []
+        else:
+            registry_note([job.name for job in registered], now=now)
         for job in registered:
             jobs[job.name] = _reconcile_job(job, now=now, correlation_id=correlation_id)
         recovered = orphans.recover(now=now)
@@ -114,12 +121,16 @@ def _reconcile(*, now: datetime) -> dict[str, Any]:
             "paused": sum(report.paused for report in jobs.values()),
             "caughtUp": sum(len(report.caught_up) for report in jobs.values()),
             "notCaughtUp": sum(report.not_caught_up for report in jobs.values()),
+            "catchUpFailed": sum(report.catch_up_failed for report in jobs.values()),
             **recovered,
             "jobs": {name: report.as_json() for name, report in jobs.items() if report},
             "correlationId": correlation_id,
             "durationMs": round((time.monotonic() - started) * 1000),
         }
-        trouble = any(summary[name] for name in ("missed", "abandonedWindows", "abandonedRuns", "gaveUp"))
+        trouble = any(
+            summary[name]
+            for name in ("missed", "catchUpFailed", "republishFailed", "abandonedWindows", "abandonedRuns", "gaveUp")
+        )
         logger.log(logging.WARNING if trouble else logging.INFO, "reconciled", extra={"action": "reconcile", **summary})
     return summary
 
@@ -128,39 +139,37 @@ def _reconcile_job(job: CronJob, *, now: datetime, correlation_id: str) -> JobRe
     """Record or catch up the job's due windows that have no row, then move its watermark past them."""
     report = JobReport()
     try:
-        state = schedule.job_state(job.name, now=now)
+        state = registration_check(job, schedule.job_state(job.name, now=now), now=now)
         if schedule.first_cron_window(job, state) is None:
             return report  # the cron service never called it: nothing is due yet
-        due = schedule.due_windows(
+        last = schedule.last_due(
             job,
-            state,
             now=now,
-            lookback=lookback(),
-            grace=schedule.grace(job, windows=settings.RECONCILE_GRACE_WINDOWS),
+            grace_windows=settings.RECONCILE_GRACE_WINDOWS,
+            calendar_grace=timedelta(seconds=settings.RECONCILE_CALENDAR_GRACE_SECONDS),
         )
+        due = schedule.due_windows(job, state, now=now, lookback=lookback(), last=last)
         if due.through is None:
             return report
         found = schedule.gaps(job, due)
-        paused = [start for start in found if schedule.paused_between(state, start, window_seconds=job.window_seconds)]
-        open_ = [start for start in found if start not in paused]
-        catch_up = [] if state.paused else _to_catch_up(job, open_)
-        missed = [start for start in open_ if start not in catch_up]
+        paused = [start for start in found.missing if schedule.paused_between(state, start, timetable=job.timetable)]
+        open_ = [start for start in found.missing if start not in paused]
+        found_outages = [] if state.paused else outages(open_, found.ticked, state)
+        plan = [(outage, to_catch_up(job, outage)) for outage in found_outages]
+        catching_up = {start for _, starts in plan for start in starts}
         report.paused = schedule.windows_record(
             job, paused, status=Status.PAUSED, correlation_id=correlation_id, now=now
         )
         report.missed = schedule.windows_record(
-            job, missed, status=Status.MISSED, correlation_id=correlation_id, now=now
+            job, [start for start in open_ if start not in catching_up], status=Status.MISSED,
+            correlation_id=correlation_id, now=now,
+        )  # fmt: skip
+        report.through, (outage_from, caught_up) = _catch_up_outages(
+            job, plan, report, correlation_id=correlation_id, through=due.through, now=now
         )
-        through = due.through
-        for start in catch_up:
-            if not _catch_up(job, start, report, correlation_id=correlation_id, now=now):
-                # The event API refused or timed out: the next windows would most likely wait out the publish
-                # bound and fail the same way. The failed one is `dispatch_failed` (re-published with backoff);
-                # the watermark stops at it, so the next pass catches up the rest.
-                through = start
-                break
-        schedule.watermark_advance(job.name, through=through, now=now)
-        report.through = through
+        if not state.paused and (open_ or found.ticked):
+            schedule.outage_note(state, outage_from=outage_from, caught_up=caught_up, now=now)
+        schedule.watermark_advance(job.name, through=report.through, now=now)
     except CONNECTION_ERRORS:
         raise  # A database that cannot be reached is no one job's failure: the pass stops.
     except Exception as exc:  # One job's failure (a crashing catch-up, a bad setting) must not stop the others.
@@ -169,13 +178,28 @@ def _reconcile_job(job: CronJob, *, now: datetime, correlation_id: str) -> JobRe
     return report
 
 
-def _to_catch_up(job: CronJob, starts: list[datetime]) -> list[datetime]:
-    """Return the windows the job's catch-up policy dispatches, oldest first."""
-    if job.catch_up == "latest":
-        return starts[-1:]
-    if job.catch_up == "all":
-        return starts[-job.catch_up_max :]
-    return []
+def _catch_up_outages(
+    job: CronJob, plan: list[tuple[Outage, list[datetime]]], report: JobReport, *, correlation_id: str,
+    through: datetime, now: datetime,
+) -> tuple[datetime, tuple[datetime | None, int]]:  # fmt: skip
+    """Catch up each outage's windows, oldest first; return the watermark, and the outage open at it (its first
+    window, None for none, and its catch-ups so far).
+
+    A publish that fails (the event API refused or timed out) stops here: the next
+    windows would most likely wait out the publish bound and fail the same way. The
+    failed window is `dispatch_failed` (re-published with backoff); the watermark stops
+    at it, so the next pass catches up the rest, within the same outage's budget.
+    """
+    open_outage: tuple[datetime | None, int] = (None, 0)
+    for outage, starts in plan:
+        caught = 0
+        for start in starts:
+            if not _catch_up(job, start, report, correlation_id=correlation_id, now=now):
+                report.catch_up_failed += 1
+                return start, (outage.since, outage.caught_up_before + caught)
+            caught += 1
+        open_outage = (outage.since, outage.caught_up_before + caught) if outage.open else (None, 0)
+    return through, open_outage
 
 
 def _catch_up(job: CronJob, start: datetime, report: JobReport, *, correlation_id: str, now: datetime) -> bool:

@@ -61,6 +61,12 @@ def complex_exception() -> None:
     raise ValueError(ValueError("This task failed"))
 
 
+@task
+def dangling_note() -> None:
+    """Note a run that does not exist: the task returns, and its COMMIT refuses the note (a deferred foreign key)."""
+    HandlerNote.objects.create(run_id=-1)
+
+
 # Retried on failure, yet a return value no row can keep is never retried: it would be the same every time.
 @retry_policy(max_attempts=3)
 @task
@@ -101,12 +107,6 @@ def fails_while_told(context: TaskContext, label: str) -> str:
     if getattr(settings, "TESTSUPPORT_TASKS_FAIL", False):
         raise RuntimeError(f"{label} told to fail on attempt {context.attempt}")
     return f"{label} done on attempt {context.attempt}"
-
-
-@task
-def dangling_note() -> None:
-    """Leave a note on a run that does not exist: the task returns, and its group's COMMIT refuses the note."""
-    HandlerNote.objects.create(run_id=-1)
 
 
 @task(takes_context=True, queue_name="emails")

@@ -14,7 +14,7 @@ from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
-from core.display import ago, badge, duration, when
+from core.display import ago, badge, duration, lateness, when
 from core.display import mode_badge as mode_badge_html
 
 register = template.Library()
@@ -45,6 +45,12 @@ def when_filter(moment: datetime | None) -> str:
 def duration_filter(milliseconds: float | None) -> str:
     """Render a duration as the changelists do: `840 ms`, `12.3 s`."""
     return duration(milliseconds)
+
+
+@register.filter(name="lateness")
+def lateness_filter(milliseconds: float | None) -> str:
+    """Render how late something came (`1.2 s`), or how early (`400 ms early`)."""
+    return lateness(milliseconds)
 
 
 @register.filter

@@ -172,3 +172,18 @@ def test_dispatch_window_changelist__the_dates_drill_down_by_window_start(client
 
     assert "February 2026" in months.content.decode() and "March 2026" in months.content.decode()
     assert [row.pk for row in february.context["cl"].result_list] == [late.pk]
+
+
+def test_dispatch_window_admin__shows_the_cron_ticks_lateness_and_who_re_claimed_the_window(
+    client: Client, now: datetime
+) -> None:
+    early = window("cron:report:2026-03-27T08:00", created_at=now, lateness_ms=-400, reclaimed_by="reconciler")
+    late = window("cron:report:2026-03-30T07:00", created_at=now, lateness_ms=83_000)
+
+    shown = [
+        " ".join(client.get(reverse("admin:dispatch_dispatchwindow_change", args=[pk])).content.decode().split())
+        for pk in (early.pk, late.pk)
+    ]
+
+    assert "400 ms early" in shown[0] and "1 min 23 s" in shown[1]
+    assert '<label>Reclaimed by:</label> <div class="readonly">Reconciler</div>' in shown[0]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -12,15 +13,26 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from core.display import when
+from core.timefmt import iso_utc
 from dispatch import keys
 from dispatch.models import CronJobState, DispatchWindow
+from dispatch.registry import get_cron_job
+from dispatch.timetable import next_starts
 from testsupport.models import CronRun
 
 pytestmark = pytest.mark.django_db
 
 PAGE = "/admin/dispatch/cronjobstate/"
+COUNT_RUN = "testsupport.crons.count_run"
 VIEW = "dispatch.view_cronjobstate"
 TRIAGE = "runs.triage_deadletter"
+
+
+def next_starts_of(job: str, now: datetime) -> list[datetime]:
+    cron_job = get_cron_job(job)
+    assert cron_job is not None
+    return next_starts(cron_job.timetable, now=now, count=4)
 
 
 def signed_in(make_staff: Callable[..., User], name: str, *perms: str) -> Client:
@@ -57,8 +69,14 @@ def test_cron_jobs_page__lists_every_registered_job_with_its_last_window_and_wha
     rows = {row.job.name: row for row in response.context["rows"]}
     assert list(rows) == ["background-jobs", *(entry["name"] for entry in settings.CRON_JOBS)]
     counter = rows["counter"]
-    assert (counter.window, counter.catch_up, counter.missed, counter.paused) == ("5 min", "skip", 2, False)
-    assert counter.next_start == keys.window_start(now, 300) + timedelta(minutes=5)
+    assert (counter.description, counter.catch_up, counter.missed, counter.paused) == (
+        "Every 5 minutes, UTC",
+        "skip",
+        2,
+        False,
+    )
+    first = keys.window_start(now, 300) + timedelta(minutes=5)
+    assert counter.next_starts == [first, first + timedelta(minutes=5), first + timedelta(minutes=10)]
     row = page.split('id="cron-job-counter"')[1].split("</tr>")[0]
     assert f"{start:%Y-%m-%d %H:%M}:00 UTC</a>" in row
     assert 'orch-badge--bad" style="background-color: #c0392b">dispatch_failed</span>' in row
@@ -67,7 +85,10 @@ def test_cron_jobs_page__lists_every_registered_job_with_its_last_window_and_wha
     assert "no window yet" in page.split('id="cron-job-crash"')[1].split("</tr>")[0]
     # Viewing needs no more than the view permission; acting needs the triage permission.
     assert "Trigger now</button>" not in page and "Pause…</a>" not in page and '<th scope="col">Actions' not in page
-    assert (rows["background-jobs"].window, rows["daily"].window) == ("1 min", "1 d")
+    assert (rows["background-jobs"].description, rows["daily"].description) == (
+        "Every minute, UTC",
+        "Every day at 00:00, UTC",
+    )
 
 
 def test_cron_jobs_page__an_operator_pauses_with_a_note_and_resumes(make_staff: Callable[..., User]) -> None:
@@ -118,13 +139,88 @@ def test_cron_jobs_page__trigger_now_runs_a_one_off_window(make_staff: Callable[
     )
 
 
-@pytest.mark.parametrize(("method", "action"), [("post", "pause"), ("post", "resume"), ("post", "trigger")])
+def test_cron_jobs_page__a_calendar_job_in_words_its_zone_next_fire_times_and_lateness(
+    make_staff: Callable[..., User], settings: Any
+) -> None:
+    settings.CRON_JOBS = [
+        {"name": "report", "schedule": "0 9 * * 1-5", "timezone": "Europe/Berlin", "callable": COUNT_RUN}
+    ]
+    now = timezone.now()
+    fires = next_starts_of("report", now)
+    last = fires[0] - timedelta(days=7)  # a week ago, same weekday: a fire time
+    for days, lateness_ms in ((7, 2_500), (8, -400)):
+        start = fires[0] - timedelta(days=days)
+        DispatchWindow.objects.create(
+            dispatch_key=keys.dispatch_key("report", start), job="report", status="enqueued", mode="dispatch",
+            source="cron", correlation_id="c", window_start=start, window_seconds=86_400, requested_at=start,
+            lateness_ms=lateness_ms,
+        )  # fmt: skip
+    CronJobState.objects.create(job="report", drift_ticks=2)
+    viewer = signed_in(make_staff, "viewer", VIEW)
+
+    response = viewer.get(PAGE)
+
+    page = " ".join(response.content.decode().split())
+    row = page.split('id="cron-job-report"')[1].split("</tr>")[0]
+    assert '<div class="orch-cron-schedule">At 09:00, Monday through Friday, Europe/Berlin</div>' in row
+    assert "<code>0 9 * * 1-5</code> · catch-up skip" in row
+    assert all(f'<div class="orch-time">{when(fire)}</div>' in row for fire in fires[:3])
+    assert when(fires[3]) not in row
+    assert "last 2.5 s" in row and "drift</span> 2 ticks" in row
+    assert f"{when(last)}</a>" in row
+
+
+def test_cron_jobs_page__backfill_lists_the_windows_first_then_runs_those_not_handled(
+    make_staff: Callable[..., User],
+) -> None:
+    operator = signed_in(make_staff, "operator", VIEW, TRIAGE)
+    start = keys.window_start(timezone.now(), 300) - timedelta(minutes=30)
+    DispatchWindow.objects.create(
+        dispatch_key=keys.dispatch_key("counter", start), job="counter", status="enqueued", mode="dispatch",
+        source="cron", correlation_id="c", window_start=start, window_seconds=300, requested_at=start,
+    )  # fmt: skip
+    form = {"first": iso_utc(start), "last": iso_utc(start + timedelta(minutes=10))}
+
+    listed = operator.post(f"{PAGE}counter/backfill/", {**form, "preview": "1"})
+    listed_ran_nothing = not DispatchWindow.objects.filter(source="manual").exists()
+    ran = operator.post(f"{PAGE}counter/backfill/", {**form, "run": "1"}, follow=True)
+
+    plan = " ".join(listed.content.decode().split()).split('id="backfill-plan"')[1]
+    assert plan.count("skipped: handled") == 1 and plan.count("<td>runs</td>") == 2
+    assert 'value="Run 2 windows"' in listed.content.decode()
+    assert listed_ran_nothing
+    manual = sorted(DispatchWindow.objects.filter(source="manual").values_list("window_start", flat=True))
+    assert manual == [start + timedelta(minutes=5), start + timedelta(minutes=10)]
+    assert CronRun.objects.count() == 2
+    outcome = (
+        f"2 of 3 windows from {when(start)} to {when(start + timedelta(minutes=10))} ticked, 1 skipped "
+        "(already handled)"
+    )
+    assert messages_of(ran) == [f"Back-filled counter: {outcome}."]
+    assert LogEntry.objects.get().change_message == f"Back-filled: {outcome}."
+
+
+def test_cron_jobs_page__backfill_refuses_a_future_range_and_changes_nothing(make_staff: Callable[..., User]) -> None:
+    operator = signed_in(make_staff, "operator", VIEW, TRIAGE)
+    now = timezone.now()
+    form = {"first": iso_utc(now - timedelta(hours=1)), "last": iso_utc(now + timedelta(hours=1)), "run": "1"}
+
+    response = operator.post(f"{PAGE}counter/backfill/", form)
+
+    assert response.status_code == 200
+    assert "the range ends in the future" in response.content.decode()
+    assert not DispatchWindow.objects.exists() and not LogEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "action"), [("post", "pause"), ("post", "resume"), ("post", "trigger"), ("post", "backfill")]
+)
 def test_cron_jobs_page__actions_need_the_triage_permission(
     make_staff: Callable[..., User], method: str, action: str
 ) -> None:
     viewer = signed_in(make_staff, "viewer", VIEW)
 
-    response = getattr(viewer, method)(f"{PAGE}counter/{action}/", {"note": "why"})
+    response = getattr(viewer, method)(f"{PAGE}counter/{action}/", {"note": "why", "first": "2026-01-01T00:00Z"})
 
     assert response.status_code == 403
     assert not CronJobState.objects.filter(paused=True).exists()

@@ -7,6 +7,7 @@ import pytest
 
 from dispatch import keys
 from dispatch.registry import CronJob
+from dispatch.timetable import FixedWindows
 
 
 @pytest.mark.parametrize(
@@ -73,11 +74,11 @@ def test_canary_bucket__is_deterministic_and_spread() -> None:
 
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, 500000, tzinfo=UTC)
-COUNTER = CronJob(name="counter", window_seconds=300, units=())
+COUNTER = CronJob(name="counter", timetable=FixedWindows(seconds=300), units=())
 
 
 def job(name: str, seconds: int) -> CronJob:
-    return CronJob(name=name, window_seconds=seconds, units=())
+    return CronJob(name=name, timetable=FixedWindows(seconds=seconds), units=())
 
 
 @pytest.mark.parametrize(

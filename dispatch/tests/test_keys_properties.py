@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dispatch import keys
-from dispatch.registry import SECONDS_PER_DAY
+from dispatch.timetable import SECONDS_PER_DAY
 from testsupport.stress import examples
 
 # Every window the registry accepts: whole minutes that divide a day.

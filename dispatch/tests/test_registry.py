@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
+from dispatch.calendar import Calendar
 from dispatch.exceptions import InvalidParam, RegistryError
 from dispatch.registry import BACKGROUND_JOBS, cron_jobs, get_cron_job
+from dispatch.timetable import CalendarWindows, FixedWindows
 
 COUNTER = "testsupport.crons.count_run"
 
@@ -17,7 +21,7 @@ def test_cron_jobs__background_jobs_is_built_in(settings: Any) -> None:
 
     job = cron_jobs()[BACKGROUND_JOBS]
 
-    assert job.window_seconds == 60
+    assert job.timetable == FixedWindows(seconds=60)
     assert set(job.events) == {"background/process.requested", "background/maintenance.requested"}
     assert [unit.function_id for unit in job.units] == ["background-maintenance", "process-background-jobs"]
     assert job.flag_name == "BACKGROUND_JOBS_USE_INNGEST"
@@ -27,7 +31,7 @@ def test_cron_jobs__extra_jobs_from_settings() -> None:
     job = get_cron_job("counter")
 
     assert job is not None
-    assert (job.window_seconds, job.events) == (300, ("cron/counter.requested",))
+    assert (job.timetable, job.events) == (FixedWindows(seconds=300), ("cron/counter.requested",))
     assert [unit.function_id for unit in job.units] == ["cron-counter"]
     assert job.flag_name == "CRON_COUNTER_USE_INNGEST"
     assert set(job.params) == {"tenant", "limit", "dry", "region"}
@@ -100,6 +104,58 @@ def test_check__names_the_entry_with_a_bad_catch_up_policy(settings: Any) -> Non
 
     with pytest.raises(SystemCheckError, match=r"dispatch.E001.*CRON_JOBS\[0\]: x: catch_up='everything'"):
         call_command("check")
+
+
+def test_cron_jobs__a_calendar_job_takes_a_schedule_in_a_time_zone(settings: Any) -> None:
+    settings.CRON_JOBS = [
+        {"name": "report", "schedule": "0 9 * * 1-5", "timezone": "Europe/Berlin", "callable": COUNTER},
+        {"name": "nightly", "schedule": "30 2 * * *", "callable": COUNTER, "tolerance_seconds": 120},
+    ]
+
+    report, nightly = cron_jobs()["report"], cron_jobs()["nightly"]
+
+    assert report.timetable == CalendarWindows(calendar=Calendar("0 9 * * 1-5", "Europe/Berlin"))
+    assert (report.timetable.schedule, report.timetable.timezone, report.timetable.tolerance) == (
+        "0 9 * * 1-5",
+        "Europe/Berlin",
+        timedelta(seconds=30),
+    )
+    assert (nightly.timetable.timezone, nightly.timetable.tolerance) == ("UTC", timedelta(seconds=120))
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"schedule": "0 9 * *"}, "report: schedule '0 9 * *' must have five fields"),
+        ({"schedule": "0 25 * * *"}, "report: schedule '0 25 * * *' is not a cron expression: Bad hour"),
+        ({"schedule": "0 9 * * 1-5", "timezone": "Europe/Berln"}, "report: timezone 'Europe/Berln' is not a known"),
+        ({"schedule": "0 9 * * 1-5", "window_seconds": 60}, "report: give either window_seconds or schedule, not both"),
+        ({"schedule": "0 0 31 2 *"}, "report: schedule '0 0 31 2 *' never fires"),
+        ({"schedule": 900}, "report: schedule must be a cron expression"),
+        ({"window_seconds": 300, "timezone": "Europe/Berlin"}, "report: timezone applies to a schedule"),
+        (
+            {"schedule": "*/5 * * * *", "tolerance_seconds": 200},
+            "report: tolerance_seconds=200 is more than half the shortest time between two fire times",
+        ),
+        ({"window_seconds": 300, "tolerance_seconds": 151}, "report: tolerance_seconds must be at most half"),
+        ({"schedule": "0 9 * * *", "tolerance_seconds": -1}, "report: tolerance_seconds=-1 must be a whole number"),
+        ({}, "report: window_seconds must be an integer number of seconds, at least 60 (or give a schedule)"),
+    ],
+)
+def test_check__a_bad_schedule_is_an_error_naming_the_job(
+    settings: Any, entry: dict[str, object], message: str
+) -> None:
+    settings.CRON_JOBS = [{"name": "report", "callable": COUNTER, **entry}]
+
+    with pytest.raises(SystemCheckError, match=r"dispatch\.E001.*CRON_JOBS\[0\]: " + re.escape(message)):
+        call_command("check")
+
+
+def test_check__a_tolerance_up_to_half_the_shortest_interval_passes(settings: Any) -> None:
+    # Fire times 10 minutes apart at the closest (02:50 and 03:00, any day): up to 300 s is fine.
+    settings.CRON_JOBS = [{"name": "report", "callable": COUNTER, "schedule": "50 2,3 * * *", "tolerance_seconds": 300}]
+
+    call_command("check")
 
 
 def test_check__passes_on_a_good_registry() -> None:

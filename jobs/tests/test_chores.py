@@ -31,8 +31,8 @@ class Clock:
 
 
 @pytest.mark.django_db
-def test_worker_chores__run_at_start_then_once_per_interval(
-    make_job: Callable[..., BackgroundJob], now: datetime, settings: Any, monkeypatch: pytest.MonkeyPatch
+def test_worker_chores__reconcile_at_start_then_once_per_interval(
+    now: datetime, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.WORKER_CHORE_INTERVAL_SECONDS = 300
     calls: list[datetime] = []
@@ -42,24 +42,70 @@ def test_worker_chores__run_at_start_then_once_per_interval(
         return {"missed": 0}
 
     monkeypatch.setattr(hooks._worker_chore, "_target", chore)
-    expired = make_job(status="running", attempts=1, started_at=now, lease_expires_at=now - timedelta(minutes=1))
     clock = Clock()
     chores = WorkerChores(monotonic=clock)
 
     first = chores.run_if_due(now=now)
     clock.seconds += 299
-    early = chores.run_if_due(now=now)
+    early = chores.run_if_due(now=now + timedelta(seconds=299))
     clock.seconds += 1
-    second = chores.run_if_due(now=now)
+    second = chores.run_if_due(now=now + timedelta(seconds=300))
 
-    assert first == {"recovered": {"requeued": 1, "released": 0, "dead": 0}, "reconciled": {"missed": 0}}
-    assert (early, second) == (
-        None,
-        {"recovered": {"requeued": 0, "released": 0, "dead": 0}, "reconciled": {"missed": 0}},
-    )
-    assert len(calls) == 2
-    expired.refresh_from_db()
-    assert expired.status == "pending"
+    assert first == {"recovered": {"requeued": 0, "released": 0, "dead": 0}, "reconciled": {"missed": 0}}
+    assert early is not None and "reconciled" not in early
+    assert second == {"reconciled": {"missed": 0}}
+    assert calls == [now, now + timedelta(seconds=300)]
+
+
+@pytest.mark.django_db
+def test_worker_chores__take_back_a_dead_workers_lease_as_it_expires_not_a_chore_interval_later(
+    make_job: Callable[..., BackgroundJob], now: datetime, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.WORKER_CHORE_INTERVAL_SECONDS = 300
+    settings.JOBS_LEASE_SECONDS = 60
+    monkeypatch.setattr(hooks._worker_chore, "_target", lambda *, now: {"missed": 0})
+    started = now - timedelta(seconds=30)  # its handler started, then its worker died: 30 s of its lease are left
+    lost = make_job(
+        status="running", attempts=1, started_at=started, lease_expires_at=started + timedelta(seconds=60),
+        locked_by="gone:7:dead01", worker_ids=["gone:7:dead01"],
+    )  # fmt: skip
+    clock = Clock()
+    chores = WorkerChores(monotonic=clock)
+
+    at_start = chores.run_if_due(now=now)
+    clock.seconds += 30.5
+    as_it_expires = chores.run_if_due(now=now + timedelta(seconds=30.5))
+
+    assert at_start is not None and at_start["recovered"] == {"requeued": 0, "released": 0, "dead": 0}
+    assert as_it_expires == {"recovered": {"requeued": 1, "released": 0, "dead": 0}}
+    lost.refresh_from_db()
+    assert (lost.status, lost.attempts, lost.locked_by) == ("pending", 1, "")
+    [error] = lost.errors
+    assert error["exception_class_path"] == "jobs.exceptions.LeaseExpired"
+    assert "worker gone:7:dead01;" in error["traceback"]
+    # Nothing running now: the next look is a lease away, before any claim made from now on can expire.
+    assert chores.due_in() == 60
+
+
+@pytest.mark.django_db
+def test_worker_chores__a_lease_recovery_that_took_nothing_back_logs_at_debug(
+    now: datetime, settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.WORKER_CHORE_INTERVAL_SECONDS = 300
+    settings.JOBS_LEASE_SECONDS = 60
+    monkeypatch.setattr(hooks._worker_chore, "_target", lambda *, now: {"missed": 0})
+    clock = Clock()
+    chores = WorkerChores(monotonic=clock)
+
+    with caplog.at_level("DEBUG", logger="jobs.chores"):
+        chores.run_if_due(now=now)  # at start: the reconciler too
+        clock.seconds += 60
+        chores.run_if_due(now=now + timedelta(seconds=60))  # an idle worker's lease recovery, nothing expired
+
+    assert [(record.levelname, "reconciled" in record.__dict__) for record in caplog.records] == [
+        ("INFO", True),
+        ("DEBUG", False),
+    ]
 
 
 @pytest.mark.django_db

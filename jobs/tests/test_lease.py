@@ -110,7 +110,7 @@ def test_heartbeat__is_seen_by_others_at_once_and_admin_actions_do_not_wait_for_
     assert job.lease_expires_at is not None and job.lease_expires_at > lease_before
     # and an operator's action on a selection that includes the running job answers at once.
     with lock_wait_refused():
-        report = job_cancel(job_ids=[job.pk, waiting.pk], now=now)
+        report = job_cancel(job_ids=[job.pk, waiting.pk], by="ops", now=now)
     assert (report.done, dict(report.skipped)) == ([waiting.pk], {"not pending (running)": [job.pk]})
 
     output, _ = worker.communicate("go\n", timeout=60)

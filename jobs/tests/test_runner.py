@@ -255,7 +255,15 @@ def test_recover_expired_leases__buries_a_started_job_out_of_attempts(make_job: 
     assert job.status == "dead"
     letter = DeadLetter.objects.get()
     assert letter.job_id == job.pk
-    assert letter.error == "lease expired on attempt 1 of 1: the worker stopped"
+    assert letter.error == job.last_error == "LeaseExpired: lease expired on attempt 1 of 1: the worker stopped"
+    # The lost attempt's record: what happened, to which worker, and when.
+    [error] = job.errors
+    assert (error["attempt"], error["exception_class_path"]) == (1, "jobs.exceptions.LeaseExpired")
+    assert error["traceback"] == (
+        "jobs.exceptions.LeaseExpired: lease expired on attempt 1 of 1: the worker stopped\n"
+        "worker w1; started at 2026-03-14T15:09:26.500+00:00; lease expired at 2026-03-14T15:10:26.500+00:00; "
+        "taken back by lease recovery at 2026-03-14T15:11:26.500+00:00\n"
+    )
 
 
 @override_settings(JOBS_LEASE_SECONDS=30)

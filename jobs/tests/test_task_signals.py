@@ -13,17 +13,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections
 from django.dispatch import Signal
 from django_tasks import TaskResultStatus
 from django_tasks.base import TaskResult
 from django_tasks.signals import task_enqueued, task_finished, task_started
 from freezegun import freeze_time
 
+from jobs import registry
 from jobs.backend import OrchestratorBackend
+from jobs.claim import claim_batch
+from jobs.exceptions import ConnectionLost, JobCancelled, LeaseExpired
 from jobs.maintenance import recover_expired_leases
 from jobs.models import BackgroundJob
+from jobs.recovery import claims_take_back
 from jobs.runner import jobs_run
+from jobs.triage import job_cancel
 from testsupport import tasks
 
 Seen = list[tuple[str, type, TaskResult[Any]]]
@@ -170,6 +175,47 @@ def test_signals__a_task_buried_by_lease_recovery_sends_finished_failed(
         recover_expired_leases(now=now + timedelta(minutes=5))
 
     assert statuses(seen, result.id) == [("enqueued", "READY"), ("finished", "FAILED")]
+    assert [error.exception_class for error in seen[-1][2].errors] == [LeaseExpired]
+
+
+@pytest.mark.django_db
+def test_signals__a_task_whose_worker_lost_its_connection_sends_finished_failed_once_taken_back(
+    seen: Seen, now: datetime, django_capture_on_commit_callbacks: Any
+) -> None:
+    result = tasks.noop.enqueue()
+    [claimed] = claim_batch(now=now, limit=1, worker="host:1:abc")
+    claimed.started_at = now  # its function started, then the worker lost the database
+
+    with django_capture_on_commit_callbacks(execute=True):
+        claims_take_back(claims=[claimed], error=OperationalError("server closed"), lost_at=now, now=now)
+
+    assert statuses(seen, result.id) == [("enqueued", "READY"), ("finished", "FAILED")]
+    assert [error.exception_class for error in seen[-1][2].errors] == [ConnectionLost]
+
+
+@pytest.mark.django_db
+def test_signals__a_task_cancelled_by_an_operator_sends_finished_failed_once_after_the_commit(
+    seen: Seen,
+    now: datetime,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    result = tasks.noop.enqueue()
+    job = BackgroundJob.objects.get(result_id=result.id)
+    monkeypatch.delitem(registry._handlers, job.kind)  # the web process that cancels it never imported the task
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job_cancel(job_ids=[job.pk], by="ops", now=now)
+    assert statuses(seen, result.id) == [("enqueued", "READY")]  # nothing told before the commit
+    with caplog.at_level(logging.INFO, logger="django_tasks"):
+        for callback in callbacks:
+            callback()
+
+    assert statuses(seen, result.id) == [("enqueued", "READY"), ("finished", "FAILED")]
+    assert [error.exception_class for error in seen[-1][2].errors] == [JobCancelled]
+    failure = [record for record in caplog.records if record.name == "django_tasks"][-1]
+    assert failure.exc_info is not None and isinstance(failure.exc_info[1], JobCancelled)
 
 
 @pytest.mark.django_db

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -46,7 +47,7 @@ def test_job_cancel__cancels_pending_jobs_only_and_frees_their_dedupe_key(
     other = make_job()
     succeeded = make_job(status="succeeded", finished_at=now)
 
-    report = job_cancel(job_ids=[pending.pk, other.pk, succeeded.pk], now=now)
+    report = job_cancel(job_ids=[pending.pk, other.pk, succeeded.pk], by="ops", now=now)
 
     assert (report.done, dict(report.skipped)) == ([pending.pk, other.pk], {"not pending (succeeded)": [succeeded.pk]})
     pending.refresh_from_db()
@@ -59,13 +60,13 @@ def test_job_cancel__cancels_pending_jobs_only_and_frees_their_dedupe_key(
 
 def test_job_cancel__a_cancelled_job_is_never_claimed(make_job: Callable[..., BackgroundJob], now: datetime) -> None:
     job = make_job()
-    job_cancel(job_ids=[job.pk], now=now)
+    job_cancel(job_ids=[job.pk], by="ops", now=now)
 
     assert claim_batch(now=now + timedelta(minutes=1), limit=10, worker="w") == []
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("action", [job_cancel, job_retry_now])
+@pytest.mark.parametrize("action", [partial(job_cancel, by="ops"), job_retry_now], ids=["cancel", "retry-now"])
 def test_job_triage__a_row_locked_by_a_worker_is_skipped_not_waited_for(
     action: Callable[..., ActionReport], make_job: Callable[..., BackgroundJob], now: datetime
 ) -> None:

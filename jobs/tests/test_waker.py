@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from jobs.models import BackgroundJob
 from jobs.services import job_enqueue
+from jobs.waker import Waker
 from testsupport import procs
 from testsupport.models import HandlerRun
 
@@ -158,3 +160,11 @@ def test_run_jobs__a_worker_listens_again_after_its_database_connections_were_te
     assert (summary["succeeded"], wakes[-1]) == (1, "notified")  # woken by the new LISTEN, not a poll
     stop(worker)
     assert list(HandlerRun.objects.values_list("job_id", flat=True)) == [job.pk]
+
+
+def test_waker__wakes_when_the_workers_chore_is_due(settings: Any) -> None:
+    settings.JOBS_POLL_SECONDS = 60
+
+    woke = Waker(queue=None).wait(stop=threading.Event(), now=timezone.now(), chores_in=0.05)
+
+    assert woke == "chores"

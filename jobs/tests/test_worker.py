@@ -236,3 +236,16 @@ def test_run_jobs__a_standing_worker_outlives_the_termination_of_its_database_co
         job.refresh_from_db()
         assert (job.status, job.attempts) == ("succeeded", 1)
     assert HandlerRun.objects.count() == 3
+
+
+def test_run_jobs__an_idle_worker_stopped_by_sigterm_prints_its_summary(reap: Reap) -> None:
+    env = procs.child_env(LOG_LEVEL="DEBUG", JOBS_POLL_SECONDS="60")
+    process = reap(procs.manage("run_jobs", "--loop", env=env, stderr=subprocess.STDOUT))
+    read_until_logged(process, "worker idle")
+
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 0, output
+    [summary] = summaries(output)
+    assert (summary["claimed"], summary["succeeded"], summary["remainingBacklog"]) == (0, 0, 0)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from core.aggregates import PercentileDisc, percentiles, percentiles_by, percentiles_by_offset
 from dispatch.models import DispatchWindow
-from orchestrator.aggregates import PercentileDisc, percentiles, percentiles_by_offset
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +40,20 @@ def test_percentiles__postgres_and_the_offset_fallback_agree(job: str) -> None:
     assert in_sql == by_offset
     ordered = sorted(DATASETS[job])
     assert (in_sql[0.0], in_sql[1.0]) == (ordered[0], ordered[-1])
+
+
+@pytest.mark.usefixtures("windows")
+def test_percentiles_by__one_grouped_query_agrees_with_each_groups_offsets(
+    django_assert_num_queries: Callable[..., Any],
+) -> None:
+    queryset = DispatchWindow.objects.all()
+
+    with django_assert_num_queries(1):
+        grouped = percentiles_by(queryset, "job", "latency_ms", FRACTIONS)
+
+    assert grouped == {
+        job: percentiles_by_offset(queryset.filter(job=job), "latency_ms", FRACTIONS) for job in DATASETS
+    }
 
 
 @pytest.mark.usefixtures("windows")

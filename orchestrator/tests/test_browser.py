@@ -6,8 +6,9 @@ quietly. `ORCHESTRATOR_SKIP_BROWSER=1` skips it on purpose. Playwright never dow
 a browser here: it drives the system's chromium through `executable_path`.
 
 Every page is seen at 1400 px wide. The screenshots land in `artefacts/`: the health panel
-(`admin-dashboard.png`), the dead letters after triage (`admin-dead-letters.png`) and the Cron jobs
-page (`admin-cron-jobs.png`); test_browser_fit.py adds grouping by cause and every changelist.
+(`admin-dashboard.png`), the dead letters after triage (`admin-dead-letters.png`), the Cron jobs
+page (`admin-cron-jobs.png`, and with a calendar job `admin-cron-jobs-calendar.png`) and a back-fill's
+list (`admin-cron-backfill.png`); test_browser_fit.py adds grouping by cause and every changelist.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, expect, sync_playwright
 
+from core.display import when
+from core.timefmt import iso_utc
+from dispatch import keys
 from dispatch.models import CronJobState, DispatchWindow
+from dispatch.registry import get_cron_job
+from dispatch.timetable import next_starts
 from jobs.models import BackgroundJob, QueueHealthSnapshot
 from runs.models import DeadLetter, FunctionRun
 from testsupport.admin import STAFF_PASSWORD
@@ -37,6 +43,7 @@ CHROMIUM = Path(os.environ.get("ORCHESTRATOR_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTEFACTS = Path(settings.BASE_DIR) / "artefacts"
 WIDTH = 1400  # every changelist fits a 1400 px screen
+COUNT_RUN = "testsupport.crons.count_run"
 OPERATOR_PERMISSIONS = (
     "dispatch.view_dispatchwindow",
     "runs.view_functionrun",
@@ -245,3 +252,54 @@ def test_cron_jobs_walkthrough__pause_a_job_with_a_note_its_tick_is_paused_then_
     assert state.paused_by is not None and state.resumed_by is not None
     assert (state.paused_by.get_username(), state.resumed_by.get_username()) == ("operator", "operator")
     assert [entry.change_message for entry in LogEntry.objects.order_by("pk")] == [f"Paused: {note}", "Resumed."]
+
+
+def test_cron_jobs_walkthrough__a_calendar_job_in_words_then_a_backfill_listed_and_run(
+    live_server: Any, make_staff: Callable[..., User], settings: Any
+) -> None:
+    settings.CRON_JOBS = [
+        {"name": "report", "schedule": "0 9 * * 1-5", "timezone": "Europe/Berlin", "callable": COUNT_RUN},
+        {"name": "counter", "window_seconds": 300, "callable": COUNT_RUN},
+    ]
+    make_staff("operator", "dispatch.view_cronjobstate", "dispatch.view_dispatchwindow", "runs.triage_deadletter")
+    ARTEFACTS.mkdir(exist_ok=True)
+    start = keys.window_start(timezone.now(), 300) - timedelta(minutes=30)
+    for offset, status, mode, source in ((0, "enqueued", "dispatch", "cron"), (5, "missed", "", "reconciler")):
+        at = start + timedelta(minutes=offset)
+        DispatchWindow.objects.create(
+            dispatch_key=keys.dispatch_key("counter", at), job="counter", status=status, mode=mode, source=source,
+            correlation_id="c", window_start=at, window_seconds=300, requested_at=at, lateness_ms=1_200,
+        )  # fmt: skip
+    report = get_cron_job("report")
+    assert report is not None
+    fires = next_starts(report.timetable, now=timezone.now(), count=3)
+
+    with chromium() as page:
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/dispatch/cronjobstate/")
+        page.fill("#id_username", "operator")
+        page.fill("#id_password", STAFF_PASSWORD)
+        page.click("input[type=submit]")
+        row = page.locator("#cron-job-report")
+        expect(row.locator(".orch-cron-schedule")).to_contain_text("At 09:00, Monday through Friday, Europe/Berlin")
+        expect(row.locator(".orch-cron-next div")).to_have_text([when(fire) for fire in fires])
+        expect(page.locator("#cron-job-counter .orch-cron-lateness")).to_contain_text("last 1.2 s")
+        page.screenshot(path=str(ARTEFACTS / "admin-cron-jobs-calendar.png"), full_page=True)
+
+        page.locator("#cron-job-counter a:text-is('Back-fill…')").click()
+        expect(page.locator("h1")).to_have_text("Back-fill counter")
+        page.fill("#id_first", iso_utc(start))
+        page.fill("#id_last", iso_utc(start + timedelta(minutes=10)))
+        page.click("input[name=preview]")
+        plan = page.locator("#backfill-plan tbody tr")
+        expect(plan).to_have_count(3)
+        expect(plan.nth(0)).to_contain_text("skipped: handled")
+        expect(plan.nth(1)).to_contain_text("missed")
+        page.screenshot(path=str(ARTEFACTS / "admin-cron-backfill.png"), full_page=True)
+        page.click("input[name=run][value='Run 2 windows']")
+        expect(page.locator("ul.messagelist li")).to_contain_text("Back-filled counter: 2 of 3 windows")
+
+    ran = DispatchWindow.objects.filter(job="counter").exclude(window_start=start).order_by("window_start")
+    assert list(ran.values_list("status", "source", "reclaimed_by")) == [
+        ("inline", "reconciler", "manual"),
+        ("inline", "manual", ""),
+    ]

@@ -16,15 +16,19 @@ from typing import Any
 
 import httpx
 import pytest
+from django.db import OperationalError
 from django.test import Client
 from freezegun import freeze_time
 
 from dispatch.registry import get_cron_job
 from dispatch.services import dispatch_tick
-from jobs.maintenance import prune_finished_jobs
+from jobs.claim import claim_batch
+from jobs.maintenance import prune_finished_jobs, recover_expired_leases
 from jobs.models import BackgroundJob
+from jobs.recovery import claims_take_back
 from jobs.runner import jobs_run
 from jobs.services import job_enqueue
+from jobs.triage import job_cancel
 from testsupport import procs
 from testsupport.event_api import EventAPI
 from testsupport.live import Gunicorn
@@ -121,6 +125,31 @@ def test_events__a_group_whose_commit_fails_is_counted_once_as_its_jobs_ended(
     assert moved(before, after, "jobs_finished_total", kind="test.record", outcome="succeeded") == 2
     assert moved(before, after, "job_retries_total", kind="test.dangling_reference") == 1
     assert moved(before, after, "job_run_seconds_count", kind="test.record") == 2
+
+
+def test_events__lost_attempts_and_cancelled_jobs_are_counted_once_as_they_ended(client: Client, now: datetime) -> None:
+    for max_attempts in (1, 2, 1, 2):
+        job_enqueue(kind="test.record", max_attempts=max_attempts, now=now)
+    waiting = job_enqueue(kind="test.record", run_after=now + timedelta(hours=1), now=now).job
+    claimed = claim_batch(now=now, limit=4, worker="host:1:abc")
+    expired, lost = claimed[:2], claimed[2:]  # the worker of two died; the other two's lost its database
+    BackgroundJob.objects.filter(pk__in=[job.pk for job in expired]).update(started_at=now)
+    for job in lost:
+        job.started_at = now
+    before = scrape(client)
+
+    claims_take_back(claims=lost, error=OperationalError("server closed"), lost_at=now, now=now)
+    recover_expired_leases(now=now + timedelta(minutes=5))
+    job_cancel(job_ids=[waiting.pk], by="ops", now=now)
+
+    after = scrape(client)
+    kind = {"kind": "test.record"}
+    # Of each pair, the job on its last attempt died and the other is due again: lost attempts count as failures.
+    assert moved(before, after, "jobs_finished_total", **kind, outcome="dead") == 2
+    assert moved(before, after, "job_retries_total", **kind) == 2
+    assert moved(before, after, "jobs_finished_total", **kind, outcome="cancelled") == 1
+    assert moved(before, after, "dead_letters_total", source="job", **kind) == 2
+    assert moved(before, after, "job_run_seconds_count", **kind) == 0  # a lost attempt has no end to time
 
 
 @pytest.mark.slow

@@ -49,6 +49,7 @@ def test_slo_report__an_empty_period_passes_with_no_data(now: datetime) -> None:
         "missedWindows",
         "stalePending",
         "abandonedRuns",
+        "tickLatenessP95Seconds",
         "lastTickAgeSeconds",
     ]
     assert metrics["dispatchLatencyP95Ms"]["value"] is None

@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from freezegun import freeze_time
 
-from dispatch.models import DispatchWindow
+from dispatch.models import CronJobState, DispatchWindow
 from dispatch.windows import stale_after
 from orchestrator.slo import slo_report_build
 from runs.models import FunctionRun
@@ -111,3 +111,28 @@ def test_slo_report__the_age_of_each_cron_jobs_last_tick(now: datetime, make_win
 
     assert (last["value"], last["pass"]) == (720.0, None)  # informational
     assert (last["jobs"]["counter"], last["jobs"]["background-jobs"], last["jobs"]["crash"]) == (720.0, 30.0, None)
+
+
+def test_orchestrator_report__tick_lateness_p95_over_its_gate_stops_the_rollout(
+    now: datetime, make_window: Window, settings: Any
+) -> None:
+    for lateness_ms in [1_000] * 18 + [45_000, 50_000]:
+        make_window(lateness_ms=lateness_ms)
+    make_window(source="manual")  # an operator's tick has no lateness: not counted
+    CronJobState.objects.create(job="counter", drift_ticks=3, last_drift_at=now - timedelta(minutes=5))
+
+    passed, _ = command(now)  # the default gate: 60 s
+    settings.SLO_MAX_TICK_LATENESS_SECONDS = 30
+    code, body = command(now)
+
+    assert (passed, code, body["failed"]) == (0, 1, ["tickLatenessP95Seconds"])
+    assert body["metrics"]["tickLatenessP95Seconds"] == {
+        "value": 45.0,
+        "unit": "s",
+        "threshold": 30.0,
+        "pass": False,
+        "setting": "SLO_MAX_TICK_LATENESS_SECONDS",
+        "windows": 20,
+        "maxSeconds": 50.0,
+        "driftingJobs": {"counter": 3},
+    }

@@ -105,8 +105,16 @@ def test_reconcile__a_failed_publish_is_republished_with_backoff_up_to_its_bound
         1,
         0,
     )
+    # Each pass whose re-publish failed says so in its own record, not only in a log line.
+    assert [summary["republishFailed"] for summary in (soon, again, last, after)] == [0, 1, 1, 0]
     window = DispatchWindow.objects.get()
-    assert (window.status, window.publish_attempts, window.source) == ("dispatch_failed", 3, "reconciler")
+    # The cron tick claimed it: "first cron window" and "last cron tick" still read so; the reconciler re-claimed it.
+    assert (window.status, window.publish_attempts, window.source, window.reclaimed_by) == (
+        "dispatch_failed",
+        3,
+        "cron",
+        "reconciler",
+    )
     [line] = [record for record in caplog.records if record.getMessage().startswith("window left dispatch_failed")]
     assert (line.levelname, line.dispatchKey, line.publishAttempts) == ("ERROR", key, 3)  # type: ignore[attr-defined]
     assert event_api.requests >= 3 and event_api.events == []

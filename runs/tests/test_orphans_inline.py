@@ -116,12 +116,12 @@ def test_reconcile__a_republish_that_fails_under_the_emergency_fallback_does_not
     assert not DispatchWindow.objects.filter(status="inline").exists()
     assert DispatchWindow.objects.filter(mode="dispatch").count() == FAILED + 1
     # The first re-publish (the pending window's: pending windows come first) failed: no other was tried.
-    assert DispatchWindow.objects.filter(source="reconciler").values_list("status", "publish_attempts").get() == (
+    assert DispatchWindow.objects.filter(reclaimed_by="reconciler").values_list("status", "publish_attempts").get() == (
         "dispatch_failed",
         2,
     )
     assert not FunctionRun.objects.exists()
-    assert (summary["republished"], summary["notRepublished"]) == (0, 0)
+    assert (summary["republished"], summary["republishFailed"], summary["notRepublished"]) == (0, 1, 0)
 
 
 def test_reconcile__a_reconcile_inside_a_reconcile_does_nothing(

@@ -109,7 +109,13 @@ def test_reconcile__a_tick_killed_between_claim_and_publish_is_republished_with_
 
     assert (too_soon["republished"], summary["republished"]) == (0, 1)
     window.refresh_from_db()
-    assert (window.status, window.source, window.claim, window.publish_attempts) == ("enqueued", "reconciler", 2, 2)
+    assert (window.status, window.source, window.reclaimed_by, window.claim, window.publish_attempts) == (
+        "enqueued",
+        "manual",  # the dead tick claimed it first: its source stays
+        "reconciler",
+        2,
+        2,
+    )
     expected = sorted([keys.event_id(PROCESS, key), keys.event_id(MAINTENANCE, key)])
     assert sorted(window.event_ids) == sorted(event_api.event_ids()) == expected
     assert window.correlation_id == dead_tick  # its logs still lead to the tick that claimed it

@@ -56,7 +56,7 @@ class Command(BaseCommand):
             "Enqueued 5 demo jobs: 3 demo.echo, 1 demo.sleep and 1 demo.fail, which always fails (to show a dead "
             "letter)."
         )
-        window = keys.window_start(at, job.window_seconds)
+        window = job.timetable.window_of(at)
         ticked = DispatchWindow.objects.filter(dispatch_key=keys.dispatch_key(job.name, window)).exists()
         self.say(
             f"\nTick 1 of background-jobs, window {window:%Y-%m-%dT%H:%M}. "

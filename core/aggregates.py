@@ -58,3 +58,21 @@ def percentiles_by_offset(queryset: QuerySet[Any], field: str, fractions: Sequen
         # percentile_disc's definition: the value at 1-based position ceil(fraction × count), at least the first.
         result[fraction] = ordered[max(math.ceil(fraction * count), 1) - 1] if count else None
     return result
+
+
+def percentiles_by(
+    queryset: QuerySet[Any], group: str, field: str, fractions: Sequence[float]
+) -> dict[Any, dict[float, Any]]:
+    """Return {group value: {fraction: value}} of `field` for each value of `group` in `queryset`.
+
+    One grouped aggregate query on PostgreSQL; elsewhere `percentiles_by_offset` per group.
+    """
+    if connections[queryset.db].vendor == "postgresql":
+        rows = (
+            queryset.order_by()
+            .values(group)
+            .annotate(**{f"p{index}": PercentileDisc(field, fraction=f) for index, f in enumerate(fractions)})
+        )
+        return {row[group]: {f: row[f"p{index}"] for index, f in enumerate(fractions)} for row in rows}
+    groups = queryset.order_by().values_list(group, flat=True).distinct()
+    return {value: percentiles_by_offset(queryset.filter(**{group: value}), field, fractions) for value in groups}

@@ -1,0 +1,1 @@
+"""The table a write job inserts into (bench/write_drain.py): an app of the bench settings only."""

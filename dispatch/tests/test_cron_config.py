@@ -1,0 +1,175 @@
+"""`manage.py cron_config`: the cron service's configuration from the registry; and `manage.py cron_jobs`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from freezegun import freeze_time
+
+from dispatch.calendar import Calendar
+from dispatch.cron_config import on_calendar_specs
+from dispatch.models import CronJobState, DispatchWindow
+
+COUNT_RUN = "testsupport.crons.count_run"
+URL = "https://orch.example.com"
+
+
+@pytest.fixture(autouse=True)
+def registry(settings: Any) -> None:
+    settings.CRON_JOBS = [
+        {"name": "report", "schedule": "0 9 * * 1-5", "timezone": "Europe/Berlin", "callable": COUNT_RUN},
+        {"name": "either", "schedule": "30 2 1,15 * MON", "timezone": "America/New_York", "callable": COUNT_RUN},
+        {"name": "ninety", "window_seconds": 5400, "callable": COUNT_RUN},
+    ]
+
+
+def config(*args: str) -> str:
+    out = StringIO()
+    call_command("cron_config", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_cron_config__crontab_has_each_jobs_schedule_in_its_zone_and_never_the_secret(settings: Any) -> None:
+    settings.CRON_SECRET = "s3cret-never-printed"
+
+    text = config("--format", "crontab", "--url", URL)
+
+    curl = 'curl -fsS -m 30 -X POST -H "Authorization: Bearer $CRON_SECRET" https://orch.example.com/api/cron/'
+    entries = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert entries == [
+        "CRON_TZ=UTC",
+        f"* * * * * {curl}background-jobs >/dev/null",
+        "CRON_TZ=Europe/Berlin",
+        f"0 9 * * 1-5 {curl}report >/dev/null",
+        "CRON_TZ=America/New_York",
+        f"30 2 1,15 * MON {curl}either >/dev/null",
+        "CRON_TZ=UTC",
+        # 90-minute windows: on the hour every 3 hours from 00:00, at half past every 3 hours from 01:30.
+        f"0 */3 * * * {curl}ninety >/dev/null",
+        f"30 1,4,7,10,13,16,19,22 * * * {curl}ninety >/dev/null",
+    ]
+    assert "s3cret" not in text
+
+
+def test_cron_config__kubernetes_cronjobs_read_the_secret_from_a_kubernetes_secret() -> None:
+    text = config("--format", "kubernetes", "--url", URL + "/", "--secret-env", "ORCH_CRON_SECRET")
+
+    documents = text.split("\n---\n")
+    assert len(documents) == 5  # background-jobs, report, either, and ninety's two schedules
+    report = documents[1]
+    assert "  name: cron-report\n" in report
+    assert '  schedule: "0 9 * * 1-5"\n  timeZone: "Europe/Berlin"\n' in report
+    assert '"Authorization: Bearer $(ORCH_CRON_SECRET)", "https://orch.example.com/api/cron/report"]' in report
+    assert 'secretKeyRef: {name: "orchestrator-cron", key: "ORCH_CRON_SECRET"}' in report
+    assert re.findall(r"name: (cron-ninety-\d)", text) == ["cron-ninety-1", "cron-ninety-2"]
+
+
+def test_cron_config__systemd_timers_with_one_calendar_event_per_cron_day_rule() -> None:
+    text = config("--format", "systemd", "--url", URL)
+
+    assert "OnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 09:00:00 Europe/Berlin\n" in text
+    # Neither day field is `*`: cron(8) runs on the 1st and the 15th OR on Mondays.
+    assert "OnCalendar=Mon *-*-* 02:30:00 America/New_York\nOnCalendar=*-*-01,15 02:30:00 America/New_York\n" in text
+    assert "OnCalendar=*-*-* 00/3:00:00 UTC\nOnCalendar=*-*-* 01/3:30:00 UTC\n" in text
+    assert 'ExecStart=/usr/bin/curl -fsS -m 30 -X POST -H "Authorization: Bearer ${CRON_SECRET}" ' in text
+    assert "AccuracySec=1s" in text
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+@pytest.mark.parametrize(
+    ("expression", "zone"),
+    [
+        ("0 9 * * 1-5", "Europe/Berlin"),
+        ("30 2 1,15 * MON", "America/New_York"),
+        ("*/20 8-17 * * *", "Asia/Kolkata"),
+        ("0 0 1 */3 *", "UTC"),
+    ],
+)
+def test_cron_config__systemd_fires_when_the_calendar_does(expression: str, zone: str) -> None:
+    """systemd's own calendar arithmetic agrees with cronsim's, away from a DST change (docs/cron.md)."""
+    calendar = Calendar(expression, zone)
+    base = datetime(2026, 4, 10, 12, tzinfo=UTC)
+    elapses: set[datetime] = set()
+    for spec in on_calendar_specs(calendar):
+        shown = subprocess.run(
+            ["systemd-analyze", "calendar", "--iterations=6", f"--base-time={base:%Y-%m-%d %H:%M:%S} UTC", spec],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
+        ).stdout
+        elapses |= {
+            datetime.strptime(found, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            for found in re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+) UTC", shown)
+        }
+    expected = [calendar.after(base)]
+    while len(expected) < 6:
+        expected.append(calendar.after(expected[-1]))
+    assert sorted(elapses)[:6] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "crontab", "--url", "orch.example.com"], "give the service's base URL"),
+        (["--format", "crontab", "--url", URL, "--secret-env", "CRON SECRET"], "give a variable name"),
+    ],
+)
+def test_cron_config__bad_arguments_say_what_to_type(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        config(*args)
+
+
+@pytest.mark.django_db
+@freeze_time("2026-03-27T09:30:00Z")
+def test_cron_jobs__json_is_one_object_per_job_with_its_schedule_words_and_next_five() -> None:
+    start = datetime(2026, 3, 27, 8, tzinfo=UTC)
+    DispatchWindow.objects.create(
+        dispatch_key="cron:report:2026-03-27T08:00", job="report", status="enqueued", mode="dispatch", source="cron",
+        correlation_id="c", window_start=start, window_seconds=255_600, requested_at=start, lateness_ms=1_500,
+    )  # fmt: skip
+    CronJobState.objects.create(job="report", paused=True, paused_at=start)
+    out = StringIO()
+
+    call_command("cron_jobs", "--json", stdout=out)
+
+    jobs = {body["name"]: body for body in map(json.loads, out.getvalue().splitlines())}
+    assert list(jobs) == ["background-jobs", "report", "either", "ninety"]
+    report = jobs["report"]
+    assert {key: report[key] for key in ("schedule", "timezone", "description", "next", "paused")} == {
+        "schedule": "0 9 * * 1-5",
+        "timezone": "Europe/Berlin",
+        "description": "At 09:00, Monday through Friday, Europe/Berlin",
+        "next": [  # Monday is after the spring change: 09:00 CEST is 07:00 UTC
+            "2026-03-30T07:00:00.000Z",
+            "2026-03-31T07:00:00.000Z",
+            "2026-04-01T07:00:00.000Z",
+            "2026-04-02T07:00:00.000Z",
+            "2026-04-03T07:00:00.000Z",
+        ],
+        "paused": True,
+    }
+    assert report["lastWindow"] == {
+        "dispatchKey": "cron:report:2026-03-27T08:00",
+        "windowStart": "2026-03-27T08:00:00.000Z",
+        "status": "enqueued",
+        "mode": "dispatch",
+        "source": "cron",
+    }
+    assert (report["latenessSeconds"], report["latenessP95Seconds"]) == (1.5, 1.5)
+    ninety = jobs["ninety"]
+    assert (ninety["schedule"], ninety["windowSeconds"], ninety["timezone"], ninety["lastWindow"]) == (
+        None,
+        5400,
+        "UTC",
+        None,
+    )
+    assert ninety["next"][:2] == ["2026-03-27T10:30:00.000Z", "2026-03-27T12:00:00.000Z"]
