@@ -220,8 +220,8 @@ def test_cron_config__a_crontab_line_run_as_cron_runs_it_sends_the_secret(
     text = config("--format", "crontab", "--url", live_server.url, "--env-file", str(env_file))
     line = next(line for line in text.splitlines() if line.endswith("/api/cron/ninety >/dev/null"))
 
-    # What cron does with the line: the five fields off, `\%` back to `%`, run by /bin/sh with cron's minimal
-    # environment (HOME, SHELL, LOGNAME, PATH=/usr/bin:/bin), the secret set in the environment it was started from.
+    # What cron does with the line: the five fields off, `\%` back to `%`, run by /bin/sh with the job's own
+    # environment (HOME, SHELL, LOGNAME, PATH=/usr/bin:/bin), none of the variables cron itself was started with.
     command = line.split(" ", 5)[5].replace("\\%", "%")
     env = {"HOME": str(tmp_path), "SHELL": "/bin/sh", "LOGNAME": "cron", "PATH": "/usr/bin:/bin"}
     ran = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True, timeout=60)
