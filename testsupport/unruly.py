@@ -140,6 +140,14 @@ def raw_statement_fails(ctx: JobContext) -> None:
     connection.connection.execute("SELECT 1 / 0")
 
 
+@job_handler("unruly.rollback_statement")
+def rollback_statement(ctx: JobContext) -> None:
+    """Send ROLLBACK through Django's cursor and return: the group's transaction ends, its savepoints with it."""
+    _record(ctx)
+    with connection.cursor() as cursor:
+        cursor.execute("ROLLBACK")
+
+
 @job_handler("unruly.set_local_search_path")
 def set_local_search_path(ctx: JobContext) -> None:
     """Leave a SET LOCAL behind that every later statement of the group trips on (its tables are no longer found)."""
@@ -245,6 +253,12 @@ EXPECTED: dict[str, tuple[str, str, str, int]] = {
         0,
     ),
     "unruly.raw_statement_fails": ("pending", "psycopg.errors.DivisionByZero", "DivisionByZero: division by zero", 0),
+    "unruly.rollback_statement": (
+        "pending",
+        UNUSABLE,
+        "HandlerTransactionError: the handler ended its group's transaction",
+        0,
+    ),
     # The group's own statements fail after it: its machinery meets the unexpected, and runs each job alone.
     "unruly.set_local_search_path": (
         "pending",
