@@ -243,17 +243,19 @@ def _closed(db: BaseDatabaseWrapper, raw: Any) -> bool:
 
 def _in_transaction(db: BaseDatabaseWrapper, raw: Any) -> bool:
     """Return whether a transaction is open on psycopg's connection `raw` (PostgreSQL's, whatever Django thinks)."""
-    return db.vendor == "postgresql" and raw is not None and raw.info.transaction_status == pq.TransactionStatus.INTRANS
+    return (
+        db.vendor == "postgresql" and raw is not None and raw.pgconn.transaction_status == pq.TransactionStatus.INTRANS
+    )
 
 
 def _ended(db: BaseDatabaseWrapper, raw: Any) -> bool:
     """Return whether no transaction is open on psycopg's connection `raw` (a COMMIT or ROLLBACK ended it)."""
-    return db.vendor == "postgresql" and raw.info.transaction_status == pq.TransactionStatus.IDLE
+    return db.vendor == "postgresql" and raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
 
 
 def _aborted(db: BaseDatabaseWrapper, raw: Any) -> bool:
     """Return whether PostgreSQL's transaction on `raw` is aborted (an error not rolled back)."""
-    return db.vendor == "postgresql" and raw.info.transaction_status == pq.TransactionStatus.INERROR
+    return db.vendor == "postgresql" and raw.pgconn.transaction_status == pq.TransactionStatus.INERROR
 
 
 def _with_cause(error: BaseException, cause: BaseException | None) -> BaseException:
