@@ -51,8 +51,9 @@ CAUGHT = (
     f"transaction.atomic() block of its own ({DOCS})"
 )
 MARKED = (
-    "the handler marked its transaction for rollback (transaction.set_rollback(True)) and returned: its writes are "
-    f"undone; raise an exception to fail a job ({DOCS})"
+    "the handler marked its transaction for rollback (transaction.set_rollback(True), or an exception out of a "
+    "transaction.atomic(savepoint=False) block) and returned: its writes are undone; raise an exception to fail a "
+    f"job, and let a block whose exception is caught take its savepoint ({DOCS})"
 )
 LEFT_OPEN = "the handler left {count} transaction.atomic() block{s} open: its writes are undone ({docs})"
 AUTOCOMMIT_OFF = f"the handler turned autocommit off and left its transaction open: it is rolled back ({DOCS})"

@@ -75,6 +75,17 @@ def set_rollback(ctx: JobContext) -> None:
     transaction.set_rollback(True)
 
 
+@job_handler("unruly.no_savepoint_caught")
+def no_savepoint_caught(ctx: JobContext) -> None:
+    """Catch an exception raised out of an atomic(savepoint=False) block: Django marks the transaction for rollback."""
+    _record(ctx)
+    try:
+        with transaction.atomic(savepoint=False):
+            raise ValueError("unruly.no_savepoint_caught raised in its block")
+    except ValueError:
+        pass
+
+
 @job_handler("unruly.insert_or_ignore")
 def insert_or_ignore(ctx: JobContext) -> None:
     """Insert or ignore the right way: the statement that may fail in a transaction.atomic() of its own."""
@@ -220,6 +231,13 @@ EXPECTED: dict[str, tuple[str, str, str, int]] = {
         0,
     ),
     "unruly.set_rollback": ("pending", UNUSABLE, "HandlerTransactionError: the handler marked its transaction", 0),
+    "unruly.no_savepoint_caught": (
+        "pending",
+        UNUSABLE,
+        "HandlerTransactionError: the handler marked its transaction for rollback (transaction.set_rollback(True), "
+        "or an exception out of a transaction.atomic(savepoint=False) block)",
+        0,
+    ),
     "unruly.insert_or_ignore": ("succeeded", "", "", 1),
     "unruly.raise_in_atomic": (
         "pending",
