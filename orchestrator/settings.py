@@ -44,7 +44,10 @@ if "DEBUG" in ENVIRONMENT_ERRORS:
     # An unreadable DEBUG (`DEBUG=fasle`) fails closed: production's behaviour, not the development default. The web
     # process says so at start-up (orchestrator/wsgi.py), a check says what to set (orchestrator.E008).
     DEBUG = False
-ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
+# Unset with DEBUG on: Django's local hosts, and the name a container reaches this machine by (the dev server's
+# container recipe in docs/inngest.md calls http://host.docker.internal:8000/api/inngest).
+LOCAL_HOSTS = [".localhost", "127.0.0.1", "[::1]", "host.docker.internal"]
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=LOCAL_HOSTS if DEBUG else [])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Which deployment this is ("production", "preview", ...): a preview must never
 # publish into production's Inngest environment.
@@ -248,6 +251,10 @@ INNGEST_ENV = env.str("INNGEST_ENV", default="")
 INNGEST_BASE_URL = env.str("INNGEST_BASE_URL", default="")
 INNGEST_EVENT_API_BASE_URL = env.str("INNGEST_EVENT_API_BASE_URL", default="")
 INNGEST_API_BASE_URL = env.str("INNGEST_API_BASE_URL", default="")
+# The origin Inngest reaches this app at, when it is not the one the sync request came to (behind a proxy).
+INNGEST_SERVE_ORIGIN = env.str("INNGEST_SERVE_ORIGIN", default="")
+# Cloud mode: whether an unsigned PUT /api/inngest may make the app register itself (docs/security.md).
+INNGEST_ENABLE_UNAUTHED_SYNC = env.bool("INNGEST_ENABLE_UNAUTHED_SYNC", default=False)
 INNGEST_PUBLISH_TIMEOUT_SECONDS = env.float("INNGEST_PUBLISH_TIMEOUT_SECONDS", default=1.5, above=0)
 INNGEST_FUNCTION_RETRIES = env.int("INNGEST_FUNCTION_RETRIES", default=3, minimum=0)
 # A signed call to /api/inngest older than this (or this far in the future) is a replay: refused.

@@ -43,6 +43,19 @@ def test_settings__defaults_are_sqlite_locmem_inline_debug() -> None:
     assert (debug, publishing) == (True, False)
 
 
+def test_settings__debug_allows_the_host_a_containers_inngest_calls_and_production_none_by_default() -> None:
+    script = (
+        "import django, json; django.setup(); from django.conf import settings as s; print(json.dumps(s.ALLOWED_HOSTS))"
+    )
+
+    local = json.loads(run("-c", script, env=bare_env()))
+    production = json.loads(run("-c", script, env=bare_env(DEBUG="false")))
+
+    # `inngest dev -u http://host.docker.internal:8000/api/inngest` from a container (docs/inngest.md).
+    assert "host.docker.internal" in local and "127.0.0.1" in local
+    assert production == []
+
+
 def test_defaults__migrate_enqueue_and_tick_end_to_end_on_sqlite(tmp_path: Path) -> None:
     # The default file lives in the checkout; point SQLite elsewhere so this test
     # leaves the developer's db.sqlite3 alone. Everything else is the default.
