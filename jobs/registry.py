@@ -12,6 +12,7 @@ runner also imports a task it does not know yet by its module path (docs/tasks.m
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,12 @@ def job_handler(kind: str) -> Callable[[Registrable], Registrable]:
         if isinstance(target, Task):
             _register(kind, TaskHandler(target))
             _task_kinds[target.func] = kind
+        elif _never_runs(target):
+            # Called, it would return a coroutine or a generator without running its body: every job would fail.
+            raise ImproperlyConfigured(
+                f"job handler {target.__qualname__!r} of kind {kind!r} is an async function or a generator, which a "
+                "handler's call would not run: make it a plain function, or an async @task (docs/tasks.md)"
+            )
         else:
             _register(kind, target)
         return target
@@ -189,6 +196,12 @@ def _register(kind: str, handler: Handler, *, replace_task: bool = False) -> Non
         if not reloaded:
             raise ImproperlyConfigured(f"job kind {kind!r} is registered twice: {_name(existing)} and {_name(handler)}")
     _handlers[kind] = handler
+
+
+def _never_runs(function: Callable[..., Any]) -> bool:
+    """Return whether calling `function` returns a coroutine or a generator instead of running its body."""
+    checks = (inspect.iscoroutinefunction, inspect.isgeneratorfunction, inspect.isasyncgenfunction)
+    return any(check(function) for check in checks)
 
 
 def _name(handler: Handler) -> str:

@@ -55,6 +55,24 @@ def test_registry__a_kind_taken_by_something_else_is_refused(scratch_registry: N
         job_handler("demo.echo")(tasks.noop)
 
 
+def test_job_handler__an_async_or_generator_function_is_refused_saying_what_to_write(scratch_registry: None) -> None:
+    async def coroutine(ctx: Any) -> None:
+        return None
+
+    def generator(ctx: Any) -> Iterator[int]:
+        yield 1
+
+    async def async_generator(ctx: Any) -> Any:
+        yield 1
+
+    for function in (coroutine, generator, async_generator):
+        with pytest.raises(ImproperlyConfigured, match="an async function or a generator") as refused:
+            job_handler("test.scratch_not_called")(function)
+        assert f"{function.__qualname__!r}" in str(refused.value)
+        assert "an async @task" in str(refused.value)
+    assert get_handler("test.scratch_not_called") is None
+
+
 def test_autocommit__marks_a_task_or_a_handler_on_either_side_of_its_decorator(scratch_registry: None) -> None:
     @job_handler("test.scratch_marked_below")
     @autocommit
