@@ -111,12 +111,17 @@ def test_readme__names_what_make_test_creates_and_flushes_and_how_to_move_it() -
     assert "Both follow `DATABASE_URL` and `REDIS_URL`" in readme
 
 
+# A PORT of the environment, and what a make running this suite (`make test`) passes down to its commands: without
+# them, the make below runs as a user's in a shell.
+PARENT_MAKE = ("PORT", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+
+
 def test_make_serve__takes_its_port_from_port() -> None:
     def serve_command(*args: str, **env: str) -> str:
         done = subprocess.run(
             ["make", "-n", "serve", *args],
             cwd=ROOT,
-            env={**{key: value for key, value in os.environ.items() if key != "PORT"}, **env},
+            env={**{key: value for key, value in os.environ.items() if key not in PARENT_MAKE}, **env},
             capture_output=True,
             text=True,
             check=True,
