@@ -17,6 +17,7 @@ from jobs.models import BackgroundJob
 from testsupport.admin import STAFF_PASSWORD
 from testsupport.event_api import EventAPI
 from testsupport.executor import Executor
+from testsupport.inngest_server import InngestServer
 from testsupport.stress import full
 
 # Property tests: no deadline (the machine is shared, timings are not the point),
@@ -103,6 +104,7 @@ def make_job(now: datetime) -> Callable[..., BackgroundJob]:
 
 EVENT_KEY = "test-event-key"
 SIGNING_KEY = "signkey-test-" + "5e" * 32
+SELF_HOSTED_KEY = "5e" * 32  # what `inngest start --signing-key` accepts: even-length hex, no prefix
 
 
 @pytest.fixture
@@ -127,6 +129,17 @@ def executor(settings: Any, live_server: Any) -> Iterator[Executor]:
     runner.sync()
     yield runner
     runner.stop()
+
+
+@pytest.fixture
+def inngest_server(settings: Any) -> Iterator[InngestServer]:
+    """A loopback Inngest as `inngest start` runs it, and settings that point the app at it (self-hosted)."""
+    with InngestServer(event_key=EVENT_KEY, signing_key=SELF_HOSTED_KEY) as server:
+        settings.INNGEST_BASE_URL = server.url
+        settings.INNGEST_SIGNING_KEY = SELF_HOSTED_KEY
+        settings.INNGEST_EVENT_KEY = EVENT_KEY
+        settings.INNGEST_DEV = ""
+        yield server
 
 
 # --- Operators and dead letters (the admin's tests) --------------------------------

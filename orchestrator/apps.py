@@ -8,4 +8,4 @@ class OrchestratorConfig(AppConfig):
     verbose_name = "Orchestrator"
 
     def ready(self) -> None:
-        from orchestrator import checks, lease_checks  # noqa: F401  (register the configuration checks)
+        from orchestrator import checks, lease_checks, sync_checks  # noqa: F401  (register the configuration checks)

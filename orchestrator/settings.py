@@ -44,7 +44,10 @@ if "DEBUG" in ENVIRONMENT_ERRORS:
     # An unreadable DEBUG (`DEBUG=fasle`) fails closed: production's behaviour, not the development default. The web
     # process says so at start-up (orchestrator/wsgi.py), a check says what to set (orchestrator.E008).
     DEBUG = False
-ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
+# Unset with DEBUG on: Django's local hosts, and the name a container reaches this machine by (the dev server's
+# container recipe in docs/inngest.md calls http://host.docker.internal:8000/api/inngest).
+LOCAL_HOSTS = [".localhost", "127.0.0.1", "[::1]", "host.docker.internal"]
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=LOCAL_HOSTS if DEBUG else [])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Which deployment this is ("production", "preview", ...): a preview must never
 # publish into production's Inngest environment.
@@ -208,6 +211,9 @@ LOGGING: dict[str, Any] = {
         "django": {"level": env.str("DJANGO_LOG_LEVEL", default="WARNING")},
         "inngest": {"level": env.str("INNGEST_LOG_LEVEL", default="WARNING")},
         "httpx": {"level": "WARNING"},
+        # The Tasks framework logs each task's start and success at INFO (the runner logs its own outcomes),
+        # and each failure with logger.exception: TASKS_LOG_LEVEL=INFO shows the first two (docs/tasks.md).
+        "django_tasks": {"level": env.str("TASKS_LOG_LEVEL", default="WARNING")},
     },
 }
 
@@ -248,6 +254,10 @@ INNGEST_ENV = env.str("INNGEST_ENV", default="")
 INNGEST_BASE_URL = env.str("INNGEST_BASE_URL", default="")
 INNGEST_EVENT_API_BASE_URL = env.str("INNGEST_EVENT_API_BASE_URL", default="")
 INNGEST_API_BASE_URL = env.str("INNGEST_API_BASE_URL", default="")
+# The origin Inngest reaches this app at, when it is not the one the sync request came to (behind a proxy).
+INNGEST_SERVE_ORIGIN = env.str("INNGEST_SERVE_ORIGIN", default="")
+# Cloud mode: whether an unsigned PUT /api/inngest may make the app register itself (docs/security.md).
+INNGEST_ENABLE_UNAUTHED_SYNC = env.bool("INNGEST_ENABLE_UNAUTHED_SYNC", default=False)
 INNGEST_PUBLISH_TIMEOUT_SECONDS = env.float("INNGEST_PUBLISH_TIMEOUT_SECONDS", default=1.5, above=0)
 INNGEST_FUNCTION_RETRIES = env.int("INNGEST_FUNCTION_RETRIES", default=3, minimum=0)
 # A signed call to /api/inngest older than this (or this far in the future) is a replay: refused.
@@ -321,6 +331,24 @@ WORKER_CHORE_INTERVAL_SECONDS = env.float("WORKER_CHORE_INTERVAL_SECONDS", defau
 # --- Metrics (docs/operations.md, "Metrics") ------------------------------------
 # The bearer token a Prometheus scrape sends to GET /metrics; unset with DEBUG off, /metrics answers 503.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The directory where each process writes its event metrics (counters, histograms) for /metrics to add up:
+# prometheus-client's multiprocess mode, which reads this variable itself. gunicorn.conf.py makes one for the
+# web process when it is unset; a `run_jobs` worker on the same host shares it by the same variable.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Request metrics per view and database metrics (django-prometheus): off by default, since every request and
+# every query then pays for a few metric updates.
+METRICS_REQUESTS = env.bool("METRICS_REQUESTS", default=False)
+if METRICS_REQUESTS:
+    INSTALLED_APPS.append("django_prometheus")
+    MIDDLEWARE = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *MIDDLEWARE,
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
+    # The same database, through django-prometheus' instrumented backend of the same engine.
+    DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+        "django.db.backends.", "django_prometheus.db.backends."
+    )
 
 # --- SLO stop-gates (docs/operations.md) --------------------------------------
 SLO_DISPATCH_P95_MS = env.float("SLO_DISPATCH_P95_MS", default=2000.0, above=0)

@@ -15,7 +15,7 @@ names a second, not a window). Each function:
   the same window (another run id) does no work: `{"skipped": "duplicate-window"}`;
 - does its work in steps, each bounded by INNGEST_STEP_BUDGET_SECONDS, so no
   single call from Inngest outlives a request timeout;
-- records every attempt of every step (Inngest numbers them from 1 in each step);
+- records every attempt of every step (runs.steps; Inngest numbers them from 1 in each step);
   the last failing attempt (the request's own max_attempts says which), or a
   NonRetriableError, marks the run failed and writes its dead letter, and
   `on_failure` writes the same dead letter idempotently, so either path alone
@@ -28,9 +28,7 @@ their memoized output: every ledger write therefore happens inside a step.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, NoReturn
@@ -39,7 +37,7 @@ import inngest
 from django.conf import settings
 from django.utils import timezone
 
-from core.errors import one_line, squash
+from core.errors import squash
 from core.logcontext import log_context
 from dispatch import keys
 from dispatch.drain import DRAIN_FUNCTION, DRAIN_UNIT, drain_key_problem
@@ -48,28 +46,14 @@ from jobs.context import RunOrigin
 from jobs.runner import jobs_run, merge_summaries
 from runs import ledger
 from runs.inline import SKIPPED, to_json
-from runs.models import FunctionRun
 from runs.reconcile_function import reconcile_function
+from runs.steps import step_recorder
 
 logger = logging.getLogger(__name__)
 
 PROCESS_JOBS = "process-background-jobs"
 MAX_DISPATCH_KEY_LENGTH = 200
 MISSING_KEY = "event.data.dispatchKey is missing or invalid: refusing to run without idempotency"
-
-
-# The max_attempts of the execution request being served (runs.views sets it), or None.
-_request_max_attempts: ContextVar[int | None] = ContextVar("request_max_attempts", default=None)
-
-
-@contextmanager
-def execution_request(*, max_attempts: int | None) -> Iterator[None]:
-    """Serve one request of Inngest's, whose ctx says how many attempts each step gets (None: not said)."""
-    token = _request_max_attempts.set(max_attempts)
-    try:
-        yield
-    finally:
-        _request_max_attempts.reset(token)
 
 
 def build_functions(client: inngest.Inngest) -> list[inngest.Function[Any]]:
@@ -119,7 +103,7 @@ def _execute(ctx: inngest.ContextSync, job: CronJob, unit: WorkUnit) -> Any:
         if not claim["won"]:
             return SKIPPED
         run_pk: int = claim["runPk"]
-        step = _stepper(ctx, run_pk, payload={"event": unit.event, "data": data})
+        step = step_recorder(ctx, run_pk, function_id=unit.function_id, payload={"event": unit.event, "data": data})
         base = CronContext(
             job=job.name,
             params=params,
@@ -157,50 +141,6 @@ def _drain(step: Callable[..., Any], base: CronContext) -> dict[str, Any]:
             break
     assert totals is not None
     return totals
-
-
-def _stepper(ctx: inngest.ContextSync, run_pk: int, *, payload: dict[str, Any]) -> Callable[..., Any]:
-    """Return step(name, work): run `work(now)` as an Inngest step that records each of its attempts.
-
-    A step of a run that is no longer `running` (abandoned by the reconciler) does
-    not do its work: it raises NonRetriableError, which stops the run.
-
-    The last attempt is the one the request says (its `max_attempts`, which Inngest
-    took from the function's config when it was synced), not the current setting.
-    """
-    max_attempts = _request_max_attempts.get() or settings.INNGEST_FUNCTION_RETRIES + 1
-
-    def step(name: str, work: Callable[[datetime], Any]) -> Any:
-        def body() -> Any:
-            now, attempt = timezone.now(), ctx.attempt + 1
-            status = ledger.attempt_begin(run_pk=run_pk, step=name, attempt=attempt, now=now)
-            if status != FunctionRun.Status.RUNNING:
-                # The reconciler abandoned the run (its dead letter is written): stop it, without doing the work
-                # or failing it a second time.
-                raise inngest.NonRetriableError(f"the run already ended as {status}: step {name} not run")
-            try:
-                output = work(now)
-            except Exception as exc:  # Any error of the work: record the attempt, let Inngest retry it.
-                error = one_line(exc)
-                ledger.attempt_fail(run_pk=run_pk, step=name, attempt=attempt, error=error, now=timezone.now())
-                if isinstance(exc, inngest.NonRetriableError) or attempt >= max_attempts:
-                    reason = "non-retriable error" if attempt < max_attempts else f"retries exhausted ({attempt})"
-                    ledger.run_fail(
-                        run_pk=run_pk,
-                        step=name,
-                        attempt=attempt,
-                        error=error,
-                        terminal_reason=f"{reason} in step {name}",
-                        payload=payload,
-                        now=timezone.now(),
-                    )
-                raise
-            ledger.attempt_succeed(run_pk=run_pk, step=name, attempt=attempt, now=timezone.now())
-            return output
-
-        return ctx.step.run(name, body)
-
-    return step
 
 
 def _claim(

@@ -4,7 +4,10 @@ The serve handler is built lazily from the current settings (and rebuilt when
 they change), so the URLconf never needs Inngest to be configured: without a
 signing key outside dev mode the endpoint answers 503 and says what to set.
 Dev mode verifies no signature, so it is served only while DEBUG is on (local
-use); with DEBUG off it answers 503 too (and `check --deploy` fails: E006).
+use); with DEBUG off it answers 503 too (and `check --deploy` fails: E006). In cloud
+mode an unsigned sync PUT is refused unless INNGEST_ENABLE_UNAUTHED_SYNC says
+otherwise, and a sync whose registration Inngest refused is answered as a failure
+(runs.sync).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from core.inngest import InngestConfig, client_for, current_config
-from runs.functions import build_functions, execution_request
+from core.inngest import InngestConfig, client_for, current_config, registrations_seen
+from runs.functions import build_functions
+from runs.steps import execution_request
+from runs.sync import sync_answer
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +60,12 @@ def serve(request: HttpRequest) -> HttpResponse:
         # The SDK checks the signature's HMAC, not its age: refuse a replayed call here.
         logger.warning("inngest call refused: signature timestamp too old", extra={"action": "inngest_auth"})
         return JsonResponse({"message": "Unauthorized"}, status=401)
+    handler = _handler(config)
+    if request.method == "PUT":
+        with registrations_seen() as registrations:
+            return sync_answer(handler(request), registrations)
     with execution_request(max_attempts=_max_attempts(request)):
-        response = _handler(config)(request)
+        response = handler(request)
     if response.status_code >= 500 and request.method == "POST":
         _function_error_logged(request, response)
     return response
@@ -111,6 +120,12 @@ def _signed_too_long_ago(request: HttpRequest, *, now: float) -> bool:
 @functools.lru_cache(maxsize=8)
 def _handler(config: InngestConfig) -> View:
     client = client_for(config)
-    pattern = inngest.django.serve(client, build_functions(client))
+    pattern = inngest.django.serve(
+        client,
+        build_functions(client),
+        # Otherwise anyone who can reach the URL could make the app register itself, at the URL of their Host.
+        enable_unauthed_sync=config.enable_unauthed_sync,
+        serve_origin=config.serve_origin or None,
+    )
     view: View = pattern.callback
     return view

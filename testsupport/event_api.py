@@ -1,7 +1,10 @@
-"""A loopback Inngest event API for tests and benchmarks: `POST /e/<event key>`, as the SDK calls it.
+"""A loopback Inngest API for tests and benchmarks: its event API (`POST /e/<event key>`) and its registration.
 
-It answers like Inngest's event API (`{"ids": [...], "status": 200}`), records every
-event it accepts, and can be told to misbehave, one behaviour at a time:
+It answers as Inngest's API does (testsupport.event_intake: `{"ids": [<its own ids>],
+"status": 200}`, and its limits), records every event it accepts, and answers the
+SDK's `POST /fn/register` and `GET /v1/apps/<app>/functions` as `inngest start` (with
+`signing_key`) or the dev server (without) does (testsupport.registration). Its event
+API can be told to misbehave, one behaviour at a time:
 
 - ``ok``: accept (the default);
 - ``hang``: accept the connection and never answer (until the server stops);
@@ -18,7 +21,8 @@ event it accepts, and can be told to misbehave, one behaviour at a time:
 
 A refused connection needs no server at all: `closed_port_url()` names a port
 that nothing listens on. Accepted events can be forwarded (`on_event`) to the
-loopback executor, which then runs the functions they trigger.
+loopback executor, which then runs the functions they trigger, and registered
+functions (`on_register`) to the executor that calls them.
 
 It is a small HTTP/1.1 server on asyncio streams (keep-alive, Content-Length
 bodies) in a thread of its own, so that in a benchmark its cost per request
@@ -28,25 +32,43 @@ stays far below the dispatcher's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal
+
+from testsupport import event_intake, registration
+from testsupport.protocol import new_ulid
 
 Behaviour = Literal["ok", "hang", "hold", "slow", "error500", "html", "unauthorized", "badjson", "truncated", "reset"]
 HANG_LIMIT_SECONDS = 60.0
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
+Answer = tuple[int, str, bytes]
 
 
 class EventAPI:
-    def __init__(self, *, event_key: str, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        event_key: str,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        signing_key: str | None = None,
+        on_register: Callable[[list[dict[str, Any]]], object] | None = None,
+        server_kind: str = "cloud",
+    ) -> None:
         self.event_key = event_key
         self.on_event = on_event
+        self.signing_key = signing_key
+        self.on_register = on_register
+        self.server_kind = server_kind  # `inngest start` says "cloud", the dev server "dev"
         self.behaviour: Behaviour = "ok"
         self.delay = 0.0
         self.events: list[dict[str, Any]] = []
-        self.requests = 0
+        self.registrations: list[registration.Answer] = []  # every /fn/register, refused ones included
+        self.requests = 0  # to the event API
         self._lock = threading.Condition()
         self._first_request = threading.Event()
         self._held = threading.Event()
@@ -55,6 +77,7 @@ class EventAPI:
         self._release: asyncio.Event | None = None
         self._unhold: asyncio.Event | None = None
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()  # the connections being served
         self._thread = threading.Thread(target=self._loop.run_forever, name="event-api", daemon=True)
         self._port = 0
 
@@ -108,6 +131,11 @@ class EventAPI:
         with self._lock:
             return [str(event.get("id")) for event in self.events]
 
+    def registered(self, app: str) -> list[dict[str, Any]]:
+        """Return the function configs `app` registered last (none if it never did)."""
+        accepted = [answer for answer in self.registrations if answer.functions is not None and answer.app == app]
+        return accepted[-1].functions or [] if accepted else []
+
     # --- the server, on the loop thread ---------------------------------------
 
     async def _listen(self) -> None:
@@ -119,23 +147,33 @@ class EventAPI:
     async def _close(self) -> None:
         assert self._server is not None and self._release is not None
         self._release.set()  # let hanging requests go
+        # A connection accepted a moment ago (a probe's) reaches its handler before the server closes: asyncio
+        # cannot make its transport once the server is closed, and would never close its socket.
+        for _ in range(50):
+            if not asyncio.all_tasks(self._loop) - {asyncio.current_task()} - self._handlers:
+                break
+            await asyncio.sleep(0.01)  # readiness polling, not waiting for time to pass
         self._server.close()
-        connections = asyncio.all_tasks(self._loop) - {asyncio.current_task()}
-        for task in connections:
+        handlers = set(self._handlers)
+        for task in handlers:
             task.cancel()
-        await asyncio.gather(*connections, return_exceptions=True)
+        await asyncio.gather(*handlers, return_exceptions=True)
         await self._server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         try:
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 request_line, *header_lines = head.decode("latin-1").split("\r\n")
-                headers = dict(line.split(":", 1) for line in header_lines if ":" in line)
-                length = int({k.strip().lower(): v for k, v in headers.items()}.get("content-length", "0"))
-                body = await reader.readexactly(length)
-                answer = await self._answer(request_line.split(" ")[1], body)
+                fields = (line.split(":", 1) for line in header_lines if ":" in line)
+                headers = {name.strip().lower(): value.strip() for name, value in fields}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                method, path = request_line.split(" ")[:2]
+                answer = await self._route(method, path.partition("?")[0], headers, body)
                 if answer is None:
                     return  # close the connection without (the rest of) an answer
                 status, content_type, payload = answer
@@ -147,9 +185,38 @@ class EventAPI:
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, asyncio.CancelledError):
             pass
         finally:
+            self._handlers.discard(handler)
             writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()  # before the loop stops, or the socket is left open
 
-    async def _answer(self, path: str, body: bytes) -> tuple[int, str, bytes] | None:
+    async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer | None:
+        if method == "POST" and path.startswith("/e/"):
+            return await self._answer(path, body)
+        if method == "POST" and path == "/fn/register":
+            return self._register(headers, body)
+        if method == "GET" and path.startswith("/v1/apps/") and path.endswith("/functions"):
+            return self._functions(headers, path.removeprefix("/v1/apps/").removesuffix("/functions"))
+        return _json(404, {"error": "not found", "status": 404})
+
+    def _register(self, headers: dict[str, str], body: bytes) -> Answer:
+        answer = registration.register(
+            headers=headers, body=body, signing_key=self.signing_key, server_kind=self.server_kind
+        )
+        with self._lock:
+            self.registrations.append(answer)
+        if answer.functions is not None and self.on_register is not None:
+            self.on_register(answer.functions)
+        return answer.status, answer.content_type, answer.body
+
+    def _functions(self, headers: dict[str, str], app: str) -> Answer:
+        """pkg/api/apiv1/functions.go, GetAppFunctions: the app's functions, each by its slug (`id`)."""
+        if self.signing_key is not None and not registration.authenticated(headers, self.signing_key):
+            return 401, "text/plain; charset=utf-8", b"Authentication failed\n"
+        functions = [{"id": config["id"], "name": config.get("name", "")} for config in self.registered(app)]
+        return 200, "application/json", json.dumps(functions).encode()
+
+    async def _answer(self, path: str, body: bytes) -> Answer | None:
         with self._lock:
             self.requests += 1
         self._first_request.set()
@@ -176,22 +243,20 @@ class EventAPI:
         if behaviour == "reset":
             return None
         if behaviour == "unauthorized" or path != f"/e/{self.event_key}":
-            return _json(401, {"error": "Event key not found", "status": 401})
-        try:
-            events = json.loads(body)
-        except ValueError:
-            return _json(400, {"error": "body is not JSON", "status": 400})
-        events = events if isinstance(events, list) else [events]
-        return _json(200, {"ids": self._accept(events), "status": 200})
+            # pkg/api/api.go, ReceiveEvent: an event key the server was not started with.
+            return _json(401, {"status": 401, "message": "", "error": "Event key not found"})
+        now = time.time()
+        intake = event_intake.take(body, new_id=lambda: new_ulid(now), received_ms=int(now * 1000))
+        self._accept(intake.taken)
+        return _json(intake.status, intake.body)
 
-    def _accept(self, events: list[dict[str, Any]]) -> list[str]:
+    def _accept(self, events: list[dict[str, Any]]) -> None:
         with self._lock:
             self.events.extend(events)
             self._lock.notify_all()
         if self.on_event is not None:
             for event in events:
                 self.on_event(event)
-        return [str(event.get("id") or "") for event in events]
 
 
 class _Truncated(Exception):
@@ -206,7 +271,7 @@ def _response(status: int, content_type: str, payload: bytes, *, length: int) ->
     return head.encode() + payload
 
 
-def _json(status: int, payload: dict[str, Any]) -> tuple[int, str, bytes]:
+def _json(status: int, payload: dict[str, Any]) -> Answer:
     return status, "application/json", json.dumps(payload).encode()
 
 

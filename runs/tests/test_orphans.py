@@ -23,7 +23,7 @@ from dispatch.windows import stale_after, window_claim, window_close
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.orphans import BATCH, backoff
 from runs.reconcile import reconcile
-from runs.reconcile_settings import run_bound
+from runs.reconcile_settings import MIN_RUN_BOUND, run_bound
 from runs.triage import dead_letter_requeue
 from testsupport.event_api import EventAPI
 from testsupport.models import CronRun
@@ -223,12 +223,21 @@ def test_reconcile__a_stuck_run_is_found_behind_a_full_batch_of_older_runs_that_
     assert FunctionRun.objects.filter(status="running").count() == BATCH + 1
 
 
-def test_run_bound__derived_from_the_step_budget_or_set_per_function(settings: Any) -> None:
+def test_run_bound__derived_from_the_step_budget_and_inngest_retry_wait_or_set_per_function(settings: Any) -> None:
     settings.INNGEST_STEP_BUDGET_SECONDS = 20
     settings.INNGEST_FUNCTION_RETRIES = 3
     settings.INNGEST_MAX_DRAIN_STEPS = 30
     settings.RECONCILE_RUN_BOUNDS = '{"cron-counter": 7200}'
 
-    assert run_bound("process-background-jobs") == timedelta(seconds=20 * 32 * 4)
-    assert run_bound("background-maintenance") == timedelta(seconds=20 * 3 * 4)
+    # The steps' work (budget x steps x attempts), then Inngest's wait before the last retry: 60 s + 30 s of jitter.
+    assert run_bound("process-background-jobs") == timedelta(seconds=20 * 32 * 4 + 60 + 30)
+    assert run_bound("background-maintenance") == timedelta(seconds=20 * 3 * 4 + 60 + 30)
     assert run_bound("cron-counter") == timedelta(hours=2)
+
+
+@pytest.mark.parametrize(("retries", "wait"), [(0, 0), (1, 15 + 30), (6, 600 + 30), (10, 7200 + 30), (25, 7200 + 30)])
+def test_run_bound__includes_the_wait_before_the_last_retry(settings: Any, retries: int, wait: int) -> None:
+    settings.INNGEST_STEP_BUDGET_SECONDS = 5
+    settings.INNGEST_FUNCTION_RETRIES = retries
+
+    assert run_bound("background-maintenance") == max(timedelta(seconds=5 * 3 * (retries + 1) + wait), MIN_RUN_BOUND)
