@@ -43,23 +43,24 @@ class PlannedWindow:
 def backfill_plan(job: CronJob, *, first: datetime, last: datetime, now: datetime) -> list[PlannedWindow]:
     """Return the windows of `job` starting from `first` to `last`, oldest first, each with its row's status.
 
-    Raise ValueError, saying what to type, for a range that ends in the future, starts
-    before WINDOWS_RETENTION_DAYS, is empty or backwards, or holds more than MAX_WINDOWS windows.
+    Raise ValueError, saying what to type, for a range that ends in the future, holds a
+    window older than WINDOWS_RETENTION_DAYS, is empty or backwards, or holds more than MAX_WINDOWS windows.
     """
     if last > now:
         raise ValueError("the range ends in the future: back-fill past windows only (--to now at the latest)")
     if first > last:
         raise ValueError("the range starts after it ends: give --from before --to")
-    days = settings.WINDOWS_RETENTION_DAYS
-    if first < now - timedelta(days=days):
-        # Maintenance prunes windows after the retention: whether such a window ran is no longer recorded.
-        raise ValueError(
-            f"the range starts more than WINDOWS_RETENTION_DAYS={days} days ago: the ledger no longer records whether "
-            "those windows ran, so back-filling them could run them twice. Back-fill a more recent range"
-        )
     starts = job.timetable.between(first, last, limit=MAX_WINDOWS + 1)
     if not starts:
         raise ValueError(f"no window of {job.name} starts in that range ({job.timetable.describe()})")
+    days = settings.WINDOWS_RETENTION_DAYS
+    if starts[0] < now - timedelta(days=days):
+        # Maintenance prunes windows after the retention: whether such a window ran is no longer recorded.
+        raise ValueError(
+            f"the range's first window ({starts[0]:%Y-%m-%dT%H:%M}) is older than WINDOWS_RETENTION_DAYS={days} days: "
+            "the ledger no longer records whether it ran, so back-filling it could run it twice. Back-fill a more "
+            "recent range"
+        )
     if len(starts) > MAX_WINDOWS:
         raise ValueError(
             f"more than {MAX_WINDOWS} windows of {job.name} start in that range: back-fill at most {MAX_WINDOWS} "

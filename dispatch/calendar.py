@@ -104,10 +104,12 @@ class Calendar:
 
     def between(self, first: datetime, last: datetime) -> Iterator[datetime]:
         """Yield the fire times from `first` to `last`, both included, oldest first."""
+        # cronsim walks from a whole second: from `first` less one, it may answer a fire time just before `first`.
         for fire in self._forward(first - ONE_SECOND):
             if fire > last:
                 return
-            yield fire
+            if fire >= first:
+                yield fire
 
     def describe(self) -> str:
         """Return the schedule in words with its time zone: "At 09:00, Monday through Friday, Europe/Berlin"."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ class Target:
 
     base_url: str
     secret_env: str = "CRON_SECRET"
+    env_file: str = "/etc/orchestrator/cron.env"  # crontab and systemd read the secret from it when they tick
     image: str = "curlimages/curl:8.11.1"
     secret_name: str = "orchestrator-cron"
 
@@ -61,13 +63,18 @@ def cron_config(jobs: Iterable[CronJob], *, format: str, target: Target) -> str:
 
 def _crontab(jobs: list[CronJob], target: Target) -> str:
     # CRON_TZ sets the time zone of the lines that follow it (cronie, as on Fedora and RHEL; Debian's cron
-    # ignores it). `%` ends a crontab command: escaped in the URL.
-    lines = [f"# {HEADER.format(format='crontab')}", f"# {target.secret_env} must be in cron's environment.", ""]
+    # ignores it). cron(8) runs a line with the crontab's variables only, never its own environment: the line
+    # reads the secret from the env file. `%` ends a crontab command: escaped.
+    lines = [
+        f"# {HEADER.format(format='crontab')}",
+        f"# {target.env_file} holds {target.secret_env}=… (readable by this crontab's user only).",
+        "",
+    ]
     zone = ""
     for job in jobs:
         curl = (
-            f'curl -fsS -m {CURL_TIMEOUT_SECONDS} -X POST -H "Authorization: Bearer ${target.secret_env}" '
-            f"{target.url(job)} >/dev/null"
+            f". {target.env_file} && curl -fsS -m {CURL_TIMEOUT_SECONDS} -X POST "
+            f'-H "Authorization: Bearer ${target.secret_env}" {target.url(job)} >/dev/null'
         ).replace("%", "\\%")
         for calendar in calendars(job):
             if calendar.timezone != zone:
@@ -93,7 +100,7 @@ def _kubernetes(jobs: list[CronJob], target: Target) -> str:
                         '  labels: {"app.kubernetes.io/part-of": orchestrator, "orchestrator/cron-job": '
                         f"{_quote(job.name)}}}",
                         "spec:",
-                        f"  schedule: {_quote(calendar.expression)}",
+                        f"  schedule: {_quote(_k8s_schedule(calendar))}",
                         f"  timeZone: {_quote(calendar.timezone)}",
                         "  concurrencyPolicy: Allow",  # ticks are idempotent: the window's claim decides
                         "  jobTemplate:",
@@ -128,8 +135,22 @@ def _kubernetes(jobs: list[CronJob], target: Target) -> str:
     return "\n---\n".join(documents) + "\n"
 
 
+def _k8s_schedule(calendar: Calendar) -> str:
+    """Return the expression as Kubernetes reads it (robfig/cron), whose day of week is 0-6 only.
+
+    cron(8) also calls Sunday 7: a day-of-week field naming a 7 is written as the days
+    it means (`5-7` as `0,5,6`), which keeps cron(8)'s day rule (the field does not start
+    with `*` either way). A field starting with `*` is left as it is (`*/7` is no day 7).
+    """
+    fields = calendar.expression.split()
+    names_seven = any("7" in re.findall(r"\d+", item.split("/")[0]) for item in fields[4].split(","))
+    if names_seven and not fields[4].startswith("*"):
+        fields[4] = ",".join(str(day) for day in sorted(calendar.fields[4]))
+    return " ".join(fields)
+
+
 def _systemd(jobs: list[CronJob], target: Target) -> str:
-    files = [f"# {HEADER.format(format='systemd')}", f"# /etc/orchestrator/cron.env holds {target.secret_env}=…", ""]
+    files = [f"# {HEADER.format(format='systemd')}", f"# {target.env_file} holds {target.secret_env}=…", ""]
     for job in jobs:
         unit = f"orchestrator-cron-{job.name}"
         on_calendar = [f"OnCalendar={spec}" for calendar in calendars(job) for spec in on_calendar_specs(calendar)]
@@ -151,7 +172,7 @@ def _systemd(jobs: list[CronJob], target: Target) -> str:
             "",
             "[Service]",
             "Type=oneshot",
-            "EnvironmentFile=/etc/orchestrator/cron.env",
+            f"EnvironmentFile={target.env_file}",
             f"ExecStart=/usr/bin/curl -fsS -m {CURL_TIMEOUT_SECONDS} -X POST "
             f'-H "Authorization: Bearer ${{{target.secret_env}}}" {target.url(job).replace("%", "%%")}',
             "",

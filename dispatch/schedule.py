@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 
 from core.notes import note_clean
 from dispatch import keys
+from dispatch.metrics import windows_count
 from dispatch.models import CronJobState, DispatchWindow
 from dispatch.registry import CronJob, get_cron_job
 from dispatch.timetable import FixedWindows, Timetable
@@ -182,10 +183,12 @@ def windows_record(
         for start in starts
     ]
     DispatchWindow.objects.bulk_create(rows, ignore_conflicts=True)
-    return DispatchWindow.objects.filter(
+    recorded = DispatchWindow.objects.filter(
         job=job.name, window_start__gte=starts[0], window_start__lte=starts[-1], correlation_id=correlation_id,
         status=status, source=Source.RECONCILER,
     ).count()  # fmt: skip
+    windows_count(job.name, status, windows=recorded)
+    return recorded
 
 
 def watermark_advance(job: str, *, through: datetime, now: datetime) -> None:

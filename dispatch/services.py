@@ -21,6 +21,7 @@ from dispatch import keys, modes
 from dispatch.events import event_data, window_events
 from dispatch.exceptions import ClaimLost, NotPublished
 from dispatch.hooks import inline_run
+from dispatch.metrics import dispatch_latency_observe, duplicate_tick_count, publish_count, windows_count
 from dispatch.models import INLINE_CRASHED, DispatchWindow
 from dispatch.publish import PublishError, publish_events
 from dispatch.registry import CronContext, CronJob
@@ -111,13 +112,14 @@ def dispatch_tick(
 
     `at` picks the window (default: `now`); `inline` forces an inline run (an
     operator's emergency tick); `force` bypasses the window with a one-off key;
-    `dispatch_key` ticks that very key of the window (the reconciler, re-publishing
-    an orphaned one-off window). `publish_only` (the reconciler) never runs the
-    window inline: when the job's mode resolves to an inline one, NotPublished is
+    `dispatch_key` ticks that very key of the window starting at `at` (the reconciler,
+    re-publishing an orphaned window, perhaps one of the job's earlier schedule, which
+    the current one would floor elsewhere). `publish_only` (the reconciler) never runs
+    the window inline: when the job's mode resolves to an inline one, NotPublished is
     raised before the claim (the window is left as it is), and a failed publish does
     not fall back to inline under the emergency switch.
     """
-    start = job.timetable.window_of(at or now)
+    start = at if dispatch_key is not None and at is not None else job.timetable.window_of(at or now)
     end = job.timetable.following(start)
     # A cron tick for its own window (never a picked one): how late it came, and whether it matched the schedule.
     punctual = source == Source.CRON and at is None and dispatch_key is None and not force
@@ -211,21 +213,28 @@ def _dispatch(tick: Tick, window: DispatchWindow, event_ids: list[str], *, clien
         publish_events(events, client=client, timeout=settings.INNGEST_PUBLISH_TIMEOUT_SECONDS)
     except PublishError as exc:
         error = str(exc)
+        publish_count(tick.job.name, failed=True)
         if fallback:
             window_set_mode(window, mode=Mode.INLINE_FALLBACK, now=tick.now)
             logger.error("publish failed: running inline (emergency fallback)", extra={"action": "publish"})
             return _run_inline(tick, window, mode=Mode.INLINE_FALLBACK, error=error)
-        window_close(window, status=Status.DISPATCH_FAILED, latency_ms=tick.elapsed_ms(), now=tick.now, error=error)
+        latency_ms = tick.elapsed_ms()
+        window_close(window, status=Status.DISPATCH_FAILED, latency_ms=latency_ms, now=tick.now, error=error)
+        dispatch_latency_observe(tick.job.name, latency_ms=latency_ms)
         body = tick.body(mode=Mode.DISPATCH_FAILED, eventIds=event_ids, error=error)
         logger.error("publish failed", extra={"action": "publish", "error": error, **_log_fields(body)})
         return TickResult(status_code=503, body=body)
-    window_close(window, status=Status.ENQUEUED, latency_ms=tick.elapsed_ms(), now=tick.now)
+    publish_count(tick.job.name, failed=False)
+    latency_ms = tick.elapsed_ms()
+    window_close(window, status=Status.ENQUEUED, latency_ms=latency_ms, now=tick.now)
+    dispatch_latency_observe(tick.job.name, latency_ms=latency_ms)
     body = tick.body(mode=Mode.DISPATCH, enqueued=True, eventIds=event_ids)
     logger.info("window dispatched", extra={"action": "publish", **_log_fields(body)})
     return TickResult(status_code=202, body=body)
 
 
 def _paused(tick: Tick) -> TickResult:
+    windows_count(tick.job.name, Status.PAUSED)
     body = tick.body(mode=Mode.PAUSED)
     logger.info("tick of a paused job: window recorded as paused", extra={"action": "dispatch", **_log_fields(body)})
     return TickResult(status_code=200, body=body)
@@ -240,6 +249,7 @@ def _duplicate(tick: Tick, window: DispatchWindow) -> TickResult:
         extra["summary"] = None  # This tick ran nothing; the window's own run answered earlier.
     # A missed window had no tick, hence no mode: the late tick is told it was missed.
     body = tick.body(mode=window.mode or window.status, duplicate=True, **extra)
+    duplicate_tick_count(tick.job.name)
     logger.info("duplicate tick", extra={"action": "dispatch", **_log_fields(body)})
     return TickResult(status_code=200, body=body)
 

@@ -13,6 +13,7 @@ from django.db import connection
 from django.db.models import DateTimeField, JSONField, Q
 
 from dispatch.exceptions import ClaimLost
+from dispatch.metrics import windows_count
 from dispatch.models import DispatchWindow
 from dispatch.window_sql import FIELDS, SQL
 
@@ -242,6 +243,7 @@ def window_close(
     if _execute("close", [status, latency_ms, error, *_clock_params(now), window.pk, window.claim]) is None:
         raise _lost(window)
     window.status, window.latency_ms, window.error = status, latency_ms, error
+    windows_count(window.job, status)
 
 
 def _lost(window: DispatchWindow) -> ClaimLost:

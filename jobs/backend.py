@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
+from uuid import UUID
 
 from django.core import checks
 from django.utils import timezone
@@ -23,7 +24,8 @@ from typing_extensions import ParamSpec
 
 from jobs.exceptions import InvalidJob
 from jobs.models import BackgroundJob
-from jobs.registry import KIND_RE, get_handler, resolve_handler, task_kind, task_register
+from jobs.registry import KIND_RE, find_handler, get_handler, task_kind, task_register
+from jobs.retry import options_problems
 from jobs.services import QUEUE_RE, job_enqueue
 from jobs.task_results import requeue_chain, task_result_of_job
 from jobs.taskcall import TaskHandler, task_payload
@@ -31,7 +33,8 @@ from jobs.taskcall import TaskHandler, task_payload
 T = TypeVar("T")
 P = ParamSpec("P")
 
-RESULT_ID_RE = re.compile(r"[1-9][0-9]{0,17}")
+# The id of a job written before results had ids of their own: the job's id.
+LEGACY_RESULT_ID_RE = re.compile(r"[1-9][0-9]{0,17}")
 DOCS = "docs/tasks.md"
 
 
@@ -84,13 +87,15 @@ class OrchestratorBackend(BaseTaskBackend):
         return result
 
     def get_result(self, result_id: str) -> TaskResult[Any]:
-        """Return the TaskResult of job `result_id` (following its requeues); raise TaskResultDoesNotExist."""
-        if not isinstance(result_id, str) or not RESULT_ID_RE.fullmatch(result_id):
-            raise TaskResultDoesNotExist(result_id)
-        job = BackgroundJob.objects.filter(pk=int(result_id)).first()
+        """Return the TaskResult `result_id` (following its job's requeues); raise TaskResultDoesNotExist.
+
+        The id is the job's random result id; a job written before those existed is
+        found by its own id, which no newer job answers to.
+        """
+        job = _first_job(result_id)
         if job is None:
             raise TaskResultDoesNotExist(result_id)
-        handler = resolve_handler(job.kind)
+        handler = find_handler(job.kind)
         if not isinstance(handler, TaskHandler):
             raise TaskResultDoesNotExist(f"{result_id} (job {job.pk} of kind {job.kind!r} does not run a task)")
         *history, latest = requeue_chain(job)
@@ -109,10 +114,10 @@ class OrchestratorBackend(BaseTaskBackend):
                 hint=f'e.g. "QUEUES": ["default", "emails"] (see {DOCS})',
                 id="jobs.E010",
             )
-        if self.options:
+        for problem in options_problems(self.options):
             yield checks.Error(
-                f"TASKS[{self.alias!r}]['OPTIONS'] {sorted(self.options)!r}: the Orchestrator backend takes no options",
-                hint=f"remove OPTIONS; queue settings are JOBS_* settings (see {DOCS})",
+                f"TASKS[{self.alias!r}]['OPTIONS'] {problem}: its default is used meanwhile",
+                hint=f'e.g. "OPTIONS": {{"MAX_ATTEMPTS": 3, "RETRY_BASE_SECONDS": 10}} (see {DOCS}, "Retries")',
                 id="jobs.E011",
             )
 
@@ -142,6 +147,19 @@ def _check_importable(task: Task[Any, Any]) -> None:
             f"Task {path!r} is not what its module path imports ({found!r}): define it at module level, "
             f"under its function's name (see {DOCS})."
         )
+
+
+def _first_job(result_id: Any) -> BackgroundJob | None:
+    """Return the job whose TaskResult has the id `result_id`, or None."""
+    if not isinstance(result_id, str):
+        return None
+    if LEGACY_RESULT_ID_RE.fullmatch(result_id):
+        return BackgroundJob.objects.filter(pk=int(result_id), result_id__isnull=True).first()
+    try:
+        uuid = UUID(result_id)
+    except ValueError:
+        return None
+    return BackgroundJob.objects.filter(result_id=uuid).first()
 
 
 def _registered_task(kind: str, task: Task[Any, Any]) -> Task[Any, Any]:

@@ -24,10 +24,13 @@ from django.db.models import F, Q, QuerySet
 from core.errors import one_line
 from jobs.backoff import retry_delay
 from jobs.context import RunOrigin
+from jobs.exceptions import retriable
 from jobs.hooks import job_died
 from jobs.json_array import JSONArrayAppend, JSONArrayDropLast
 from jobs.models import BackgroundJob
+from jobs.observers import attempt_failed
 from jobs.outcome import errors_with
+from jobs.retry import kind_policy
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +103,10 @@ def _fence(job: BackgroundJob) -> QuerySet[BackgroundJob]:
 
 
 def record_failure(job: BackgroundJob, *, exc: BaseException, now: datetime, origin: RunOrigin) -> Outcome:
-    """Record a failed attempt through the claim: retry on the backoff schedule, or bury the job and tell the hook.
+    """Record a failed attempt through the claim: retry on its kind's backoff, or bury the job and tell the hook.
+
+    A job is buried after its last attempt, or at once when no retry could mend `exc`
+    (jobs.exceptions.not_retriable).
 
     The row is written, not `job`, which stays as claimed (a rolled-back group runs it again: jobs.group).
     """
@@ -108,19 +114,20 @@ def record_failure(job: BackgroundJob, *, exc: BaseException, now: datetime, ori
     extra = {"action": "job_run", "jobId": job.pk, "kind": job.kind, "attempt": job.attempts, "error": error}
     fence = _fence(job)
     with transaction.atomic():
-        if job.attempts >= job.max_attempts:
-            if not bury(job, row=fence, error=error, errors=errors, now=now, origin=origin):
+        if job.attempts >= job.max_attempts or not retriable(exc):
+            dead = bury(job, row=fence, error=error, errors=errors, now=now, origin=origin)
+            if dead is None:
                 return "lease_lost"
-            logger.error("job dead-lettered", extra={**extra, **origin.log_fields()})
+            attempt_failed(job=dead, error=exc, outcome="dead", now=now)
+            logger.error("job dead-lettered", extra={**extra, "retriable": retriable(exc), **origin.log_fields()})
             return "dead"
+        policy = kind_policy(job.kind)
         run_after = now + retry_delay(
-            job_id=job.pk,
-            attempt=job.attempts,
-            base_seconds=settings.JOBS_RETRY_BASE_SECONDS,
-            max_seconds=settings.JOBS_RETRY_MAX_SECONDS,
+            job_id=job.pk, attempt=job.attempts, base_seconds=policy.base_seconds, max_seconds=policy.max_seconds
         )
         if not retry(fence, run_after=run_after, error=error, errors=errors):
             return "lease_lost"
+    attempt_failed(job=job, error=exc, outcome="retried", now=now)
     logger.warning("job failed, will retry", extra={**extra, "runAfter": run_after.isoformat()})
     return "retried"
 
@@ -147,18 +154,21 @@ def bury(
     errors: list[dict[str, Any]],
     now: datetime,
     origin: RunOrigin,
-) -> bool:
-    """Mark the job of `row` dead with its last attempt's error and tell the job-died hook; False if none matched."""
+) -> BackgroundJob | None:
+    """Mark the job of `row` dead with its last attempt's error and tell the job-died hook.
+
+    Return the job as it now stands (a copy of `job`, which stays as claimed), or None if no row matched.
+    """
     if not row.update(
         status=BackgroundJob.Status.DEAD, finished_at=now, lease_expires_at=None, last_error=error, errors=errors
     ):
-        return False
+        return None
     # `job` stays as claimed: the caller's transaction may still roll this back (jobs.group then runs the job
     # again), and the next failure must not find this one's error on it. The hook is told of a copy.
     dead = copy.copy(job)
     dead.status, dead.finished_at, dead.last_error, dead.errors = BackgroundJob.Status.DEAD, now, error, errors
     job_died(job=dead, error=error, now=now, origin=origin)
-    return True
+    return dead
 
 
 def release(jobs: list[BackgroundJob], *, worker: str) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 from django_tasks import TaskContext, task
 
 from jobs.registry import job_handler
+from jobs.retry import retry_policy
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,10 @@ def sleep(context: TaskContext, seconds: float = 1.0) -> None:
 
 
 @job_handler("demo.flaky")
+@retry_policy(max_attempts=5)
 @task(takes_context=True)
 def flaky(context: TaskContext, failures: int = 2) -> None:
-    """Fail the first `failures` attempts, then succeed."""
+    """Fail the first `failures` attempts, then succeed (it has five: a task runs once unless its policy says)."""
     if context.attempt <= failures:
         raise RuntimeError(f"demo.flaky fails attempt {context.attempt} of the first {failures}")
 

@@ -1,8 +1,16 @@
-"""Domain errors of the background-job queue."""
+"""Domain errors of the background-job queue, and the mark of a failure no retry can mend."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django.db.transaction import TransactionManagementError
+
+E = TypeVar("E", bound=BaseException)
+
+# Set on an exception (not a class of its own), so that the failure keeps its class: a
+# non-JSON return value is still the framework's TypeError, a missing task an ImportError.
+_NOT_RETRIABLE = "orchestrator_not_retriable"
 
 
 class InvalidJob(Exception):
@@ -16,6 +24,17 @@ class InvalidJob(Exception):
 
 class UnknownKind(InvalidJob):
     """No handler is registered for the job kind."""
+
+
+def not_retriable(exc: E) -> E:
+    """Mark `exc` as a failure that would happen again on every attempt, and return it: its job is buried at once."""
+    setattr(exc, _NOT_RETRIABLE, True)
+    return exc
+
+
+def retriable(exc: BaseException) -> bool:
+    """Return whether another attempt could end otherwise than with `exc`."""
+    return not getattr(exc, _NOT_RETRIABLE, False)
 
 
 class HandlerTransactionError(TransactionManagementError):

@@ -242,7 +242,7 @@ class JobGroup:
         """A heartbeat: renew the leases of `jobs` (a group's, waiting for its commit); return whether `job` holds."""
         now = self.clock()
         if self.lease.separate:
-            return job.pk in self.lease.renew_all(jobs, now=now)
+            return job.pk in self.lease.renew_all(jobs, now=now, beat=True)
         held = [each.pk for each in jobs if self.lease.renew(each, now=now)]
         return job.pk in held
 

@@ -14,7 +14,8 @@ no round trip), and judged:
   first, or Django refuses the rollback), the transaction is rolled back to the
   savepoint (its writes and commit callbacks gone) and the job fails, with
   HandlerTransactionError saying what it left when it raised nothing;
-- it closed or replaced the connection, or a statement it sent around Django (on
+- it closed or replaced the connection, ended the transaction (a COMMIT or ROLLBACK
+  statement: psycopg's status is idle), or a statement it sent around Django (on
   `connection.connection`) aborted the transaction outside its savepoint: no savepoint
   undoes that, so GroupLost is raised and jobs.group rolls the whole group back;
 - the connection was lost to the server: OperationalError, as any lost connection.
@@ -50,8 +51,9 @@ CAUGHT = (
     f"transaction.atomic() block of its own ({DOCS})"
 )
 MARKED = (
-    "the handler marked its transaction for rollback (transaction.set_rollback(True)) and returned: its writes are "
-    f"undone; raise an exception to fail a job ({DOCS})"
+    "the handler marked its transaction for rollback (transaction.set_rollback(True), or an exception out of a "
+    "transaction.atomic(savepoint=False) block) and returned: its writes are undone; raise an exception to fail a "
+    f"job, and let a block whose exception is caught take its savepoint ({DOCS})"
 )
 LEFT_OPEN = "the handler left {count} transaction.atomic() block{s} open: its writes are undone ({docs})"
 AUTOCOMMIT_OFF = f"the handler turned autocommit off and left its transaction open: it is rolled back ({DOCS})"
@@ -59,6 +61,11 @@ CLOSED = (
     "the handler closed the database connection (connection.close(), close_old_connections()) inside its job's "
     "transaction, which went with it, and so did the writes of the jobs before it in its group (they run again); "
     f"close no connection in a handler, or mark its task or handler @autocommit ({DOCS})"
+)
+ENDED = (
+    "the handler ended its group's transaction (a COMMIT or ROLLBACK statement, through a cursor or on "
+    "connection.connection): the jobs before it in its group run again, over what a COMMIT kept of their writes; "
+    f"use transaction.atomic() blocks in a handler, or mark its task or handler @autocommit ({DOCS})"
 )
 LEFT_GROUP = (
     "the handler left its group's own transaction.atomic() block (it exited a block it had not entered): its "
@@ -91,6 +98,7 @@ class Isolation:
 
     def __enter__(self) -> Isolation:
         self._raw = self.db.connection
+        self._began = _in_transaction(self.db, self._raw)  # the group's transaction began before this handler
         self._blocks, self._saved = len(self.db.atomic_blocks), len(self.db.savepoint_ids)
         self._callbacks, self._wrappers = len(self.db.run_on_commit), len(self.db.execute_wrappers)
         self._marked_by = getattr(self.db, "rollback_exc", None)
@@ -133,6 +141,8 @@ class Isolation:
             return self._judge_autocommit(raised)
         if raw is not self._raw or self.db.closed_in_transaction or _closed(self.db, raw):
             raise GroupLost(_with_cause(HandlerTransactionError(CLOSED), raised))
+        if (self._began or self.sid is not None) and _ended(self.db, raw):  # its SAVEPOINT began it, if nothing had
+            raise GroupLost(_with_cause(HandlerTransactionError(ENDED), raised))
         if len(self.db.atomic_blocks) < self._blocks:  # it left its group's own block: nothing is as it was
             raise GroupLost(raised or HandlerTransactionError(LEFT_GROUP))
         amiss, aborted = self._amiss(raw)
@@ -232,9 +242,21 @@ def _closed(db: BaseDatabaseWrapper, raw: Any) -> bool:
     return db.vendor == "postgresql" and bool(raw.closed)
 
 
+def _in_transaction(db: BaseDatabaseWrapper, raw: Any) -> bool:
+    """Return whether a transaction is open on psycopg's connection `raw` (PostgreSQL's, whatever Django thinks)."""
+    return (
+        db.vendor == "postgresql" and raw is not None and raw.pgconn.transaction_status == pq.TransactionStatus.INTRANS
+    )
+
+
+def _ended(db: BaseDatabaseWrapper, raw: Any) -> bool:
+    """Return whether no transaction is open on psycopg's connection `raw` (a COMMIT or ROLLBACK ended it)."""
+    return db.vendor == "postgresql" and raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
+
+
 def _aborted(db: BaseDatabaseWrapper, raw: Any) -> bool:
     """Return whether PostgreSQL's transaction on `raw` is aborted (an error not rolled back)."""
-    return db.vendor == "postgresql" and raw.info.transaction_status == pq.TransactionStatus.INERROR
+    return db.vendor == "postgresql" and raw.pgconn.transaction_status == pq.TransactionStatus.INERROR
 
 
 def _with_cause(error: BaseException, cause: BaseException | None) -> BaseException:

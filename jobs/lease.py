@@ -87,9 +87,12 @@ class LeaseConnection:
         """Renew the lease (a heartbeat); return False when the claim is no longer ours."""
         return self._execute("renew", [_expiry(now), *_claim(job)])
 
-    def renew_all(self, jobs: Sequence[BackgroundJob], *, now: datetime) -> set[int]:
-        """Renew the leases of `jobs` in one statement (a separate connection only); return the ids still held."""
-        return self._on_pipeline(lambda pipeline: pipeline.renew_all(jobs, expires=_expiry(now)))
+    def renew_all(self, jobs: Sequence[BackgroundJob], *, now: datetime, beat: bool = False) -> set[int]:
+        """Renew the leases of `jobs` in one statement (a separate connection only); return the ids still held.
+
+        A heartbeat (`beat`, while a group is open) skips the rows locked by that group (jobs.lease_pipeline).
+        """
+        return self._on_pipeline(lambda pipeline: pipeline.renew_all(jobs, expires=_expiry(now), beat=beat))
 
     def start_sent(self, job: BackgroundJob, *, now: datetime) -> None:
         """Send the renewal and start stamp of `job` without waiting for its answer (jobs.lease_pipeline)."""

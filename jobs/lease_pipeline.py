@@ -64,11 +64,23 @@ _STAMP_SQL = (
     f"(SELECT id FROM {_TABLE} WHERE id = $3 AND status = '{_RUNNING}' AND attempts = $4 AND locked_by = $5 "
     "FOR UPDATE SKIP LOCKED) AS mine WHERE job.id = mine.id"
 ).encode()
+_CLAIMS = "unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(workers)s::text[]) AS held(id, attempts, locked_by)"
+_HELD = (
+    "job.id = held.id AND job.status = %(running)s AND job.attempts = held.attempts AND job.locked_by = held.locked_by"
+)
 _RENEW_ALL_SQL = (
-    f"UPDATE {_TABLE} AS job SET lease_expires_at = %s FROM {ASYNC_COMMIT}, "  # noqa: S608 (constants only)
-    "unnest(%s::bigint[], %s::integer[], %s::text[]) AS held(id, attempts, locked_by) "
-    "WHERE job.id = held.id AND job.status = %s AND job.attempts = held.attempts AND job.locked_by = held.locked_by "
-    "RETURNING job.id"
+    f"UPDATE {_TABLE} AS job SET lease_expires_at = %(expires)s FROM {ASYNC_COMMIT}, {_CLAIMS} "  # noqa: S608
+    f"WHERE {_HELD} RETURNING job.id"
+)
+# A heartbeat renews while its group is open, whose transaction holds locked the rows it wrote: those of
+# its failed jobs (their retry or burial) and any a handler updated. Waiting for them would wait for the
+# group, which waits for the heartbeat: so it skips locked rows (none is taken back while locked: lease
+# recovery skips them too), and a claim matching as the statement began still holds, renewed or not.
+_HEARTBEAT_SQL = (
+    f"WITH free AS (SELECT job.id FROM {_TABLE} AS job, {_CLAIMS} WHERE {_HELD} "  # noqa: S608 (constants only)
+    "FOR UPDATE OF job SKIP LOCKED), "
+    f"renewed AS (UPDATE {_TABLE} AS job SET lease_expires_at = %(expires)s FROM {ASYNC_COMMIT}, free "
+    f"WHERE job.id = free.id) SELECT job.id FROM {_TABLE} AS job, {_CLAIMS} WHERE {_HELD}"
 )
 
 
@@ -81,19 +93,20 @@ class StampPipeline:
         self._unmatched: list[int] = []  # answered, matching nothing, not yet taken by settle()
         self._prepared = False
 
-    def renew_all(self, jobs: Sequence[BackgroundJob], *, expires: datetime) -> set[int]:
-        """Renew the leases of `jobs` through their claims in one statement; return the ids of those still held."""
+    def renew_all(self, jobs: Sequence[BackgroundJob], *, expires: datetime, beat: bool = False) -> set[int]:
+        """Renew the leases of `jobs` through their claims in one statement; return the ids of those still held.
+
+        A heartbeat (`beat`) skips the rows another transaction holds locked (its group's own, above all).
+        """
         self.read_answers()
-        rows = self.connection.execute(
-            _RENEW_ALL_SQL,
-            [
-                expires,
-                [job.pk for job in jobs],
-                [job.attempts for job in jobs],
-                [job.locked_by for job in jobs],
-                _RUNNING,
-            ],
-        ).fetchall()
+        params = {
+            "expires": expires,
+            "ids": [job.pk for job in jobs],
+            "attempts": [job.attempts for job in jobs],
+            "workers": [job.locked_by for job in jobs],
+            "running": _RUNNING,
+        }
+        rows = self.connection.execute(_HEARTBEAT_SQL if beat else _RENEW_ALL_SQL, params).fetchall()
         return {row[0] for row in rows}
 
     def send(self, job: BackgroundJob, *, expires: datetime, now: datetime) -> None:

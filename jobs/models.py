@@ -57,6 +57,9 @@ class BackgroundJob(models.Model):
         blank=True,
         help_text="The worker of each attempt, in order.",
     )
+    # The id of a task's TaskResult: random, so that knowing one result's id tells nothing of another's. Jobs
+    # written before it existed, and jobs of @job_handler functions, have none (their result id is the job id).
+    result_id = models.UUIDField(null=True, blank=True, editable=False, help_text="The task result's id.")
 
     class Meta:
         constraints = [
@@ -77,6 +80,12 @@ class BackgroundJob(models.Model):
                 fields=["tenant", "dedupe_key"],
                 condition=Q(status__in=["pending", "running"]) & Q(dedupe_key__isnull=False),
                 name="%(app_label)s_%(class)s_live_dedupe_key",
+            ),
+            # A task's result is looked up by its id (get_result, refresh): one job each.
+            models.UniqueConstraint(
+                fields=["result_id"],
+                condition=Q(result_id__isnull=False),
+                name="%(app_label)s_%(class)s_result_id",
             ),
         ]
         indexes = [

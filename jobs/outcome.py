@@ -12,8 +12,10 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django_tasks.utils import get_exception_traceback, get_module_path, normalize_json
 
+from jobs.exceptions import not_retriable
 from jobs.models import MAX_ERRORS_KEPT, BackgroundJob
 
 MAX_TRACEBACK_CHARS = 8000
@@ -28,19 +30,36 @@ def return_value_stored(value: Any) -> Any:
     """Return `value` as the job row stores it (JSON), or raise TypeError/ValueError saying why it cannot be.
 
     Non-JSON values are refused as the Tasks framework refuses them (TypeError
-    "Unsupported type: ..."), NaN and infinities as ValueError.
+    "Unsupported type: ..."), NaN and infinities as ValueError; none of these is retried.
     """
     if value is None:
         return None
-    stored = normalize_json(value)
-    encoded = json.dumps(stored, allow_nan=False, separators=(",", ":"))
+    try:
+        stored = normalize_json(value)
+        encoded = json.dumps(stored, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        not_retriable(exc)  # the same code would return the same kind of value again
+        raise
     limit = settings.JOBS_RETURN_VALUE_MAX_BYTES
     if len(encoded.encode()) > limit:
-        raise ReturnValueTooLarge(
-            f"the return value is {len(encoded.encode()):,} bytes of JSON; a job keeps at most {limit:,} "
-            "(JOBS_RETURN_VALUE_MAX_BYTES): store large results elsewhere and return a reference"
+        raise not_retriable(
+            ReturnValueTooLarge(
+                f"the return value is {len(encoded.encode()):,} bytes of JSON; a job keeps at most {limit:,} "
+                "(JOBS_RETURN_VALUE_MAX_BYTES): store large results elsewhere and return a reference"
+            )
         )
     return stored
+
+
+def return_value_told_now(value: Any) -> None:
+    """Raise as return_value_stored does, when an attempt's success is told as it returns.
+
+    Outside a transaction (an @autocommit job) a commit callback runs at once: what counts
+    or signals the success must know first that the value can be kept, or it would tell
+    of a success the attempt then fails.
+    """
+    if not connection.in_atomic_block:
+        return_value_stored(value)
 
 
 def errors_with(job: BackgroundJob, exc: BaseException) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@ whose handler never started goes back to the queue with its attempt given back, 
 one whose handler started has lost its attempt: the job is retried at once, or buried
 after its last attempt, and the attempt's error (jobs.exceptions.AttemptLost) says
 what happened, to which worker, and when (docs/jobs.md, "When a worker goes away").
+A lost attempt is counted, and a task's job buried for it sends `task_finished`, once
+the taking back commits (jobs.observers).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from jobs.claim import bury, give_back, retry
 from jobs.context import RunOrigin
 from jobs.exceptions import AttemptLost, ConnectionLost, LeaseExpired
 from jobs.models import BackgroundJob
+from jobs.observers import attempt_lost
 from jobs.outcome import errors_with
 
 logger = logging.getLogger(__name__)
@@ -69,9 +72,10 @@ def jobs_take_back(
         row = BackgroundJob.objects.filter(pk=job.pk)
         if job.attempts < job.max_attempts:
             retry(row, run_after=now, error=last_error, errors=errors)
+            attempt_lost(job=job, error=error, outcome="retried")
             taken.requeued += 1
-        else:
-            bury(job, row=row, error=last_error, errors=errors, now=now, origin=RunOrigin())
+        elif dead := bury(job, row=row, error=last_error, errors=errors, now=now, origin=RunOrigin()):
+            attempt_lost(job=dead, error=error, outcome="dead")
             taken.dead += 1
     return taken
 

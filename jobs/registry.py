@@ -12,8 +12,10 @@ runner also imports a task it does not know yet by its module path (docs/tasks.m
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,8 +23,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from django_tasks.base import Task
-from django_tasks.exceptions import InvalidTaskError
+from django_tasks.exceptions import InvalidTaskBackendError, InvalidTaskError
 
+from jobs.exceptions import not_retriable
+from jobs.metrics import Metered
 from jobs.taskcall import TaskHandler
 
 if TYPE_CHECKING:
@@ -55,6 +59,12 @@ def job_handler(kind: str) -> Callable[[Registrable], Registrable]:
         if isinstance(target, Task):
             _register(kind, TaskHandler(target))
             _task_kinds[target.func] = kind
+        elif _never_runs(target):
+            # Called, it would return a coroutine or a generator without running its body: every job would fail.
+            raise ImproperlyConfigured(
+                f"job handler {target.__qualname__!r} of kind {kind!r} is an async function or a generator, which a "
+                "handler's call would not run: make it a plain function, or an async @task (docs/tasks.md)"
+            )
         else:
             _register(kind, target)
         return target
@@ -92,26 +102,63 @@ def get_handler(kind: str) -> Handler | None:
     return _handlers.get(kind)
 
 
-def resolve_handler(kind: str) -> Handler | None:
-    """Return what runs jobs of `kind`, importing a task by its module path if this process has not yet.
+def find_handler(kind: str) -> Handler | None:
+    """Return what runs jobs of `kind`, importing a task by its module path if this process has not yet; or None.
 
-    For kinds already accepted at enqueue (the runner, a requeue): a worker need not
-    list every task module in JOB_HANDLER_MODULES.
+    For kinds already accepted at enqueue (a result lookup, a requeue): a process need
+    not list every task module in JOB_HANDLER_MODULES.
     """
     handler = _handlers.get(kind)
-    if handler is not None or not MODULE_PATH_RE.fullmatch(kind):
-        return handler
+    if handler is None and MODULE_PATH_RE.fullmatch(kind):
+        _imported_task(kind)
+        handler = _handlers.get(kind)
+    return handler
+
+
+def resolve_handler(kind: str) -> Handler | None:
+    """Return what the runner calls for a job of `kind`: find_handler's answer, its successes counted; or None.
+
+    A task's module path this process cannot import as a task (a task removed or renamed
+    by a deploy, a worker running other code than the web) resolves to a handler that
+    fails the job with ImportError, saying why; no retry can mend that, so none is made.
+    """
+    handler = _handlers.get(kind)
+    if handler is None and MODULE_PATH_RE.fullmatch(kind):
+        found = _imported_task(kind)
+        handler = _handlers.get(kind) or UnimportableTask(
+            kind=kind,
+            reason=found if isinstance(found, str) else f"names a task whose backend {found.backend!r} runs no jobs",
+        )
+    # A task counts its own attempts, with its signals (jobs.taskcall).
+    return handler if handler is None or isinstance(handler, TaskHandler) else Metered(handler)
+
+
+@dataclass(frozen=True)
+class UnimportableTask:
+    """The runner's handler for jobs of a task path that cannot be imported as a task here."""
+
+    kind: str
+    reason: str
+
+    def __call__(self, ctx: JobContext) -> Any:
+        raise not_retriable(
+            ImportError(f"no handler for kind {self.kind!r}: as a task's module path, it {self.reason} (docs/tasks.md)")
+        )
+
+
+def _imported_task(path: str) -> Task[Any, Any] | str:
+    """Import the task at `path` and validate it on its backend (which registers it); return it, or why not."""
     try:
-        found = import_string(kind)
-    except ImportError:
-        return None
-    if not isinstance(found, Task) or found.module_path != kind:
-        return None
+        found = import_string(path)
+    except ImportError as exc:
+        return f"cannot be imported ({exc})"
+    if not isinstance(found, Task) or found.module_path != path:
+        return f"imports {type(found).__name__} {found!r}, not a task"
     try:
         found.get_backend().validate_task(found)  # An Orchestrator backend registers the task it validates.
-    except InvalidTaskError:
-        return None
-    return _handlers.get(kind)
+    except (InvalidTaskError, InvalidTaskBackendError) as exc:
+        return f"names a task its backend refuses ({exc})"
+    return found
 
 
 def runs_in_autocommit(kind: str) -> bool:
@@ -149,6 +196,12 @@ def _register(kind: str, handler: Handler, *, replace_task: bool = False) -> Non
         if not reloaded:
             raise ImproperlyConfigured(f"job kind {kind!r} is registered twice: {_name(existing)} and {_name(handler)}")
     _handlers[kind] = handler
+
+
+def _never_runs(function: Callable[..., Any]) -> bool:
+    """Return whether calling `function` returns a coroutine or a generator instead of running its body."""
+    checks = (inspect.iscoroutinefunction, inspect.isgeneratorfunction, inspect.isasyncgenfunction)
+    return any(check(function) for check in checks)
 
 
 def _name(handler: Handler) -> str:

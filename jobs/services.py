@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,8 @@ from django.db import IntegrityError, transaction
 from jobs.exceptions import InvalidJob, UnknownKind
 from jobs.hooks import jobs_due
 from jobs.models import DEFAULT_QUEUE, BackgroundJob
-from jobs.registry import get_handler, registered_kinds
+from jobs.registry import Handler, get_handler, registered_kinds
+from jobs.retry import MAX_ATTEMPTS_LIMIT, handler_policy, task_policy
 from jobs.taskcall import TaskHandler, task_arguments
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,6 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 # Deeper JSON would reach Python's recursion limit in the JSON encoders on the way to
 # the database or a handler (a 500, not a refusal), so it is refused at enqueue.
 MAX_PAYLOAD_DEPTH = 100
-MAX_ATTEMPTS_LIMIT = 100
 PRIORITY_RANGE = (-100, 100)
 MAX_RUN_AFTER = timedelta(days=366)
 TENANT_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -46,16 +47,19 @@ def job_enqueue(
     tenant: str = "",
     dedupe_key: str | None = None,
     run_after: datetime | None = None,
-    max_attempts: int = 5,
+    max_attempts: int | None = None,
     priority: int = 0,
     queue: str = DEFAULT_QUEUE,
 ) -> EnqueueResult:
     """Enqueue a job, or return the live job holding the same (tenant, dedupe_key).
 
-    Raise InvalidJob (nothing written) when any argument is invalid.
+    `max_attempts` defaults to the kind's retry policy: its task's (one attempt unless
+    the task or its backend says otherwise), or five for a @job_handler function
+    (jobs.retry). A task's job gets a random result id. Raise InvalidJob (nothing
+    written) when any argument is invalid.
     """
     payload = {} if payload is None else payload
-    _validate(
+    handler = _validate(
         kind=kind,
         payload=payload,
         tenant=tenant,
@@ -66,6 +70,9 @@ def job_enqueue(
         queue=queue,
         now=now,
     )
+    task = handler.task if isinstance(handler, TaskHandler) else None
+    if max_attempts is None:
+        max_attempts = (handler_policy() if task is None else task_policy(task)).max_attempts
     fields = {
         "kind": kind,
         "payload": payload,
@@ -76,6 +83,7 @@ def job_enqueue(
         "priority": priority,
         "queue": queue,
         "created_at": now,
+        "result_id": None if task is None else uuid.uuid4(),
     }
     if dedupe_key is None:
         return _created(BackgroundJob.objects.create(**fields), now=now)
@@ -119,7 +127,8 @@ def _validate(
     priority: Any,
     queue: Any,
     now: datetime,
-) -> None:
+) -> Handler:
+    """Return the handler of `kind`, or raise InvalidJob saying what is wrong with the first bad argument."""
     if not isinstance(kind, str) or not kind:
         raise InvalidJob("kind", "is required and must be a string")
     handler = get_handler(kind)
@@ -141,13 +150,14 @@ def _validate(
             raise InvalidJob("runAfter", "must be an ISO-8601 date-time with a UTC offset")
         if run_after > now + MAX_RUN_AFTER:
             raise InvalidJob("runAfter", "must be within a year from now")
-    if not _is_int(max_attempts) or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+    if max_attempts is not None and (not _is_int(max_attempts) or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT):
         raise InvalidJob("maxAttempts", f"must be an integer from 1 to {MAX_ATTEMPTS_LIMIT}")
     low, high = PRIORITY_RANGE
     if not _is_int(priority) or not low <= priority <= high:
         raise InvalidJob("priority", f"must be an integer from {low} to {high}")
     if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
         raise InvalidJob("queue", f"must match {QUEUE_RE.pattern}")
+    return handler
 
 
 def _kinds_named(limit: int = 200) -> str:

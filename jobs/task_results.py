@@ -7,6 +7,7 @@ the TaskResult an application holds shows the requeue and its outcome.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django_tasks.base import Task, TaskError, TaskResult, TaskResultStatus
@@ -36,7 +37,7 @@ def task_result_of_job(
     first = history[0] if history else job
     result: TaskResult[Any] = TaskResult(
         task=_task_as_enqueued(task, first, backend=backend),
-        id=str(first.pk),
+        id=result_id(first),
         status=STATUSES[BackgroundJob.Status(job.status)],
         enqueued_at=first.created_at,
         started_at=job.started_at,
@@ -67,12 +68,23 @@ def requeue_chain(job: BackgroundJob) -> list[BackgroundJob]:
     return chain
 
 
+def result_id(job: BackgroundJob) -> str:
+    """Return the id of the TaskResult whose first job is `job`: its random result id, else (older rows) its id."""
+    return str(job.pk) if job.result_id is None else str(job.result_id)
+
+
 def _task_as_enqueued(task: Task[Any, Any], job: BackgroundJob, *, backend: str) -> Task[Any, Any]:
     # `run_after` is the job's own unless it was "now" at enqueue (the framework's None).
     run_after = None if job.run_after == job.created_at else job.run_after
     if (task.priority, task.queue_name, task.run_after, task.backend) == (job.priority, job.queue, run_after, backend):
         return task
-    return task.using(priority=job.priority, queue_name=job.queue, run_after=run_after, backend=backend)
+    # Copied as the job was enqueued, not validated again: a queue since retired from QUEUES (or one this
+    # process's TASKS does not list) still names the job's queue, and its result is still read.
+    enqueued = copy.copy(task)
+    fields = {"priority": job.priority, "queue_name": job.queue, "run_after": run_after, "backend": backend}
+    for name, value in fields.items():
+        object.__setattr__(enqueued, name, value)
+    return enqueued
 
 
 def _error(entry: dict[str, str]) -> TaskError:

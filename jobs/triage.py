@@ -19,6 +19,7 @@ from core.actions import ActionReport
 from core.errors import one_line
 from jobs.exceptions import JobCancelled
 from jobs.models import BackgroundJob
+from jobs.observers import job_cancelled
 from jobs.outcome import errors_with
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ def job_cancel(*, job_ids: Sequence[int], by: str, now: datetime) -> ActionRepor
     """Cancel each pending job of `job_ids`: it never runs, and its dedupe key is free again.
 
     The cancellation is recorded on the job as its last error, a JobCancelled naming
-    `by` (the operator) and `now`: the job's task result reads it back.
+    `by` (the operator) and `now`: the job's task result reads it back, and a task's
+    `task_finished` receivers hear of it once this commits (jobs.observers).
     """
     cancelled = JobCancelled("cancelled by an operator")
     cancelled.add_note(f"cancelled by {by or 'an unnamed operator'} at {now.isoformat(timespec='milliseconds')}")
@@ -47,8 +49,10 @@ def job_cancel(*, job_ids: Sequence[int], by: str, now: datetime) -> ActionRepor
         fields={"status": BackgroundJob.Status.CANCELLED, "finished_at": now, "last_error": one_line(cancelled)},
         action="job_cancel",
     )
-    for job in BackgroundJob.objects.filter(pk__in=report.done).only("pk", "attempts", "errors"):
-        BackgroundJob.objects.filter(pk=job.pk).update(errors=errors_with(job, cancelled))
+    for job in BackgroundJob.objects.filter(pk__in=report.done):
+        job.errors = errors_with(job, cancelled)
+        BackgroundJob.objects.filter(pk=job.pk).update(errors=job.errors)
+        job_cancelled(job=job, error=cancelled)
     return report
 
 

@@ -15,6 +15,7 @@ from core.database import unavailable_as_503
 from core.timefmt import iso_utc, parse_iso_utc
 from jobs.exceptions import InvalidJob
 from jobs.models import BackgroundJob
+from jobs.retry import MAX_ATTEMPTS_LIMIT
 from jobs.services import MAX_PAYLOAD_BYTES, job_enqueue
 
 logger = logging.getLogger(__name__)
@@ -76,12 +77,14 @@ def _parse(raw: bytes) -> dict[str, Any]:
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise InvalidJob(_printable(unknown[0]), f"is not a known field; allowed: {', '.join(sorted(FIELDS))}")
+    if "maxAttempts" in body and body["maxAttempts"] is None:  # left out, it is the kind's default; null is no number
+        raise InvalidJob("maxAttempts", f"must be an integer from 1 to {MAX_ATTEMPTS_LIMIT}, or left out")
     fields: dict[str, Any] = {
         "kind": body.get("kind"),
         "payload": body.get("payload"),
         "tenant": body.get("tenant", ""),
         "dedupe_key": body.get("dedupeKey"),
-        "max_attempts": body.get("maxAttempts", 5),
+        "max_attempts": body.get("maxAttempts"),
         "priority": body.get("priority", 0),
     }
     run_after = body.get("runAfter")
@@ -112,4 +115,4 @@ def _describe(job: BackgroundJob, *, created: bool) -> dict[str, Any]:
         "maxAttempts": job.max_attempts,
         "priority": job.priority,
         "created": created,
-    }
+    } | ({} if job.result_id is None else {"resultId": str(job.result_id)})

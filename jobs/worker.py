@@ -230,11 +230,11 @@ class _SignalWatcher:
         signum = signal.sigwait(STOP_SIGNALS)
         if self._finished:
             return
+        self.stop.set()  # before the log line: once it is out, no job starts
         logger.info(
             "worker stopping: no new jobs; the running one may finish",
             extra={"action": "worker_stop", "signal": signal.Signals(signum).name, "graceSeconds": self.grace_seconds},
         )
-        self.stop.set()
         signal.sigtimedwait(STOP_SIGNALS, self.grace_seconds)  # the grace, cut short by a second signal
         if not self._finished:
             self.give_up()

@@ -1,16 +1,16 @@
-"""Prometheus metrics computed from the ledgers at scrape time (`GET /metrics`, docs/operations.md).
+"""What `GET /metrics` answers (docs/operations.md, "Metrics"): the ledgers' levels, and the event metrics.
 
-Nothing is counted in the process: every figure is read from the database when scraped,
-so every gunicorn worker answers the same. The figures over a period cover the last
-hour (PERIOD); the SLO report's own queries give the latency and duplicate figures, in
-the one read-only snapshot the report takes.
+The levels (gauges: jobs waiting, the backlog, the lag, dead letters to triage, the age
+of each cron job's last tick) are read from the database when scraped, in one read-only
+snapshot, so every process answers the same. The events (counters and histograms:
+windows, publishes, jobs finished, dead letters, latencies) are counted by the processes
+where they happen, as they commit (core.prometheus).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -19,22 +19,22 @@ from django.db.models import Count, QuerySet
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from dispatch.models import DispatchWindow
+from core.prometheus import events_collector
+from dispatch.metrics import dispatch_metrics_init
 from dispatch.registry import cron_jobs
 from dispatch.schedule import last_cron_ticks
 from jobs.health import queue_due_measure
+from jobs.metrics import jobs_metrics_init
 from jobs.models import BackgroundJob
+from jobs.registry import registered_kinds
 from orchestrator.metrics_schedule import schedule_metrics
 from orchestrator.slo import report_session
-from orchestrator.slo_metrics import LATENCY_FRACTIONS, latency_metrics, suppressed_duplicates_metric
+from runs.metrics import dead_letters_init
 from runs.models import DeadLetter
 
-PERIOD = timedelta(hours=1)
 Status = BackgroundJob.Status
-# Jobs the table holds until something happens to them are counted whole; finished ones over
-# the last hour (the table keeps JOBS_RETENTION_DAYS of them: too many to count at each scrape).
+# The jobs the table holds until something happens to them (finished ones are the counters' business).
 HELD = (Status.PENDING, Status.RUNNING, Status.DEAD)
-FINISHED = (Status.SUCCEEDED, Status.DEAD, Status.CANCELLED)
 PREFIX = "orchestrator"
 
 
@@ -51,20 +51,31 @@ class LedgerCollector(Collector):
 
 
 def metrics_registry(*, now: datetime) -> CollectorRegistry:
-    """Return a registry holding only the ledgers' metrics (no per-process ones: workers would differ)."""
+    """Return a registry holding the ledgers' metrics as of `now` and the event metrics."""
+    _events_known()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(now=now))
+    registry.register(events_collector())
     return registry
+
+
+def _events_known() -> None:
+    """Make every event counter of a registered cron job, function and job kind exist, at 0 until it counts.
+
+    A series that first appears at 1 shows no increase (Prometheus needs a sample before
+    it): without this, the first missed window or dead letter would raise no alert. Once
+    this process has them, `/metrics` answers them in multiprocess mode too.
+    """
+    jobs = list(cron_jobs().values())
+    kinds = registered_kinds()
+    dispatch_metrics_init(job.name for job in jobs)
+    jobs_metrics_init(kinds)
+    dead_letters_init(job_kinds=kinds, function_ids=(unit.function_id for job in jobs for unit in job.units))
 
 
 def _job_metrics(now: datetime) -> Iterator[Metric]:
     held = _gauge("jobs", "Jobs waiting, running or dead in the table, by status and kind.", ["status", "kind"])
     yield _by_status_and_kind(held, BackgroundJob.objects.filter(status__in=HELD), HELD)
-    finished = _gauge(
-        "jobs_finished_last_hour", "Jobs that finished in the last hour, by status and kind.", ["status", "kind"]
-    )
-    recent = BackgroundJob.objects.filter(status__in=FINISHED, finished_at__gte=now - PERIOD, finished_at__lte=now)
-    yield _by_status_and_kind(finished, recent, FINISHED)
 
     letters = _gauge(
         "dead_letters_unresolved", "Dead letters waiting for triage, by source and kind.", ["source", "kind"]
@@ -92,43 +103,7 @@ def _by_status_and_kind(
 
 
 def _window_metrics(now: datetime) -> Iterator[Metric]:
-    since = now - PERIOD
-    windows = _gauge(
-        "windows_last_hour", "Dispatch windows opened in the last hour, by cron job and outcome.", ["job", "outcome"]
-    )
-    recent = DispatchWindow.objects.filter(created_at__gte=since, created_at__lte=now)
-    counts = {(job, status): n for job, status, n in _grouped(recent, "job", "status")}
     registered = list(cron_jobs())
-    for job in sorted({*registered, *(job for job, _ in counts)}):
-        for outcome in DispatchWindow.Status.values:  # Every status the ledger defines, absent ones as 0.
-            windows.add_metric([job, outcome], counts.get((job, outcome), 0))
-    yield windows
-
-    latency = latency_metrics(since=since, now=now)
-    quantiles = _gauge(
-        "dispatch_latency_seconds", "Dispatch latency over the last hour's dispatched windows.", ["quantile"]
-    )
-    for fraction, metric in zip(LATENCY_FRACTIONS, latency, strict=True):
-        quantiles.add_metric([repr(fraction)], math.nan if metric.value is None else metric.value / 1000)
-    yield quantiles
-    yield _gauge(
-        "dispatch_latency_windows",
-        "Dispatched windows the latency quantiles cover.",
-        value=latency[0].detail["windows"],
-    )
-
-    duplicates = suppressed_duplicates_metric(since=since, now=now)
-    yield _gauge(
-        "duplicate_ticks_last_hour",
-        "Ticks of an already claimed window in the last hour (nothing was published for them).",
-        value=duplicates.detail["duplicateTicks"],
-    )
-    yield _gauge(
-        "suppressed_duplicate_runs_last_hour",
-        "Second Inngest runs of a window stopped by the run ledger in the last hour.",
-        value=duplicates.value or 0,
-    )
-
     ages = _gauge(
         "cron_last_tick_age_seconds", "Seconds since the cron service's newest window of each cron job opened.", ["job"]
     )

@@ -1,9 +1,10 @@
 """The cron schedule's metrics on `/metrics` (docs/operations.md, "Metrics"): tick lateness and drift per job.
 
-Read from the ledgers at scrape time, as every figure of orchestrator.metrics: the
+Read from the ledgers at scrape time, as the levels of orchestrator.metrics: the
 lateness quantiles of the cron service's ticks over the last 24 hours (as the Cron jobs
-page shows them), its gate, and each job's drift ticks, a counter kept on the job's
-state row (so it survives restarts and pruning).
+page shows them, and the SLO report gates them), its gate, and each job's drift ticks,
+a counter kept on the job's state row (so it survives restarts and pruning, the same
+in every process).
 """
 
 from __future__ import annotations

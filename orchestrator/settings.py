@@ -211,6 +211,9 @@ LOGGING: dict[str, Any] = {
         "django": {"level": env.str("DJANGO_LOG_LEVEL", default="WARNING")},
         "inngest": {"level": env.str("INNGEST_LOG_LEVEL", default="WARNING")},
         "httpx": {"level": "WARNING"},
+        # The Tasks framework logs each task's start and success at INFO (the runner logs its own outcomes),
+        # and each failure with logger.exception: TASKS_LOG_LEVEL=INFO shows the first two (docs/tasks.md).
+        "django_tasks": {"level": env.str("TASKS_LOG_LEVEL", default="WARNING")},
     },
 }
 
@@ -328,6 +331,24 @@ WORKER_CHORE_INTERVAL_SECONDS = env.float("WORKER_CHORE_INTERVAL_SECONDS", defau
 # --- Metrics (docs/operations.md, "Metrics") ------------------------------------
 # The bearer token a Prometheus scrape sends to GET /metrics; unset with DEBUG off, /metrics answers 503.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The directory where each process writes its event metrics (counters, histograms) for /metrics to add up:
+# prometheus-client's multiprocess mode, which reads this variable itself. gunicorn.conf.py makes one for the
+# web process when it is unset; a `run_jobs` worker on the same host shares it by the same variable.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Request metrics per view and database metrics (django-prometheus): off by default, since every request and
+# every query then pays for a few metric updates.
+METRICS_REQUESTS = env.bool("METRICS_REQUESTS", default=False)
+if METRICS_REQUESTS:
+    INSTALLED_APPS.append("django_prometheus")
+    MIDDLEWARE = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *MIDDLEWARE,
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
+    # The same database, through django-prometheus' instrumented backend of the same engine.
+    DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+        "django.db.backends.", "django_prometheus.db.backends."
+    )
 
 # --- SLO stop-gates (docs/operations.md) --------------------------------------
 SLO_DISPATCH_P95_MS = env.float("SLO_DISPATCH_P95_MS", default=2000.0, above=0)

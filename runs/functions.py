@@ -9,7 +9,8 @@ names a second, not a window). Each function:
   silently switch off), recording the failed run and its dead letter; likewise a
   key of another cron job, a key no tick makes (off its window's start, or with a
   suffix other than `:manual-<8 hex>`: a holder of the event key must not run one
-  window many times), or a window more than one window ahead (nor pre-claim future
+  window many times; a key a tick claimed under the job's earlier schedule is one a
+  tick makes), or a window more than one window ahead (nor pre-claim future
   windows, whose real runs would then be skipped as duplicates);
 - claims its (function, window) ledger row in a step, so a second Inngest run of
   the same window (another run id) does no work: `{"skipped": "duplicate-window"}`;
@@ -41,6 +42,7 @@ from core.errors import squash
 from core.logcontext import log_context
 from dispatch import keys
 from dispatch.drain import DRAIN_FUNCTION, DRAIN_UNIT, drain_key_problem
+from dispatch.models import DispatchWindow
 from dispatch.registry import BUILTIN, CronContext, CronJob, WorkUnit, cron_jobs
 from jobs.context import RunOrigin
 from jobs.runner import jobs_run, merge_summaries
@@ -219,10 +221,18 @@ def _valid_key(key: object) -> bool:
 
 
 def _key_problem(job: CronJob, unit: WorkUnit, key: str, *, now: datetime) -> str:
-    """Return why `key` names no window of `job` (no second, for the drain on request) that may run now, or ""."""
+    """Return why `key` names no window of `job` (no second, for the drain on request) that may run now, or "".
+
+    A key a tick claimed is one, even where the job's current schedule starts no window:
+    its events were published under an earlier schedule (in flight, retried or
+    re-published when the schedule changed), and the run ledger still runs it once.
+    """
     if unit.function_id == DRAIN_FUNCTION:
         return drain_key_problem(key, now=now)
-    return keys.window_problem(key, job=job, now=now)
+    problem = keys.window_problem(key, job=job, now=now)
+    if problem and DispatchWindow.objects.filter(dispatch_key=key, job=job.name).exists():
+        return ""
+    return problem
 
 
 def _invalid_key(run_id: str) -> str:

@@ -16,6 +16,7 @@ from django.db.models import F
 
 from core.timefmt import iso_utc
 from dispatch.keys import any_key_window_start
+from runs.metrics import suppressed_run_count
 from runs.models import DeadLetter, FunctionRun, FunctionRunAttempt
 from runs.services import dead_letter_for_run
 from runs.status import SCOPE_RE, status_write
@@ -83,6 +84,7 @@ def run_claim(
         if run.run_id == run_id:
             return RunClaim(run=run, won=True)
         FunctionRun.objects.filter(pk=run.pk).update(duplicates_suppressed=F("duplicates_suppressed") + 1)
+        suppressed_run_count(function_id=function_id)
         logger.warning(
             "duplicate run suppressed",
             extra={"action": "run_claim", "functionId": function_id, "ownerRunId": run.run_id, "runId": run_id},

@@ -38,6 +38,7 @@ from core.timefmt import iso_utc
 from dispatch import keys
 from dispatch.events import event_data
 from dispatch.exceptions import NotPublished
+from dispatch.metrics import windows_count
 from dispatch.models import DispatchWindow
 from dispatch.registry import CronJob, get_cron_job, job_of_function
 from dispatch.services import TickResult, dispatch_tick
@@ -151,6 +152,7 @@ def _abandon(window: DispatchWindow, job: CronJob | None, *, now: datetime, why:
         status=Status.ABANDONED, error=error, updated_at=now
     )
     if changed:
+        windows_count(window.job, Status.ABANDONED)
         extra = {"action": "reconcile", "dispatchKey": window.dispatch_key, "error": error}
         logger.error("window abandoned", extra=extra)
     return changed

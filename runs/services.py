@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import error_fingerprint
 from jobs.context import RunOrigin
+from runs.metrics import dead_letter_count
 from runs.models import DeadLetter, FunctionRun
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 def dead_letter_for_job(*, job: BackgroundJob, error: str, now: datetime, origin: RunOrigin) -> DeadLetter:
     """Return the dead letter of a job that died (the queue's job-died hook), creating it once."""
-    letter, _ = DeadLetter.objects.get_or_create(
+    letter, created = DeadLetter.objects.get_or_create(
         job=job,
         defaults={
             "source": DeadLetter.Source.JOB,
@@ -34,12 +35,14 @@ def dead_letter_for_job(*, job: BackgroundJob, error: str, now: datetime, origin
             "created_at": now,
         },
     )
+    if created:
+        dead_letter_count(source=letter.source, kind=letter.kind)
     return letter
 
 
 def dead_letter_for_run(*, run: FunctionRun, error: str, payload: Any, now: datetime) -> DeadLetter:
     """Return the dead letter of a function run that failed for good, creating it once."""
-    letter, _ = DeadLetter.objects.get_or_create(
+    letter, created = DeadLetter.objects.get_or_create(
         function_run=run,
         defaults={
             "source": DeadLetter.Source.FUNCTION_RUN,
@@ -55,6 +58,8 @@ def dead_letter_for_run(*, run: FunctionRun, error: str, payload: Any, now: date
             "created_at": now,
         },
     )
+    if created:
+        dead_letter_count(source=letter.source, kind=letter.kind)
     return letter
 
 

@@ -25,7 +25,7 @@ from dispatch import keys
 from dispatch.registry import CronJob, job_of_function
 from dispatch.services import dispatch_tick
 from jobs.exceptions import InvalidJob
-from jobs.registry import resolve_handler
+from jobs.registry import find_handler
 from jobs.services import job_enqueue
 from runs.models import DeadLetter
 
@@ -116,7 +116,7 @@ def _requeue_job_letter(pk: int, *, user: AbstractBaseUser, now: datetime) -> st
     job = letter.job
     if job is None:  # The check constraint gives every job letter its job; keep mypy and a broken row honest.
         return "the letter has no job"
-    if resolve_handler(job.kind) is None:
+    if find_handler(job.kind) is None:
         return f"job kind {job.kind!r} is no longer registered"
     try:
         enqueued = job_enqueue(

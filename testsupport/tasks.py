@@ -14,7 +14,9 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django_tasks import TaskContext, task
 
+from jobs.models import BackgroundJob
 from jobs.registry import autocommit
+from jobs.retry import retry_policy
 from testsupport.models import HandlerNote, HandlerRun
 
 
@@ -48,6 +50,12 @@ def value_error() -> None:
     raise ValueError("This task failed due to ValueError")
 
 
+@retry_policy(max_attempts=5, retry_base_seconds=2, retry_max_seconds=60)
+@task
+def value_error_retried() -> None:
+    raise ValueError("This task failed due to ValueError")
+
+
 @task
 def complex_exception() -> None:
     raise ValueError(ValueError("This task failed"))
@@ -59,11 +67,14 @@ def dangling_note() -> None:
     HandlerNote.objects.create(run_id=-1)
 
 
+# Retried on failure, yet a return value no row can keep is never retried: it would be the same every time.
+@retry_policy(max_attempts=3)
 @task
 def lambda_return_value() -> Any:
     return lambda: True  # Neither JSON nor anything else a row can keep.
 
 
+@retry_policy(max_attempts=3)
 @task
 def sized_return_value(size: int) -> str:
     return "x" * size
@@ -78,7 +89,8 @@ def own_id(context: TaskContext) -> str:
 def context_seen(context: TaskContext, *args: Any) -> dict[str, Any]:
     """Return what the context showed, and record the run (committed only if the attempt succeeds)."""
     result = context.task_result
-    HandlerRun.objects.create(job_id=int(result.id), attempt=context.attempt, worker_pid=os.getpid())
+    job = BackgroundJob.objects.get(result_id=result.id)
+    HandlerRun.objects.create(job_id=job.pk, attempt=context.attempt, worker_pid=os.getpid())
     return {
         "attempt": context.attempt,
         "status": result.status,
@@ -95,6 +107,12 @@ def fails_while_told(context: TaskContext, label: str) -> str:
     if getattr(settings, "TESTSUPPORT_TASKS_FAIL", False):
         raise RuntimeError(f"{label} told to fail on attempt {context.attempt}")
     return f"{label} done on attempt {context.attempt}"
+
+
+@task(takes_context=True, queue_name="emails")
+def queue_seen(context: TaskContext) -> str:
+    """Return the queue its own result names."""
+    return context.task_result.task.queue_name
 
 
 @task(priority=5, queue_name="emails")

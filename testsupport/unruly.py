@@ -75,6 +75,17 @@ def set_rollback(ctx: JobContext) -> None:
     transaction.set_rollback(True)
 
 
+@job_handler("unruly.no_savepoint_caught")
+def no_savepoint_caught(ctx: JobContext) -> None:
+    """Catch an exception raised out of an atomic(savepoint=False) block: Django marks the transaction for rollback."""
+    _record(ctx)
+    try:
+        with transaction.atomic(savepoint=False):
+            raise ValueError("unruly.no_savepoint_caught raised in its block")
+    except ValueError:
+        pass
+
+
 @job_handler("unruly.insert_or_ignore")
 def insert_or_ignore(ctx: JobContext) -> None:
     """Insert or ignore the right way: the statement that may fail in a transaction.atomic() of its own."""
@@ -138,6 +149,14 @@ def raw_statement_fails(ctx: JobContext) -> None:
     """Run a failing statement on psycopg's own connection, around Django (and its savepoint): it aborts the group."""
     connection.ensure_connection()
     connection.connection.execute("SELECT 1 / 0")
+
+
+@job_handler("unruly.rollback_statement")
+def rollback_statement(ctx: JobContext) -> None:
+    """Send ROLLBACK through Django's cursor and return: the group's transaction ends, its savepoints with it."""
+    _record(ctx)
+    with connection.cursor() as cursor:
+        cursor.execute("ROLLBACK")
 
 
 @job_handler("unruly.set_local_search_path")
@@ -212,6 +231,13 @@ EXPECTED: dict[str, tuple[str, str, str, int]] = {
         0,
     ),
     "unruly.set_rollback": ("pending", UNUSABLE, "HandlerTransactionError: the handler marked its transaction", 0),
+    "unruly.no_savepoint_caught": (
+        "pending",
+        UNUSABLE,
+        "HandlerTransactionError: the handler marked its transaction for rollback (transaction.set_rollback(True), "
+        "or an exception out of a transaction.atomic(savepoint=False) block)",
+        0,
+    ),
     "unruly.insert_or_ignore": ("succeeded", "", "", 1),
     "unruly.raise_in_atomic": (
         "pending",
@@ -245,6 +271,12 @@ EXPECTED: dict[str, tuple[str, str, str, int]] = {
         0,
     ),
     "unruly.raw_statement_fails": ("pending", "psycopg.errors.DivisionByZero", "DivisionByZero: division by zero", 0),
+    "unruly.rollback_statement": (
+        "pending",
+        UNUSABLE,
+        "HandlerTransactionError: the handler ended its group's transaction",
+        0,
+    ),
     # The group's own statements fail after it: its machinery meets the unexpected, and runs each job alone.
     "unruly.set_local_search_path": (
         "pending",

@@ -29,6 +29,7 @@ def report(settings: Any) -> None:
     settings.CRON_JOBS = [
         {"name": "report", "schedule": "0 9 * * 1-5", "timezone": "Europe/Berlin", "callable": COUNT_RUN},
         {"name": "counter", "window_seconds": 300, "callable": COUNT_RUN},
+        {"name": "monthly", "schedule": "0 0 1 * *", "timezone": "Europe/Berlin", "callable": COUNT_RUN},
     ]
 
 
@@ -110,7 +111,7 @@ def test_dispatch_tick__an_operators_tick_runs_a_missed_window_a_late_cron_tick_
         (["--from", "yesterday"], "--from: 'yesterday' is not an ISO-8601 date-time"),
         (
             ["--from", "2026-02-01T00:00:00Z", "--to", "2026-02-01T01:00:00Z"],
-            "the range starts more than WINDOWS_RETENTION_DAYS=30 days ago",
+            "the range's first window (2026-02-01T00:00) is older than WINDOWS_RETENTION_DAYS=30 days",
         ),
         (["--to", "2026-04-01T00:00:00Z"], "give its first window with --from"),
         (["--from", "2026-04-02T11:00:00Z", "--force"], "leave out --at, --force and --inline"),
@@ -136,3 +137,12 @@ def test_backfill__to_defaults_to_now_and_a_fixed_windows_range_is_its_window_st
 def test_backfill__a_range_without_a_window_says_so() -> None:
     with pytest.raises(CommandError, match=r"no window of report starts in that range \(At 09:00, Monday through"):
         backfill("report", "--from", "2026-03-28T00:00:00Z", "--to", "2026-03-29T23:00:00Z")
+
+
+def test_backfill__the_retention_applies_to_the_windows_of_the_range_not_to_its_start() -> None:
+    """A monthly job's range from 1 March (32 days before now): its one window (1 April, Berlin) is 1 day old."""
+    body = backfill("monthly", "--from", "2026-03-01T00:00:00Z", "--dry-run")
+
+    assert [(w["dispatchKey"], w["action"]) for w in body["windows"]] == [("cron:monthly:2026-03-31T22:00", "run")]
+    with pytest.raises(CommandError, match=r"first window \(2026-02-28T23:00\) is older than WINDOWS_RETENTION_DAYS"):
+        backfill("monthly", "--from", "2026-02-28T00:00:00Z", "--dry-run")

@@ -162,3 +162,16 @@ def test_calendar__spaces_are_normalised_and_the_fire_times_are_whole_minutes() 
     assert calendar.expression == "0 9 * * 1-5"
     assert (fire, fire.second, fire.microsecond) == (utc("2026-03-27T03:30"), 0, 0)
     assert calendar.after(fire - timedelta(microseconds=1)) == fire
+
+
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [
+        ("2026-03-27T08:00:00", ["03-27 08:00", "03-30 07:00"]),  # a fire time at `first` is included
+        ("2026-03-27T08:00:00.400000", ["03-30 07:00"]),  # one before `first`, however little, is not
+        ("2026-03-27T07:59:59.999999", ["03-27 08:00", "03-30 07:00"]),
+    ],
+)
+def test_calendar__between_starts_at_first_to_the_microsecond(first: str, expected: list[str]) -> None:
+    """The reconciler's lookback and a job's `schedule_since` are instants with microseconds (docs/cron.md)."""
+    assert fires(Calendar("0 9 * * 1-5", "Europe/Berlin"), first, "2026-03-30T23:59") == expected

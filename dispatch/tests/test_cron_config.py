@@ -42,7 +42,10 @@ def test_cron_config__crontab_has_each_jobs_schedule_in_its_zone_and_never_the_s
 
     text = config("--format", "crontab", "--url", URL)
 
-    curl = 'curl -fsS -m 30 -X POST -H "Authorization: Bearer $CRON_SECRET" https://orch.example.com/api/cron/'
+    curl = (
+        '. /etc/orchestrator/cron.env && curl -fsS -m 30 -X POST -H "Authorization: Bearer $CRON_SECRET" '
+        "https://orch.example.com/api/cron/"
+    )
     entries = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert entries == [
         "CRON_TZ=UTC",
@@ -121,6 +124,7 @@ def test_cron_config__systemd_fires_when_the_calendar_does(expression: str, zone
     [
         (["--format", "crontab", "--url", "orch.example.com"], "give the service's base URL"),
         (["--format", "crontab", "--url", URL, "--secret-env", "CRON SECRET"], "give a variable name"),
+        (["--format", "systemd", "--url", URL, "--env-file", "cron.env"], "give an absolute path"),
     ],
 )
 def test_cron_config__bad_arguments_say_what_to_type(args: list[str], message: str) -> None:
@@ -173,3 +177,55 @@ def test_cron_jobs__json_is_one_object_per_job_with_its_schedule_words_and_next_
         None,
     )
     assert ninety["next"][:2] == ["2026-03-27T10:30:00.000Z", "2026-03-27T12:00:00.000Z"]
+
+
+# Kubernetes reads a CronJob's schedule with robfig/cron v3 (ParseStandard), whose day of week is 0-6 (spec.go:
+# `dow = bounds{0, 6, ...}`): a 7 is refused ("end of range (7) above maximum (6)"), and the CronJob with it.
+@pytest.mark.parametrize(
+    ("expression", "zone"),
+    [
+        ("0 0 * * 7", "UTC"),
+        ("0 9 * * 5-7", "Europe/Berlin"),
+        ("30 2 * * 1-7/2", "America/New_York"),
+        ("0 6 1 * 7", "Asia/Kolkata"),  # neither day field a `*`: the 1st OR Sundays, as before
+        ("0 8 * * */7", "UTC"),  # a step of 7 is no day: kept as written
+    ],
+)
+def test_cron_config__kubernetes_schedules_name_sunday_as_kubernetes_reads_it(
+    settings: Any, expression: str, zone: str
+) -> None:
+    settings.CRON_JOBS = [{"name": "weekly", "schedule": expression, "timezone": zone, "callable": COUNT_RUN}]
+
+    text = config("--format", "kubernetes", "--url", URL)
+
+    schedule = json.loads(re.findall(r"cron-weekly\n(?:.*\n)*?  schedule: (\".*\")\n", text)[0])
+    days = [int(day) for item in schedule.split()[4].split(",") for day in re.findall(r"\d+", item.split("/")[0])]
+    assert all(day <= 6 for day in days), schedule
+    emitted, registered = Calendar(schedule, zone), Calendar(expression, zone)
+    fire, expected = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    for _ in range(40):  # across the spring change
+        fire, expected = emitted.after(fire), registered.after(expected)
+        assert fire == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cron_config__a_crontab_line_run_as_cron_runs_it_sends_the_secret(
+    settings: Any, live_server: Any, tmp_path: Any
+) -> None:
+    """cron(8) runs a line with the crontab's own variables, never the daemon's environment (do_command.c in cronie
+    and Debian's cron: `execle(shell, shell, "-c", e->cmd, ..., e->envp)`): the secret comes from the env file."""
+    settings.CRON_SECRET = "s3cret-in-the-env-file"
+    env_file = tmp_path / "cron.env"
+    env_file.write_text("CRON_SECRET=s3cret-in-the-env-file\n")
+    text = config("--format", "crontab", "--url", live_server.url, "--env-file", str(env_file))
+    line = next(line for line in text.splitlines() if line.endswith("/api/cron/ninety >/dev/null"))
+
+    # What cron does with the line: the five fields off, `\%` back to `%`, run by /bin/sh with the job's own
+    # environment (HOME, SHELL, LOGNAME, PATH=/usr/bin:/bin), none of the variables cron itself was started with.
+    command = line.split(" ", 5)[5].replace("\\%", "%")
+    env = {"HOME": str(tmp_path), "SHELL": "/bin/sh", "LOGNAME": "cron", "PATH": "/usr/bin:/bin"}
+    ran = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+
+    assert (ran.returncode, ran.stderr) == (0, "")
+    assert DispatchWindow.objects.filter(job="ninety", source="cron").count() == 1
+    assert "s3cret" not in text

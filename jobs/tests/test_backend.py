@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
+from uuid import UUID
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import transaction
+from django.utils import timezone
 from django_tasks import TaskResultStatus, default_task_backend, task, task_backends
 from django_tasks.base import Task
 from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist, TaskResultMismatch
@@ -21,6 +23,7 @@ from django_tasks.signals import task_enqueued
 from jobs import demo
 from jobs.backend import OrchestratorBackend
 from jobs.models import BackgroundJob
+from jobs.runner import jobs_run
 from jobs.services import MAX_PAYLOAD_BYTES, job_enqueue
 from testsupport import tasks
 
@@ -58,8 +61,9 @@ def test_enqueue__writes_a_job_and_returns_a_ready_result(
 
     job = BackgroundJob.objects.get()
     assert (job.kind, job.payload, job.status) == (target.module_path, {"args": [1], "kwargs": {"two": 3}}, "pending")
-    assert (job.priority, job.queue, job.run_after) == (0, "default", job.created_at)
-    assert result.id == str(job.pk)
+    assert (job.priority, job.queue, job.run_after, job.max_attempts) == (0, "default", job.created_at, 1)
+    assert result.id == str(job.result_id)
+    assert UUID(result.id).version == 4
     assert (result.status, result.is_finished, result.attempts) == (TaskResultStatus.READY, False, 0)
     assert (result.started_at, result.last_attempted_at, result.finished_at) == (None, None, None)
     assert result.enqueued_at == job.created_at
@@ -72,7 +76,7 @@ def test_enqueue__writes_a_job_and_returns_a_ready_result(
 def test_aenqueue__writes_a_job_and_returns_a_ready_result(enqueued_signals: list[Any]) -> None:
     result = async_to_sync(tasks.noop_async.aenqueue)()
 
-    assert BackgroundJob.objects.get().pk == int(result.id)
+    assert BackgroundJob.objects.get().result_id == UUID(result.id)
     assert (result.status, result.task, result.args, result.kwargs) == (
         TaskResultStatus.READY,
         tasks.noop_async,
@@ -193,12 +197,48 @@ def test_get_result__of_another_task_is_a_mismatch() -> None:
         tasks.noop.get_result(result.id)
 
 
-@pytest.mark.parametrize("result_id", ["999999", "0", "-1", "abc", "1e3", "", "12345678901234567890"])
+@pytest.mark.parametrize(
+    "result_id",
+    ["999999", "0", "-1", "abc", "1e3", "", "12345678901234567890", "2b4e7c5e-0d6f-4c55-9a8e-4b1f3f0b9b6e"],
+)
 def test_get_result__of_no_such_job_does_not_exist(result_id: str) -> None:
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result(result_id)
     with pytest.raises(TaskResultDoesNotExist):
         async_to_sync(default_task_backend.aget_result)(result_id)
+
+
+def test_get_result__a_result_id_is_random_and_a_job_id_reads_only_a_job_older_than_result_ids() -> None:
+    result = tasks.noop.enqueue()
+    job = BackgroundJob.objects.get()
+    older = BackgroundJob.objects.create(
+        kind="testsupport.tasks.noop",
+        payload={"args": [], "kwargs": {}},
+        run_after=job.created_at,
+        created_at=job.created_at,
+    )
+
+    assert UUID(result.id).version == 4 and result.id != str(job.pk)
+    with pytest.raises(TaskResultDoesNotExist):
+        default_task_backend.get_result(str(job.pk))  # a neighbour's id guessed from one's own tells nothing
+    assert default_task_backend.get_result(result.id.upper()).id == result.id
+    legacy = default_task_backend.get_result(str(older.pk))
+    assert (legacy.id, legacy.status, legacy.task) == (str(older.pk), TaskResultStatus.READY, tasks.noop)
+
+
+def test_result__of_a_queue_retired_from_queues_is_read_and_its_job_still_runs(settings: Any, now: datetime) -> None:
+    contextual = tasks.queue_seen.enqueue()  # on "emails", with its context
+    plain = tasks.noop.using(queue_name="emails").enqueue()
+    # "emails" retired from this process's QUEUES (or never listed in it: a worker configured apart from the web).
+    settings.TASKS = {"default": {"BACKEND": "jobs.backend.OrchestratorBackend", "QUEUES": ["default"]}}
+
+    read = default_task_backend.get_result(plain.id)
+    plain.refresh()
+    assert (read.task.queue_name, read.status, plain.status) == ("emails", TaskResultStatus.READY, "READY")
+    summary = jobs_run(budget_seconds=30, clock=lambda: timezone.now())
+    contextual.refresh()
+    plain.refresh()
+    assert (summary.succeeded, contextual.return_value, plain.status) == (2, "emails", TaskResultStatus.SUCCESSFUL)
 
 
 def test_get_result__of_a_job_that_runs_no_task_does_not_exist(now: datetime) -> None:
@@ -228,7 +268,7 @@ def test_enqueue_over_http__a_tasks_kind_takes_its_arguments(client: Any, settin
     )
 
     assert ok.status_code == 201
-    assert demo.echo.get_result(str(ok.json()["id"])).kwargs == {"message": "hi"}
+    assert demo.echo.get_result(ok.json()["resultId"]).kwargs == {"message": "hi"}
     assert (bad.status_code, bad.json()["field"]) == (400, "payload")
     assert bad.json()["error"].startswith('payload: a task\'s payload is {"args": [...], "kwargs": {...}}')
     assert BackgroundJob.objects.count() == 1

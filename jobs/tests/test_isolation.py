@@ -110,6 +110,29 @@ def test_jobs_run__a_heartbeat_keeps_the_leases_of_the_jobs_waiting_in_its_group
         assert (job.status, job.attempts) == ("succeeded", 1)
 
 
+def test_run_jobs__a_heartbeat_in_a_group_whose_earlier_jobs_failed_renews_and_the_drain_goes_on(now: datetime) -> None:
+    before = job_at(now, "test.record", 4, max_attempts=1)
+    retried = job_at(now, "test.fail", 3, max_attempts=2)  # its retry is written in the group, its row locked
+    buried = job_at(now, "test.fail", 2, max_attempts=1)  # buried in the group, with its dead letter
+    beating = job_at(now, "test.heartbeat", 1, max_attempts=1)  # fails if its heartbeat says the lease is lost
+
+    result = procs.run_manage("run_jobs", env=procs.child_env(JOBS_GROUP_MAX_MS="20000"), timeout=60)
+
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert_only_logs_and_summaries(result.stdout + result.stderr)
+    [summary] = summaries(result.stdout)
+    assert (summary["claimed"], summary["succeeded"], summary["retried"], summary["dead"]) == (4, 2, 1, 1)
+    for job in (before, retried, buried, beating):
+        job.refresh_from_db()
+    assert [(job.status, job.attempts) for job in (before, retried, buried, beating)] == [
+        ("succeeded", 1),
+        ("pending", 1),
+        ("dead", 1),
+        ("succeeded", 1),
+    ]
+    assert sorted(HandlerRun.objects.values_list("job_id", flat=True)) == sorted([before.pk, beating.pk])
+
+
 def test_run_jobs__a_rolled_back_group_run_again_stops_at_a_stop_signal_and_gives_the_rest_back(
     now: datetime, reap: Reap
 ) -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from jobs import demo, registry
 from jobs.checks import check_runner_settings, check_tasks_setting
-from jobs.registry import KIND_RE, autocommit, get_handler, job_handler, resolve_handler, runs_in_autocommit, task_kind
+from jobs.registry import KIND_RE, autocommit, find_handler, get_handler, job_handler, runs_in_autocommit, task_kind
 from jobs.taskcall import TaskHandler
 from runs.status import status_key
 from testsupport import tasks
@@ -55,6 +55,24 @@ def test_registry__a_kind_taken_by_something_else_is_refused(scratch_registry: N
         job_handler("demo.echo")(tasks.noop)
 
 
+def test_job_handler__an_async_or_generator_function_is_refused_saying_what_to_write(scratch_registry: None) -> None:
+    async def coroutine(ctx: Any) -> None:
+        return None
+
+    def generator(ctx: Any) -> Iterator[int]:
+        yield 1
+
+    async def async_generator(ctx: Any) -> Any:
+        yield 1
+
+    for function in (coroutine, generator, async_generator):
+        with pytest.raises(ImproperlyConfigured, match="an async function or a generator") as refused:
+            job_handler("test.scratch_not_called")(function)
+        assert f"{function.__qualname__!r}" in str(refused.value)
+        assert "an async @task" in str(refused.value)
+    assert get_handler("test.scratch_not_called") is None
+
+
 def test_autocommit__marks_a_task_or_a_handler_on_either_side_of_its_decorator(scratch_registry: None) -> None:
     @job_handler("test.scratch_marked_below")
     @autocommit
@@ -70,15 +88,15 @@ def test_autocommit__marks_a_task_or_a_handler_on_either_side_of_its_decorator(s
     assert [runs_in_autocommit(kind) for kind in unmarked] == [False, False, False, False]
 
 
-def test_resolve_handler__imports_a_task_by_its_module_path_and_nothing_else(scratch_registry: None) -> None:
+def test_find_handler__imports_a_task_by_its_module_path_and_nothing_else(scratch_registry: None) -> None:
     del registry._handlers["testsupport.tasks.meaning_of_life"]
 
     assert get_handler("testsupport.tasks.meaning_of_life") is None
-    assert resolve_handler("testsupport.tasks.meaning_of_life") == TaskHandler(tasks.meaning_of_life)
-    assert resolve_handler("testsupport.tasks.not_a_task") is None
-    assert resolve_handler("os.system") is None
-    assert resolve_handler("no.such.module") is None
-    assert resolve_handler("test.record") is get_handler("test.record")
+    assert find_handler("testsupport.tasks.meaning_of_life") == TaskHandler(tasks.meaning_of_life)
+    assert find_handler("testsupport.tasks.not_a_task") is None
+    assert find_handler("os.system") is None
+    assert find_handler("no.such.module") is None
+    assert find_handler("test.record") is get_handler("test.record")
 
 
 @pytest.mark.parametrize(
@@ -131,7 +149,14 @@ def test_checks__a_tasks_setting_the_backends_cannot_be_built_from(
     ("entry", "code", "message"),
     [
         ({"QUEUES": ["default", "no room"]}, "jobs.E010", "must be a list of queue names matching"),
-        ({"QUEUES": ["default"], "OPTIONS": {"id_function": "uuid.uuid4"}}, "jobs.E011", "takes no options"),
+        (
+            {"QUEUES": ["default"], "OPTIONS": {"id_function": "uuid.uuid4"}},
+            "jobs.E011",
+            "'id_function' is not an option (known: MAX_ATTEMPTS, RETRY_BASE_SECONDS, RETRY_MAX_SECONDS)",
+        ),
+        ({"OPTIONS": {"MAX_ATTEMPTS": 0}}, "jobs.E011", "MAX_ATTEMPTS: max attempts must be an integer from 1 to 100"),
+        ({"OPTIONS": {"MAX_ATTEMPTS": "3"}}, "jobs.E011", "got '3'"),
+        ({"OPTIONS": {"RETRY_BASE_SECONDS": -1}}, "jobs.E011", "RETRY_BASE_SECONDS: a backoff must be a number"),
     ],
 )
 def test_checks__manage_py_check_refuses_a_bad_orchestrator_backend(

@@ -37,8 +37,7 @@ def _enqueue_at(now: datetime) -> Iterator[None]:
 
 @pytest.mark.django_db
 def test_get_result__a_task_whose_worker_died_reads_back_the_lost_attempt(now: datetime) -> None:
-    result = tasks.meaning_of_life.enqueue()
-    BackgroundJob.objects.filter(pk=result.id).update(max_attempts=1)
+    result = tasks.meaning_of_life.enqueue()  # one attempt, as a task has by default
     [claimed] = claim_batch(now=now, limit=1, worker=WORKER)
     assert LeaseConnection(separate=False).start(claimed, now=now)  # its function started, then the worker died
 
@@ -59,10 +58,11 @@ def test_get_result__a_task_cancelled_in_the_admin_reads_back_its_cancellation(
     now: datetime, make_staff: Callable[..., Any]
 ) -> None:
     result = tasks.meaning_of_life.enqueue()
+    job = BackgroundJob.objects.get(result_id=result.id)
     client = Client()
     client.force_login(make_staff("operator", "jobs.view_backgroundjob", "jobs.operate_backgroundjob"))
 
-    answer = client.post("/admin/jobs/backgroundjob/", {"action": "cancel", "_selected_action": [result.id]})
+    answer = client.post("/admin/jobs/backgroundjob/", {"action": "cancel", "_selected_action": [job.pk]})
     read = default_task_backend.get_result(result.id)
 
     assert answer.status_code == 302
@@ -73,13 +73,13 @@ def test_get_result__a_task_cancelled_in_the_admin_reads_back_its_cancellation(
         "jobs.exceptions.JobCancelled: cancelled by an operator\n"
         "cancelled by operator at 2026-03-14T15:09:26.500+00:00\n"
     )
-    assert BackgroundJob.objects.get(pk=result.id).last_error == "JobCancelled: cancelled by an operator"
+    job.refresh_from_db()
+    assert job.last_error == "JobCancelled: cancelled by an operator"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_get_result__a_task_whose_writes_fail_at_commit_reads_back_the_database_error(now: datetime) -> None:
     result = tasks.dangling_note.enqueue()
-    BackgroundJob.objects.filter(pk=result.id).update(max_attempts=1)
 
     summary = jobs_run(budget_seconds=30, clock=lambda: now)
     read = default_task_backend.get_result(result.id)

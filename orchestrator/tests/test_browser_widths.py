@@ -1,7 +1,7 @@
 """The admin at 1024 × 768 and at 1400 × 900 with real data, in a real browser (as test_browser.py).
 
 A day of windows and runs, an incident's dead letters with long errors, rows with the longest
-kinds, tenants and keys, a crashed inline window, missed windows, requeued and resolved
+kinds, tenants, keys and cron job names, a crashed inline window, missed windows, requeued and resolved
 letters, and a job paused with a long note. At each width every page is opened and checked as
 an operator would see it: nothing scrolls sideways and each row is one line, an error column
 keeps room for its text, the Cron jobs page's buttons never overlap, each outcome has one
@@ -36,6 +36,8 @@ from runs.models import DeadLetter, FunctionRun
 from runs.triage import dead_letter_requeue, dead_letter_resolve
 
 SIZES = ((1024, 768), (1400, 900))
+# The longest name a cron job may have (dispatch.registry.JOB_NAME_RE), and a crashing one: its window reads as one.
+LONG_JOB = "invoices-sync-acme-corporation-emea-north-region"
 NOTE = (
     "Supplier API down until 16:00 (INC-4242): the invoices endpoint answers 503 for every tenant. Resume when "
     "status.payments.example.com says all green, then trigger now once to catch up."
@@ -87,9 +89,10 @@ def real_day(
     incident = an_incident(now, make_job_letter)
     long_rows(now)
     make_run_letter(created_at=now - timedelta(hours=2))
-    crash = get_cron_job("crash")
-    assert crash is not None
+    crash, long_named = get_cron_job("crash"), get_cron_job(LONG_JOB)
+    assert crash is not None and long_named is not None
     dispatch_tick(job=crash, now=now, source="cron", correlation_id="tick-crash", inline=True)
+    dispatch_tick(job=long_named, now=now, source="cron", correlation_id="tick-long", inline=True)
     for minutes in (10, 20):  # a silent cron service: the reconciler records the windows no tick came for
         start = keys.window_start(now - timedelta(minutes=minutes), 300)
         DispatchWindow.objects.create(
@@ -131,7 +134,12 @@ def test_admin_at_1024_and_1400_px__real_data_fits_reads_and_colours_as_one(
     make_staff: Callable[..., User],
     make_job_letter: Callable[..., DeadLetter],
     make_run_letter: Callable[..., DeadLetter],
+    settings: Any,
 ) -> None:
+    settings.CRON_JOBS = [
+        *settings.CRON_JOBS,
+        {"name": LONG_JOB, "window_seconds": 900, "callable": "testsupport.crons.crash"},
+    ]
     real_day(make_job_letter, make_run_letter, make_staff("root", superuser=True))
     urls = pages()
     ARTEFACTS.mkdir(exist_ok=True)

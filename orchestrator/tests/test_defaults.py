@@ -165,16 +165,17 @@ def test_make_demo__shows_the_duplicate_guard_and_names_the_expected_error(tmp_p
 
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "The one ERROR line, 'job dead-lettered' of demo.fail, is that failing demo job: expected." in out
+    assert "The two ERROR lines, 'job dead-lettered' and the Tasks framework's 'Task ... state=FAILED'" in out
     assert '"claimed": 5' in out and '"succeeded": 4' in out and '"dead": 1' in out
     assert 'Tick 2 of the same window: answered "duplicate": true' in out
     second = json.loads(next(line for line in out.splitlines() if line.startswith('{"mode"')))
     assert (second["duplicate"], second["summary"]) == (True, None)
     assert "Done: 4 of the 5 jobs succeeded; 1 became a dead letter (demo.fail)" in out
     errors = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    assert [(line["level"], line["message"], line["kind"]) for line in errors] == [
-        ("ERROR", "job dead-lettered", "demo.fail")
-    ]
+    assert [(line["level"], line["logger"]) for line in errors] == [("ERROR", "jobs.claim"), ("ERROR", "django_tasks")]
+    assert (errors[0]["message"], errors[0]["kind"]) == ("job dead-lettered", "demo.fail")
+    assert errors[1]["message"].endswith("path=jobs.demo.fail state=FAILED")  # task_finished, to error monitoring
+    assert errors[1]["exc_info"].endswith("RuntimeError: demo.fail always fails (attempt 1)")
 
 
 def test_demo__run_again_in_the_same_window_still_runs_its_jobs_and_leaves_none_pending(tmp_path: Path) -> None:

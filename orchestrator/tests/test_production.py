@@ -37,7 +37,12 @@ def test_gunicorn__its_own_lines_and_the_apps_are_json_with_no_warning_per_worke
     with Gunicorn(workers=2, LOG_LEVEL="INFO", **PRODUCTION) as server:
         httpx.get(f"{server.url}/api/health", timeout=30)
         httpx.get(f"{server.url}/no-such-page", timeout=30)  # django.request logs it, with its request
+        # The workers share a metrics directory gunicorn.conf.py made for them: the events of both are served.
+        metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer metrics-token"}, timeout=30)
         output = server.stop()
+
+    assert metrics.status_code == 200
+    assert 'orchestrator_windows_total{job="background-jobs",outcome="enqueued"} 0.0' in metrics.text
 
     lines = [line for line in output.splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is JSON

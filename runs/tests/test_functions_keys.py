@@ -3,12 +3,16 @@ never claimed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
 from dispatch import keys
+from dispatch.models import DispatchWindow
+from runs import views
 from runs.models import DeadLetter, FunctionRun
 from runs.tests.test_functions import PROCESS, enqueue, event
 from testsupport.executor import Executor
@@ -83,3 +87,43 @@ def test_window_function__runs_the_next_window_early(executor: Executor) -> None
     assert run.status == "completed"
     assert CronRun.objects.get().dispatch_key == key
     assert FunctionRun.objects.get().dispatch_key == key
+
+
+@pytest.fixture
+def rescheduled(settings: Any) -> Iterator[None]:
+    """`counter`, on 5-minute windows in the suite's settings, deployed on an hourly calendar in Berlin time."""
+    settings.CRON_JOBS = [
+        {
+            "name": "counter",
+            "schedule": "0 * * * *",
+            "timezone": "Europe/Berlin",
+            "callable": "testsupport.crons.count_run",
+        }
+    ]
+    views._handler.cache_clear()  # the functions are built once per process: as a deploy's new processes build them
+    yield
+    views._handler.cache_clear()
+
+
+def test_window_function__runs_a_window_a_tick_claimed_under_the_jobs_earlier_schedule(
+    rescheduled: None, executor: Executor
+) -> None:
+    """An event in flight, retried or re-published when the job's schedule changes names a window its tick claimed."""
+    start = keys.window_start(timezone.now(), 3600) - timedelta(minutes=10)  # a 5-minute window, on no hour
+    claimed = keys.dispatch_key("counter", start)
+    DispatchWindow.objects.create(
+        dispatch_key=claimed, job="counter", status="enqueued", mode="dispatch", source="cron", correlation_id="t",
+        window_start=start, window_seconds=300, requested_at=start,
+    )  # fmt: skip
+
+    [run] = executor.deliver(event("cron/counter.requested", claimed))
+    [made_up] = executor.deliver(
+        event("cron/counter.requested", keys.dispatch_key("counter", start - timedelta(minutes=5)))
+    )
+
+    assert run.status == "completed"
+    assert CronRun.objects.get().dispatch_key == claimed
+    assert made_up.status == "failed"  # a key of the old schedule no tick claimed is still one no tick makes
+    assert made_up.error is not None
+    assert "where no window of cron job 'counter' starts" in made_up.error["message"]
+    assert DeadLetter.objects.count() == 1

@@ -196,3 +196,20 @@ def test_reconcile__a_longer_window_realigns_instead_of_checking_phantom_windows
         ("cron:counter:2026-03-14T14:00", "missed"),
         ("cron:counter:2026-03-14T15:00", "missed"),
     ]
+
+
+def test_reconcile__a_failed_window_of_the_earlier_schedule_is_republished_as_its_own_window(
+    event_api: EventAPI, settings: Any
+) -> None:
+    settings.CRON_JOBS = [{"name": "counter", "window_seconds": 300, "callable": COUNT_RUN}]
+    start = datetime(2026, 3, 14, 12, 5, tzinfo=UTC)
+    window = ticked(start, job="counter")
+    DispatchWindow.objects.filter(pk=window.pk).update(status="dispatch_failed", window_seconds=300)
+    settings.CRON_JOBS = [{"name": "counter", "window_seconds": 3600, "callable": COUNT_RUN}]  # then hourly
+
+    summary = reconcile(now=start + timedelta(minutes=10))
+
+    assert summary["republished"] == 1
+    [published] = event_api.events
+    assert published["data"]["dispatchKey"] == "cron:counter:2026-03-14T12:05"
+    assert published["data"]["dispatchWindowStart"] == "2026-03-14T12:05:00.000Z"  # not the hourly 12:00

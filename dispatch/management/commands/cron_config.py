@@ -13,6 +13,8 @@ from dispatch.exceptions import RegistryError
 from dispatch.registry import cron_jobs
 
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# A path the crontab's shell and systemd both read as it is written: no spaces, quotes or `%`.
+ENV_FILE_RE = re.compile(r"/[A-Za-z0-9._/-]{1,255}")
 
 
 class Command(BaseCommand):
@@ -27,6 +29,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--secret-env", default="CRON_SECRET", help="the environment variable holding the bearer secret"
         )
+        parser.add_argument(
+            "--env-file",
+            default=Target.env_file,
+            help="crontab and systemd: the file that sets the secret's variable when they tick (default: %(default)s)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         url = options["url"]
@@ -35,9 +42,14 @@ class Command(BaseCommand):
             raise CommandError(f"--url {url!r}: give the service's base URL, e.g. --url https://orch.example.com")
         if not ENV_NAME_RE.fullmatch(options["secret_env"]):
             raise CommandError(f"--secret-env {options['secret_env']!r}: give a variable name, e.g. CRON_SECRET")
+        if not ENV_FILE_RE.fullmatch(options["env_file"]):
+            raise CommandError(
+                f"--env-file {options['env_file']!r}: give an absolute path without spaces or quotes, "
+                "e.g. /etc/orchestrator/cron.env"
+            )
         try:
             jobs = cron_jobs().values()
         except RegistryError as exc:
             raise CommandError(f"the cron registry is invalid: {exc}. Fix CRON_JOBS (docs/cron.md)") from exc
-        target = Target(base_url=url, secret_env=options["secret_env"])
+        target = Target(base_url=url, secret_env=options["secret_env"], env_file=options["env_file"])
         self.stdout.write(cron_config(jobs, format=options["format"], target=target), ending="")

@@ -40,7 +40,9 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", default="", help="tenant id (default: global)")
         parser.add_argument("--dedupe-key", default=None, help="skip if a live job holds this key")
         parser.add_argument("--run-after", default=None, help="ISO-8601 instant, e.g. 2026-01-31T09:30:00Z")
-        parser.add_argument("--max-attempts", type=int, default=5, help="1..100 (default 5)")
+        parser.add_argument(
+            "--max-attempts", type=int, default=None, help="1..100 (default: the kind's, 5; a task's policy, 1)"
+        )
         parser.add_argument("--priority", type=int, default=0, help="-100..100, higher runs first")
         parser.add_argument("--count", type=int, default=1, help="enqueue this many identical jobs")
 

@@ -66,7 +66,8 @@ class Command(BaseCommand):
                 if ticked
                 else "Nothing is configured, so it runs inline: maintenance, then a drain."
             )
-            + " The one ERROR line, 'job dead-lettered' of demo.fail, is that failing demo job: expected."
+            + " The two ERROR lines, 'job dead-lettered' and the Tasks framework's 'Task ... state=FAILED' with its"
+            " traceback, are that failing demo job, demo.fail: expected."
         )
         first = self.tick(at=at, now=now)
         if first.body["duplicate"]:
