@@ -109,9 +109,10 @@ def _events(body: bytes) -> Iterator[str]:
     while (at := _skip(text, at)) < len(text) and text[at] not in "]}":  # encoding/json, Decoder.More
         if number == MAX_EVENTS:  # pkg/eventstream/errors.go, ErrEventCount
             raise _Refused(f"Cannot have more than {MAX_EVENTS} events in a batch")
-        if number and text[at] != ",":
-            raise _Refused("invalid character after array element: expected comma")
-        at = _skip(text, at + 1) if number else at
+        if number:
+            if text[at] != ",":
+                raise _Refused("invalid character after array element: expected comma")
+            at = _skip(text, at + 1)
         try:
             end = _JSON.raw_decode(text, at)[1]
         except ValueError as exc:
