@@ -12,6 +12,10 @@ class RegistryError(Exception):
     """The cron-job registry in settings.CRON_JOBS is invalid."""
 
 
+class CronConfigError(Exception):
+    """The registry cannot be written as the cron service's configuration (`manage.py cron_config`)."""
+
+
 class InvalidParam(Exception):
     """A cron call carried a query parameter the job does not accept."""
 
