@@ -19,6 +19,19 @@ PASSWORD = "not-shown-s3cret"
 MISSING = "orch_never_created"
 NO_HOST = "no-such-host.invalid"
 NO_ROLE = "orch_no_such_role"
+
+
+def _resolver_says(host: str) -> str:
+    """What this machine's resolver says of `host` (libpq passes it on): "Name or service not known" where DNS
+    answers, "Temporary failure in name resolution" where none does."""
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as error:
+        return str(error.strerror)
+    raise AssertionError(f"{host} resolves on this machine")
+
+
+UNRESOLVED = f"failed to resolve host '{NO_HOST}': {_resolver_says(NO_HOST)}"
 REFUSED = "connection refused; is the server running on that host and accepting TCP/IP connections?"
 # Every command whose traceback an operator met, against a database that does not exist; two against a closed port;
 # one against a host that does not resolve, one as a role that does not exist.
@@ -47,7 +60,7 @@ def test_commands__an_unreachable_database_is_one_line_not_a_traceback(
     reasons = {
         "missing": f'database "{MISSING}" does not exist',
         "closed": REFUSED,
-        "host": f"failed to resolve host '{NO_HOST}': Name or service not known",
+        "host": UNRESOLVED,
         "role": f'role "{NO_ROLE}" does not exist',
     }
     children = [
@@ -101,7 +114,7 @@ def hangs_up() -> Iterator[int]:
     [
         ("missing", f'database "{MISSING}" does not exist'),
         ("closed", REFUSED),
-        ("host", f"failed to resolve host '{NO_HOST}': Name or service not known"),
+        ("host", UNRESOLVED),
         ("role", f'role "{NO_ROLE}" does not exist'),
         # libpq wraps one sentence over two lines: one clause.
         (
