@@ -240,7 +240,7 @@ def test_cron_jobs_page__backfill_stops_starting_windows_once_the_requests_time_
         f"{when(starts[2])}"
     )
     assert messages_of(ran) == [f"Back-filled counter: {outcome}."]
-    assert ran.context["messages"]._loaded_messages[0].level_tag == "warning"  # type: ignore[attr-defined]
+    assert [message.level_tag for message in ran.context["messages"]] == ["warning"]
     assert LogEntry.objects.get().change_message == f"Back-filled: {outcome}."
 
 
