@@ -4,7 +4,8 @@ The figures are `orchestrator.slo.slo_report_build` over the last 24 hours (the 
 numbers `orchestrator_report` prints); the chart counts windows and runs by outcome per
 hour (a window's status, or `inline_crashed` for an inline window whose run crashed;
 never its mode: a failed publish keeps mode `dispatch`), with the backlog from the
-queue-health snapshots. The last windows of each job are in window order, newest first.
+queue-health snapshots. Windows and runs are filed under the hour their window starts, not
+when they were recorded. The last windows of each job are in window order, newest first.
 """
 
 from __future__ import annotations
@@ -114,22 +115,27 @@ def last_windows(*, limit: int) -> tuple[list[JobWindows], str]:
 
 
 def hourly_buckets(*, now: datetime, hours: int) -> list[Hour]:
-    """Return the last `hours` clock hours up to `now` (the current one included), oldest first."""
+    """Return the last `hours` clock hours up to `now` (the current one included), oldest first.
+
+    A window is counted in the hour it starts, and a run in the hour its window starts,
+    however late either was recorded: a back-filled, caught-up or re-published window
+    (and its run) sits with its neighbours, and an hour's two bars tell of the same windows.
+    """
     current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     starts = [current - timedelta(hours=offset) for offset in range(hours - 1, -1, -1)]
     first = starts[0]
     windows: dict[datetime, dict[str, int]] = defaultdict(dict)
     for hour, outcome, count in (
-        DispatchWindow.objects.filter(created_at__gte=first, created_at__lte=now)
-        .annotate(hour=TruncHour("created_at", tzinfo=UTC), ended_as=WINDOW_OUTCOME)
+        DispatchWindow.objects.filter(window_start__gte=first, window_start__lte=now)
+        .annotate(hour=TruncHour("window_start", tzinfo=UTC), ended_as=WINDOW_OUTCOME)
         .values_list("hour", "ended_as")
         .annotate(n=Count("pk"))
     ):
         windows[hour][outcome] = count
     runs: dict[datetime, dict[str, int]] = defaultdict(dict)
     for hour, status, count in (
-        FunctionRun.objects.filter(started_at__gte=first, started_at__lte=now)
-        .annotate(hour=TruncHour("started_at", tzinfo=UTC))
+        FunctionRun.objects.filter(window_start__gte=first, window_start__lte=now)
+        .annotate(hour=TruncHour("window_start", tzinfo=UTC))
         .values_list("hour", "status")
         .annotate(n=Count("pk"))
     ):

@@ -75,6 +75,28 @@ def test_dashboard_build__counts_windows_and_runs_by_outcome_per_hour(
     }
 
 
+def test_dashboard_build__the_chart_files_a_window_and_its_runs_under_the_windows_start_not_when_recorded(
+    make_window: Callable[..., DispatchWindow],
+    make_run: Callable[..., FunctionRun],
+    now: datetime,
+) -> None:
+    """A back-filled window, and a re-published one whose run started late, belong to the hour their window starts."""
+    five_hours_ago = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    make_window(created_at=now, window_start=five_hours_ago + timedelta(minutes=5), source="manual")  # back-filled
+    make_window(created_at=now, window_start=five_hours_ago + timedelta(minutes=10), status="missed", mode="")
+    make_window(created_at=now - timedelta(hours=30), window_start=now - timedelta(hours=30))  # outside the 24 h
+    make_window(created_at=now, window_start=now - timedelta(hours=30), source="manual")  # back-filled, too old
+    make_run(started_at=now, window_start=five_hours_ago + timedelta(minutes=5), status="failed", terminal_reason="x")
+
+    dashboard = dashboard_build(now=now)
+
+    by_hour = {hour.start: (dict(hour.windows), dict(hour.runs)) for hour in dashboard.hours}
+    assert by_hour[five_hours_ago] == ({"enqueued": 1, "missed": 1}, {"failed": 1})
+    assert {start: counts for start, counts in by_hour.items() if counts != ({}, {})} == {
+        five_hours_ago: by_hour[five_hours_ago]
+    }
+
+
 def test_dashboard_build__tiles_carry_the_slo_report_figures(
     make_window: Callable[..., DispatchWindow],
     make_job_letter: Callable[..., DeadLetter],
