@@ -1,4 +1,4 @@
-"""The health panel on the admin index: the SLO report's figures, the last windows, an hourly chart.
+"""The health panel on the admin index: the SLO report's figures, an hourly chart, runs by function, the last windows.
 
 The figures are `orchestrator.slo.slo_report_build` over the last 24 hours (the same
 numbers `orchestrator_report` prints); the chart counts windows and runs by outcome per
@@ -26,6 +26,7 @@ from dispatch.models import INLINE_CRASHED_OUTCOME, WINDOW_OUTCOME, DispatchWind
 from dispatch.registry import cron_jobs
 from jobs.models import QueueHealthSnapshot
 from orchestrator.chart import Chart, Hour, hourly_chart
+from orchestrator.function_runs import FunctionRuns, function_runs
 from orchestrator.slo import SloReport, slo_report_build
 from orchestrator.slo_metrics import Metric
 from runs.models import DeadLetter, FunctionRun
@@ -61,6 +62,7 @@ class Dashboard:
     registry_error: str
     hours: list[Hour]
     chart: Chart
+    functions: list[FunctionRuns]
 
     @property
     def table(self) -> list[dict[str, Any]]:
@@ -97,6 +99,7 @@ def dashboard_build(*, now: datetime, hours: int = HOURS, windows_per_job: int =
         registry_error=registry_error,
         hours=buckets,
         chart=hourly_chart(buckets),
+        functions=function_runs(since=since, now=now),
     )
 
 

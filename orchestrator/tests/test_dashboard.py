@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from core.display import when
 from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.schedule import cron_job_pause
@@ -314,3 +315,37 @@ def test_dashboard_build__the_health_panel_shows_missed_paused_and_abandoned_win
 )
 def test_tile_counts__singular_for_one_with_thousands_separators(number: float, noun: str, text: str) -> None:
     assert _count(number, noun) == text
+
+
+def test_admin_index__by_function_says_which_function_is_failing(
+    make_run: Callable[..., FunctionRun], make_staff: Callable[..., User]
+) -> None:
+    now = timezone.now()
+    failed = {"status": "failed", "terminal_reason": "x"}
+    for n in range(3):
+        make_run(function_id="process-background-jobs", started_at=now - timedelta(minutes=n))
+    make_run(function_id="process-background-jobs", started_at=now - timedelta(hours=1), **failed)
+    for n in range(2):
+        make_run(function_id="cron-crash", started_at=now - timedelta(minutes=n), **failed)
+    make_run(function_id="cron-counter", status="running", started_at=now)
+    make_run(function_id="cron-crash", started_at=now - timedelta(hours=30), **failed)  # outside the 24 hours
+    viewer = Client()
+    viewer.force_login(make_staff("viewer", "dispatch.view_dispatchwindow", "runs.view_functionrun"))
+
+    functions = dashboard_build(now=now).functions
+    page = " ".join(viewer.get("/admin/").content.decode().split())
+
+    # The failing functions first, each with its runs of the last 24 hours; a registered one without a run too.
+    figures = {row.function_id: (row.runs, row.succeeded, row.running, row.failed) for row in functions}
+    assert [row.function_id for row in functions][:3] == ["cron-crash", "process-background-jobs", "cron-counter"]
+    assert (figures["cron-crash"], figures["process-background-jobs"], figures["cron-counter"]) == (
+        (2, 0, 0, 2),
+        (4, 3, 0, 1),
+        (1, 0, 1, 0),
+    )
+    assert figures["background-maintenance"] == figures["cron-flaky"] == (0, 0, 0, 0)
+    assert "<h3>By function</h3>" in page
+    crash = page.split('id="orch-functions"')[1].split("</table>")[0].split("</tr>")[1]
+    assert '<a href="/admin/runs/functionrun/?function_id=cron-crash">cron-crash</a></th><td>2</td><td>0</td>' in crash
+    assert 'href="/admin/runs/functionrun/?function_id=cron-crash&amp;status__exact=failed">2</a>' in crash
+    assert when(now) in crash  # the last failure
