@@ -168,7 +168,7 @@ def test_cron_jobs_page__a_calendar_job_in_words_its_zone_next_fire_times_and_la
     assert "<code>0 9 * * 1-5</code> · catch-up skip" in row
     assert all(f'<div class="orch-time">{when(fire)}</div>' in row for fire in fires[:3])
     assert when(fires[3]) not in row
-    assert "last 2.5 s" in row and "drift</span> 2 ticks" in row
+    assert '<span class="orch-lateness">2.5 s / p95 —</span>' in row and "drift</span> 2 ticks" in row
     assert f"{when(last)}</a>" in row
 
 

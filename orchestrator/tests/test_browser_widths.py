@@ -5,9 +5,10 @@ kinds, tenants, keys and cron job names, a crashed inline window, missed windows
 letters, and a job paused with a long note. At each width every page is opened and checked as
 an operator would see it: nothing scrolls sideways and each row is one line, an error column
 keeps room for its text, the Cron jobs page's buttons never overlap, each outcome has one
-colour (in every badge and in the chart), a crashed inline window reads as a failure, and
-every time is written one way. The screenshots land in `artefacts/` as
-`admin-<page>-<width>.png`.
+colour (in every badge and in the chart), a crashed inline window reads as a failure, the
+Cron jobs page's lateness figures sit on one line of their cell, and every time is written one
+way. The screenshots land in `artefacts/` as `admin-<page>-<width>.png` (and the Cron jobs
+table alone as `admin-cron-jobs-table-<width>.png`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dispatch import keys
-from dispatch.models import DispatchWindow
+from dispatch.models import CronJobState, DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.schedule import cron_job_pause
 from dispatch.services import dispatch_tick
@@ -65,7 +66,23 @@ LOOK = """() => {
     b.textContent.trim(), getComputedStyle(b).backgroundColor, b.className]);
   const legend = Array.from(document.querySelectorAll(".orch-legend li")).map(li => [
     li.textContent.trim(), getComputedStyle(li.querySelector(".orch-swatch")).backgroundColor]);
-  return {characters, actions, badges, legend, text: document.body.innerText};
+  // The lateness figures of each Cron jobs row (its drift badge aside): the lines their text takes, each line's box,
+  // the cell's box, and the boxes of the row's other cells.
+  const lateness = Array.from(document.querySelectorAll("#cron-jobs td.orch-cron-lateness")).map(td => {
+    const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+    const boxes = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (!node.textContent.trim() || node.parentElement.closest(".orch-badges")) continue;
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      boxes.push(...Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => [r.left, r.top, r.right, r.bottom]));
+    }
+    const figures = Array.from(td.childNodes).filter(n => !(n.nodeType === 1 && n.matches(".orch-badges")))
+      .map(n => n.textContent).join(" ").replace(/\\s+/g, " ").trim();
+    return {figures, lines: new Set(boxes.map(b => Math.round(b[1]))).size, boxes, cell: box(td),
+      others: Array.from(td.parentElement.children).filter(c => c !== td).map(box)};
+  });
+  return {characters, actions, badges, legend, lateness, text: document.body.innerText};
 }"""
 # Every time the admin shows; a date and a clock time in any other shape, or Django's own ("Dec. 4, 2026, 4:06 p.m.").
 ONE_FORMAT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
@@ -105,6 +122,15 @@ def real_day(
         letter_ids=[incident["timeout"][0].pk], user=root, note="Known: the replica restarted.", now=now
     )
     cron_job_pause(job="counter", user=root, note=NOTE, now=now)
+    # A cron service that ticks a little late, then nearly a window of 15 minutes late: the longest figures a row shows.
+    for minutes, late_ms in ((3, 1_200), (2, 3_400), (1, 899_000)):
+        start = keys.window_start(now - timedelta(minutes=minutes), 60)
+        DispatchWindow.objects.create(
+            dispatch_key=keys.dispatch_key("flaky", start), job="flaky", status="enqueued", mode="dispatch",
+            source="cron", correlation_id="tick-flaky", window_start=start, window_seconds=60, requested_at=now,
+            created_at=now, updated_at=now, latency_ms=12, publish_attempts=1, lateness_ms=late_ms,
+        )  # fmt: skip
+    CronJobState.objects.update_or_create(job="flaky", defaults={"drift_ticks": 12})
 
 
 def pages() -> dict[str, str]:
@@ -153,6 +179,8 @@ def test_admin_at_1024_and_1400_px__real_data_fits_reads_and_colours_as_one(
                 page.goto(f"{live_server.url}{url}")
                 seen[name, width] = {**page.evaluate(FIT), **page.evaluate(LOOK)}
                 page.screenshot(path=str(ARTEFACTS / f"admin-{name}-{width}.png"), full_page=True)
+                if name == "cronjobstate":
+                    page.locator("#cron-jobs").screenshot(path=str(ARTEFACTS / f"admin-cron-jobs-table-{width}.png"))
 
     # Nothing scrolls sideways, and each row of each list is one line.
     assert {key: (look["over"], look["tall"]) for key, look in seen.items() if look["over"] or look["tall"]} == {}
@@ -167,6 +195,16 @@ def test_admin_at_1024_and_1400_px__real_data_fits_reads_and_colours_as_one(
         for row in rows:
             assert not any(overlaps(a, b) for a, b in combinations(row["buttons"], 2)), (width, row)
             assert all(overlaps(button, row["cell"]) and button[2] <= row["cell"][2] for button in row["buttons"])
+    # The lateness figures (the last, the p95 over 24 h) sit on one line of their cell, overlapping no other cell.
+    for width, _ in SIZES:
+        cells = seen["cronjobstate", width]["lateness"]
+        flaky = [cell for cell in cells if cell["figures"].startswith("14 min 59 s")]
+        assert [cell["figures"] for cell in flaky] == ["14 min 59 s / p95 14 min 59 s"], width
+        for cell in cells:
+            assert cell["lines"] == 1, (width, cell["figures"], cell["boxes"])
+            inside = [b[0] >= cell["cell"][0] - 0.5 and b[2] <= cell["cell"][2] + 0.5 for b in cell["boxes"]]
+            assert all(inside), (width, cell["figures"], cell["boxes"], cell["cell"])
+            assert not any(overlaps(cell["cell"], other) for other in cell["others"]), (width, cell["figures"])
     # One colour per outcome, on every badge of every page and in the chart's legend.
     colours: dict[str, set[str]] = defaultdict(set)
     for look in seen.values():
