@@ -75,7 +75,8 @@ LOOK = """() => {
       if (!node.textContent.trim() || node.parentElement.closest(".orch-badges")) continue;
       const range = document.createRange();
       range.selectNodeContents(node);
-      boxes.push(...Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => [r.left, r.top, r.right, r.bottom]));
+      const rects = Array.from(range.getClientRects()).filter(r => r.width > 0);
+      boxes.push(...rects.map(r => [r.left, r.top, r.right, r.bottom]));
     }
     const figures = Array.from(td.childNodes).filter(n => !(n.nodeType === 1 && n.matches(".orch-badges")))
       .map(n => n.textContent).join(" ").replace(/\\s+/g, " ").trim();
