@@ -95,7 +95,10 @@ LOOK = """() => {
   // The function column of the runs' list: each name whole, or cut only when its column has no room left.
   const functions = Array.from(document.querySelectorAll("#result_list .field-function .orch-clip")).map(c => [
     c.textContent.trim(), c.scrollWidth <= c.clientWidth + 1]);
-  return {characters, actions, badges, legend, lateness, clipped, functions, text: document.body.innerText};
+  // A letter's page: its Requeue and Resolve buttons, side by side, alike.
+  const triage = Array.from(document.querySelectorAll(".orch-triage-buttons :is(.button, [type=submit])")).map(b =>
+    [Math.round(b.getBoundingClientRect().height), getComputedStyle(b).fontSize]);
+  return {characters, actions, badges, legend, lateness, clipped, functions, triage, text: document.body.innerText};
 }"""
 # Every time the admin shows; a date and a clock time in any other shape, or Django's own ("Dec. 4, 2026, 4:06 p.m.").
 ONE_FORMAT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
@@ -226,6 +229,10 @@ def test_admin_at_1024_and_1400_px__real_data_fits_reads_and_colours_as_one(
     for width, _ in SIZES:
         shown = dict(seen["functionrun", width]["functions"])
         assert shown["process-background-jobs"] and shown["cron-crash"], (width, shown)
+    # A letter's Requeue and Resolve buttons are alike (Requeue was the smaller).
+    for width, _ in SIZES:
+        buttons = seen["deadletter-run-page", width]["triage"]
+        assert len(buttons) == 2 and buttons[0] == buttons[1], (width, buttons)
     # Nothing scrolls sideways, and each row of each list is one line.
     assert {key: (look["over"], look["tall"]) for key, look in seen.items() if look["over"] or look["tall"]} == {}
     # An error column keeps room for its text (it was cut to ~3 characters at 1024 px).
