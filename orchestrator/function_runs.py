@@ -1,8 +1,9 @@
 """The health panel's "By function" table: each Inngest function's runs over the period, failing functions first.
 
-A run is counted in the period its window starts in (as the chart files it). Every
-registered function has its row, with zeros when it has not run: a function that
-never runs is worth seeing too.
+A run is counted when it started (as the SLO report counts runs): a re-run today of an
+older window's function (a requeued letter, a back-fill) counts, failing or not. Every
+registered function has its row, with zeros when it has not run: a function that never
+runs is worth seeing too.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ class FunctionRuns:
 
 
 def function_runs(*, since: datetime, now: datetime) -> list[FunctionRuns]:
-    """Return each function's runs whose window starts from `since` to `now`: the most failed runs first."""
+    """Return each function's runs started from `since` to `now`: the most failed runs first."""
     rows = {
         row["function_id"]: FunctionRuns(**row)
-        for row in FunctionRun.objects.filter(window_start__gte=since, window_start__lte=now)
+        for row in FunctionRun.objects.filter(started_at__gte=since, started_at__lte=now)
         .values("function_id")
         .annotate(
             runs=Count("pk"),

@@ -329,6 +329,8 @@ def test_admin_index__by_function_says_which_function_is_failing(
         make_run(function_id="cron-crash", started_at=now - timedelta(minutes=n), **failed)
     make_run(function_id="cron-counter", status="running", started_at=now)
     make_run(function_id="cron-crash", started_at=now - timedelta(hours=30), **failed)  # outside the 24 hours
+    # A requeued letter's re-run of a three-day-old window, failing again now: it counts.
+    make_run(function_id="cron-flaky", started_at=now, window_start=now - timedelta(days=3), **failed)
     viewer = Client()
     viewer.force_login(make_staff("viewer", "dispatch.view_dispatchwindow", "runs.view_functionrun"))
 
@@ -337,13 +339,19 @@ def test_admin_index__by_function_says_which_function_is_failing(
 
     # The failing functions first, each with its runs of the last 24 hours; a registered one without a run too.
     figures = {row.function_id: (row.runs, row.succeeded, row.running, row.failed) for row in functions}
-    assert [row.function_id for row in functions][:3] == ["cron-crash", "process-background-jobs", "cron-counter"]
-    assert (figures["cron-crash"], figures["process-background-jobs"], figures["cron-counter"]) == (
+    assert [row.function_id for row in functions][:4] == [
+        "cron-crash",
+        "process-background-jobs",  # as many failures as cron-flaky, more runs
+        "cron-flaky",
+        "cron-counter",
+    ]
+    assert [figures[name] for name in ("cron-crash", "cron-flaky", "process-background-jobs", "cron-counter")] == [
         (2, 0, 0, 2),
+        (1, 0, 0, 1),
         (4, 3, 0, 1),
         (1, 0, 1, 0),
-    )
-    assert figures["background-maintenance"] == figures["cron-flaky"] == (0, 0, 0, 0)
+    ]
+    assert figures["background-maintenance"] == figures["cron-daily"] == (0, 0, 0, 0)
     assert "<h3>By function</h3>" in page
     crash = page.split('id="orch-functions"')[1].split("</table>")[0].split("</tr>")[1]
     assert '<a href="/admin/runs/functionrun/?function_id=cron-crash">cron-crash</a></th><td>2</td><td>0</td>' in crash
