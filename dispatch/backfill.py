@@ -5,11 +5,14 @@ run. A plan lists every window of the job starting from T1 to T2 (the past only,
 most MAX_WINDOWS of them); a window already handled (enqueued, inline, paused,
 abandoned, or pending: a tick has it) is skipped, and the others (no row, `missed`,
 `dispatch_failed`) are ticked one by one as an operator's tick (source `manual`):
-same key, same event ids, the job's mode.
+same key, same event ids, the job's mode. The admin's back-fill runs inside one web
+request: it starts no window once INLINE_TIME_BUDGET_SECONDS are spent and says which
+it did not reach; the command's is not bounded (docs/operations.md).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +41,14 @@ class PlannedWindow:
     @property
     def runs(self) -> bool:
         return self.status in RUNNABLE
+
+
+@dataclass(frozen=True)
+class BackfillRun:
+    """What a back-fill ran: each tick's result, and the windows that run but were not reached (oldest first)."""
+
+    ticks: list[TickResult]
+    not_reached: list[PlannedWindow]
 
 
 def backfill_plan(job: CronJob, *, first: datetime, last: datetime, now: datetime) -> list[PlannedWindow]:
@@ -79,10 +90,23 @@ def backfill_run(
     correlation_id: str,
     now: datetime,
     params: dict[str, Any] | None = None,
-) -> list[TickResult]:
-    """Tick each window of `plan` that runs, oldest first, as a tick of `source`; return the ticks' results."""
-    return [
-        dispatch_tick(job=job, now=now, source=source, correlation_id=correlation_id, params=params, at=window.start)
-        for window in plan
-        if window.runs
-    ]
+    budget_seconds: float | None = None,
+) -> BackfillRun:
+    """Tick each window of `plan` that runs, oldest first, as a tick of `source`; return what ran and what did not.
+
+    With `budget_seconds` (a web request's bound) no window is started once that much
+    time has passed since the first: the others are returned as not reached. The
+    window started last may still take its own inline budget.
+    """
+    runnable = [window for window in plan if window.runs]
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    ticks: list[TickResult] = []
+    for index, window in enumerate(runnable):
+        if deadline is not None and time.monotonic() >= deadline:
+            return BackfillRun(ticks=ticks, not_reached=runnable[index:])
+        ticks.append(
+            dispatch_tick(
+                job=job, now=now, source=source, correlation_id=correlation_id, params=params, at=window.start
+            )
+        )
+    return BackfillRun(ticks=ticks, not_reached=[])

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
@@ -186,6 +187,7 @@ class CronJobStateAdmin(ReadOnlyAdmin):
             "plan": plan,
             "runs": sum(window.runs for window in plan),
             "max_windows": MAX_WINDOWS,
+            "budget": settings.INLINE_TIME_BUDGET_SECONDS,
             "media": self.media,
         }
         return TemplateResponse(request, "admin/dispatch/cronjobstate/backfill.html", context)
@@ -193,21 +195,35 @@ class CronJobStateAdmin(ReadOnlyAdmin):
     def _backfill(
         self, request: HttpRequest, job: CronJob, plan: list[PlannedWindow], *, now: datetime
     ) -> HttpResponse:
-        results = backfill_run(
-            job, plan, source=DispatchWindow.Source.MANUAL, correlation_id=keys.correlation_id(None), now=now
+        """Tick the plan's windows, oldest first, for as long as a web request may take (INLINE_TIME_BUDGET_SECONDS)."""
+        budget = settings.INLINE_TIME_BUDGET_SECONDS
+        ran = backfill_run(
+            job,
+            plan,
+            source=DispatchWindow.Source.MANUAL,
+            correlation_id=keys.correlation_id(None),
+            now=now,
+            budget_seconds=budget,
         )
-        failed = [result.body["dispatchKey"] for result in results if result.status_code >= 500]
+        failed = [result.body["dispatchKey"] for result in ran.ticks if result.status_code >= 500]
+        runs = sum(window.runs for window in plan)
         outcome = (
-            f"{len(results)} of {len(plan)} windows from {when(plan[0].start)} to {when(plan[-1].start)} "
-            f"ticked, {len(plan) - len(results)} skipped (already handled)"
+            f"{len(ran.ticks)} of {len(plan)} windows from {when(plan[0].start)} to {when(plan[-1].start)} "
+            f"ticked, {len(plan) - runs} skipped (already handled)"
         )
+        if ran.not_reached:
+            outcome += (
+                f"; {len(ran.not_reached)} not reached in this request's time "
+                f"(INLINE_TIME_BUDGET_SECONDS={budget:g} s): back-fill again from {when(ran.not_reached[0].start)}"
+            )
         self._record(request, job, f"Back-filled: {outcome}.")
         if failed:
             self.message_user(
                 request, f"Back-filled {job.name}: {outcome}; failed: {', '.join(failed)}", messages.ERROR
             )
         else:
-            self.message_user(request, f"Back-filled {job.name}: {outcome}.")
+            level = messages.WARNING if ran.not_reached else messages.SUCCESS
+            self.message_user(request, f"Back-filled {job.name}: {outcome}.", level)
         return self._back()
 
     def _acting_on(self, request: HttpRequest, job: str, *, post_only: bool = False) -> CronJob:

@@ -1,7 +1,8 @@
 """An hourly bar chart as plain SVG geometry, drawn on the server: no JavaScript, nothing to download.
 
-Each hour has two stacked bars (dispatch windows by outcome, i.e. their status; function
-runs by outcome) on one count axis, and the backlog is a line on its own axis at the right.
+Each hour has two stacked bars (the dispatch windows starting in it by outcome, i.e. their
+status; those windows' function runs by outcome: orchestrator.dashboard files both) on one
+count axis, and the backlog is a line on its own axis at the right.
 """
 
 from __future__ import annotations

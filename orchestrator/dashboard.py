@@ -1,10 +1,11 @@
-"""The health panel on the admin index: the SLO report's figures, the last windows, an hourly chart.
+"""The health panel on the admin index: the SLO report's figures, an hourly chart, runs by function, the last windows.
 
 The figures are `orchestrator.slo.slo_report_build` over the last 24 hours (the same
 numbers `orchestrator_report` prints); the chart counts windows and runs by outcome per
 hour (a window's status, or `inline_crashed` for an inline window whose run crashed;
 never its mode: a failed publish keeps mode `dispatch`), with the backlog from the
-queue-health snapshots. The last windows of each job are in window order, newest first.
+queue-health snapshots. Windows and runs are filed under the hour their window starts, not
+when they were recorded. The last windows of each job are in window order, newest first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dispatch.models import INLINE_CRASHED_OUTCOME, WINDOW_OUTCOME, DispatchWind
 from dispatch.registry import cron_jobs
 from jobs.models import QueueHealthSnapshot
 from orchestrator.chart import Chart, Hour, hourly_chart
+from orchestrator.function_runs import FunctionRuns, function_runs
 from orchestrator.slo import SloReport, slo_report_build
 from orchestrator.slo_metrics import Metric
 from runs.models import DeadLetter, FunctionRun
@@ -60,6 +62,7 @@ class Dashboard:
     registry_error: str
     hours: list[Hour]
     chart: Chart
+    functions: list[FunctionRuns]
 
     @property
     def table(self) -> list[dict[str, Any]]:
@@ -96,6 +99,7 @@ def dashboard_build(*, now: datetime, hours: int = HOURS, windows_per_job: int =
         registry_error=registry_error,
         hours=buckets,
         chart=hourly_chart(buckets),
+        functions=function_runs(since=since, now=now),
     )
 
 
@@ -114,22 +118,27 @@ def last_windows(*, limit: int) -> tuple[list[JobWindows], str]:
 
 
 def hourly_buckets(*, now: datetime, hours: int) -> list[Hour]:
-    """Return the last `hours` clock hours up to `now` (the current one included), oldest first."""
+    """Return the last `hours` clock hours up to `now` (the current one included), oldest first.
+
+    A window is counted in the hour it starts, and a run in the hour its window starts,
+    however late either was recorded: a back-filled, caught-up or re-published window
+    (and its run) sits with its neighbours, and an hour's two bars tell of the same windows.
+    """
     current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     starts = [current - timedelta(hours=offset) for offset in range(hours - 1, -1, -1)]
     first = starts[0]
     windows: dict[datetime, dict[str, int]] = defaultdict(dict)
     for hour, outcome, count in (
-        DispatchWindow.objects.filter(created_at__gte=first, created_at__lte=now)
-        .annotate(hour=TruncHour("created_at", tzinfo=UTC), ended_as=WINDOW_OUTCOME)
+        DispatchWindow.objects.filter(window_start__gte=first, window_start__lte=now)
+        .annotate(hour=TruncHour("window_start", tzinfo=UTC), ended_as=WINDOW_OUTCOME)
         .values_list("hour", "ended_as")
         .annotate(n=Count("pk"))
     ):
         windows[hour][outcome] = count
     runs: dict[datetime, dict[str, int]] = defaultdict(dict)
     for hour, status, count in (
-        FunctionRun.objects.filter(started_at__gte=first, started_at__lte=now)
-        .annotate(hour=TruncHour("started_at", tzinfo=UTC))
+        FunctionRun.objects.filter(window_start__gte=first, window_start__lte=now)
+        .annotate(hour=TruncHour("window_start", tzinfo=UTC))
         .values_list("hour", "status")
         .annotate(n=Count("pk"))
     ):

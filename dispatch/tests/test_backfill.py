@@ -13,8 +13,9 @@ from freezegun import freeze_time
 
 from dispatch.backfill import MAX_WINDOWS
 from dispatch.models import DispatchWindow
-from dispatch.registry import get_cron_job
+from dispatch.registry import CronContext, get_cron_job
 from dispatch.services import dispatch_tick
+from testsupport.crons import count_run
 from testsupport.event_api import EventAPI
 from testsupport.models import CronRun
 
@@ -148,3 +149,34 @@ def test_backfill__the_retention_applies_to_the_windows_of_the_range_not_to_its_
     assert [(w["dispatchKey"], w["action"]) for w in body["windows"]] == [("cron:monthly:2026-03-31T22:00", "run")]
     with pytest.raises(CommandError, match=r"first window \(2026-02-28T23:00\) is older than WINDOWS_RETENTION_DAYS"):
         backfill("monthly", "--from", "2026-02-28T00:00:00Z", "--dry-run")
+
+
+_clock: list[Any] = []  # the test's frozen clock, which each slow window moves on
+
+
+def slow_count_run(ctx: CronContext) -> dict[str, Any]:
+    """The `counter` job, taking a minute of the frozen clock."""
+    _clock[0].tick(60)
+    return count_run(ctx)
+
+
+def test_backfill__the_command_is_not_bounded_by_the_inline_budget(settings: Any) -> None:
+    """The admin's back-fill stops at INLINE_TIME_BUDGET_SECONDS (one web request); a command has no such bound."""
+    settings.INLINE_TIME_BUDGET_SECONDS = 10.0
+    settings.CRON_JOBS = [{"name": "counter", "window_seconds": 300, "callable": f"{__name__}.slow_count_run"}]
+    out = StringIO()
+
+    with freeze_time(NOW) as frozen:
+        _clock[:] = [frozen]
+        call_command(
+            "dispatch_tick", "counter", "--from", "2026-04-02T11:40:00Z", "--to", "2026-04-02T11:55:00Z", "--json",
+            stdout=out, stderr=StringIO(),
+        )  # fmt: skip
+
+    assert [tick["dispatchKey"] for tick in json.loads(out.getvalue())["ticks"]] == [
+        "cron:counter:2026-04-02T11:40",
+        "cron:counter:2026-04-02T11:45",
+        "cron:counter:2026-04-02T11:50",
+        "cron:counter:2026-04-02T11:55",
+    ]
+    assert CronRun.objects.count() == 4

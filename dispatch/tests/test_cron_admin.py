@@ -12,13 +12,15 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
+from freezegun import freeze_time
 
 from core.display import when
 from core.timefmt import iso_utc
 from dispatch import keys
 from dispatch.models import CronJobState, DispatchWindow
-from dispatch.registry import get_cron_job
+from dispatch.registry import CronContext, get_cron_job
 from dispatch.timetable import next_starts
+from testsupport.crons import count_run
 from testsupport.models import CronRun
 
 pytestmark = pytest.mark.django_db
@@ -166,7 +168,7 @@ def test_cron_jobs_page__a_calendar_job_in_words_its_zone_next_fire_times_and_la
     assert "<code>0 9 * * 1-5</code> · catch-up skip" in row
     assert all(f'<div class="orch-time">{when(fire)}</div>' in row for fire in fires[:3])
     assert when(fires[3]) not in row
-    assert "last 2.5 s" in row and "drift</span> 2 ticks" in row
+    assert '<span class="orch-lateness">2.5 s / p95 —</span>' in row and "drift</span> 2 ticks" in row
     assert f"{when(last)}</a>" in row
 
 
@@ -197,6 +199,48 @@ def test_cron_jobs_page__backfill_lists_the_windows_first_then_runs_those_not_ha
         "(already handled)"
     )
     assert messages_of(ran) == [f"Back-filled counter: {outcome}."]
+    assert LogEntry.objects.get().change_message == f"Back-filled: {outcome}."
+
+
+WINDOW_SECONDS_TAKEN = 6.0
+_clock: list[Any] = []  # the test's frozen clock, which each slow window moves on
+
+
+def slow_count_run(ctx: CronContext) -> dict[str, Any]:
+    """The `counter` job, taking WINDOW_SECONDS_TAKEN of the frozen clock."""
+    _clock[0].tick(WINDOW_SECONDS_TAKEN)
+    return count_run(ctx)
+
+
+def test_cron_jobs_page__backfill_stops_starting_windows_once_the_requests_time_is_spent(
+    make_staff: Callable[..., User], settings: Any
+) -> None:
+    settings.INLINE_TIME_BUDGET_SECONDS = 10.0
+    settings.CRON_JOBS = [
+        {**entry, "callable": f"{__name__}.slow_count_run"} if entry["name"] == "counter" else entry
+        for entry in settings.CRON_JOBS
+    ]
+    operator = signed_in(make_staff, "operator", VIEW, TRIAGE)
+    now = timezone.now()
+    start = keys.window_start(now, 300) - timedelta(minutes=30)
+    starts = [start + timedelta(minutes=5 * n) for n in range(5)]
+    form = {"first": iso_utc(starts[0]), "last": iso_utc(starts[-1]), "run": "1"}
+
+    with freeze_time(now) as frozen:
+        _clock[:] = [frozen]
+        ran = operator.post(f"{PAGE}counter/backfill/", form, follow=True)
+
+    # 0 s and 6 s into the request: started, oldest first; at 12 s the 10 s were spent: the rest wait.
+    ticked = sorted(DispatchWindow.objects.filter(job="counter").values_list("window_start", flat=True))
+    assert ticked == starts[:2]
+    assert CronRun.objects.count() == 2
+    outcome = (
+        f"2 of 5 windows from {when(starts[0])} to {when(starts[-1])} ticked, 0 skipped (already handled); "
+        f"3 not reached in this request's time (INLINE_TIME_BUDGET_SECONDS=10 s): back-fill again from "
+        f"{when(starts[2])}"
+    )
+    assert messages_of(ran) == [f"Back-filled counter: {outcome}."]
+    assert [message.level_tag for message in ran.context["messages"]] == ["warning"]
     assert LogEntry.objects.get().change_message == f"Back-filled: {outcome}."
 
 

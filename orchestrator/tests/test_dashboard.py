@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from core.display import when
 from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
 from dispatch.schedule import cron_job_pause
@@ -72,6 +73,28 @@ def test_dashboard_build__counts_windows_and_runs_by_outcome_per_hour(
         "runs": 1,
         "failed_runs": 1,
         "backlog": 9,
+    }
+
+
+def test_dashboard_build__the_chart_files_a_window_and_its_runs_under_the_windows_start_not_when_recorded(
+    make_window: Callable[..., DispatchWindow],
+    make_run: Callable[..., FunctionRun],
+    now: datetime,
+) -> None:
+    """A back-filled window, and a re-published one whose run started late, belong to the hour their window starts."""
+    five_hours_ago = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    make_window(created_at=now, window_start=five_hours_ago + timedelta(minutes=5), source="manual")  # back-filled
+    make_window(created_at=now, window_start=five_hours_ago + timedelta(minutes=10), status="missed", mode="")
+    make_window(created_at=now - timedelta(hours=30), window_start=now - timedelta(hours=30))  # outside the 24 h
+    make_window(created_at=now, window_start=now - timedelta(hours=30), source="manual")  # back-filled, too old
+    make_run(started_at=now, window_start=five_hours_ago + timedelta(minutes=5), status="failed", terminal_reason="x")
+
+    dashboard = dashboard_build(now=now)
+
+    by_hour = {hour.start: (dict(hour.windows), dict(hour.runs)) for hour in dashboard.hours}
+    assert by_hour[five_hours_ago] == ({"enqueued": 1, "missed": 1}, {"failed": 1})
+    assert {start: counts for start, counts in by_hour.items() if counts != ({}, {})} == {
+        five_hours_ago: by_hour[five_hours_ago]
     }
 
 
@@ -292,3 +315,45 @@ def test_dashboard_build__the_health_panel_shows_missed_paused_and_abandoned_win
 )
 def test_tile_counts__singular_for_one_with_thousands_separators(number: float, noun: str, text: str) -> None:
     assert _count(number, noun) == text
+
+
+def test_admin_index__by_function_says_which_function_is_failing(
+    make_run: Callable[..., FunctionRun], make_staff: Callable[..., User]
+) -> None:
+    now = timezone.now()
+    failed = {"status": "failed", "terminal_reason": "x"}
+    for n in range(3):
+        make_run(function_id="process-background-jobs", started_at=now - timedelta(minutes=n))
+    make_run(function_id="process-background-jobs", started_at=now - timedelta(hours=1), **failed)
+    for n in range(2):
+        make_run(function_id="cron-crash", started_at=now - timedelta(minutes=n), **failed)
+    make_run(function_id="cron-counter", status="running", started_at=now)
+    make_run(function_id="cron-crash", started_at=now - timedelta(hours=30), **failed)  # outside the 24 hours
+    # A requeued letter's re-run of a three-day-old window, failing again now: it counts.
+    make_run(function_id="cron-flaky", started_at=now, window_start=now - timedelta(days=3), **failed)
+    viewer = Client()
+    viewer.force_login(make_staff("viewer", "dispatch.view_dispatchwindow", "runs.view_functionrun"))
+
+    functions = dashboard_build(now=now).functions
+    page = " ".join(viewer.get("/admin/").content.decode().split())
+
+    # The failing functions first, each with its runs of the last 24 hours; a registered one without a run too.
+    figures = {row.function_id: (row.runs, row.succeeded, row.running, row.failed) for row in functions}
+    assert [row.function_id for row in functions][:4] == [
+        "cron-crash",
+        "process-background-jobs",  # as many failures as cron-flaky, more runs
+        "cron-flaky",
+        "cron-counter",
+    ]
+    assert [figures[name] for name in ("cron-crash", "cron-flaky", "process-background-jobs", "cron-counter")] == [
+        (2, 0, 0, 2),
+        (1, 0, 0, 1),
+        (4, 3, 0, 1),
+        (1, 0, 1, 0),
+    ]
+    assert figures["background-maintenance"] == figures["cron-daily"] == (0, 0, 0, 0)
+    assert "<h3>By function</h3>" in page
+    crash = page.split('id="orch-functions"')[1].split("</table>")[0].split("</tr>")[1]
+    assert '<a href="/admin/runs/functionrun/?function_id=cron-crash">cron-crash</a></th><td>2</td><td>0</td>' in crash
+    assert 'href="/admin/runs/functionrun/?function_id=cron-crash&amp;status__exact=failed">2</a>' in crash
+    assert when(now) in crash  # the last failure
