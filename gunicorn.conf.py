@@ -8,7 +8,8 @@ configuration turns gunicorn's access log on: one `gunicorn.access` INFO line pe
 Each worker counts its events (ticks, publishes, jobs) in files under PROMETHEUS_MULTIPROC_DIR,
 and `/metrics`, whichever worker answers it, adds them all up (docs/operations.md, "Metrics"):
 when the variable is unset, the server makes a fresh directory for its own workers, set before
-any worker imports prometheus-client, and removes it when it exits.
+any worker imports prometheus-client, keeps it over reloads (SIGHUP: the old workers' counts
+stay, counted once), and removes it when it exits.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from typing import Any
 from core.logs import json_formatter
 
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-_made_dir = "" if os.environ.get(METRICS_DIR) else tempfile.mkdtemp(prefix="orchestrator-metrics-")
-if _made_dir:
-    os.environ[METRICS_DIR] = _made_dir
+# gunicorn reads this file again on a reload (SIGHUP): the variable it set the first time is then set, and this
+# one says the directory is still the server's own to remove when it exits.
+MADE_DIR = "ORCHESTRATOR_GUNICORN_METRICS_DIR"
+if not os.environ.get(METRICS_DIR):
+    os.environ[METRICS_DIR] = os.environ[MADE_DIR] = tempfile.mkdtemp(prefix="orchestrator-metrics-")
+_made_dir = os.environ[METRICS_DIR] if os.environ.get(MADE_DIR) == os.environ[METRICS_DIR] else ""
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -27,7 +27,14 @@ logger = logging.getLogger(__name__)
 
 # What a refused, lost or timed-out connection raises (a restart, a failover, a terminated backend).
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
-_ADDRESS = re.compile(r'^connection failed: connection to server (?:at|on) "[^"]*"(?: \([^)]*\))?, port \d+ failed: ')
+# libpq names the server before the reason (`connection to server at "h" (addr), port 5432 failed: `, or `on socket`).
+_ADDRESS = re.compile(
+    r'(?:connection failed: )?connection to server (?:at|on) (?:socket )?"[^"]*"(?: \([^)]*\))?(?:, port \d+)? failed: '
+)
+# psycopg lists each host it tried after the last one's error: `- host: 'h', port: 'p', hostaddr: 'a': <error>`.
+_ATTEMPTS = "\nMultiple connection attempts failed. All failures were:\n"
+_ATTEMPT = re.compile(r"^- host: '[^']*', port: '[^']*', hostaddr: '[^']*': ", re.MULTILINE)
+_LABEL = re.compile(r"^(?:FATAL|ERROR|DETAIL|HINT):\s+|\[Errno -?\d+\]\s*")
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 
@@ -85,9 +92,39 @@ def unreachable_database() -> str:
     return ""
 
 
+def connection_failure(exc: BaseException) -> str:
+    """Return why a connection failed, psycopg's lines folded into one line of clauses.
+
+    libpq's reason and its hint are lines of their own (`Connection refused` / `Is the server
+    running…?`): they become `connection refused; is the server running…?`, a sentence wrapped
+    over two lines is one clause, the server's `FATAL:` goes, and the hosts psycopg tried, each
+    named with its error again, are said once per distinct reason.
+    """
+    head, _, tried = str(exc).partition(_ATTEMPTS)
+    attempts = [part for part in _ATTEMPT.split(tried) if part.strip()] if tried else [head]
+    reasons = list(dict.fromkeys(_clauses(_ADDRESS.sub("", attempt)) for attempt in attempts))
+    return squash("; ".join(reasons), 500)
+
+
+def _clauses(message: str) -> str:
+    clauses: list[str] = []
+    for line in message.strip().splitlines():
+        text = _LABEL.sub("", " ".join(line.split()))
+        if not text:
+            continue
+        if clauses and text[0].islower():  # the same sentence, wrapped
+            clauses[-1] += f" {text}"
+            continue
+        if len(text) > 1 and text[1].islower():  # `Connection refused`, `Is the server…`; not `TCP/IP…`
+            text = text[0].lower() + text[1:]
+        if text not in clauses:
+            clauses.append(text)
+    return "; ".join(clauses)
+
+
 def _describe(config: dict[str, Any], exc: Exception) -> str:
     # psycopg names the host and port before the reason: they are said once, below.
-    reason = _ADDRESS.sub("", squash(str(exc.__cause__ or exc), 500))
+    reason = connection_failure(exc.__cause__ or exc)
     if "sqlite3" in config["ENGINE"]:
         where = f"the SQLite database {str(config['NAME'])!r}"
     else:

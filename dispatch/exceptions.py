@@ -9,7 +9,24 @@ if TYPE_CHECKING:
 
 
 class RegistryError(Exception):
-    """The cron-job registry in settings.CRON_JOBS is invalid."""
+    """The cron-job registry in settings.CRON_JOBS is invalid.
+
+    The message says every problem; `unimportable` lists those that are a job's callable failing
+    to import (dispatch.E002), `other` the rest (dispatch.E001).
+    """
+
+    def __init__(self, message: str, *, unimportable: tuple[str, ...] = (), other: str | None = None) -> None:
+        super().__init__(message)
+        self.unimportable = unimportable
+        self.other = message if other is None else other
+
+
+class CallableImportError(RegistryError):
+    """A cron job's callable cannot be imported: its module is missing, lacks it, or raises when imported."""
+
+
+class CronConfigError(Exception):
+    """The registry cannot be written as the cron service's configuration (`manage.py cron_config`)."""
 
 
 class InvalidParam(Exception):

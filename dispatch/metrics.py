@@ -1,5 +1,6 @@
 """The dispatcher's event metrics (docs/operations.md, "Metrics"): windows by outcome, duplicate ticks,
-publishes and their failures, dispatch latency. Each is counted once the row that records it commits.
+publishes and their failures, dispatch latency, the cron service's tick lateness. Each is counted once the row
+that records it commits.
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ DISPATCH_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10),
 )
 
+# From on time to an hour late, with a bucket at the default tolerance (30 s) and one at the gate
+# (60 s, SLO_MAX_TICK_LATENESS_SECONDS); a tick later than its tolerance is drift too.
+TICK_LATENESS = Histogram(
+    "orchestrator_cron_tick_lateness_seconds",
+    "How late the cron service's first tick of each window came (its arrival minus the window's start; an early "
+    "tick counts as 0), by cron job.",
+    ["job"],
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 15, 30, 45, 60, 120, 300, 600, 1800, 3600),
+)
+
 
 def windows_count(job: str, outcome: str, *, windows: int = 1) -> None:
     """Count `windows` windows of `job` that ended as `outcome`, once that commits."""
@@ -67,10 +78,16 @@ def dispatch_latency_observe(job: str, *, latency_ms: int) -> None:
     DISPATCH_LATENCY.labels(job).observe(latency_ms / 1000)
 
 
+def tick_lateness_observe(job: str, *, lateness_ms: int) -> None:
+    """Observe how late the cron service's tick of `job` that first claimed its window came, once that commits."""
+    after_commit(partial(TICK_LATENESS.labels(job).observe, max(lateness_ms, 0) / 1000))
+
+
 def dispatch_metrics_init(jobs: Iterable[str]) -> None:
-    """Make the counters of each cron job of `jobs` exist at 0, so that their first event shows in rate()."""
+    """Make the counters and histograms of each cron job of `jobs` exist at 0, so that their first event shows in
+    rate() (a daily job's only tick of the day included)."""
     for job in jobs:
         for outcome in COUNTED_OUTCOMES:
             WINDOWS.labels(job, outcome)
-        for counter in (DUPLICATE_TICKS, PUBLISHES, PUBLISH_FAILURES):
-            counter.labels(job)
+        for metric in (DUPLICATE_TICKS, PUBLISHES, PUBLISH_FAILURES, DISPATCH_LATENCY, TICK_LATENESS):
+            metric.labels(job)

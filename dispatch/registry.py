@@ -12,7 +12,8 @@ from typing import Any, Literal, Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from dispatch.exceptions import InvalidParam, RegistryError
+from core.errors import one_line
+from dispatch.exceptions import CallableImportError, InvalidParam, RegistryError
 from dispatch.timetable import FixedWindows, Timetable, timetable_parse
 
 BACKGROUND_JOBS = "background-jobs"
@@ -199,32 +200,47 @@ def _parse_registry(entries: object) -> Mapping[str, CronJob]:
         )
     jobs = {BUILTIN.name: BUILTIN}
     problems: list[str] = []
+    unimportable: list[str] = []
     for index, entry in enumerate(entries):
         try:
             job = _parse_entry(entry)
         except RegistryError as exc:
             problems.append(f"CRON_JOBS[{index}]: {exc}")
+            if isinstance(exc, CallableImportError):
+                unimportable.append(problems[-1])
             continue
         if job.name in jobs:
             problems.append(f"CRON_JOBS[{index}]: the name {job.name!r} is already registered")
             continue
         jobs[job.name] = job
     if problems:
-        raise RegistryError("; ".join(problems))
+        other = "; ".join(problem for problem in problems if problem not in unimportable)
+        raise RegistryError("; ".join(problems), unimportable=tuple(unimportable), other=other)
     return MappingProxyType(jobs)
 
 
-def registry_problem() -> str:
-    """Return why the registry is invalid, or "" when it is valid."""
+@dataclass(frozen=True)
+class RegistryProblems:
+    """Why the registry is invalid: each callable that cannot be imported, and the other problems ("" for none)."""
+
+    unimportable: tuple[str, ...] = ()
+    other: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.unimportable or self.other)
+
+
+def registry_problem() -> RegistryProblems:
+    """Return why the registry is invalid (false when it is valid)."""
     unreadable = getattr(settings, "ENVIRONMENT_ERRORS", {}).get("CRON_JOBS")
     if unreadable:
         # Settings kept no extra cron job: say why, rather than serve the built-in job alone quietly.
-        return f"{unreadable}; no cron job of CRON_JOBS is registered until it is fixed"
+        return RegistryProblems(other=f"{unreadable}; no cron job of CRON_JOBS is registered until it is fixed")
     try:
         cron_jobs()
     except RegistryError as exc:
-        return str(exc)
-    return ""
+        return RegistryProblems(unimportable=exc.unimportable, other=exc.other)
+    return RegistryProblems()
 
 
 def get_cron_job(name: str) -> CronJob | None:
@@ -258,8 +274,8 @@ def _parse_entry(entry: object) -> CronJob:
         raise RegistryError(f"{name}: callable must be a dotted path such as 'myapp.tasks.run'")
     try:
         target = import_string(path)
-    except ImportError as exc:
-        raise RegistryError(f"{name}: cannot import callable {path!r}: {exc}") from exc
+    except Exception as exc:  # the job's own module: missing, without the name, or raising anything as it loads
+        raise CallableImportError(f"{name}: cannot import callable {path!r}: {one_line(exc)}") from exc
     if not callable(target):
         raise RegistryError(f"{name}: {path!r} is not callable")
     catch_up = entry.get("catch_up", "skip")

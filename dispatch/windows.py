@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models import DateTimeField, JSONField, Q
 
 from dispatch.exceptions import ClaimLost
-from dispatch.metrics import windows_count
+from dispatch.metrics import tick_lateness_observe, windows_count
 from dispatch.models import DispatchWindow
 from dispatch.window_sql import FIELDS, SQL
 
@@ -99,7 +99,7 @@ def window_claim(
     statement claims the window as `paused` instead. An operator's tick (manual,
     emergency) re-claims a `missed` window too; a re-claim keeps the first claim's
     `source` and records its own in `reclaimed_by`. `lateness_ms` (a cron tick's) is
-    recorded by the first claim only.
+    recorded, and observed in the lateness histogram, by the first claim only.
     """
     publishing = mode == Mode.DISPATCH
     pause = [job if source in PAUSABLE_SOURCES else None]
@@ -125,7 +125,7 @@ def window_claim(
         # One round trip for both common cases: the first tick inserts, later ones count.
         row = _execute("claim_or_count", [*_insert_params(window), *pause, *rule])
         if row is not None and row[0] == "claimed":
-            return _won(window, pk=row[1], status=row[2])
+            return _first(window, pk=row[1], status=row[2])
         if row is not None:
             return Claim(window=_duplicate_window(dispatch_key, row[1:]), won=False)
         # Neither: the row is re-claimable, or its inserting tick committed after this
@@ -133,7 +133,7 @@ def window_claim(
     else:
         row = _execute("insert", [*_insert_params(window), *_clock_params(now), *pause])
         if row is not None:
-            return _won(window, pk=row[0], status=row[1])
+            return _first(window, pk=row[0], status=row[1])
     duplicate = _execute("count_duplicate", rule)
     if duplicate is not None:
         return Claim(window=_duplicate_window(dispatch_key, duplicate), won=False)
@@ -150,6 +150,13 @@ def window_claim(
         extra={"action": "window_claim", "dispatchKey": dispatch_key, "mode": mode, "claim": window.claim},
     )
     return _won(window, pk=row[0], status=row[2])
+
+
+def _first(window: DispatchWindow, *, pk: int, status: str) -> Claim:
+    """Return the claim of the window's first tick (its row inserted), a cron tick's lateness observed."""
+    if window.lateness_ms is not None:
+        tick_lateness_observe(window.job, lateness_ms=window.lateness_ms)
+    return _won(window, pk=pk, status=status)
 
 
 def _won(window: DispatchWindow, *, pk: int, status: str) -> Claim:

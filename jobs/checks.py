@@ -11,9 +11,14 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
-from django_tasks import DEFAULT_TASK_BACKEND_ALIAS
+from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django_tasks.backends.base import BaseTaskBackend
+
+from core.errors import one_line
+from jobs.backend import OrchestratorBackend
+from jobs.retry import options_problems
 
 HINT = "See docs/tasks.md, 'Settings'."
 MAX_GROUP_JOBS = 64  # the subtransactions PostgreSQL caches per session (jobs.group)
@@ -25,7 +30,7 @@ def check_tasks_setting(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     """Report a TASKS setting that django_tasks could not build its backends from."""
     tasks = getattr(settings, "TASKS", None)
     if not isinstance(tasks, dict) or DEFAULT_TASK_BACKEND_ALIAS not in tasks:
-        return [_error(f"TASKS must be a dict with a {DEFAULT_TASK_BACKEND_ALIAS!r} backend; got {tasks!r}", "E001")]
+        return [_error(_shape_problem(tasks), "E001")]
     errors: list[CheckMessage] = [
         _error(problem, "E002") for alias, entry in tasks.items() if (problem := _entry_problem(alias, entry))
     ]
@@ -67,6 +72,32 @@ def check_runner_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         )
     return errors
+
+
+def tasks_problems() -> list[str]:
+    """Return why the task backends cannot be built from TASKS, or run with OPTIONS they reject; [] when they can.
+
+    A worker asks before anything builds a backend (django_tasks' own check raises on one it cannot build).
+    """
+    tasks = getattr(settings, "TASKS", None)
+    if not isinstance(tasks, dict) or DEFAULT_TASK_BACKEND_ALIAS not in tasks:
+        return [_shape_problem(tasks)]
+    problems = [problem for alias, entry in tasks.items() if (problem := _entry_problem(alias, entry))]
+    if problems:
+        return problems
+    for alias in tasks:
+        try:
+            backend = task_backends[alias]
+        except (ImproperlyConfigured, TypeError, ValueError) as exc:  # what a backend's __init__ raises on its params
+            problems.append(f"TASKS[{alias!r}] cannot be built: {one_line(exc)}")
+            continue
+        if isinstance(backend, OrchestratorBackend):
+            problems += [f"TASKS[{alias!r}]['OPTIONS'] {problem}" for problem in options_problems(backend.options)]
+    return problems
+
+
+def _shape_problem(tasks: object) -> str:
+    return f"TASKS must be a dict with a {DEFAULT_TASK_BACKEND_ALIAS!r} backend; got {tasks!r}"
 
 
 def _entry_problem(alias: str, entry: Any) -> str:

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django_tasks.base import Task
 from django_tasks.exceptions import InvalidTaskBackendError, InvalidTaskError
 
+from core.errors import one_line
 from jobs.exceptions import not_retriable
 from jobs.taskcall import TaskHandler
 
@@ -179,9 +181,21 @@ def registered_kinds() -> list[str]:
 
 def load_handler_modules() -> None:
     """Import every module in settings.JOB_HANDLER_MODULES so its handlers and tasks register."""
+    try:
+        task_backends[DEFAULT_TASK_BACKEND_ALIAS]  # what @task builds as a module declares its tasks
+    except (ImproperlyConfigured, TypeError, ValueError) as exc:  # a backend's __init__ refusing its params
+        raise ImproperlyConfigured(
+            f"TASKS[{DEFAULT_TASK_BACKEND_ALIAS!r}] cannot be built: {one_line(exc)}. Fix TASKS (docs/tasks.md, "
+            "'Settings')"
+        ) from exc
     for path in settings.JOB_HANDLER_MODULES:
         try:
             import_module(path)
+        except InvalidTaskBackendError as exc:  # its @task functions build their backend as they are declared
+            raise ImproperlyConfigured(
+                f"JOB_HANDLER_MODULES lists {path!r}, whose tasks need a backend TASKS cannot give: {exc}. "
+                "Fix TASKS (docs/tasks.md, 'Settings')"
+            ) from exc
         except ImportError as exc:
             raise ImproperlyConfigured(f"JOB_HANDLER_MODULES lists {path!r}, which cannot be imported: {exc}") from exc
 

@@ -82,15 +82,19 @@ def kind_policy(kind: str) -> RetryPolicy:
     return task_policy(handler.task) if isinstance(handler, TaskHandler) else handler_policy()
 
 
-def options_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+def options_fields(options: object) -> dict[str, Any]:
     """Return the RetryPolicy fields a backend's OPTIONS set validly (a bad one is left out: see options_problems)."""
+    if not isinstance(options, Mapping):
+        return {}
     return {
         OPTIONS[key]: value for key, value in options.items() if key in OPTIONS and not _problem(OPTIONS[key], value)
     }
 
 
-def options_problems(options: Mapping[str, Any]) -> list[str]:
+def options_problems(options: object) -> list[str]:
     """Return what is wrong with a backend's OPTIONS, one message per bad key."""
+    if not isinstance(options, Mapping):
+        return [f"must be a dict of options ({', '.join(OPTIONS)}), got {options!r}"]
     problems = [f"{key!r} is not an option (known: {', '.join(OPTIONS)})" for key in options if key not in OPTIONS]
     problems += [
         f"{key}: {problem}" for key, value in options.items() if (problem := _problem(OPTIONS.get(key), value))

@@ -19,7 +19,7 @@ from django.utils import timezone
 from core.inngest import current_config
 from dispatch.checks import registry_messages
 from dispatch.modes import emergency_fallback, publishing_configured
-from dispatch.registry import registry_problem
+from dispatch.registry import RegistryProblems, registry_problem
 from orchestrator.environment_checks import empty_secret_key_messages, unreadable_messages, unreadable_variables
 
 TAG = "orchestrator"
@@ -39,7 +39,7 @@ class DeployConfig:
     preview_variable: str  # "DEPLOY_ENV" or "VERCEL_ENV" when this is a preview deployment, else ""
     inngest_env: str
     canary_percent: int
-    registry_problem: str  # why settings.CRON_JOBS is invalid, or ""
+    registry_problem: RegistryProblems  # why settings.CRON_JOBS is invalid (false when it is valid)
     unreadable: tuple[tuple[str, str], ...] = ()  # (variable, why) for each value settings could not read
 
 

@@ -4,7 +4,8 @@ Read from the ledgers at scrape time, as the levels of orchestrator.metrics: the
 lateness quantiles of the cron service's ticks over the last 24 hours (as the Cron jobs
 page shows them, and the SLO report gates them), its gate, and each job's drift ticks,
 a counter kept on the job's state row (so it survives restarts and pruning, the same
-in every process).
+in every process). The lateness histogram, which `histogram_quantile()` aggregates over
+any range, is counted by the ticks themselves (dispatch.metrics).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ QUANTILES = (0.5, 0.95, 1.0)
 def schedule_metrics(now: datetime) -> Iterator[Metric]:
     """Yield the lateness quantiles per job, the lateness gate, and the drift counter per job."""
     lateness = GaugeMetricFamily(
-        "orchestrator_cron_tick_lateness_seconds",
+        "orchestrator_cron_tick_lateness_24h_seconds",
         "How late the cron service's ticks came for their windows over the last 24 hours (arrival minus the "
         "window's start; negative: early), by job; quantile 1 is the latest.",
         labels=["job", "quantile"],

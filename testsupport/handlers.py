@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -88,6 +89,13 @@ def autocommit_write_then_fail(ctx: JobContext) -> None:
 def returns(ctx: JobContext) -> Any:
     """Return the payload's `value` (None without one): what the job row keeps."""
     return _get(ctx.payload, "value", None)
+
+
+@job_handler("test.remove_dir")
+def remove_dir(ctx: JobContext) -> None:
+    """Remove the payload's `path` and all it holds, as a temporary-files cleaner would while the worker runs."""
+    shutil.rmtree(_get(ctx.payload, "path", ""))
+    _record(ctx)
 
 
 @job_handler("test.heartbeat")

@@ -115,6 +115,8 @@ def test_dispatch_tick__an_operators_tick_runs_a_missed_window_a_late_cron_tick_
         ),
         (["--to", "2026-04-01T00:00:00Z"], "give its first window with --from"),
         (["--from", "2026-04-02T11:00:00Z", "--force"], "leave out --at, --force and --inline"),
+        (["--from", "2026-04-02T09:00:00Z", "--at", "2026-04-02T10:00:00Z"], "leave out --at, --force and --inline"),
+        (["--dry-run"], "give its first window with --from"),
     ],
 )
 def test_backfill__refuses_a_range_it_cannot_run_saying_what_to_type(args: list[str], message: str) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import shlex
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,8 +50,8 @@ def test_cron_config__crontab_has_each_jobs_schedule_in_its_zone_and_never_the_s
     text = config("--format", "crontab", "--url", URL)
 
     curl = (
-        '. /etc/orchestrator/cron.env && curl -fsS -m 30 -X POST -H "Authorization: Bearer $CRON_SECRET" '
-        "https://orch.example.com/api/cron/"
+        '. /etc/orchestrator/cron.env && printf "Authorization: Bearer \\%s" "$CRON_SECRET" | '
+        "curl -fsS -m 30 -X POST -H @- https://orch.example.com/api/cron/"
     )
     entries = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert entries == [
@@ -70,7 +77,10 @@ def test_cron_config__kubernetes_cronjobs_read_the_secret_from_a_kubernetes_secr
     report = documents[1]
     assert "  name: cron-report\n" in report
     assert '  schedule: "0 9 * * 1-5"\n  timeZone: "Europe/Berlin"\n' in report
-    assert '"Authorization: Bearer $(ORCH_CRON_SECRET)", "https://orch.example.com/api/cron/report"]' in report
+    assert (
+        '  command: ["/bin/sh", "-c", "printf \\"Authorization: Bearer %s\\" \\"$ORCH_CRON_SECRET\\" | curl -fsS -m 30 '
+        '-X POST -H @- https://orch.example.com/api/cron/report"]\n'
+    ) in report
     assert 'secretKeyRef: {name: "orchestrator-cron", key: "ORCH_CRON_SECRET"}' in report
     assert re.findall(r"name: (cron-ninety-\d)", text) == ["cron-ninety-1", "cron-ninety-2"]
 
@@ -82,7 +92,10 @@ def test_cron_config__systemd_timers_with_one_calendar_event_per_cron_day_rule()
     # Neither day field is `*`: cron(8) runs on the 1st and the 15th OR on Mondays.
     assert "OnCalendar=Mon *-*-* 02:30:00 America/New_York\nOnCalendar=*-*-01,15 02:30:00 America/New_York\n" in text
     assert "OnCalendar=*-*-* 00/3:00:00 UTC\nOnCalendar=*-*-* 01/3:30:00 UTC\n" in text
-    assert 'ExecStart=/usr/bin/curl -fsS -m 30 -X POST -H "Authorization: Bearer ${CRON_SECRET}" ' in text
+    assert (
+        """ExecStart=/bin/sh -c 'printf "Authorization: Bearer %%s" "$$CRON_SECRET" | curl -fsS -m 30 -X POST -H @- """
+        """https://orch.example.com/api/cron/report'\n"""
+    ) in text
     assert "AccuracySec=1s" in text
 
 
@@ -123,6 +136,8 @@ def test_cron_config__systemd_fires_when_the_calendar_does(expression: str, zone
     ("args", "message"),
     [
         (["--format", "crontab", "--url", "orch.example.com"], "give the service's base URL"),
+        (["--format", "systemd", "--url", URL + "/$(id)"], "give the service's base URL"),
+        (["--format", "crontab", "--url", URL + "/a'b"], "give the service's base URL"),
         (["--format", "crontab", "--url", URL, "--secret-env", "CRON SECRET"], "give a variable name"),
         (["--format", "systemd", "--url", URL, "--env-file", "cron.env"], "give an absolute path"),
     ],
@@ -229,3 +244,138 @@ def test_cron_config__a_crontab_line_run_as_cron_runs_it_sends_the_secret(
     assert (ran.returncode, ran.stderr) == (0, "")
     assert DispatchWindow.objects.filter(job="ninety", source="cron").count() == 1
     assert "s3cret" not in text
+
+
+# --- Each format's tick, run as its service runs it, against a local HTTP server ---------------------------------
+
+
+@dataclass
+class Tick:
+    path: str
+    authorization: str | None
+    argv_with_secret: list[str]  # the argument lists that held the secret while the request was in flight
+
+
+@pytest.fixture
+def tick_server() -> Iterator[tuple[str, list[Tick]]]:
+    """Serve POSTs on a free port; each request records its header and every process argv holding the secret."""
+    ticks: list[Tick] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            # curl and its shell are still running: their argument lists are what `ps` shows now.
+            ticks.append(Tick(self.path, self.headers.get("Authorization"), _argv_holding(SECRET)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", ticks
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+SECRET = "s3cret-" + secrets.token_hex(12)
+SHELL_ENV = {"HOME": "/tmp", "LOGNAME": "cron", "PATH": "/usr/bin:/bin"}
+
+
+def _argv_holding(secret: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes()
+        except OSError:  # a process that ended meanwhile, or another user's
+            continue
+        if secret.encode() in argv:
+            found.append(argv.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+def _crontab_run(text: str, env_file: Path) -> tuple[list[str], dict[str, str]]:
+    # cron(8): the five fields off, `\%` back to `%`, /bin/sh -c with the crontab's own variables only.
+    line = next(line for line in text.splitlines() if line.endswith("/api/cron/ninety >/dev/null"))
+    return ["/bin/sh", "-c", line.split(" ", 5)[5].replace("\\%", "%")], SHELL_ENV
+
+
+def _kubernetes_run(text: str, env_file: Path) -> tuple[list[str], dict[str, str]]:
+    # The container's command as the kubelet runs it, the Secret's key in its environment. The kubelet expands
+    # `$(VAR)` in a command itself, putting the value in the argument list: there must be none.
+    document = next(document for document in text.split("\n---\n") if "  name: cron-ninety-1\n" in document)
+    command = json.loads(re.findall(r"\n +command: (\[.*\])\n", document)[0])
+    assert not any("$(" in arg for arg in command), command
+    assert 'secretKeyRef: {name: "orchestrator-cron", key: "CRON_SECRET"}' in document
+    return command, {**SHELL_ENV, "CRON_SECRET": SECRET}
+
+
+def _systemd_run(text: str, env_file: Path) -> tuple[list[str], dict[str, str]]:
+    # systemd.service(5), "Command lines": `%%` is a `%` (another `%` a specifier), `$$` a `$` (another `$` a
+    # variable systemd substitutes into the argument list), then quotes split the words (no backslash is used here).
+    unit = text.split("### /etc/systemd/system/orchestrator-cron-ninety.service\n")[1].split("\n### ")[0]
+    line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    value = line.removeprefix("ExecStart=")
+    assert "%" not in value.replace("%%", "") and "$" not in value.replace("$$", "") and "\\" not in value, value
+    assert f"EnvironmentFile={env_file}\n" in unit
+    if shutil.which("systemd-analyze"):
+        (env_file.parent / "orchestrator-cron-ninety.service").write_text(unit)
+        subprocess.run(
+            ["systemd-analyze", "verify", str(env_file.parent / "orchestrator-cron-ninety.service")],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    variables = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    return shlex.split(value.replace("%%", "%").replace("$$", "$")), {**SHELL_ENV, **variables}
+
+
+@pytest.mark.parametrize("format", ["crontab", "kubernetes", "systemd"])
+def test_cron_config__a_tick_sends_the_secret_from_the_environment_and_no_argument_list_holds_it(
+    format: str, tmp_path: Path, tick_server: tuple[str, list[Tick]]
+) -> None:
+    url, ticks = tick_server
+    env_file = tmp_path / "cron.env"
+    env_file.write_text(f"CRON_SECRET={SECRET}\n")
+    text = config("--format", format, "--url", url, "--env-file", str(env_file))
+    argv, env = {"crontab": _crontab_run, "kubernetes": _kubernetes_run, "systemd": _systemd_run}[format](
+        text, env_file
+    )
+
+    ran = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+    assert (ran.returncode, ran.stderr) == (0, "")
+    assert ticks == [Tick("/api/cron/ninety", f"Bearer {SECRET}", [])]
+    assert SECRET not in text
+
+
+def test_cron_config__kubernetes_refuses_two_jobs_that_would_be_one_cronjob(settings: Any) -> None:
+    settings.CRON_JOBS = [
+        {"name": "ninety", "window_seconds": 5400, "callable": COUNT_RUN},  # two schedules: cron-ninety-1 and -2
+        {"name": "ninety-1", "schedule": "0 9 * * *", "callable": COUNT_RUN},
+    ]
+    out = StringIO()
+
+    with pytest.raises(CommandError) as raised:
+        call_command("cron_config", "--format", "kubernetes", "--url", URL, stdout=out)
+
+    assert str(raised.value) == (
+        "the cron jobs 'ninety' and 'ninety-1' would both be the Kubernetes CronJob 'cron-ninety-1': "
+        "rename one of them in CRON_JOBS"
+    )
+    assert out.getvalue() == ""
+
+
+def test_cron_config__kubernetes_names_are_dns_labels_of_at_most_52_characters(settings: Any) -> None:
+    longest = "a" * 47 + "b"
+    settings.CRON_JOBS = [
+        {"name": longest, "window_seconds": 5400, "callable": COUNT_RUN},
+        {"name": "a" * 47 + "c", "window_seconds": 5400, "callable": COUNT_RUN},
+        {"name": "trailing-", "schedule": "0 9 * * *", "callable": COUNT_RUN},
+    ]
+
+    names = re.findall(r"\nmetadata:\n  name: (.*)\n", config("--format", "kubernetes", "--url", URL))
+
+    assert len(names) == len(set(names)) == 6  # background-jobs, two per 90-minute job, trailing-
+    assert all(len(name) <= 52 and re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", name) for name in names), names

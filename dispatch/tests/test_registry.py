@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
@@ -82,6 +84,57 @@ def test_check__fails_on_a_bad_registry(settings: Any) -> None:
 
     with pytest.raises(SystemCheckError, match="dispatch.E001"):
         call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("no_such_module.run", "ModuleNotFoundError: No module named 'no_such_module'"),
+        (
+            "core.errors.no_such_callable",
+            'ImportError: Module "core.errors" does not define a "no_such_callable" attribute/class',
+        ),  # fmt: skip
+        ("raises_on_import_p1c.run", "RuntimeError: the job's module cannot load without FEED_URL"),
+        ("syntax_error_p1c.run", "SyntaxError: invalid syntax (syntax_error_p1c.py, line 1)"),
+    ],
+)
+def test_check__a_callable_that_cannot_be_imported_is_an_error_naming_the_job(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, path: str, error: str
+) -> None:
+    (tmp_path / "raises_on_import_p1c.py").write_text(
+        'raise RuntimeError("the job\'s module cannot load without FEED_URL")\n'
+    )
+    (tmp_path / "syntax_error_p1c.py").write_text("def run(:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings.CRON_JOBS = [
+        {"name": "fine", "window_seconds": 60, "callable": COUNTER},
+        {"name": "feed", "window_seconds": 300, "callable": path},
+    ]
+
+    messages = [message for message in run_checks() if message.id and message.id.startswith("dispatch.")]
+
+    assert [(message.id, message.msg) for message in messages] == [
+        (
+            "dispatch.E002",
+            f"A cron job's callable cannot be imported: CRON_JOBS[1]: feed: cannot import callable {path!r}: {error}",
+        )
+    ]
+    with pytest.raises(RegistryError, match="CRON_JOBS\\[1\\]: feed: cannot import callable"):
+        cron_jobs()  # what a request or a command meets: the registry's error, not the import's traceback
+
+
+def test_check__an_unimportable_callable_and_a_bad_entry_are_two_errors(settings: Any) -> None:
+    settings.CRON_JOBS = [
+        {"name": "feed", "window_seconds": 300, "callable": "no_such_module.run"},
+        {"name": "x", "window_seconds": 90, "callable": COUNTER},
+    ]
+
+    messages = [message for message in run_checks() if message.id and message.id.startswith("dispatch.")]
+
+    assert [message.id for message in messages] == ["dispatch.E002", "dispatch.E001"]
+    assert messages[1].msg == (
+        "Invalid cron registry: CRON_JOBS[1]: x: window_seconds=90 must be whole minutes that divide a day"
+    )
 
 
 def test_cron_jobs__catch_up_is_skip_unless_set(settings: Any) -> None:

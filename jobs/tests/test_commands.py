@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from jobs.models import BackgroundJob
+from testsupport import procs
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +125,41 @@ def test_run_jobs__refuses_a_budget_that_is_not_safely_below_the_lease(settings:
     ):
         call_command("run_jobs", "--budget", budget)
     assert BackgroundJob.objects.get().status == "pending"
+
+
+BAD_TASKS = {
+    # A second backend whose path does not import: django_tasks' own check would raise on it.
+    "emails": (
+        '{**TASKS, "emails": {"BACKEND": "no_such_module.Backend"}}',
+        "CommandError: TASKS['emails']['BACKEND'] 'no_such_module.Backend' cannot be imported: No module named "
+        "'no_such_module'. Fix TASKS (docs/tasks.md, 'Settings')",
+    ),
+    "options": (
+        '{"default": {**TASKS["default"], "OPTIONS": "MAX_ATTEMPTS=3"}}',
+        "CommandError: TASKS['default']['OPTIONS'] must be a dict of options (MAX_ATTEMPTS, RETRY_BASE_SECONDS, "
+        "RETRY_MAX_SECONDS), got 'MAX_ATTEMPTS=3'. Fix TASKS (docs/tasks.md, 'Settings')",
+    ),
+    # The default backend: every @task of JOB_HANDLER_MODULES builds it as the apps start.
+    "default": (
+        '{"default": {"BACKEND": "no_such_module.Backend"}}',
+        "run_jobs: TASKS['default'] cannot be built: InvalidTaskBackendError: Could not find backend "
+        "'no_such_module.Backend': No module named 'no_such_module'. Fix TASKS (docs/tasks.md, 'Settings')",
+    ),
+    "queues": (
+        '{"default": {**TASKS["default"], "QUEUES": 5}}',
+        "run_jobs: TASKS['default'] cannot be built: TypeError: 'int' object is not iterable. Fix TASKS "
+        "(docs/tasks.md, 'Settings')",
+    ),
+}
+
+
+def test_run_jobs__a_tasks_backend_it_cannot_build_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    children = {}
+    for name, (tasks, _) in BAD_TASKS.items():
+        (tmp_path / f"bad_tasks_{name}.py").write_text(f"from testsupport.settings import *  # noqa\nTASKS = {tasks}\n")
+        env = procs.child_env(DJANGO_SETTINGS_MODULE=f"bad_tasks_{name}", PYTHONPATH=f"{tmp_path}:{procs.ROOT}")
+        children[name] = procs.manage("run_jobs", "--budget", "1", env=env)
+
+    for name, child in children.items():
+        out, err = child.communicate(timeout=120)
+        assert (child.returncode, out, err.splitlines()) == (1, "", [BAD_TASKS[name][1]]), name

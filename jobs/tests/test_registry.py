@@ -157,6 +157,7 @@ def test_checks__a_tasks_setting_the_backends_cannot_be_built_from(
         ({"OPTIONS": {"MAX_ATTEMPTS": 0}}, "jobs.E011", "MAX_ATTEMPTS: max attempts must be an integer from 1 to 100"),
         ({"OPTIONS": {"MAX_ATTEMPTS": "3"}}, "jobs.E011", "got '3'"),
         ({"OPTIONS": {"RETRY_BASE_SECONDS": -1}}, "jobs.E011", "RETRY_BASE_SECONDS: a backoff must be a number"),
+        ({"OPTIONS": "MAX_ATTEMPTS=3"}, "jobs.E011", "must be a dict of options"),  # not a traceback from the check
     ],
 )
 def test_checks__manage_py_check_refuses_a_bad_orchestrator_backend(

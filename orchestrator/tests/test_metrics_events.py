@@ -16,12 +16,17 @@ from typing import Any
 
 import httpx
 import pytest
+from django.contrib.auth.models import User
 from django.db import OperationalError
+from django.db.models import Count
 from django.test import Client
 from freezegun import freeze_time
 
+from dispatch.models import DispatchWindow
 from dispatch.registry import get_cron_job
+from dispatch.schedule import cron_job_pause
 from dispatch.services import dispatch_tick
+from dispatch.windows import window_claim
 from jobs.claim import claim_batch
 from jobs.maintenance import prune_finished_jobs, recover_expired_leases
 from jobs.models import BackgroundJob
@@ -29,6 +34,8 @@ from jobs.recovery import claims_take_back
 from jobs.runner import jobs_run
 from jobs.services import job_enqueue
 from jobs.triage import job_cancel
+from runs.models import DeadLetter
+from runs.reconcile import reconcile
 from testsupport import procs
 from testsupport.event_api import EventAPI
 from testsupport.live import Gunicorn
@@ -82,6 +89,73 @@ def test_events__ticks_count_their_windows_publishes_duplicates_and_dispatch_lat
     assert moved(before, after, "dispatch_latency_seconds_count", **labels) == 2
     assert moved(before, after, "dispatch_latency_seconds_bucket", **labels, le="+Inf") == 2
     assert moved(before, after, "dispatch_latency_seconds_sum", **labels) > 0
+
+
+def test_events__the_first_cron_tick_of_each_window_observes_its_lateness(
+    client: Client, now: datetime, settings: Any
+) -> None:
+    quarter = {"name": "quarter", "schedule": "*/15 * * * *", "callable": "testsupport.crons.count_run"}
+    settings.CRON_JOBS = [*settings.CRON_JOBS, quarter]  # the default 30 s tolerance
+    job = get_cron_job("quarter")
+    assert job is not None
+    fire = now.replace(minute=15, second=0, microsecond=0)
+    before = scrape(client)
+
+    def tick(moment: datetime, *, source: str = "cron") -> None:
+        assert dispatch_tick(job=job, now=moment, source=source, correlation_id="c").status_code == 200
+
+    tick(fire + timedelta(seconds=12))  # 12 s late
+    tick(fire + timedelta(seconds=20))  # a duplicate of that window: its lateness is the first tick's
+    tick(fire + timedelta(minutes=15, seconds=-10))  # 10 s early for the next fire time: on time
+    tick(fire + timedelta(minutes=30, seconds=3), source="manual")  # an operator's tick is not the cron service's
+    after = scrape(client)
+
+    lateness = {"job": "quarter"}
+    assert moved(before, after, "cron_tick_lateness_seconds_count", **lateness) == 2
+    assert moved(before, after, "cron_tick_lateness_seconds_bucket", **lateness, le="0.25") == 1
+    assert moved(before, after, "cron_tick_lateness_seconds_bucket", **lateness, le="10.0") == 1
+    assert moved(before, after, "cron_tick_lateness_seconds_bucket", **lateness, le="15.0") == 2
+    assert moved(before, after, "cron_tick_lateness_seconds_sum", **lateness) == 12
+    assert moved(before, after, "windows_total", **lateness, outcome="inline") == 3
+
+
+def test_events__every_window_outcome_and_dead_letter_is_counted_as_the_ledgers_record_it(
+    client: Client, settings: Any, make_staff: Callable[..., User]
+) -> None:
+    t0 = datetime.fromisoformat("2026-03-14T12:00:00+00:00")
+    reconciled = t0 + timedelta(minutes=60, seconds=30)
+    settings.CRON_JOBS = [
+        {"name": name, "window_seconds": seconds, "callable": f"testsupport.crons.{callable_}"}
+        for name, seconds, callable_ in [
+            ("counter", 300, "count_run"),
+            ("crash", 60, "crash"),
+            ("daily", 86400, "count_run"),
+        ]
+    ]
+    counter, crash, daily = (get_cron_job(name) for name in ("counter", "crash", "daily"))
+    assert counter is not None and crash is not None and daily is not None
+    before = scrape(client)
+
+    assert dispatch_tick(job=counter, now=t0, source="cron", correlation_id="c").status_code == 200
+    dead_tick = window_claim(
+        dispatch_key="cron:crash:2026-03-14T12:59", job="crash", window_start=t0 + timedelta(minutes=59),
+        window_seconds=60, mode="inline", source="manual", correlation_id="dead", event_ids=[], now=reconciled,
+    )  # fmt: skip
+    DispatchWindow.objects.filter(pk=dead_tick.window.pk).update(updated_at=t0)  # its tick died long ago
+    reconcile(now=reconciled)  # counter's windows since its tick: missed; the dead tick's: abandoned
+    assert dispatch_tick(job=crash, now=reconciled, source="cron", correlation_id="c").status_code == 500
+    cron_job_pause(job="daily", user=make_staff("ops"), note="supplier down until Monday", now=reconciled)
+    assert dispatch_tick(job=daily, now=reconciled, source="cron", correlation_id="c").status_code == 200
+    after = scrape(client)
+
+    windows = DispatchWindow.objects.values_list("job", "status").annotate(n=Count("pk")).order_by()
+    assert {outcome for _, outcome, _ in windows} == {"inline", "missed", "abandoned", "paused"}
+    for job, outcome, n in windows:
+        assert moved(before, after, "windows_total", job=job, outcome=outcome) == n, (job, outcome)
+    letters = DeadLetter.objects.values_list("source", "kind").annotate(n=Count("pk")).order_by()
+    assert [(source, kind) for source, kind, _ in letters] == [("function_run", "cron-crash")]
+    for source, kind, n in letters:
+        assert moved(before, after, "dead_letters_total", source=source, kind=kind) == n
 
 
 def test_events__jobs_count_their_outcomes_dead_letters_queue_wait_and_run_time(client: Client, now: datetime) -> None:

@@ -43,9 +43,9 @@ def test_metrics__tick_lateness_quantiles_per_job_its_gate_and_the_drift_counter
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(response.content.decode())
         for sample in family.samples
-        if "tick_lateness" in sample.name or "drift" in sample.name
+        if "tick_lateness_24h" in sample.name or "lateness_gate" in sample.name or "drift" in sample.name
     }
-    lateness = "orchestrator_cron_tick_lateness_seconds"
+    lateness = "orchestrator_cron_tick_lateness_24h_seconds"
     assert samples == {
         (lateness, (("job", "counter"), ("quantile", "0.5"))): 2.0,
         (lateness, (("job", "counter"), ("quantile", "0.95"))): 90.0,

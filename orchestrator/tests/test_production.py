@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
 
 from testsupport.live import Gunicorn
 from testsupport.procs import run_manage
@@ -102,3 +105,47 @@ def test_https_redirect__leaves_the_health_check_of_a_load_balancer_alone(settin
 
     assert http.get("/api/status").status_code == 301
     assert http.get("/api/health").status_code == 200
+
+
+def _metrics_dirs_of(pids: set[int]) -> set[Path]:
+    """Return the directories gunicorn.conf.py made that hold the metric files of the workers `pids`."""
+    return {
+        found.parent
+        for found in Path(tempfile.gettempdir()).glob("orchestrator-metrics-*/*.db")
+        if int(found.stem.rsplit("_", 1)[1]) in pids
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn__a_reload_keeps_the_counts_and_the_directory_it_made_goes_when_it_exits() -> None:
+    def health_requests() -> float:
+        scrape = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer metrics-token"}, timeout=30)
+        by_view = ("django_http_requests_latency_seconds_by_view_method_count", "health", "GET")
+        return next(
+            sample.value
+            for family in text_string_to_metric_families(scrape.text)
+            for sample in family.samples
+            if (sample.name, sample.labels.get("view"), sample.labels.get("method")) == by_view
+        )
+
+    server = Gunicorn(workers=2, METRICS_REQUESTS="true", **PRODUCTION)
+    server.env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py makes one of its own
+    with server:
+        assert server.process is not None
+        before = server.wait_for_workers(2)
+        for _ in range(3):
+            assert httpx.get(f"{server.url}/api/health", timeout=30).status_code == 200
+        assert health_requests() == 3
+        [made] = _metrics_dirs_of(before)
+
+        server.process.send_signal(signal.SIGHUP)  # a reload: the config is read again, new workers
+        after = server.wait_for_workers(2, without=before)
+        for _ in range(2):
+            assert httpx.get(f"{server.url}/api/health", timeout=30).status_code == 200
+
+        assert _metrics_dirs_of(after) == {made}
+        assert health_requests() == 5  # the old workers' requests count once, from their files
+        server.stop()  # SIGTERM
+
+    assert server.process is None
+    assert not made.exists()

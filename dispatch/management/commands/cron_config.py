@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dispatch.cron_config import FORMATS, Target, cron_config
-from dispatch.exceptions import RegistryError
+from dispatch.exceptions import CronConfigError, RegistryError
 from dispatch.registry import cron_jobs
 
+# A URL the shell, cron and systemd all read as it is written (no quotes, `$`, spaces, brackets, `;`, `&`, `?`, `#`).
+URL_RE = re.compile(r"[A-Za-z0-9._~:/@%+=,-]+")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # A path the crontab's shell and systemd both read as it is written: no spaces, quotes or `%`.
 ENV_FILE_RE = re.compile(r"/[A-Za-z0-9._/-]{1,255}")
@@ -38,7 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         url = options["url"]
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        if parts.scheme not in ("http", "https") or not parts.netloc or not URL_RE.fullmatch(url):
             raise CommandError(f"--url {url!r}: give the service's base URL, e.g. --url https://orch.example.com")
         if not ENV_NAME_RE.fullmatch(options["secret_env"]):
             raise CommandError(f"--secret-env {options['secret_env']!r}: give a variable name, e.g. CRON_SECRET")
@@ -52,4 +54,8 @@ class Command(BaseCommand):
         except RegistryError as exc:
             raise CommandError(f"the cron registry is invalid: {exc}. Fix CRON_JOBS (docs/cron.md)") from exc
         target = Target(base_url=url, secret_env=options["secret_env"], env_file=options["env_file"])
-        self.stdout.write(cron_config(jobs, format=options["format"], target=target), ending="")
+        try:
+            text = cron_config(jobs, format=options["format"], target=target)
+        except CronConfigError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(text, ending="")

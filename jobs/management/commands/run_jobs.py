@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobs.backend import configured_queues
+from jobs.checks import tasks_problems
 from jobs.chores import WorkerChores
 from jobs.lease import longest_safe_budget
 from jobs.runner import DEFAULT_DRAIN_BUDGET_SECONDS, RunSummary
@@ -54,6 +55,13 @@ class Command(BaseCommand):
             default=DEFAULT_GRACE_SECONDS,
             help=f"seconds the running job may take to finish after SIGTERM/SIGINT (default {DEFAULT_GRACE_SECONDS:g})",
         )
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        """Refuse a TASKS the backends cannot be built from on one line, before the system checks build them."""
+        problems = tasks_problems()
+        if problems:
+            raise CommandError(f"{'; '.join(problems)}. Fix TASKS (docs/tasks.md, 'Settings')")
+        return super().execute(*args, **options)
 
     def handle(self, *args: Any, **options: Any) -> None:
         longest = longest_safe_budget()
