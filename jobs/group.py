@@ -62,6 +62,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -71,6 +72,7 @@ from django.db.transaction import TransactionManagementError
 
 from core.database import CONNECTION_ERRORS
 from core.errors import one_line
+from core.prometheus import after_commit
 from jobs import interrupts
 from jobs.claim import Clock, Outcome, give_back_undone, record_failure
 from jobs.context import JobContext, RunOrigin
@@ -78,6 +80,7 @@ from jobs.isolation import GroupLost, Isolation
 from jobs.lease import LeaseConnection
 from jobs.marks import Success, mark_succeeded
 from jobs.models import BackgroundJob
+from jobs.observers import attempts_succeeded
 from jobs.outcome import return_value_stored
 from jobs.registry import Handler, resolve_handler, runs_in_autocommit
 
@@ -181,12 +184,14 @@ class JobGroup:
         if self._atomic is None:
             self._open()
         self._ran.append(job)
-        failure, returned = self._call(job, handler, grouped=True)
+        failure, returned, ran_seconds = self._call(job, handler, grouped=True)
         if failure is not None:
             self.lease.read_answers()  # the job's own start must be done before its row is written here
             self._failures.append(record_failure(job, exc=failure, now=self.clock(), origin=self.origin))
         else:
-            self._successes.append(Success(job=job, finished_at=self.clock(), return_value=returned))
+            self._successes.append(
+                Success(job=job, finished_at=self.clock(), return_value=returned, ran_seconds=ran_seconds)
+            )
             logger.debug("job succeeded", extra={"action": "job_run", "jobId": job.pk, "kind": job.kind})
         if len(self._ran) >= self.max_jobs:
             self.commit()
@@ -205,16 +210,20 @@ class JobGroup:
             self._lease_lost(job, "job lease lost before its handler started: skipped")
             return
         job.started_at = started_at
-        failure, returned = self._call(job, handler, grouped=False)
+        failure, returned, ran_seconds = self._call(job, handler, grouped=False)
         if failure is not None:
             self.count(record_failure(job, exc=failure, now=self.clock(), origin=self.origin))
-        elif mark_succeeded([Success(job=job, finished_at=self.clock(), return_value=returned)]):
+            return
+        success = Success(job=job, finished_at=self.clock(), return_value=returned, ran_seconds=ran_seconds)
+        if mark_succeeded([success]):
+            after_commit(partial(attempts_succeeded, [success]))  # in autocommit: told at once
             self.count("succeeded")
         else:
             self._lease_lost(job, "job lease lost while its handler ran (its writes are committed)")
 
-    def _call(self, job: BackgroundJob, handler: Handler, *, grouped: bool) -> tuple[BaseException | None, Any]:
-        """Run `job`'s handler isolated; return its failure (None on success) and the return value it stores."""
+    def _call(self, job: BackgroundJob, handler: Handler, *, grouped: bool) -> tuple[BaseException | None, Any, float]:
+        """Run `job`'s handler isolated; return its failure (None on success), the return value it stores and the
+        seconds its handler ran."""
         waiting = self._ran if grouped else [job]
         assert job.started_at is not None
         context = JobContext(
@@ -230,13 +239,16 @@ class JobGroup:
         )
         since = interrupts.arrivals()
         with Isolation(self.db, grouped=grouped, job_id=job.pk) as isolation:
+            began = time.perf_counter()
             try:
-                returned = return_value_stored(handler(context))
+                returned = handler(context)
+                ran_seconds = time.perf_counter() - began
+                returned = return_value_stored(returned)
             except BaseException as exc:  # A handler may raise anything: the job records it and is retried.
                 if interrupts.is_signal(exc, since=since):
                     raise
-                return isolation.judge(exc), None
-            return isolation.judge(None), returned
+                return isolation.judge(exc), None, 0.0
+            return isolation.judge(None), returned, ran_seconds
 
     def _renew(self, jobs: list[BackgroundJob], job: BackgroundJob) -> bool:
         """A heartbeat: renew the leases of `jobs` (a group's, waiting for its commit); return whether `job` holds."""
@@ -258,6 +270,8 @@ class JobGroup:
             raise TransactionManagementError("the group's transaction was marked for rollback")
         atomic, ran, successes, failures = self._atomic, self._ran, self._successes, self._failures
         self._atomic, self._ran, self._successes, self._failures = None, [], [], []
+        if successes:  # one callback for the group's successes: gone with the group if it rolls back
+            after_commit(partial(attempts_succeeded, successes))
         try:
             atomic.__exit__(None, None, None)
         except DatabaseError as exc:  # the COMMIT refused (a deferred constraint): the Atomic rolled the group back

@@ -38,6 +38,7 @@ class Success:
     job: BackgroundJob
     finished_at: datetime
     return_value: Any
+    ran_seconds: float  # from its handler's call to its return (the run time metric: jobs.metrics)
 
 
 def mark_succeeded(successes: list[Success]) -> int:

@@ -6,21 +6,15 @@ group of jobs rolled back and run again is counted once, as it ended.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from core.prometheus import after_commit
 from jobs.models import BackgroundJob
-from jobs.outcome import return_value_told_now
-
-if TYPE_CHECKING:
-    from jobs.context import JobContext
 
 JOBS_FINISHED = Counter(
     "orchestrator_jobs_finished",
@@ -59,27 +53,25 @@ def attempt_observed(*, job: BackgroundJob, started_at: datetime, outcome: str, 
     _count(job.kind, outcome)
 
 
+def successes_observed(successes: Iterable[tuple[BackgroundJob, float]]) -> None:
+    """Count and time each (job, seconds its handler ran) of `successes`, attempts whose marks committed together."""
+    waits: dict[str, Any] = {}
+    runs: dict[str, Any] = {}
+    finished: dict[str, int] = {}
+    for job, ran_seconds in successes:  # each child looked up once: a group's jobs share a few kinds and queues
+        wait = waits.get(job.queue) or waits.setdefault(job.queue, QUEUE_WAIT.labels(job.queue))
+        run = runs.get(job.kind) or runs.setdefault(job.kind, RUN_TIME.labels(job.kind))
+        assert job.started_at is not None, "a job's handler runs once its start is stamped"
+        wait.observe(max((job.started_at - job.run_after).total_seconds(), 0.0))
+        run.observe(ran_seconds)
+        finished[job.kind] = finished.get(job.kind, 0) + 1
+    for kind, count in finished.items():
+        JOBS_FINISHED.labels(kind, "succeeded").inc(count)
+
+
 def job_ended_count(*, kind: str, outcome: str) -> None:
     """Count a job of `kind` that ended so without an attempt timed here, once that commits."""
     after_commit(partial(_count, kind, outcome))
-
-
-@dataclass(frozen=True)
-class Metered:
-    """A handler whose successful attempts are counted and timed (the runner's view of a handler; a task counts
-    its own, with its signal: jobs.taskcall)."""
-
-    handler: Callable[[JobContext], Any]
-
-    def __call__(self, ctx: JobContext) -> Any:
-        began = time.perf_counter()
-        returned = self.handler(ctx)
-        return_value_told_now(returned)
-        # Dropped with the handler's savepoint if its return value cannot be kept after all (jobs.isolation).
-        job_attempt_observe(
-            job=ctx.job, started_at=ctx.started_at, outcome="succeeded", ran_seconds=time.perf_counter() - began
-        )
-        return returned
 
 
 def _count(kind: str, outcome: str) -> None:

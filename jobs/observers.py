@@ -1,20 +1,31 @@
-"""Who hears of a job that failed or ended without succeeding: the metrics (jobs.metrics) and, for a task's
-job that ended FAILED (buried, or cancelled), the `task_finished` receivers (jobs.task_signals). Each hears once
+"""Who hears of a job's attempt and how it ended: the metrics (jobs.metrics) and, for a task's job that ended
+SUCCESSFUL or FAILED (buried, or cancelled), the `task_finished` receivers (jobs.task_signals). Each hears once
 the outcome commits.
 
-A successful attempt is told by the runner's handler itself (jobs.metrics.Metered, jobs.taskcall).
+The successes of a group are told together, by one commit callback of the group (jobs.group).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from jobs.metrics import job_attempt_observe, job_ended_count
+from jobs.marks import Success
+from jobs.metrics import job_attempt_observe, job_ended_count, successes_observed
 from jobs.models import BackgroundJob
 from jobs.registry import find_handler
 from jobs.task_results import task_result_of_job
 from jobs.task_signals import task_failed_after_commit
 from jobs.taskcall import TaskHandler
+
+
+def attempts_succeeded(successes: Sequence[Success]) -> None:
+    """Tell of `successes`, whose marks committed: each attempt counted and timed, each task's receivers told."""
+    successes_observed((done.job, done.ran_seconds) for done in successes)
+    for done in successes:
+        handler = find_handler(done.job.kind)  # found: it ran the job
+        if isinstance(handler, TaskHandler):
+            handler.succeeded(done.job, return_value=done.return_value, finished_at=done.finished_at)
 
 
 def attempt_failed(*, job: BackgroundJob, error: BaseException, outcome: str, now: datetime) -> None:

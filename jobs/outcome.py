@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django_tasks.utils import get_exception_traceback, get_module_path, normalize_json
 
 from jobs.exceptions import not_retriable
@@ -49,17 +48,6 @@ def return_value_stored(value: Any) -> Any:
             )
         )
     return stored
-
-
-def return_value_told_now(value: Any) -> None:
-    """Raise as return_value_stored does, when an attempt's success is told as it returns.
-
-    Outside a transaction (an @autocommit job) a commit callback runs at once: what counts
-    or signals the success must know first that the value can be kept, or it would tell
-    of a success the attempt then fails.
-    """
-    if not connection.in_atomic_block:
-        return_value_stored(value)
 
 
 def errors_with(job: BackgroundJob, exc: BaseException) -> list[dict[str, Any]]:

@@ -28,7 +28,6 @@ from django_tasks.exceptions import InvalidTaskBackendError, InvalidTaskError
 
 from core.errors import one_line
 from jobs.exceptions import not_retriable
-from jobs.metrics import Metered
 from jobs.taskcall import TaskHandler
 
 if TYPE_CHECKING:
@@ -118,7 +117,7 @@ def find_handler(kind: str) -> Handler | None:
 
 
 def resolve_handler(kind: str) -> Handler | None:
-    """Return what the runner calls for a job of `kind`: find_handler's answer, its successes counted; or None.
+    """Return what the runner calls for a job of `kind`: find_handler's answer, or None.
 
     A task's module path this process cannot import as a task (a task removed or renamed
     by a deploy, a worker running other code than the web) resolves to a handler that
@@ -131,8 +130,7 @@ def resolve_handler(kind: str) -> Handler | None:
             kind=kind,
             reason=found if isinstance(found, str) else f"names a task whose backend {found.backend!r} runs no jobs",
         )
-    # A task counts its own attempts, with its signals (jobs.taskcall).
-    return handler if handler is None or isinstance(handler, TaskHandler) else Metered(handler)
+    return handler
 
 
 @dataclass(frozen=True)

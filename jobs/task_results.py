@@ -8,6 +8,8 @@ the TaskResult an application holds shows the requeue and its outcome.
 from __future__ import annotations
 
 import copy
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django_tasks.base import Task, TaskError, TaskResult, TaskResultStatus
@@ -78,10 +80,17 @@ def _task_as_enqueued(task: Task[Any, Any], job: BackgroundJob, *, backend: str)
     run_after = None if job.run_after == job.created_at else job.run_after
     if (task.priority, task.queue_name, task.run_after, task.backend) == (job.priority, job.queue, run_after, backend):
         return task
+    return _task_copy(task, job.priority, job.queue, run_after, backend)
+
+
+@lru_cache(maxsize=256)  # the jobs of a batch enqueued alike share one copy (a Task is frozen)
+def _task_copy(
+    task: Task[Any, Any], priority: int, queue_name: str, run_after: datetime | None, backend: str
+) -> Task[Any, Any]:
     # Copied as the job was enqueued, not validated again: a queue since retired from QUEUES (or one this
     # process's TASKS does not list) still names the job's queue, and its result is still read.
     enqueued = copy.copy(task)
-    fields = {"priority": job.priority, "queue_name": job.queue, "run_after": run_after, "backend": backend}
+    fields = {"priority": priority, "queue_name": queue_name, "run_after": run_after, "backend": backend}
     for name, value in fields.items():
         object.__setattr__(enqueued, name, value)
     return enqueued

@@ -7,22 +7,41 @@ so a receiver told of a result reads that result back, and a group rolled back a
 again sends one `task_finished`, for the outcome that stayed. A failed attempt that will
 be retried sends none: its result is READY again. Each is sent with the backend's class
 as sender, as the framework's own backends send them.
+
+`task_started`, and a success's `task_finished`, are sent only when a receiver would hear
+them: django-tasks' own log receivers, always connected, hear only when their logger emits
+at their level (INFO), so where they are the only receivers and that logger is quieter, no
+TaskResult is built for them. A failure's `task_finished` is always sent: its
+`logger.exception` is error monitoring's hook.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import Any
 
-from django_tasks.base import TaskResult, TaskResultStatus
+from django.dispatch import Signal
+from django_tasks import signals
+from django_tasks.base import Task, TaskResult, TaskResultStatus
 from django_tasks.signals import task_finished, task_started
-from django_tasks.utils import normalize_json
 
 from core.prometheus import after_commit
+from jobs.models import BackgroundJob
+from jobs.task_results import task_result_of_job
 
 logger = logging.getLogger(__name__)
+
+# (signal, sender) -> (the signal's receivers when last read, whether others than django-tasks' log receiver
+# listen, whether that one does)
+_hearing: dict[tuple[Signal, type], tuple[list[Any], bool, bool]] = {}
+
+
+def task_started_heard(*, sender: type) -> bool:
+    """Return whether `task_started` from `sender` would reach a receiver that does something with it."""
+    return _heard(task_started, sender, own=signals.log_task_started)
 
 
 def task_started_send(result: TaskResult[Any], *, sender: type) -> None:
@@ -30,23 +49,20 @@ def task_started_send(result: TaskResult[Any], *, sender: type) -> None:
     task_started.send(sender, task_result=result)
 
 
-def task_succeeded_send(running: TaskResult[Any], *, returned: Any, finished_at: datetime, sender: type) -> None:
-    """Send `task_finished` for `running` as SUCCESSFUL with `returned` (call it once the success committed)."""
-    result: TaskResult[Any] = TaskResult(
-        task=running.task,
-        id=running.id,
-        status=TaskResultStatus.SUCCESSFUL,
-        enqueued_at=running.enqueued_at,
-        started_at=running.started_at,
-        finished_at=finished_at,
-        last_attempted_at=running.last_attempted_at,
-        args=running.args,
-        kwargs=running.kwargs,
-        backend=running.backend,
-        errors=running.errors,
-        worker_ids=running.worker_ids,
-    )
-    object.__setattr__(result, "_return_value", normalize_json(returned))  # storable: its success committed
+def task_succeeded_send(
+    job: BackgroundJob, *, task: Task[Any, Any], return_value: Any, finished_at: datetime, sender: type
+) -> None:
+    """Send `task_finished` for `job`, a job of `task` whose success committed, if a receiver would hear it.
+
+    `return_value` and `finished_at` are the job's as its success mark wrote them.
+    """
+    if not _heard(task_finished, sender, own=signals.log_task_finished):
+        return
+    result = task_result_of_job(job, task=task, backend=task.backend)
+    # The result was just built here, for this signal alone: it is set as the committed mark says.
+    object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+    object.__setattr__(result, "finished_at", finished_at)
+    object.__setattr__(result, "_return_value", return_value)
     _send(result, sender=sender)
 
 
@@ -74,3 +90,23 @@ def _send(result: TaskResult[Any], *, sender: type) -> None:
                 exc_info=outcome,
                 extra={"action": "task_signal", "receiver": repr(receiver), "taskResultId": result.id},
             )
+
+
+def _heard(signal: Signal, sender: type, *, own: Callable[..., Any]) -> bool:
+    """Return whether `signal` from `sender` reaches a receiver other than django-tasks' `own` log receiver, or that
+    one with its logger emitting at INFO (the level it logs a start or a success at).
+
+    Who listens is read again only when the signal's receivers changed (connected, disconnected, or dead ones
+    cleared): that read costs more than the rest of a no-op job's signals.
+    """
+    key = (signal, sender)
+    known = _hearing.get(key)
+    if known is None or known[0] != signal.receivers:
+        # Signal._live_receivers is Django's private API: the public has_listeners() cannot tell django-tasks' own
+        # log receiver, always connected, from an application's. It is what send() itself calls first. (A receiver
+        # that died since is still counted until the list changes: the signal is sent then, to no one.)
+        live, live_async = signal._live_receivers(sender)
+        others = bool(live_async) or any(receiver is not own for receiver in live)
+        known = _hearing[key] = (list(signal.receivers), others, own in live)
+    _, others, logs = known
+    return others or (logs and signals.logger.isEnabledFor(logging.INFO))

@@ -7,26 +7,23 @@ enqueue, and what `POST /api/jobs` must send for a task's kind.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import cached_property, partial
+from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from django.utils.version import PY311
-from django_tasks.base import Task, TaskContext, TaskResult
+from django_tasks.base import Task, TaskContext
 from django_tasks.utils import normalize_json
 
-from core.prometheus import after_commit
 from jobs.exceptions import InvalidJob
-from jobs.metrics import attempt_observed
-from jobs.outcome import return_value_told_now
 from jobs.task_results import task_result_of_job
-from jobs.task_signals import task_started_send, task_succeeded_send
+from jobs.task_signals import task_started_heard, task_started_send, task_succeeded_send
 
 if TYPE_CHECKING:
     from jobs.context import JobContext
+    from jobs.models import BackgroundJob
 
 PAYLOAD_KEYS = frozenset({"args", "kwargs"})
 
@@ -50,29 +47,24 @@ class TaskHandler:
 
     def __call__(self, ctx: JobContext) -> Any:
         args, kwargs = task_arguments(ctx.payload)
-        result = task_result_of_job(ctx.job, task=self.task, backend=self.task.backend)
-        task_started_send(result, sender=self.sender)
-        began = time.perf_counter()
-        if self.task.takes_context:
-            context = JobTaskContext(task_result=result, _heartbeat=ctx.heartbeat)
-            returned = self.task.call(context, *args, **kwargs)
-        else:
-            returned = self.task.call(*args, **kwargs)
-        return_value_told_now(returned)
-        # Dropped with the attempt's savepoint if its return value cannot be kept after all (jobs.isolation).
-        after_commit(partial(self._succeeded, ctx, result, returned, time.perf_counter() - began))
-        return returned
+        heard = task_started_heard(sender=self.sender)
+        if heard or self.task.takes_context:
+            result = task_result_of_job(ctx.job, task=self.task, backend=self.task.backend)
+            if heard:
+                task_started_send(result, sender=self.sender)
+            if self.task.takes_context:
+                context = JobTaskContext(task_result=result, _heartbeat=ctx.heartbeat)
+                return self.task.call(context, *args, **kwargs)
+        return self.task.call(*args, **kwargs)
 
     @cached_property
     def sender(self) -> type:
         """The class of the task's backend: the sender of its signals."""
         return type(self.task.get_backend())
 
-    def _succeeded(self, ctx: JobContext, running: TaskResult[Any], returned: Any, ran_seconds: float) -> None:
-        """Once the attempt's success committed: count it, and tell the `task_finished` receivers."""
-        attempt_observed(job=ctx.job, started_at=ctx.started_at, outcome="succeeded", ran_seconds=ran_seconds)
-        finished_at = ctx.started_at + timedelta(seconds=ran_seconds)
-        task_succeeded_send(running, returned=returned, finished_at=finished_at, sender=self.sender)
+    def succeeded(self, job: BackgroundJob, *, return_value: Any, finished_at: datetime) -> None:
+        """Tell the `task_finished` receivers of `job`'s success, once it committed (jobs.observers)."""
+        task_succeeded_send(job, task=self.task, return_value=return_value, finished_at=finished_at, sender=self.sender)
 
 
 def task_payload(args: Any, kwargs: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import OperationalError, connections
+from django.db import OperationalError, connections, transaction
 from django.dispatch import Signal
 from django_tasks import TaskResultStatus
 from django_tasks.base import TaskResult
@@ -101,7 +101,77 @@ def test_signals__a_task_that_succeeds_sends_each_once_and_is_committed_when_fin
     result.refresh()
     assert (finished.return_value, finished.attempts, finished.worker_ids) == (42, 1, result.worker_ids)
     assert finished.started_at is not None and finished.started_at == result.started_at
-    assert finished.finished_at is not None and finished.finished_at >= finished.started_at
+    assert finished.finished_at == result.finished_at  # as its success mark wrote it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_signals__a_group_of_successes_sends_one_finished_each_after_its_commit_and_none_when_rolled_back(
+    seen: Seen, now: datetime, settings: Any
+) -> None:
+    settings.JOBS_GROUP_MAX_MS = 600_000
+    told: list[str] = []
+    task_finished.connect(lambda task_result, **kw: told.append(committed_status(task_result.id)), weak=False)
+    try:
+        with transaction.atomic():  # a caller's transaction holds the groups: rolled back, nothing is told
+            kept = [tasks.noop.enqueue() for _ in range(3)]
+        with transaction.atomic():
+            undone = [tasks.echo.enqueue(n) for n in range(3)]
+            summary = jobs_run(budget_seconds=30, clock=at(now))
+            transaction.set_rollback(True)
+        assert summary.succeeded == 6
+        assert [name for name, _, _ in seen if name == "finished"] == told == []  # no success of theirs committed
+
+        summary = jobs_run(budget_seconds=30, clock=at(now))  # the three kept, in one group
+    finally:
+        task_finished.receivers.pop()
+
+    assert summary.succeeded == 3
+    finished = [(task_result.id, task_result.status) for name, _, task_result in seen if name == "finished"]
+    assert sorted(finished) == sorted((result.id, "SUCCESSFUL") for result in kept)  # once each
+    assert all(("finished", "SUCCESSFUL") not in statuses(seen, result.id) for result in undone)
+    assert told == ["succeeded"] * 3  # each told after the group's one commit
+
+
+@pytest.mark.django_db
+def test_signals__the_frameworks_log_receivers_log_a_success_when_its_logger_allows(
+    now: datetime, caplog: pytest.LogCaptureFixture, django_capture_on_commit_callbacks: Any
+) -> None:
+    quiet = tasks.noop.enqueue()
+    with caplog.at_level(logging.WARNING, logger="django_tasks"), django_capture_on_commit_callbacks(execute=True):
+        jobs_run(budget_seconds=30, clock=at(now))
+    heard = tasks.meaning_of_life.enqueue()
+    with caplog.at_level(logging.DEBUG, logger="django_tasks"), django_capture_on_commit_callbacks(execute=True):
+        jobs_run(budget_seconds=30, clock=at(now))
+
+    logged = [(record.levelname, record.getMessage()) for record in caplog.records if record.name == "django_tasks"]
+    path = "testsupport.tasks.meaning_of_life"
+    assert logged == [
+        ("INFO", f"Task id={heard.id} path={path} state=RUNNING"),
+        ("INFO", f"Task id={heard.id} path={path} state=SUCCESSFUL"),
+    ]
+    assert all(quiet.id not in message for _, message in logged)
+
+
+@pytest.mark.django_db
+def test_signals__a_receiver_connected_for_the_backend_alone_hears_a_start_and_a_success(
+    now: datetime, django_capture_on_commit_callbacks: Any
+) -> None:
+    heard: list[tuple[str, str]] = []
+
+    def receive(sender: type, task_result: TaskResult[Any], **kwargs: Any) -> None:
+        heard.append((task_result.id, task_result.status))
+
+    task_started.connect(receive, sender=OrchestratorBackend, weak=False)
+    task_finished.connect(receive, sender=OrchestratorBackend, weak=False)
+    try:
+        result = tasks.meaning_of_life.enqueue()
+        with django_capture_on_commit_callbacks(execute=True):
+            jobs_run(budget_seconds=30, clock=at(now))
+    finally:
+        task_started.disconnect(receive, sender=OrchestratorBackend)
+        task_finished.disconnect(receive, sender=OrchestratorBackend)
+
+    assert heard == [(result.id, "RUNNING"), (result.id, "SUCCESSFUL")]
 
 
 @pytest.mark.django_db
