@@ -228,8 +228,11 @@ def last_cron_ticks(jobs: Sequence[str]) -> Iterator[tuple[str, datetime]]:
     """Yield (job, when its newest cron-sourced window opened) for each job the cron service has called.
 
     Only the cron service's ticks count: the reconciler's rows (missed, caught up) and
-    an operator's must not make a silent cron service look alive. One index probe per
-    job, LAST_TICK_CHUNK jobs per statement.
+    an operator's must not make a silent cron service look alive. A cron tick claims the
+    window of its own moment, so a job's newest cron window by window start is also its
+    newest by creation: each job's answer is read down the (job, window start) index from
+    its newest window to its newest cron one, not over all its rows. LAST_TICK_CHUNK jobs
+    per statement.
     """
     table = DispatchWindow._meta.db_table
     field = DispatchWindow._meta.get_field("created_at")
@@ -238,7 +241,8 @@ def last_cron_ticks(jobs: Sequence[str]) -> Iterator[tuple[str, datetime]]:
         values = ", ".join(["(%s)"] * len(names))
         # VALUES names its column column1 on PostgreSQL and SQLite alike.
         sql = (
-            f"SELECT column1, (SELECT max(created_at) FROM {table} WHERE job = column1 AND source = %s) "
+            f"SELECT column1, (SELECT created_at FROM {table} WHERE job = column1 AND source = %s "
+            f"ORDER BY window_start DESC LIMIT 1) "
             f"FROM (VALUES {values}) AS names"
         )
         with connection.cursor() as cursor:
