@@ -256,5 +256,7 @@ def last_cron_ticks(jobs: Sequence[str]) -> Iterator[tuple[str, datetime]]:
 def _converted(value: object) -> object:
     """Return SQLite's text timestamp (naive UTC) as the ORM reads it; PostgreSQL's driver gives a datetime."""
     if isinstance(value, str) and (parsed := parse_datetime(value)) is not None:
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        value = parsed
+    if isinstance(value, datetime) and value.tzinfo is None:  # SQLite's converter of a declared column: naive UTC
+        return value.replace(tzinfo=UTC)
     return value
